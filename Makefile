@@ -1,0 +1,39 @@
+# Every target creates the virtual environment on first use, so a fresh clone needs
+# nothing but Python:  `make demo` runs the main job, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
+EXTRAS := dev,cli,httpx,prometheus,redis,diagrams
+
+.PHONY: install test lint bench demo diagrams soak mutation clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95
+
+lint: $(STAMP)
+	$(BIN)/ruff check breaker_fsm tests
+	$(BIN)/ruff format --check breaker_fsm tests
+	$(BIN)/mypy breaker_fsm
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-enable -p no:cacheprovider -q
+
+demo: $(STAMP)
+	$(BIN)/python -m breaker_fsm demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage bench-results

@@ -1,0 +1,41 @@
+"""breaker_fsm: a circuit breaker built as an explicit, audited finite-state machine.
+
+>>> from breaker_fsm import BreakerPolicy, CircuitBreaker
+>>> breaker = CircuitBreaker("users-api", BreakerPolicy(failure_threshold=3))
+>>> breaker.state
+'closed'
+"""
+
+from ._audit import Transition
+from ._breaker import BreakerMetrics, CircuitBreaker
+from ._clock import Clock, SystemClock
+from ._machine import BreakerMachine
+from ._policy import BreakerPolicy, BreakerStats, CountWindow, TimeWindow
+from .exceptions import (
+    AuditError,
+    BreakerError,
+    CircuitOpenError,
+    IllegalTransitionError,
+    PolicyFileError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditError",
+    "BreakerError",
+    "BreakerMachine",
+    "BreakerMetrics",
+    "BreakerPolicy",
+    "BreakerStats",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Clock",
+    "CountWindow",
+    "IllegalTransitionError",
+    "PolicyFileError",
+    "SystemClock",
+    "TimeWindow",
+    "Transition",
+    "__version__",
+]

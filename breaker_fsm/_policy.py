@@ -1,0 +1,418 @@
+"""``BreakerPolicy``: every threshold and timeout, and the guards that decide transitions."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import importlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from .exceptions import PolicyFileError
+
+if TYPE_CHECKING:
+    import random
+
+__all__ = ["BreakerPolicy", "BreakerStats", "CountWindow", "TimeWindow"]
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _seconds(value: object) -> object:
+    """Accept ``timedelta`` wherever a duration in seconds is expected."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _exception_class(value: object) -> type[Exception]:
+    """Resolve an exception class, or its dotted name (``"http.client.HTTPException"``)."""
+    if isinstance(value, str):
+        name = value.strip()
+        module_name, _, attr = name.rpartition(".")
+        try:
+            if module_name:
+                obj: object = importlib.import_module(module_name)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            else:
+                obj = getattr(builtins, name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{name!r} does not name an importable exception class") from exc
+        value = obj
+    if not isinstance(value, type) or not issubclass(value, Exception):
+        raise ValueError(f"{value!r} is not an Exception subclass")
+    return value
+
+
+def _dotted_name(cls: type[Exception]) -> str:
+    """Name an exception class so that :func:`_exception_class` finds it again."""
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _exception_tuple(value: object) -> object:
+    """Accept one class or name, or a comma-separated string of names, as a tuple."""
+    if isinstance(value, str):
+        return tuple(part for part in (p.strip() for p in value.split(",")) if part)
+    if isinstance(value, type):
+        return (value,)
+    return value
+
+
+ExceptionClass = Annotated[
+    type[Exception],
+    PlainValidator(_exception_class),
+    PlainSerializer(_dotted_name, return_type=str),
+    WithJsonSchema({"type": "string", "description": "dotted name of an Exception subclass"}),
+]
+ExceptionClasses = Annotated[tuple[ExceptionClass, ...], BeforeValidator(_exception_tuple)]
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class CountWindow(BaseModel):
+    """Judge the last ``size`` calls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["count"] = "count"
+    size: int = Field(default=100, ge=1, description="number of most recent calls judged")
+
+
+class TimeWindow(BaseModel):
+    """Judge the calls of the last ``seconds`` seconds, in one-second buckets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["time"] = "time"
+    seconds: int = Field(default=60, ge=1, description="length of the window in seconds")
+
+
+Window = Annotated[CountWindow | TimeWindow, Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- guard input
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BreakerStats:
+    """The evidence a guard decides on: a snapshot of one breaker's counters.
+
+    Built only when a transition is considered (rare), never on the hot path.
+    """
+
+    now: float
+    consecutive_failures: int = 0
+    window_calls: int = 0
+    window_failures: int = 0
+    window_slow: int = 0
+    trial_successes: int = 0
+    trial_failures: int = 0
+    opened_at: float | None = None
+    open_duration: float = 0.0
+    half_open_since: float | None = None
+
+    def as_counters(self) -> dict[str, float]:
+        """The counters that justify a transition, for its audit record."""
+        return {
+            "consecutive_failures": self.consecutive_failures,
+            "window_calls": self.window_calls,
+            "window_failures": self.window_failures,
+            "window_slow": self.window_slow,
+            "trial_successes": self.trial_successes,
+            "trial_failures": self.trial_failures,
+        }
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+class BreakerPolicy(BaseModel):
+    """Thresholds, timeouts and failure classification for a circuit breaker.
+
+    A policy is an immutable value: share one between many breakers. Durations are
+    seconds and also accept :class:`datetime.timedelta`. Thresholds are inclusive: a
+    streak or a rate trips when it *reaches* its threshold.
+
+    >>> BreakerPolicy(failure_threshold=3, reset_timeout=timedelta(seconds=5)).reset_timeout
+    5.0
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+
+    failure_threshold: int | None = Field(
+        default=5, ge=1, description="consecutive failures that trip a closed breaker (None: off)"
+    )
+    reset_timeout: Seconds = Field(
+        default=30.0, description="seconds a breaker stays open before a trial call is allowed"
+    )
+    success_threshold: int = Field(
+        default=1, ge=1, description="successful trial calls in half_open needed to recover"
+    )
+    half_open_max_calls: int = Field(
+        default=1, ge=1, description="trial calls admitted per half-open episode"
+    )
+    record_exceptions: ExceptionClasses = Field(
+        default=(Exception,), description="exception types counted as failures"
+    )
+    ignore_exceptions: ExceptionClasses = Field(
+        default=(), description="exception types that count neither way (they win over record)"
+    )
+    window: Window | None = Field(
+        default=None,
+        description="sliding window judged by the rate rules: count- or time-based (None: off)",
+    )
+    failure_rate_threshold: Fraction = Field(
+        default=0.5, description="fraction of failed calls in the window that trips"
+    )
+    minimum_calls: int = Field(
+        default=10, ge=1, description="calls the window needs before any rate is computed"
+    )
+    slow_call_duration: Seconds | None = Field(
+        default=None, description="seconds after which a call counts as slow (None: off)"
+    )
+    slow_call_rate_threshold: Fraction = Field(
+        default=1.0, description="fraction of slow calls in the window that trips"
+    )
+    reset_timeout_multiplier: float = Field(
+        default=1.0, ge=1, allow_inf_nan=False, description="backoff factor of each retrip"
+    )
+    max_reset_timeout: Seconds | None = Field(
+        default=None, description="ceiling for the backed-off open duration"
+    )
+    reset_timeout_jitter: float = Field(
+        default=0.0, ge=0, lt=1, description="open durations vary by up to this share, ±"
+    )
+    half_open_timeout: Seconds | None = Field(
+        default=None, description="seconds a half-open episode may last without a decision"
+    )
+
+    # ------------------------------------------------------------------ cross-field rules
+
+    @field_validator("slow_call_duration")
+    @classmethod
+    def _slow_needs_window(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("window") is None:
+            raise ValueError("slow-call detection needs a window")
+        return value
+
+    @field_validator("max_reset_timeout")
+    @classmethod
+    def _ceiling_above_base(cls, value: float | None, info: ValidationInfo) -> float | None:
+        base = info.data.get("reset_timeout")
+        if value is not None and base is not None and value < base:
+            raise ValueError(f"must be >= reset_timeout ({base}), got {value}")
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Check the rules that span fields which may have been left at their defaults."""
+        if self.failure_threshold is None and self.window is None:
+            raise _validation_error(
+                "window", None, "no trip rule is active: set failure_threshold or a window"
+            )
+        if self.half_open_max_calls < self.success_threshold:
+            raise _validation_error(
+                "half_open_max_calls",
+                self.half_open_max_calls,
+                f"must be >= success_threshold ({self.success_threshold}), "
+                f"got {self.half_open_max_calls}",
+            )
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def effective_minimum_calls(self) -> int:
+        """``minimum_calls``, capped at a count window's size."""
+        if isinstance(self.window, CountWindow):
+            return min(self.minimum_calls, self.window.size)
+        return self.minimum_calls
+
+    def open_duration(self, episode: int, rng: random.Random | None = None) -> float:
+        """Seconds the ``episode``-th consecutive open episode lasts (1 after a trip).
+
+        ``min(reset_timeout × multiplier^(episode−1), max_reset_timeout)``, then scaled by
+        ``1 + u`` with ``u`` uniform in ``[−jitter, +jitter]`` drawn from ``rng``.
+        """
+        base = self.reset_timeout
+        if self.reset_timeout_multiplier != 1.0 and episode > 1:
+            try:
+                base = base * self.reset_timeout_multiplier ** (episode - 1)
+            except OverflowError:
+                base = float("inf")
+        if self.max_reset_timeout is not None:
+            base = min(base, self.max_reset_timeout)
+        if self.reset_timeout_jitter and rng is not None:
+            jitter = self.reset_timeout_jitter
+            base *= 1.0 + rng.uniform(-jitter, jitter)
+        return base
+
+    def is_failure_exception(self, exc: BaseException) -> bool | None:
+        """Classify an exception: ``True`` failure, ``None`` neutral, ``False`` success.
+
+        Exceptions that are not ``Exception`` (KeyboardInterrupt, CancelledError) and
+        ignored ones are neutral; recorded ones are failures; any other exception means the
+        dependency answered, so it counts as a success.
+        """
+        if not isinstance(exc, Exception) or isinstance(exc, self.ignore_exceptions):
+            return None
+        return isinstance(exc, self.record_exceptions)
+
+    # ------------------------------------------------------------------ guards
+
+    def trip_reason(self, stats: BreakerStats) -> str | None:
+        """Which trip rule fires on ``stats``, in words, or ``None`` when none does."""
+        threshold = self.failure_threshold
+        if threshold is not None and stats.consecutive_failures >= threshold:
+            return f"{stats.consecutive_failures} consecutive failures ≥ {threshold}"
+        calls = stats.window_calls
+        if self.window is not None and calls and calls >= self.effective_minimum_calls:
+            rate = stats.window_failures / calls
+            if rate >= self.failure_rate_threshold:
+                return (
+                    f"failure rate {rate:.2f} ≥ {self.failure_rate_threshold:g} over {calls} calls"
+                )
+            if self.slow_call_duration is not None:
+                slow_rate = stats.window_slow / calls
+                if slow_rate >= self.slow_call_rate_threshold:
+                    return (
+                        f"slow-call rate {slow_rate:.2f} ≥ "
+                        f"{self.slow_call_rate_threshold:g} over {calls} calls"
+                    )
+        return None
+
+    def failure_threshold_reached(self, stats: BreakerStats | None = None) -> bool:
+        """Failure threshold reached."""
+        return stats is not None and self.trip_reason(stats) is not None
+
+    def open_duration_elapsed(self, stats: BreakerStats | None = None) -> bool:
+        """Open duration elapsed."""
+        if stats is None or stats.opened_at is None:
+            return False
+        return stats.now - stats.opened_at >= stats.open_duration
+
+    def success_threshold_reached(self, stats: BreakerStats | None = None) -> bool:
+        """Enough trial calls succeeded."""
+        return stats is not None and stats.trial_successes >= self.success_threshold
+
+    def trial_failed(self, stats: BreakerStats | None = None) -> bool:
+        """A trial call failed or half-open timed out."""
+        if stats is None:
+            return False
+        return stats.trial_failures > 0 or self.half_open_timed_out(stats)
+
+    def half_open_timed_out(self, stats: BreakerStats) -> bool:
+        """Whether the half-open episode has lasted ``half_open_timeout`` without a decision."""
+        if self.half_open_timeout is None or stats.half_open_since is None:
+            return False
+        return stats.now - stats.half_open_since >= self.half_open_timeout
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], *, section: str | None = None
+    ) -> BreakerPolicy:
+        """Load a policy from a ``.json`` or ``.toml`` file.
+
+        Args:
+            path: the file.
+            section: dotted path of the table holding the policy (``"tool.breaker_fsm"``
+                in a ``pyproject.toml``); the whole document when ``None``.
+
+        Raises:
+            PolicyFileError: the file is missing, unreadable, malformed or of an unknown kind.
+            pydantic.ValidationError: the values are invalid (titled with the file's name).
+        """
+        file = Path(path)
+        suffix = file.suffix.lower()
+        if suffix not in (".json", ".toml"):
+            raise PolicyFileError(str(file), "unknown policy file type: use .json or .toml")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PolicyFileError(str(file), "no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyFileError(str(file), f"cannot read: {exc}") from None
+        data: object
+        if suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise PolicyFileError(
+                    str(file), f"invalid JSON: {exc.msg}", line=exc.lineno
+                ) from None
+        else:
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                found = re.search(r"line (\d+)", str(exc))
+                raise PolicyFileError(
+                    str(file), f"invalid TOML: {exc}", line=int(found[1]) if found else None
+                ) from None
+        for key in section.split(".") if section else ():
+            if not isinstance(data, dict) or key not in data:
+                raise PolicyFileError(str(file), f"no [{section}] table")
+            data = data[key]
+        return cls._validate_titled(data, f"BreakerPolicy from {file}")
+
+    @classmethod
+    def from_env(
+        cls, prefix: str = "BREAKER_", environ: Mapping[str, str] | None = None
+    ) -> BreakerPolicy:
+        """Load a policy from environment variables such as ``BREAKER_FAILURE_THRESHOLD=3``.
+
+        Every variable that starts with ``prefix`` names a field (case-insensitive); an
+        unknown one is an error. Values are JSON where they parse as JSON (numbers, ``null``,
+        ``{"kind": "count", "size": 100}``, lists), else plain strings; exception lists may
+        also be comma-separated names.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, object] = {}
+        for key, raw in env.items():
+            if not key.upper().startswith(prefix.upper()):
+                continue
+            name = key[len(prefix) :].lower()
+            try:
+                data[name] = json.loads(raw)
+            except ValueError:
+                data[name] = raw
+        return cls._validate_titled(data, f"BreakerPolicy from environment ({prefix}*)")
+
+    @classmethod
+    def _validate_titled(cls, data: object, title: str) -> BreakerPolicy:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ValidationError.from_exception_data(
+                title,
+                exc.errors(include_url=False),  # type: ignore[arg-type]  # same error dicts
+            ) from None
+
+
+def _validation_error(field: str, value: object, message: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "BreakerPolicy",
+        [{"type": "value_error", "loc": (field,), "input": value, "ctx": {"error": message}}],
+    )

@@ -1,0 +1,103 @@
+"""Every error breaker_fsm raises, under one base class.
+
+::
+
+    BreakerError
+    ├── CircuitOpenError        a call was refused (open, forced_open, half-open full)
+    ├── IllegalTransitionError  an event that is not legal in the current state
+    ├── AuditError              an audit trail that is not a legal walk, or a corrupt line
+    └── PolicyFileError         a policy file that is missing, unreadable or malformed
+
+Invalid policy *values* raise pydantic's ``ValidationError``, which names the field.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuditError",
+    "BreakerError",
+    "CircuitOpenError",
+    "IllegalTransitionError",
+    "PolicyFileError",
+]
+
+
+class BreakerError(Exception):
+    """Base class of every breaker_fsm error."""
+
+
+class CircuitOpenError(BreakerError):
+    """A call was refused because the breaker does not admit it.
+
+    Attributes:
+        breaker: name of the breaker that refused the call.
+        state: the state it was in (``"open"``, ``"forced_open"`` or ``"half_open"``).
+        retry_after: seconds until a trial call may be admitted, or ``None`` when unknown
+            (forced open, or half-open with every trial permit taken).
+    """
+
+    __slots__ = ("breaker", "retry_after", "state")
+
+    def __init__(self, breaker: str, state: str, retry_after: float | None) -> None:
+        self.breaker = breaker
+        self.state = state
+        self.retry_after = retry_after
+        super().__init__(breaker, state, retry_after)
+
+    def __str__(self) -> str:
+        when = "" if self.retry_after is None else f"; retry after {self.retry_after:.3f}s"
+        return f"circuit {self.breaker!r} is {self.state}{when}"
+
+
+class IllegalTransitionError(BreakerError):
+    """An event was sent that is not legal from the current state; nothing changed.
+
+    Attributes:
+        event: the event's name.
+        state: the state the breaker was (and still is) in.
+    """
+
+    def __init__(self, event: str, state: str, detail: str = "") -> None:
+        self.event = event
+        self.state = state
+        self.detail = detail
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"event {event!r} is not allowed in state {state!r}{suffix}")
+
+
+class AuditError(BreakerError):
+    """An audit trail is not a legal walk of the machine, or could not be read.
+
+    Attributes:
+        seq: ``seq`` of the first bad record, when the problem is a record.
+        line: 1-based line number in the file, when the problem is a line.
+        index: 0-based position of the bad record in what was verified.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        seq: int | None = None,
+        line: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.seq = seq
+        self.line = line
+        self.index = index
+        super().__init__(message)
+
+
+class PolicyFileError(BreakerError):
+    """A policy file could not be read or parsed.
+
+    Attributes:
+        path: the file.
+        line: 1-based line of the parse error, when the parser reports one.
+    """
+
+    def __init__(self, path: str, message: str, *, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")

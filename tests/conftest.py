@@ -1,0 +1,32 @@
+"""Shared fixtures and the Hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from breaker_fsm.testing import FakeClock
+
+pytest_plugins = ["tests.redis_server"]
+
+settings.register_profile(
+    "ci",
+    max_examples=1000,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=200, deadline=None)
+settings.register_profile(
+    "soak", max_examples=50_000, stateful_step_count=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock at monotonic 0.0."""
+    return FakeClock()
