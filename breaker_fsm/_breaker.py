@@ -122,8 +122,11 @@ class CircuitBreaker:
             :class:`~breaker_fsm.CircuitOpenError` when a call is refused.
         sinks: callables that receive every :class:`~breaker_fsm.Transition`, in order,
             before the call that caused it returns. A sink that raises is logged and counted.
-        is_failure: predicate on the operation's return value; ``True`` records the call as
-            a failure (the value is still returned).
+        is_failure: predicate on the operation's return value; a true verdict records the
+            call as a failure (the value is still returned). A verdict that is a number of
+            seconds (not a bool) also asks that, if this failure trips the breaker, the
+            episode stay open at least that long (an HTTP ``Retry-After``), capped by
+            ``max_reset_timeout``.
         rng: random source for open-duration jitter; seed it for reproducible runs.
         audit_capacity: how many records ``breaker.audit`` keeps.
 
@@ -185,7 +188,7 @@ class CircuitBreaker:
         clock: Clock | None = None,
         fallback: Callable[..., Any] | None = None,
         sinks: Iterable[Sink] = (),
-        is_failure: Callable[[Any], bool] | None = None,
+        is_failure: Callable[[Any], bool | float | None] | None = None,
         rng: random.Random | None = None,
         audit_capacity: int = 1000,
     ) -> None:
@@ -476,16 +479,22 @@ class CircuitBreaker:
     def _record_result(self, result: object, gen: int, started: float) -> None:
         """Record a call that returned ``result``, judged by ``is_failure`` when given."""
         outcome = 0
+        hint = None
         predicate = self._is_failure
         if predicate is not None:
             try:
-                outcome = FAILED if predicate(result) else 0
+                verdict = predicate(result)
             except Exception:
                 _log.exception("breaker %r: is_failure predicate raised", self.name)
                 with self._lock:
                     self._sink_errors += 1
                 outcome = _NEUTRAL
-        self._record(gen, outcome, started)
+            else:
+                if verdict:
+                    outcome = FAILED
+                    if not isinstance(verdict, bool) and isinstance(verdict, int | float):
+                        hint = float(verdict)
+        self._record(gen, outcome, started, hint)
 
     def _record_success(self, gen: int) -> None:
         """A success on the fast path with a count window: one lock, no clock."""
@@ -500,8 +509,13 @@ class CircuitBreaker:
         if trip:
             self._fire("trip", gen)
 
-    def _record(self, gen: int, outcome: int, started: float) -> None:  # noqa: PLR0912 - one locked section on purpose
-        """Count one outcome and fire the transition it makes due, if any."""
+    def _record(  # noqa: PLR0912 - one locked section on purpose
+        self, gen: int, outcome: int, started: float, open_hint: float | None = None
+    ) -> None:
+        """Count one outcome and fire the transition it makes due, if any.
+
+        ``open_hint`` (seconds) lengthens the open episode if this outcome trips.
+        """
         if gen == _SKIP:
             return
         now = 0.0
@@ -543,7 +557,12 @@ class CircuitBreaker:
                     if self._trial_ok >= self.policy.success_threshold:
                         event = "recover"
         if event is not None:
-            self._fire(event, gen)
+            if open_hint is not None and event != "recover":
+                with self._lock:
+                    self._open_hint = open_hint
+            if not self._fire(event, gen) and open_hint is not None:
+                with self._lock:
+                    self._open_hint = None
 
     def _should_trip(self, now: float) -> bool:
         """The trip rules on the live counters (under ``_lock``); the policy guard confirms."""

@@ -36,7 +36,10 @@ def run(*, requests: int = 20, seed: int = 8, out: TextIO | None = None) -> Circ
     breaker = CircuitBreaker(
         "flaky-service", policy, clock=clock, fallback=lambda n: f"request {n}: cached answer"
     )
-    print(f"policy: {policy.model_dump_json(include={'failure_threshold', 'reset_timeout'})}", file=out)
+    print(
+        f"policy: {policy.model_dump_json(include={'failure_threshold', 'reset_timeout'})}",
+        file=out,
+    )
     print(f"{'#':>3}  {'t':>5}  {'outcome':<38} {'state':<10} streak", file=out)
     for n in range(1, requests + 1):
         before = breaker.metrics().rejected_count
