@@ -335,9 +335,10 @@ class CircuitBreaker:
                 self._record_exception(exc, gen, 0.0)
                 raise
             if self._window is None:
-                next(self._ok)
-                if self._streak and gen == self._gen:
-                    self._record(gen, 0, 0.0)
+                if self._streak:
+                    self._record(gen, 0, 0.0)  # resets the streak under the lock
+                else:
+                    next(self._ok)
             else:
                 self._record_success(gen)
             return result
@@ -371,9 +372,10 @@ class CircuitBreaker:
                 self._record_exception(exc, gen, 0.0)
                 raise
             if self._window is None:
-                next(self._ok)
-                if self._streak and gen == self._gen:
-                    self._record(gen, 0, 0.0)
+                if self._streak:
+                    self._record(gen, 0, 0.0)  # resets the streak under the lock
+                else:
+                    next(self._ok)
             else:
                 self._record_success(gen)
             return result
@@ -519,12 +521,10 @@ class CircuitBreaker:
         if gen == _SKIP:
             return
         now = 0.0
-        if started and (self._slow is not None or self._window is not None):
+        if not self._fast:  # the fast path times nothing and has no time buckets
             now = self._clock.monotonic()
             if outcome >= 0 and self._slow is not None and now - started > self._slow:
                 outcome |= SLOW
-        elif not self._fast:
-            now = self._clock.monotonic()
         event = None
         with self._lock:
             if outcome < 0:

@@ -175,7 +175,10 @@ class BreakerPolicy(BaseModel):
         default=1, ge=1, description="trial calls admitted per half-open episode"
     )
     record_exceptions: ExceptionClasses = Field(
-        default=(Exception,), description="exception types counted as failures"
+        # A name, not the class, so that the JSON Schema can show the default.
+        default=("Exception",),
+        validate_default=True,
+        description="exception types counted as failures",
     )
     ignore_exceptions: ExceptionClasses = Field(
         default=(), description="exception types that count neither way (they win over record)"

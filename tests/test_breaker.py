@@ -1,0 +1,786 @@
+"""CircuitBreaker: calls, rejections, outcomes, operator events, metrics and sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any, NoReturn
+
+import pytest
+
+from breaker_fsm import (
+    BreakerPolicy,
+    CircuitBreaker,
+    CircuitOpenError,
+    CountWindow,
+    IllegalTransitionError,
+    TimeWindow,
+    Transition,
+)
+from breaker_fsm.audit import verify
+from breaker_fsm.testing import FakeClock
+
+
+class Boom(Exception):
+    """A failure of the dependency."""
+
+
+def ok(value: Any = "ok") -> Any:
+    return value
+
+
+def boom(*_: Any, **__: Any) -> NoReturn:
+    raise Boom("down")
+
+
+def fail(breaker: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(Boom):
+            breaker.call(boom)
+
+
+def events(breaker: CircuitBreaker) -> list[str]:
+    return [r.event for r in breaker.audit]
+
+
+def make(clock: FakeClock, **policy: Any) -> CircuitBreaker:
+    policy.setdefault("failure_threshold", 3)
+    policy.setdefault("reset_timeout", 10)
+    return CircuitBreaker("svc", BreakerPolicy(**policy), clock=clock)
+
+
+def trip(breaker: CircuitBreaker) -> None:
+    fail(breaker, breaker.policy.failure_threshold or 1)
+    assert breaker.state == "open"
+
+
+# ----------------------------------------------------------------------------- basics
+
+
+def test_name_is_required() -> None:
+    """A breaker without a name is refused."""
+    with pytest.raises(ValueError, match="name"):
+        CircuitBreaker("")
+
+
+def test_call_passes_arguments_and_returns(clock: FakeClock) -> None:
+    """call() forwards positional and keyword arguments and returns the result."""
+    breaker = make(clock)
+    assert breaker.call(lambda a, b=0: a + b, 1, b=2) == 3
+    assert breaker.state == "closed"
+    assert repr(breaker) == "<CircuitBreaker 'svc' closed>"
+
+
+def test_operation_exception_is_reraised_unchanged(clock: FakeClock) -> None:
+    """The operation's own exception object propagates after being recorded."""
+    breaker = make(clock)
+    error = Boom("exact")
+
+    def raiser() -> NoReturn:
+        raise error
+
+    with pytest.raises(Boom) as exc:
+        breaker.call(raiser)
+    assert exc.value is error
+    assert breaker.metrics().failure_count == 1
+
+
+def test_trips_at_threshold_and_rejects(clock: FakeClock) -> None:
+    """The threshold-th consecutive failure trips; the next call is rejected with context."""
+    breaker = make(clock)
+    fail(breaker, 2)
+    assert breaker.state == "closed"
+    fail(breaker)
+    assert breaker.state == "open"
+    clock.advance(4)
+    with pytest.raises(CircuitOpenError) as exc:
+        breaker.call(ok)
+    assert (exc.value.breaker, exc.value.state, exc.value.retry_after) == ("svc", "open", 6.0)
+    assert "svc" in str(exc.value)
+    assert "retry after 6.000s" in str(exc.value)
+
+
+def test_success_resets_streak(clock: FakeClock) -> None:
+    """A success between failures restarts the consecutive count."""
+    breaker = make(clock)
+    fail(breaker, 2)
+    breaker.call(ok)
+    fail(breaker, 2)
+    assert breaker.state == "closed"
+    assert breaker.metrics().failure_count == 2
+
+
+def test_half_open_after_timeout_then_recover(clock: FakeClock) -> None:
+    """After the open duration the next call is a trial; its success closes the breaker."""
+    breaker = make(clock)
+    trip(breaker)
+    clock.advance(9.999)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    clock.advance(0.001)
+    assert breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    assert events(breaker) == ["trip", "attempt_reset", "recover"]
+
+
+def test_failed_trial_retrips(clock: FakeClock) -> None:
+    """A failing trial call sends the breaker back to open for a new episode."""
+    breaker = make(clock)
+    trip(breaker)
+    clock.advance(10)
+    fail(breaker)
+    assert breaker.state == "open"
+    assert events(breaker) == ["trip", "attempt_reset", "retrip"]
+    assert breaker.metrics().retry_after == 10
+
+
+def test_half_open_admits_only_permitted_trials(clock: FakeClock) -> None:
+    """While trials are in flight, calls beyond half_open_max_calls are rejected."""
+    breaker = make(clock, success_threshold=2, half_open_max_calls=2)
+    trip(breaker)
+    clock.advance(10)
+    seen: list[str] = []
+
+    def nested() -> str:
+        # Runs as the first trial; a second trial is admitted, a third is not.
+        seen.append(breaker.call(ok, "second"))
+        with pytest.raises(CircuitOpenError) as exc:
+            breaker.call(ok)
+        assert exc.value.state == "half_open"
+        assert exc.value.retry_after is None
+        return "first"
+
+    assert breaker.call(nested) == "first"
+    assert seen == ["second"]
+    assert breaker.state == "closed"
+
+
+def test_success_threshold_needs_several_trials(clock: FakeClock) -> None:
+    """With success_threshold=2 one successful trial keeps the breaker half-open."""
+    breaker = make(clock, success_threshold=2, half_open_max_calls=3)
+    trip(breaker)
+    clock.advance(10)
+    breaker.call(ok)
+    assert breaker.state == "half_open"
+    breaker.call(ok)
+    assert breaker.state == "closed"
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+def test_ignored_exceptions_count_neither_way(clock: FakeClock) -> None:
+    """An ignored exception changes no streak and no window, but is a request."""
+    breaker = make(clock, ignore_exceptions=(KeyError,))
+    fail(breaker, 2)
+    with pytest.raises(KeyError):
+        breaker.call(lambda: {}["x"])
+    m = breaker.metrics()
+    assert (m.failure_count, m.ignored_count, m.total_requests) == (2, 1, 3)
+    fail(breaker)
+    assert breaker.state == "open"
+
+
+def test_unrecorded_exception_counts_as_success(clock: FakeClock) -> None:
+    """An exception outside record_exceptions means the dependency answered: a success."""
+    breaker = make(clock, record_exceptions=(Boom,))
+    fail(breaker, 2)
+    with pytest.raises(ValueError, match="bad input"):
+        breaker.call(lambda: (_ for _ in ()).throw(ValueError("bad input")))
+    assert breaker.metrics().failure_count == 0
+    assert breaker.metrics().success_count == 1
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+def test_base_exceptions_are_neutral_and_release_permit(
+    clock: FakeClock, exc_type: type[BaseException]
+) -> None:
+    """Non-Exception errors are not counted and give a half-open permit back."""
+    breaker = make(clock)
+    trip(breaker)
+    clock.advance(10)
+
+    def interrupted() -> NoReturn:
+        raise exc_type
+
+    with pytest.raises(exc_type):
+        breaker.call(interrupted)
+    assert breaker.state == "half_open"
+    assert breaker.call(ok) == "ok"  # the permit was released
+    assert breaker.state == "closed"
+    assert breaker.metrics().ignored_count == 1
+
+
+def test_ignored_exception_releases_half_open_permit(clock: FakeClock) -> None:
+    """An ignored exception during a trial frees the permit for another trial."""
+    breaker = make(clock, ignore_exceptions=(KeyError,))
+    trip(breaker)
+    clock.advance(10)
+    with pytest.raises(KeyError):
+        breaker.call(lambda: {}["x"])
+    assert breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+
+
+def test_is_failure_predicate_fails_but_returns(clock: FakeClock) -> None:
+    """A result the predicate rejects is recorded as a failure and still returned."""
+    breaker = CircuitBreaker(
+        "http",
+        BreakerPolicy(failure_threshold=2),
+        clock=clock,
+        is_failure=lambda status: status >= 500,
+    )
+    assert breaker.call(ok, 503) == 503
+    assert breaker.call(ok, 200) == 200
+    assert breaker.call(ok, 500) == 500
+    assert breaker.call(ok, 502) == 502
+    assert breaker.state == "open"
+
+
+def test_is_failure_hint_sets_open_duration(clock: FakeClock) -> None:
+    """A numeric verdict lengthens the episode it trips, capped by max_reset_timeout."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=20)
+    breaker = CircuitBreaker("h", policy, clock=clock, is_failure=lambda r: r)
+    assert breaker.call(ok, 60.0) == 60.0
+    assert breaker.metrics().open_duration == 20
+    breaker.send("reset")
+    breaker.call(ok, 0.5)  # shorter than the policy's: the policy wins
+    assert breaker.metrics().open_duration == 1
+
+
+def test_is_failure_predicate_that_raises_is_neutral(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A predicate that raises leaves the call's result intact, logs and counts it."""
+
+    def broken(_: object) -> bool:
+        raise RuntimeError("predicate bug")
+
+    breaker = CircuitBreaker("p", clock=clock, is_failure=broken)
+    with caplog.at_level(logging.ERROR, logger="breaker_fsm"):
+        assert breaker.call(ok, 1) == 1
+    m = breaker.metrics()
+    assert (m.ignored_count, m.sink_errors, m.state) == (1, 1, "closed")
+    assert "is_failure predicate raised" in caplog.text
+
+
+# ----------------------------------------------------------------------------- fallback
+
+
+def test_fallback_receives_arguments(clock: FakeClock) -> None:
+    """A refused call returns fallback(*args, **kwargs) and counts a rejection."""
+    breaker = CircuitBreaker(
+        "fb",
+        BreakerPolicy(failure_threshold=1),
+        clock=clock,
+        fallback=lambda user_id, *, region: f"cached {user_id} {region}",
+    )
+    fail(breaker)
+    assert breaker.call(ok, 7, region="eu") == "cached 7 eu"
+    assert breaker.metrics().rejected_count == 1
+
+
+def test_fallback_that_raises_propagates(clock: FakeClock) -> None:
+    """A failing fallback raises its own error; the state stays legal."""
+
+    def bad_fallback() -> NoReturn:
+        raise LookupError("no cache")
+
+    breaker = CircuitBreaker(
+        "fb", BreakerPolicy(failure_threshold=1), clock=clock, fallback=bad_fallback
+    )
+    fail(breaker)
+    with pytest.raises(LookupError):
+        breaker.call(ok)
+    assert breaker.state == "open"
+    assert breaker.metrics().rejected_count == 1
+
+
+# ----------------------------------------------------------------------------- async
+
+
+def test_acall_and_async_fallback(clock: FakeClock) -> None:
+    """acall() runs coroutines, records failures, and awaits an async fallback."""
+
+    async def fallback(x: int) -> str:
+        return f"fallback {x}"
+
+    breaker = CircuitBreaker(
+        "async", BreakerPolicy(failure_threshold=2), clock=clock, fallback=fallback
+    )
+
+    async def good(x: int) -> int:
+        return x * 2
+
+    async def bad(x: int) -> int:
+        raise Boom(x)
+
+    async def scenario() -> list[object]:
+        results: list[object] = [await breaker.acall(good, 2)]
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await breaker.acall(bad, 1)
+        results.append(await breaker.acall(good, 3))
+        return results
+
+    assert asyncio.run(scenario()) == [4, "fallback 3"]
+    assert breaker.state == "open"
+
+
+def test_acall_cancellation_is_neutral(clock: FakeClock) -> None:
+    """A cancelled trial call is neutral and frees its permit."""
+    breaker = make(clock)
+    trip(breaker)
+    clock.advance(10)
+
+    async def scenario() -> str:
+        started = asyncio.Event()
+
+        async def hang() -> str:
+            started.set()
+            await asyncio.Event().wait()
+            return "never"
+
+        task = asyncio.ensure_future(breaker.acall(hang))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async def good() -> str:
+            return "trial ok"
+
+        return await breaker.acall(good)
+
+    assert asyncio.run(scenario()) == "trial ok"
+    assert breaker.state == "closed"
+
+
+def test_acall_without_fallback_raises_and_disabled_runs(clock: FakeClock) -> None:
+    """acall() raises CircuitOpenError while open and runs everything while disabled."""
+    breaker = make(clock)
+    trip(breaker)
+
+    async def good() -> str:
+        return "ran"
+
+    with pytest.raises(CircuitOpenError):
+        asyncio.run(breaker.acall(good))
+    breaker.send("disable")
+    assert asyncio.run(breaker.acall(good)) == "ran"
+
+
+def test_acall_slow_path_records_outcomes(clock: FakeClock) -> None:
+    """acall() through a non-fast breaker records successes and failures."""
+    breaker = CircuitBreaker(
+        "async-window",
+        BreakerPolicy(failure_threshold=None, window=TimeWindow(seconds=5), minimum_calls=2),
+        clock=clock,
+    )
+
+    async def good() -> str:
+        return "ok"
+
+    async def bad() -> str:
+        raise Boom
+
+    assert asyncio.run(breaker.acall(good)) == "ok"
+    with pytest.raises(Boom):
+        asyncio.run(breaker.acall(bad))
+    assert breaker.state == "open"  # 1 failure in 2 calls reaches 0.5
+
+
+# ----------------------------------------------------------------------------- decorator
+
+
+def test_decorator_keeps_name_and_docstring(clock: FakeClock) -> None:
+    """@breaker wraps def and async def, keeping their metadata."""
+    breaker = make(clock)
+
+    @breaker
+    def fetch(x: int) -> int:
+        """Fetch x."""
+        return x
+
+    @breaker
+    async def afetch(x: int) -> int:
+        """Fetch x asynchronously."""
+        return x + 1
+
+    assert (fetch.__name__, fetch.__doc__) == ("fetch", "Fetch x.")
+    assert (afetch.__name__, afetch.__doc__) == ("afetch", "Fetch x asynchronously.")
+    assert fetch(1) == 1
+    assert asyncio.run(afetch(1)) == 2
+    assert asyncio.iscoroutinefunction(afetch)
+
+
+# ----------------------------------------------------------------------------- operator
+
+
+def test_forced_open_rejects_without_retry_after(clock: FakeClock) -> None:
+    """forced_open rejects everything and never resets by itself."""
+    breaker = make(clock)
+    assert breaker.send("force_open") == "forced_open"
+    clock.advance(1e6)
+    with pytest.raises(CircuitOpenError) as exc:
+        breaker.call(ok)
+    assert (exc.value.state, exc.value.retry_after) == ("forced_open", None)
+    assert breaker.state == "forced_open"
+
+
+def test_disabled_runs_and_records_nothing(clock: FakeClock) -> None:
+    """disabled runs every call, records nothing and never trips."""
+    breaker = make(clock)
+    breaker.send("disable")
+    fail(breaker, 10)
+    assert breaker.call(ok) == "ok"
+    m = breaker.metrics()
+    assert (m.state, m.total_requests, m.failure_count, m.rejected_count) == (
+        "disabled",
+        0,
+        0,
+        0,
+    )
+
+
+def test_reset_clears_current_counters_but_not_lifetime(clock: FakeClock) -> None:
+    """reset closes, clears streak and backoff, keeps lifetime totals."""
+    breaker = make(clock, reset_timeout_multiplier=2)
+    trip(breaker)
+    clock.advance(10)
+    fail(breaker)  # retrip: second episode, 20 s
+    assert breaker.metrics().open_duration == 20
+    assert breaker.send("reset", reason="fixed by hand") == "closed"
+    m = breaker.metrics()
+    assert (m.failure_count, m.error_count, m.open_duration) == (0, 4, 10)
+    assert breaker.audit[-1].reason == "fixed by hand"
+
+
+def test_reset_from_closed_is_recorded(clock: FakeClock) -> None:
+    """reset is legal from closed too and produces an audit record."""
+    breaker = make(clock)
+    fail(breaker, 2)
+    breaker.send("reset")
+    assert breaker.metrics().failure_count == 0
+    assert [(r.source, r.target) for r in breaker.audit] == [("closed", "closed")]
+
+
+@pytest.mark.parametrize(
+    ("setup", "event"),
+    [
+        ([], "recover"),
+        ([], "attempt_reset"),
+        (["force_open"], "disable"),
+        (["disable"], "force_open"),
+        (["force_open"], "trip"),
+    ],
+)
+def test_illegal_events_name_event_and_state(
+    clock: FakeClock, setup: list[str], event: str
+) -> None:
+    """An event not legal from the current state raises and changes nothing."""
+    breaker = make(clock)
+    for name in setup:
+        breaker.send(name)
+    before = (breaker.state, len(breaker.audit))
+    with pytest.raises(IllegalTransitionError) as exc:
+        breaker.send(event)
+    assert (exc.value.event, exc.value.state) == (event, before[0])
+    assert event in str(exc.value)
+    assert before[0] in str(exc.value)
+    assert (breaker.state, len(breaker.audit)) == before
+
+
+def test_unknown_event(clock: FakeClock) -> None:
+    """An unknown event name is reported as such."""
+    breaker = make(clock)
+    with pytest.raises(IllegalTransitionError, match="unknown event"):
+        breaker.send("explode")
+
+
+def test_guarded_event_refused_when_guard_fails(clock: FakeClock) -> None:
+    """A guarded event sent by hand fires only when the policy's guard holds."""
+    breaker = make(clock)
+    with pytest.raises(IllegalTransitionError, match="guard"):
+        breaker.send("trip")
+    fail(breaker, 2)
+    trip_breaker = make(clock, failure_threshold=2)
+    fail(trip_breaker, 1)
+    with pytest.raises(IllegalTransitionError):
+        trip_breaker.send("trip")
+    assert trip_breaker.state == "closed"
+
+
+def test_machine_send_directly_is_still_audited(clock: FakeClock) -> None:
+    """Driving breaker.machine directly still updates the breaker and its trail."""
+    breaker = make(clock)
+    breaker.machine.send("force_open")
+    assert breaker.state == "forced_open"
+    assert events(breaker) == ["force_open"]
+    assert verify(breaker.audit) == 1
+
+
+# ----------------------------------------------------------------------------- stale outcomes
+
+
+def test_outcome_started_before_transition_is_not_counted(clock: FakeClock) -> None:
+    """A call that started in closed and finishes after a reset does not count against it."""
+    breaker = make(clock, failure_threshold=2)
+    fail(breaker)
+
+    def reset_then_fail() -> NoReturn:
+        breaker.send("reset")
+        raise Boom
+
+    with pytest.raises(Boom):
+        breaker.call(reset_then_fail)
+    m = breaker.metrics()
+    assert (m.state, m.failure_count, m.error_count) == ("closed", 0, 2)
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+def test_count_window_trips_on_rate(clock: FakeClock) -> None:
+    """With a count window the failure rate trips once minimum_calls is reached."""
+    breaker = make(
+        clock, failure_threshold=None, window=CountWindow(size=4), failure_rate_threshold=0.5
+    )
+    breaker.call(ok)
+    fail(breaker)
+    breaker.call(ok)
+    assert breaker.state == "closed"  # 3 calls < minimum (capped at 4)
+    fail(breaker)
+    assert breaker.state == "open"
+    record = breaker.audit[0]
+    assert record.reason.startswith("failure rate 0.50 ≥ 0.5 over 4 calls")
+    assert record.counters["window_calls"] == 4
+
+
+def test_success_can_trip_when_minimum_reached(clock: FakeClock) -> None:
+    """Reaching minimum_calls with a success still trips if the rate is over the line."""
+    breaker = make(clock, failure_threshold=None, window=CountWindow(size=10), minimum_calls=3)
+    fail(breaker, 2)
+    assert breaker.state == "closed"
+    breaker.call(ok)  # 2 of 3 failed: 0.67 >= 0.5
+    assert breaker.state == "open"
+
+
+def test_window_is_cleared_on_close_and_kept_while_open(clock: FakeClock) -> None:
+    """While open the last window stays readable; recovery starts an empty window."""
+    breaker = make(clock, failure_threshold=None, window=CountWindow(size=2), reset_timeout=1)
+    fail(breaker, 2)
+    m = breaker.metrics()
+    assert (m.state, m.window_calls, m.failure_rate) == ("open", 2, 1.0)
+    clock.advance(1)
+    breaker.call(ok)
+    m = breaker.metrics()
+    assert (m.state, m.window_calls, m.failure_rate) == ("closed", 0, None)
+
+
+def test_time_window_buckets_expire(clock: FakeClock) -> None:
+    """Outcomes older than the time window no longer count."""
+    breaker = make(
+        clock,
+        failure_threshold=None,
+        window=TimeWindow(seconds=3),
+        minimum_calls=3,
+    )
+    fail(breaker, 2)
+    clock.advance(3)
+    breaker.call(ok)
+    m = breaker.metrics()
+    assert (m.window_calls, m.state) == (1, "closed")
+    fail(breaker, 1)
+    assert breaker.state == "closed"  # 2 calls < minimum_calls
+    fail(breaker, 1)
+    assert breaker.state == "open"  # 2 of 3 within the window
+
+
+def test_slow_calls_trip_on_slow_rate(clock: FakeClock) -> None:
+    """Calls longer than slow_call_duration count as slow and trip on the slow rate."""
+    breaker = make(
+        clock,
+        failure_threshold=None,
+        window=CountWindow(size=4),
+        slow_call_duration=1.0,
+        slow_call_rate_threshold=0.5,
+    )
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "late"
+
+    def just_in_time() -> str:
+        clock.advance(1.0)  # not strictly longer: not slow
+        return "ok"
+
+    breaker.call(slow)
+    breaker.call(just_in_time)
+    breaker.call(ok)
+    assert breaker.state == "closed"
+    breaker.call(slow)
+    assert breaker.state == "open"
+    m = breaker.metrics()
+    assert m.slow_call_count == 2
+    assert "slow-call rate 0.50" in breaker.audit[0].reason
+
+
+def test_slow_success_in_half_open_is_a_success(clock: FakeClock) -> None:
+    """A slow trial call that succeeds still counts toward recovery."""
+    breaker = make(
+        clock,
+        failure_threshold=1,
+        window=CountWindow(size=4),
+        slow_call_duration=0.1,
+    )
+    trip(breaker)
+    clock.advance(10)
+
+    def slow() -> str:
+        clock.advance(5)
+        return "late"
+
+    breaker.call(slow)
+    assert breaker.state == "closed"
+
+
+# ------------------------------------------------------------- backoff, half-open timeout
+
+
+def test_backoff_on_each_retrip_and_restore_on_recover(clock: FakeClock) -> None:
+    """Each retrip multiplies the open duration; recovery restores reset_timeout."""
+    breaker = make(clock, failure_threshold=1, reset_timeout=1, reset_timeout_multiplier=3)
+    trip(breaker)
+    durations = [breaker.metrics().open_duration]
+    for _ in range(2):
+        clock.advance(durations[-1])
+        fail(breaker)
+        durations.append(breaker.metrics().open_duration)
+    assert durations == [1, 3, 9]
+    clock.advance(9)
+    breaker.call(ok)
+    assert breaker.metrics().open_duration == 1
+    fail(breaker)
+    with pytest.raises(CircuitOpenError) as exc:
+        breaker.call(ok)
+    assert exc.value.retry_after == 1
+
+
+def test_jitter_is_reproducible_with_seeded_rng(clock: FakeClock) -> None:
+    """The same seed gives the same jittered open durations, within bounds."""
+
+    def durations(seed: int) -> float:
+        breaker = CircuitBreaker(
+            "j",
+            BreakerPolicy(failure_threshold=1, reset_timeout=10, reset_timeout_jitter=0.5),
+            clock=FakeClock(),
+            rng=random.Random(seed),
+        )
+        fail(breaker)
+        return breaker.metrics().open_duration
+
+    assert durations(1) == durations(1)
+    assert 5 <= durations(2) <= 15
+    assert durations(1) != durations(2)
+
+
+def test_half_open_timeout_retrips(clock: FakeClock) -> None:
+    """A half-open episode with no decision in half_open_timeout retrips on the next call."""
+    breaker = make(clock, failure_threshold=1, reset_timeout=1, half_open_timeout=5)
+    trip(breaker)
+    clock.advance(1)
+    hung: list[CircuitOpenError] = []
+
+    def trial_that_hangs() -> str:
+        clock.advance(5)
+        try:
+            breaker.call(ok)
+        except CircuitOpenError as exc:
+            hung.append(exc)
+        return "finally"
+
+    assert breaker.call(trial_that_hangs) == "finally"
+    assert hung
+    assert hung[0].state == "open"
+    assert events(breaker) == ["trip", "attempt_reset", "retrip"]
+    assert "half-open timed out" in breaker.audit[-1].reason
+    assert breaker.state == "open"  # the late success belongs to the old episode
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_metrics_snapshot_is_frozen_and_complete(clock: FakeClock) -> None:
+    """metrics() reports the documented fields and cannot be mutated."""
+    breaker = make(clock)
+    breaker.call(ok)
+    fail(breaker)
+    m = breaker.metrics()
+    assert (m.state, m.failure_count, m.success_count, m.total_requests) == ("closed", 1, 1, 2)
+    assert m.error_rate == 0.5
+    with pytest.raises(AttributeError):
+        m.state = "open"  # type: ignore[misc]
+    assert make(clock).metrics().error_rate == 0.0
+
+
+# ----------------------------------------------------------------------------- sinks and audit
+
+
+def test_sinks_receive_records_before_call_returns(clock: FakeClock) -> None:
+    """Sinks see each record synchronously, in order, as soon as it is made."""
+    seen: list[Transition] = []
+    breaker = CircuitBreaker(
+        "s", BreakerPolicy(failure_threshold=1), clock=clock, sinks=[seen.append]
+    )
+    fail(breaker)
+    assert [r.event for r in seen] == ["trip"]
+    assert seen[0] is breaker.audit[0]
+    assert seen[0].at.tzinfo is not None
+    assert breaker.sinks == (seen.append,)
+
+
+def test_failing_sink_never_fails_the_call(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sink that raises is logged and counted; the call, state and log are intact."""
+
+    def broken(_: Transition) -> None:
+        raise OSError("disk full")
+
+    later: list[Transition] = []
+    breaker = CircuitBreaker("s", BreakerPolicy(failure_threshold=1), clock=clock, sinks=[broken])
+    breaker.add_sink(later.append)
+    with caplog.at_level(logging.ERROR, logger="breaker_fsm"):
+        fail(breaker)
+    assert breaker.state == "open"
+    assert len(breaker.audit) == 1
+    assert len(later) == 1
+    assert breaker.metrics().sink_errors == 1
+    assert "audit sink" in caplog.text
+
+
+def test_audit_log_is_bounded_and_counts_drops(clock: FakeClock) -> None:
+    """The in-memory log keeps the newest records and counts the dropped ones."""
+    breaker = CircuitBreaker("b", clock=clock, audit_capacity=3)
+    for _ in range(5):
+        breaker.send("reset")
+    assert [r.seq for r in breaker.audit] == [3, 4, 5]
+    assert breaker.audit.dropped == 2
+    assert verify(breaker.audit) == 3
+    assert breaker.metrics().transitions == 5
+
+
+def test_audit_record_fields(clock: FakeClock) -> None:
+    """A trip record carries seq, names, UTC time, monotonic time, reason and counters."""
+    clock.advance(12.5)
+    breaker = make(clock, failure_threshold=2)
+    fail(breaker, 2)
+    r = breaker.audit[0]
+    assert (r.seq, r.breaker, r.event, r.source, r.target) == (1, "svc", "trip", "closed", "open")
+    assert r.monotonic == 12.5
+    assert r.at.isoformat() == "2026-01-01T00:00:12.500000+00:00"
+    assert r.counters["consecutive_failures"] == 2
+    assert r.reason == "2 consecutive failures ≥ 2; open for 10s"
+    assert r.generation == 1

@@ -1,0 +1,76 @@
+"""Sliding windows: running totals equal a naive recount, whatever the sequence."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from breaker_fsm import CountWindow, TimeWindow
+from breaker_fsm._window import FAILED, SLOW, CountRing, TimeBuckets, make_window
+
+outcomes = st.lists(st.sampled_from([0, FAILED, SLOW, FAILED | SLOW]), max_size=300)
+
+
+@given(size=st.integers(1, 20), seq=outcomes)
+def test_count_ring_equals_naive_last_n(size: int, seq: list[int]) -> None:
+    """The count window's totals equal a recount of the last N outcomes."""
+    ring = CountRing(size)
+    for flags in seq:
+        ring.record(flags)
+    last = seq[-size:] if seq else []
+    assert ring.totals() == (
+        len(last),
+        sum(1 for f in last if f & FAILED),
+        sum(1 for f in last if f & SLOW),
+    )
+
+
+@given(
+    seconds=st.integers(1, 10),
+    steps=st.lists(
+        st.tuples(st.floats(0, 4, allow_nan=False), st.sampled_from([0, FAILED, SLOW, 3])),
+        max_size=200,
+    ),
+    tail=st.floats(0, 12, allow_nan=False),
+)
+def test_time_buckets_equal_naive_recount(
+    seconds: int, steps: list[tuple[float, int]], tail: float
+) -> None:
+    """The time window's totals equal a recount of outcomes in the last N whole seconds."""
+    window = TimeBuckets(seconds)
+    now = 0.0
+    seen: list[tuple[float, int]] = []
+    for gap, flags in steps:
+        now += gap
+        window.record(flags, now)
+        seen.append((now, flags))
+    now += tail
+    live = [f for t, f in seen if int(t // 1) > int(now // 1) - seconds]
+    assert window.totals(now) == (
+        len(live),
+        sum(1 for f in live if f & FAILED),
+        sum(1 for f in live if f & SLOW),
+    )
+
+
+def test_time_buckets_tolerate_a_clock_that_steps_back() -> None:
+    """A reading earlier than the newest bucket lands in the newest bucket."""
+    window = TimeBuckets(5)
+    window.record(FAILED, 10.0)
+    window.record(0, 8.0)
+    assert window.totals(10.5) == (2, 1, 0)
+
+
+def test_clear_and_factory() -> None:
+    """clear() empties a window; make_window builds the kind the policy names."""
+    ring = CountRing(3)
+    ring.record(FAILED)
+    ring.clear()
+    assert ring.totals() == (0, 0, 0)
+    buckets = TimeBuckets(3)
+    buckets.record(FAILED, 1.0)
+    buckets.clear()
+    assert buckets.totals(1.0) == (0, 0, 0)
+    assert make_window(None) is None
+    assert isinstance(make_window(CountWindow(size=2)), CountRing)
+    assert isinstance(make_window(TimeWindow(seconds=2)), TimeBuckets)
