@@ -23,8 +23,10 @@ json_values = st.recursive(
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=30)
     | st.sampled_from(["Exception", "OSError", "os.path", "no.such.Thing", "KeyboardInterrupt"]),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["kind", "size", "seconds", "x"]), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["kind", "size", "seconds", "x"]), children, max_size=3)
+    ),
     max_leaves=8,
 )
 policy_dicts = st.dictionaries(
