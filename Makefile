@@ -35,5 +35,18 @@ bench: $(BENCH_STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m breaker_fsm demo
 
+# The committed diagrams, derived from BreakerMachine (the SVG needs Graphviz's `dot`);
+# tests/test_diagram.py fails when the .mmd or .dot files are stale.
+diagrams: $(STAMP)
+	$(BIN)/python -m breaker_fsm diagram --format mermaid --output diagrams/breaker.mmd
+	$(BIN)/python -m breaker_fsm diagram --format dot --output diagrams/breaker.dot
+	$(BIN)/python -m breaker_fsm diagram --format svg --output diagrams/breaker.svg
+
+# Long runs, not part of `make test`: 50,000 examples per Hypothesis state machine, then ten
+# million calls through one breaker and through 10,000 per-host breakers (tracemalloc).
+soak: $(STAMP)
+	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest tests/test_stateful.py -p no:cacheprovider -q --no-cov
+	$(BIN)/python tests/soak.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage bench-results
