@@ -11,12 +11,15 @@ from ._breaker import BreakerMetrics, CircuitBreaker
 from ._clock import Clock, SystemClock
 from ._machine import BreakerMachine
 from ._policy import BreakerPolicy, BreakerStats, CountWindow, TimeWindow
+from ._registry import BreakerRegistry
 from .exceptions import (
     AuditError,
     BreakerError,
     CircuitOpenError,
+    DiagramError,
     IllegalTransitionError,
     PolicyFileError,
+    RegistryError,
 )
 
 __version__ = "0.1.0"
@@ -27,13 +30,16 @@ __all__ = [
     "BreakerMachine",
     "BreakerMetrics",
     "BreakerPolicy",
+    "BreakerRegistry",
     "BreakerStats",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "CountWindow",
+    "DiagramError",
     "IllegalTransitionError",
     "PolicyFileError",
+    "RegistryError",
     "SystemClock",
     "TimeWindow",
     "Transition",

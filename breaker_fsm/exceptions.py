@@ -6,19 +6,25 @@
     ├── CircuitOpenError        a call was refused (open, forced_open, half-open full)
     ├── IllegalTransitionError  an event that is not legal in the current state
     ├── AuditError              an audit trail that is not a legal walk, or a corrupt line
-    └── PolicyFileError         a policy file that is missing, unreadable or malformed
+    ├── DiagramError            a diagram format that needs a missing tool (Graphviz, pydot)
+    ├── PolicyFileError         a policy file that is missing, unreadable or malformed
+    └── RegistryError           a registry asked for a breaker that conflicts with its own
 
 Invalid policy *values* raise pydantic's ``ValidationError``, which names the field.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 __all__ = [
     "AuditError",
     "BreakerError",
     "CircuitOpenError",
+    "DiagramError",
     "IllegalTransitionError",
     "PolicyFileError",
+    "RegistryError",
 ]
 
 
@@ -36,13 +42,29 @@ class CircuitOpenError(BreakerError):
             (forced open, or half-open with every trial permit taken).
     """
 
-    __slots__ = ("breaker", "retry_after", "state")
+    # Built as ``CircuitOpenError(breaker, state, retry_after)``. The attributes read
+    # ``args``: no Python ``__init__`` runs when a refused call raises one, which halves
+    # the cost of a refusal (the hot path of an open breaker).
+    __slots__ = ()
 
-    def __init__(self, breaker: str, state: str, retry_after: float | None) -> None:
-        self.breaker = breaker
-        self.state = state
-        self.retry_after = retry_after
-        super().__init__(breaker, state, retry_after)
+    if TYPE_CHECKING:
+
+        def __init__(self, breaker: str, state: str, retry_after: float | None) -> None: ...
+
+    @property
+    def breaker(self) -> str:
+        """Name of the breaker that refused the call."""
+        return cast(str, self.args[0])
+
+    @property
+    def state(self) -> str:
+        """The state it was in."""
+        return cast(str, self.args[1])
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until a trial call may be admitted, or ``None`` when unknown."""
+        return cast("float | None", self.args[2])
 
     def __str__(self) -> str:
         when = "" if self.retry_after is None else f"; retry after {self.retry_after:.3f}s"
@@ -88,6 +110,14 @@ class AuditError(BreakerError):
         super().__init__(message)
 
 
+class DiagramError(BreakerError):
+    """A diagram could not be rendered: Graphviz's ``dot`` or ``pydot`` is missing or failed.
+
+    The message says what to install (``apt-get install graphviz``, ``brew install
+    graphviz``, ``pip install 'breaker-fsm[diagrams]'``).
+    """
+
+
 class PolicyFileError(BreakerError):
     """A policy file could not be read or parsed.
 
@@ -101,3 +131,12 @@ class PolicyFileError(BreakerError):
         self.line = line
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {message}")
+
+
+class RegistryError(BreakerError):
+    """A :class:`~breaker_fsm.BreakerRegistry` was asked for a breaker it cannot give.
+
+    Raised when ``registry.get(name, policy)`` names an existing breaker with a different
+    policy (or different creation arguments): the existing breaker is never replaced
+    silently.
+    """
