@@ -1,0 +1,284 @@
+"""The ``breaker-fsm`` command line, built with click (the ``cli`` extra).
+
+Rich draws tables and colour when stdout is a terminal (rich's own test, so ``FORCE_COLOR``,
+``NO_COLOR`` and ``TTY_COMPATIBLE`` are honoured); piped output is plain text. Every failure
+is one ``Error: ...`` line on stderr with exit status 1, a usage error exits 2, and nothing
+ever prints a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from pydantic import ValidationError
+
+from . import __version__
+from ._audit import Transition, read_jsonl, verify
+from ._machine import STATES, BreakerMachine
+from ._policy import BreakerPolicy
+from .diagram import FORMATS, render
+from .exceptions import AuditError, DiagramError, PolicyFileError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rich.console import Console
+
+__all__ = ["cli", "run"]
+
+#: The diagram format an ``--output`` file's suffix implies when ``--format`` is not given.
+SUFFIX_FORMATS = {
+    ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+    ".dot": "dot",
+    ".gv": "dot",
+    ".svg": "svg",
+    ".png": "png",
+}
+
+
+class Fail(click.ClickException):
+    """A failure the user can act on: one ``Error: ...`` message, exit status 1."""
+
+
+def run(args: Sequence[str]) -> int:
+    """Run the command line on ``args``; returns the exit status, never raises."""
+    code: object = 0
+    try:
+        cli.main(args=list(args), prog_name="breaker-fsm")
+    except SystemExit as exc:  # click's standalone mode always ends here
+        code = exc.code
+    except Exception as exc:  # anything unforeseen: still one line, never a traceback
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
+        return 1
+    return code if isinstance(code, int) else 1
+
+
+def _console() -> Console | None:
+    """A rich console when stdout is a terminal and rich is installed, else ``None``."""
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    console = Console(highlight=False)
+    return console if console.is_terminal else None
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------- the group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="breaker-fsm")
+def cli() -> None:
+    """A circuit breaker built as an audited finite-state machine.
+
+    Render its state diagram, check policy files, read and verify audit trails, or run the
+    demo.
+    """
+
+
+# --------------------------------------------------------------------------- diagram
+
+
+@cli.command()
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Output format [default: from the --output suffix, else mermaid]. "
+    "svg and png need Graphviz's dot.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the diagram to FILE instead of stdout.",
+)
+@click.option("-s", "--state", type=click.Choice(STATES), help="Highlight this state.")
+def diagram(fmt: str | None, output: Path | None, state: str | None) -> None:
+    """Print or write the state diagram.
+
+    The diagram is derived from BreakerMachine; a state given with --state is highlighted.
+    """
+    if fmt is None:
+        fmt = SUFFIX_FORMATS.get(output.suffix.lower(), "mermaid") if output else "mermaid"
+    if fmt == "png" and output is None:
+        raise click.UsageError("png is binary: write it to a file with --output FILE")
+    try:
+        content = render(BreakerMachine, fmt, state=state)
+    except DiagramError as exc:
+        raise Fail(str(exc)) from None
+    if output is None:
+        click.echo(content, nl=False)
+        return
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise Fail(f"{output}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output} ({fmt})", err=True)
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@cli.group()
+def policy() -> None:
+    """Inspect and validate breaker policies."""
+
+
+@policy.command()
+def schema() -> None:
+    """Print the JSON Schema of a policy (BreakerPolicy)."""
+    click.echo(json.dumps(BreakerPolicy.model_json_schema(), indent=2))
+
+
+@policy.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--section",
+    metavar="TABLE",
+    help='Dotted path of the table holding the policy, e.g. "tool.breaker_fsm".',
+)
+def check(file: Path, section: str | None) -> None:
+    """Validate a JSON or TOML policy file.
+
+    Prints the effective policy (defaults filled in) as JSON, or exits 1 listing every
+    invalid field by its path.
+    """
+    try:
+        loaded = BreakerPolicy.from_file(file, section=section)
+    except PolicyFileError as exc:
+        raise Fail(str(exc)) from None
+    except ValidationError as exc:
+        problems = [
+            f"  {_field_path(error['loc'])}: {error['msg']}"
+            + ("" if error["type"] in _SAYS_INPUT else f" (got {_short(error['input'])})")
+            for error in exc.errors(include_url=False)
+        ]
+        header = f"{file}: invalid policy, {_plural(exc.error_count(), 'error')}"
+        raise Fail("\n".join([header, *problems])) from None
+    text = loaded.model_dump_json(indent=2)
+    console = _console()
+    if console is None:
+        click.echo(text)
+    else:
+        console.print_json(text)
+
+
+#: Error types whose message already names the input (the policy's own validators).
+_SAYS_INPUT = frozenset({"value_error"})
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(policy)"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@cli.group()
+def audit() -> None:
+    """Read and verify audit trails.
+
+    A trail is a JSON Lines file, one transition a line, as JsonlSink writes it.
+    """
+
+
+def _read(file: Path) -> list[Transition]:
+    try:
+        return read_jsonl(file)
+    except AuditError as exc:
+        raise Fail(str(exc)) from None
+
+
+@audit.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def show(file: Path) -> None:
+    """Print the audit trail in FILE as a table."""
+    records = _read(file)
+    if not records:
+        click.echo(f"{file}: no transitions")
+        return
+    header = ("time", "breaker", "event", "source → target", "reason")
+    rows = [
+        (
+            record.at.astimezone(UTC).isoformat(sep=" ", timespec="milliseconds")[:-6] + "Z",
+            record.breaker,
+            record.event,
+            f"{record.source} → {record.target}",
+            record.reason,
+        )
+        for record in records
+    ]
+    console = _console()
+    if console is not None:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=Text(str(file)), title_justify="left")
+        for name in header:  # time and event stay on one line; the others may wrap
+            table.add_column(name, no_wrap=name in ("time", "event"), min_width=8)
+        for row in rows:  # Text, not str: "[...]" in a reason is not rich markup
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+        return
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+@audit.command(name="verify")
+@click.argument("file", type=click.Path(path_type=Path))
+def verify_command(file: Path) -> None:
+    """Check that the trail in FILE is a legal walk of the machine.
+
+    Exits 0 with a one-line summary, or 1 naming the first bad line.
+    """
+    records = _read(file)
+    try:
+        count = verify(records)
+    except AuditError as exc:
+        raise Fail(f"{file}:{_line_of(file, exc.index)}: {exc}") from None
+    breakers = len({record.breaker for record in records})
+    click.secho(
+        f"{file}: OK, {_plural(count, 'transition')} of {_plural(breakers, 'breaker')}, "
+        "a legal walk of BreakerMachine",
+        fg="green",
+    )
+
+
+def _line_of(file: Path, index: int | None) -> str:
+    """The line number of the ``index``-th record: read_jsonl skips blank lines only."""
+    text = file.read_text(encoding="utf-8")
+    numbers = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return str(numbers[index]) if index is not None and 0 <= index < len(numbers) else "?"
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@cli.command()
+def demo() -> None:
+    """Run the demo: a flaky service behind a breaker.
+
+    Time is simulated, so it is instant and the same every run; it ends with the audit trail.
+    """
+    from ._demo import run as run_demo
+
+    run_demo()
