@@ -20,7 +20,10 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.register_profile(
-    "soak", max_examples=50_000, stateful_step_count=60, deadline=None,
+    "soak",
+    max_examples=50_000,
+    stateful_step_count=60,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
