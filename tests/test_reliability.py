@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import random
+import tempfile
 import threading
 from typing import NoReturn
 
@@ -234,7 +235,12 @@ def test_cli_never_prints_a_traceback(argv: list[str]) -> None:
     if "demo" in argv:
         argv = [a for a in argv if a != "demo"]  # the demo runs a real server: too slow here
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        contextlib.chdir(scratch),  # generated --output names land here, not in the tree
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         code = run(argv)
     assert code in (0, 1, 2)
     assert "Traceback" not in out.getvalue() + err.getvalue()
