@@ -29,8 +29,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),bench]"
 	touch $(BENCH_STAMP)
 
+# breaker_fsm against pybreaker, circuitbreaker, aiobreaker and purgatory, in one process:
+# writes bench-results/results.md, results.json and overhead.png (BENCH_ROUNDS=31 by default).
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-enable -p no:cacheprovider -q
+	$(BIN)/python benchmarks/run.py --out bench-results
+	$(BIN)/python benchmarks/bench_redis.py --out bench-results  # shared state on a real redis-server
 
 demo: $(STAMP)
 	$(BIN)/python -m breaker_fsm demo

@@ -185,6 +185,14 @@ def verify(records: Iterable[Transition]) -> int:
     ``source`` equal to the previous ``target``, every event legal from its source and
     leading to the recorded target.
 
+    A breaker that shares its state through a store (``breaker_fsm.redis``) numbers its
+    records with the shared generation (``generation == seq``), and records the
+    transitions it made alone, while the store was unreachable, with ``generation=None``.
+    So, per breaker, the records with a generation are one walk, and each run of records
+    without one that follows a record with one is a walk of its own, from its first record
+    (it started from the state the process had mirrored). A trail without any generation,
+    or with a generation on every record, is one walk, as always.
+
     Returns:
         The number of records checked.
 
@@ -192,10 +200,11 @@ def verify(records: Iterable[Transition]) -> int:
         AuditError: naming the first bad record's ``seq`` (and its position in ``index``).
     """
     moves = legal_moves()
-    last: dict[str, Transition] = {}
+    last: dict[str, Transition] = {}  # the last record with a generation, per breaker
+    local: dict[str, Transition] = {}  # the last record of the current run without one
     count = 0
     for index, record in enumerate(records):
-        prev = last.get(record.breaker)
+        prev = (local if record.generation is None else last).get(record.breaker)
         problem = None
         if record.source not in STATES or record.target not in STATES:
             problem = f"unknown state in {record.source!r} -> {record.target!r}"
@@ -211,7 +220,11 @@ def verify(records: Iterable[Transition]) -> int:
                 seq=record.seq,
                 index=index,
             )
-        last[record.breaker] = record
+        if record.generation is None:
+            local[record.breaker] = record
+        else:
+            last[record.breaker] = record
+            local.pop(record.breaker, None)  # a later record without one starts a new walk
         count += 1
     return count
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import itertools
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ._policy import CountWindow, TimeWindow
@@ -13,11 +14,32 @@ __all__ = ["FAILED", "SLOW", "CountRing", "TimeBuckets", "make_window"]
 FAILED = 1
 SLOW = 2
 
+_INF = float("inf")
+
 
 class CountRing:
-    """The last ``size`` outcomes in a ring buffer, with running totals."""
+    """The last ``size`` outcomes in a ring buffer, with running totals.
 
-    __slots__ = ("calls", "failures", "ring", "size", "slot", "slow")
+    Plain successes can also be counted without the breaker's lock: once the breaker has
+    armed the ring (``lazy`` is its ``tally``, an ``itertools.count`` whose ``next()`` is
+    atomic under the GIL), a success is one ``next(ring.lazy)``. Those successes are folded
+    into the ring, oldest first, by the next ``record``, ``totals`` or ``clear``, which
+    run under the breaker's lock. ``clear`` starts a new tally, so an increment made
+    with a tally read before the clear is dropped, as a stale outcome must be.
+    """
+
+    __slots__ = (
+        "calls",
+        "dirty",
+        "failures",
+        "lazy",
+        "ring",
+        "seen",
+        "size",
+        "slot",
+        "slow",
+        "tally",
+    )
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -26,30 +48,96 @@ class CountRing:
         self.calls = 0
         self.failures = 0
         self.slow = 0
+        self.tally = itertools.count()
+        self.seen = 0  # value of ``tally`` already folded in
+        self.lazy: itertools.count[int] | None = None
+        self.dirty = False  # never set: a count window's rates rise only with a new outcome
+
+    def arm(self) -> None:
+        """Let plain successes be counted lock-free on ``lazy`` from now on."""
+        self.lazy = self.tally
+
+    def fold(self) -> None:
+        """Move the successes counted on ``tally`` into the ring."""
+        mark = next(self.tally)  # reads the tally atomically (and steps it once)
+        pending = mark - self.seen
+        self.seen = mark + 1
+        if pending:
+            self._successes(pending)
+
+    def _successes(self, n: int) -> None:
+        """Add ``n`` plain successes, evicting the oldest outcomes when full."""
+        size = self.size
+        if n >= size:
+            self.ring = bytearray(size)
+            self.slot = self.failures = self.slow = 0
+            self.calls = size
+            return
+        ring, slot = self.ring, self.slot
+        if n <= 4:  # the usual case (a success or two between failures): no slicing
+            failures = slow = 0
+            for _ in range(n):
+                old = ring[slot]
+                if old:
+                    ring[slot] = 0
+                    failures += old & FAILED
+                    slow += old & SLOW
+                slot = slot + 1 if slot + 1 < size else 0
+            if failures or slow:
+                self.failures -= failures
+                self.slow -= slow >> 1
+            calls = self.calls + n
+            self.calls = calls if calls < size else size
+            self.slot = slot
+            return
+        end = slot + n
+        # Empty slots are 0, so only evicted outcomes count here, full or not.
+        if end <= size:
+            evicted = ring[slot:end]
+            ring[slot:end] = bytes(n)
+        else:
+            end -= size
+            evicted = ring[slot:] + ring[:end]
+            ring[slot:] = bytes(size - slot)
+            ring[:end] = bytes(end)
+        both = evicted.count(FAILED | SLOW)
+        self.failures -= evicted.count(FAILED) + both
+        self.slow -= evicted.count(SLOW) + both
+        self.calls = min(size, self.calls + n)
+        self.slot = 0 if end == size else end
 
     def record(self, flags: int, now: float = 0.0) -> None:
         """Add one outcome, evicting the oldest when full."""
-        slot = self.slot
-        if self.calls == self.size:
-            old = self.ring[slot]
-            if old:
-                self.failures -= old & FAILED
-                self.slow -= (old & SLOW) >> 1
-        else:
+        lazy = self.lazy
+        if lazy is not None:  # fold() inlined: this runs under the lock on every failure
+            mark = next(lazy)
+            pending = mark - self.seen
+            self.seen = mark + 1
+            if pending:
+                self._successes(pending)
+        ring, slot, size = self.ring, self.slot, self.size
+        old = ring[slot]  # 0 while not full: an empty slot evicts nothing
+        if old != flags:
+            ring[slot] = flags
+            self.failures += (flags & FAILED) - (old & FAILED)
+            self.slow += ((flags & SLOW) - (old & SLOW)) >> 1
+        if self.calls < size:
             self.calls += 1
-        self.ring[slot] = flags
-        self.failures += flags & FAILED
-        self.slow += (flags & SLOW) >> 1
-        self.slot = 0 if slot + 1 == self.size else slot + 1
+        slot += 1
+        self.slot = 0 if slot == size else slot
 
     def totals(self, now: float = 0.0) -> tuple[int, int, int]:
         """``(calls, failures, slow)`` in the window."""
+        if self.lazy is not None:
+            self.fold()
         return self.calls, self.failures, self.slow
 
     def clear(self) -> None:
-        """Forget every outcome."""
+        """Forget every outcome, and disarm: a new tally for the new window."""
         self.ring = bytearray(self.size)
-        self.slot = self.calls = self.failures = self.slow = 0
+        self.slot = self.calls = self.failures = self.slow = self.seen = 0
+        self.tally = itertools.count()
+        self.lazy = None
 
 
 class TimeBuckets:
@@ -60,7 +148,21 @@ class TimeBuckets:
     bounded by the elapsed time, not by how many calls the window holds.
     """
 
-    __slots__ = ("b_calls", "b_fail", "b_slow", "calls", "failures", "head", "seconds", "slow")
+    lazy: ClassVar[None] = None  # never armed: its successes take the lock (see CountRing)
+
+    __slots__ = (
+        "b_calls",
+        "b_fail",
+        "b_slow",
+        "calls",
+        "dirty",
+        "failures",
+        "head",
+        "index",
+        "seconds",
+        "slow",
+        "until",
+    )
 
     def __init__(self, seconds: int) -> None:
         self.seconds = seconds
@@ -68,6 +170,11 @@ class TimeBuckets:
         self.b_fail = [0] * seconds
         self.b_slow = [0] * seconds
         self.head: int | None = None  # the whole second of the newest bucket
+        self.until = -_INF  # readings before this land in the newest bucket (head + 1)
+        self.index = 0  # the newest bucket's index (head % seconds)
+        # Set when expired buckets were dropped, so the rates may have risen: the breaker
+        # checks its trip rules on the next outcome, even a plain success, and clears it.
+        self.dirty = False
         self.calls = 0
         self.failures = 0
         self.slow = 0
@@ -78,34 +185,40 @@ class TimeBuckets:
         if head is None or second - head >= self.seconds:
             if self.calls:
                 self.clear()
-            self.head = second
+                self.dirty = True
+            head = second
         elif second > head:
             for s in range(head + 1, second + 1):
                 i = s % self.seconds
                 if self.b_calls[i]:
+                    self.dirty = True
                     self.calls -= self.b_calls[i]
                     self.failures -= self.b_fail[i]
                     self.slow -= self.b_slow[i]
                     self.b_calls[i] = self.b_fail[i] = self.b_slow[i] = 0
-            self.head = second
+            head = second
         # A clock that stands still or steps back keeps using the newest bucket.
-        return (self.head if second < self.head else second) % self.seconds  # type: ignore[operator]
+        self.head = head
+        self.until = head + 1.0
+        self.index = index = head % self.seconds
+        return index
 
     def record(self, flags: int, now: float = 0.0) -> None:
         """Add one outcome at monotonic time ``now``."""
-        i = self._roll(now)
-        failed = flags & FAILED
-        slow = (flags & SLOW) >> 1
+        i = self.index if now < self.until else self._roll(now)
         self.b_calls[i] += 1
-        self.b_fail[i] += failed
-        self.b_slow[i] += slow
         self.calls += 1
-        self.failures += failed
-        self.slow += slow
+        if flags:
+            failed = flags & FAILED
+            slow = (flags & SLOW) >> 1
+            self.b_fail[i] += failed
+            self.b_slow[i] += slow
+            self.failures += failed
+            self.slow += slow
 
     def totals(self, now: float = 0.0) -> tuple[int, int, int]:
         """``(calls, failures, slow)`` in the window ending at ``now``."""
-        if self.head is not None:
+        if now >= self.until and self.head is not None:
             self._roll(now)
         return self.calls, self.failures, self.slow
 
@@ -116,6 +229,8 @@ class TimeBuckets:
         self.b_fail = [0] * n
         self.b_slow = [0] * n
         self.head = None
+        self.until = -_INF
+        self.index = 0
         self.calls = self.failures = self.slow = 0
 
 

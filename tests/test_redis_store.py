@@ -1,0 +1,912 @@
+"""Breaker state shared through a real redis-server: atomic scripts, round trips, degrading."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from breaker_fsm import (
+    BreakerPolicy,
+    BreakerRegistry,
+    CircuitBreaker,
+    CircuitOpenError,
+    CountWindow,
+    IllegalTransitionError,
+    TimeWindow,
+    Transition,
+)
+from breaker_fsm.audit import verify
+from breaker_fsm.exceptions import AuditError
+from breaker_fsm.testing import FakeClock
+
+if TYPE_CHECKING:
+    from breaker_fsm.redis import RedisStore
+    from tests.redis_server import RedisServer
+
+pytest_plugins = ["tests.redis_server"]
+
+redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
+
+# Commands the scripts run inside Redis (counted by INFO commandstats too), and those the
+# test helpers' own connections send; anything else would be an extra round trip.
+SCRIPT_INTERNAL = {
+    "set",
+    "hmget",
+    "hdel",
+    "hincrby",
+    "pexpire",
+    "del",
+    "time",
+    "getrange",
+    "setrange",
+}
+HOUSEKEEPING = {"info", "config", "client", "hello"}
+
+StoreFactory = Callable[..., "RedisStore"]
+
+
+@pytest.fixture
+def stores(redis_server: RedisServer) -> Iterator[StoreFactory]:
+    """Build RedisStores on the test server (closed afterwards)."""
+    from breaker_fsm.redis import RedisStore
+
+    made: list[RedisStore] = []
+
+    def make(**kwargs: Any) -> RedisStore:
+        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
+        store = RedisStore(kwargs.pop("url", redis_server.url), **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def boom() -> None:
+    raise ConnectionError("dependency down")
+
+
+async def aboom() -> None:
+    raise ConnectionError("dependency down")
+
+
+async def aok() -> str:
+    return "ok"
+
+
+def run_closing(store: RedisStore, scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run an asyncio scenario; close the store's asyncio client on its loop, whatever happens."""
+
+    async def main() -> None:
+        try:
+            await scenario()
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+
+
+def fail(breaker: CircuitBreaker) -> None:
+    with pytest.raises(ConnectionError):
+        breaker.call(boom)
+
+
+def refused(breaker: CircuitBreaker) -> CircuitOpenError:
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(lambda: "never runs")
+    return info.value
+
+
+def merged(*breakers: CircuitBreaker) -> list[Transition]:
+    """Every breaker's trail, merged into one and sorted by seq."""
+    return sorted((r for b in breakers for r in b.audit), key=lambda r: r.seq)
+
+
+def shared(
+    stores: StoreFactory, clock: FakeClock, policy: BreakerPolicy, n: int = 2, **kwargs: Any
+) -> list[CircuitBreaker]:
+    """``n`` breakers named "svc", each on its own store (own clients), time pinned to clock."""
+    options = {"now": clock.monotonic, **kwargs.pop("store_options", {})}
+    return [
+        CircuitBreaker("svc", policy, clock=clock, store=stores(**options), **kwargs)
+        for _ in range(n)
+    ]
+
+
+# ---------------------------------------------------------------------------- basics
+
+
+def test_failures_from_two_clients_add_up_to_one_trip(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Failures through two clients add up; the breaker whose script tripped records it."""
+    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=3, reset_timeout=5))
+    fail(a)
+    fail(b)
+    assert a.state == b.state == "closed"
+    assert b.metrics().failure_count == 2
+    fail(a)
+    assert a.state == "open"
+    [trip] = a.audit
+    assert (trip.seq, trip.generation, trip.event) == (1, 1, "trip")
+    assert trip.counters["consecutive_failures"] == 3
+    assert trip.reason == "3 consecutive failures ≥ 3; open for 5s"
+    # b reads nothing before a call: its next call runs, and its reply shows the trip.
+    assert b.call(lambda: "ran") == "ran"
+    assert b.state == "open"
+    assert len(b.audit) == 0
+    assert refused(b).retry_after == pytest.approx(5.0)
+    assert a.metrics().transitions == b.metrics().transitions == 1
+
+
+def test_recovery_is_shared_and_the_merged_trail_verifies(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """The breaker that runs the trial recovers for everyone; the merged trail verifies."""
+    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5))
+    fail(a)
+    b.call(lambda: None)  # learns the trip
+    clock.advance(4.9)
+    refused(a)
+    refused(b)
+    clock.advance(0.1)
+    assert b.call(lambda: "trial") == "trial"
+    assert b.state == "closed"
+    assert [(r.seq, r.event) for r in b.audit] == [(2, "attempt_reset"), (3, "recover")]
+    assert b.audit[0].reason == "open duration 5s elapsed"
+    assert a.state == "open"  # its deadline passed: its next call asks
+    assert a.call(lambda: "after") == "after"
+    assert a.state == "closed"
+    assert verify(merged(a, b)) == 3
+    assert a.machine.current_state_value == "closed"
+
+
+def test_half_open_admits_max_calls_across_clients(stores: StoreFactory, clock: FakeClock) -> None:
+    """Trials in flight on three clients: exactly half_open_max_calls are admitted."""
+    policy = BreakerPolicy(
+        failure_threshold=1, reset_timeout=1, half_open_max_calls=2, success_threshold=2
+    )
+    a, b, c = shared(stores, clock, policy, n=3)
+    fail(a)
+    b.call(lambda: None)  # b and c learn the trip (their mirrors said closed)
+    c.call(lambda: None)
+    clock.advance(1)
+
+    def third() -> str:
+        error = refused(c)
+        assert (error.state, error.retry_after) == ("half_open", None)
+        return "c refused"
+
+    assert a.call(lambda: b.call(third)) == "c refused"  # a's and b's trials nest
+    assert a.state == "closed"
+    assert [r.event for r in a.audit] == ["trip", "attempt_reset", "recover"]
+    assert a.audit[-1].counters["trial_successes"] == 2
+    assert c.call(lambda: "c") == "c"
+    assert c.state == "closed"
+    assert verify(merged(a, b, c)) == 3
+
+
+def test_neutral_trial_returns_its_permit(stores: StoreFactory, clock: FakeClock) -> None:
+    """An ignored exception in a trial releases the shared permit for the next caller."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, ignore_exceptions=(KeyError,))
+    a, b = shared(stores, clock, policy)
+    fail(a)
+    b.call(lambda: None)  # b learns the trip
+    clock.advance(1)
+    with pytest.raises(KeyError):
+        a.call(lambda: {}["missing"])
+    assert a.state == "half_open"
+    assert b.call(lambda: "trial") == "trial"
+    assert b.state == "closed"
+    assert a.metrics().ignored_count == 1
+
+
+def test_trial_failure_retrips_with_backoff(stores: StoreFactory, clock: FakeClock) -> None:
+    """A failed trial retrips; each open duration is backed off and capped, as the policy says."""
+    policy = BreakerPolicy(
+        failure_threshold=1, reset_timeout=1, reset_timeout_multiplier=2, max_reset_timeout=3
+    )
+    a, b = shared(stores, clock, policy)
+    fail(a)
+    b.call(lambda: None)  # b learns the trip
+    assert a.metrics().open_duration == b.metrics().open_duration == 1
+    for previous, expected in ((1, 2), (2, 3), (3, 3)):
+        clock.advance(previous)
+        fail(b)  # the trial fails
+        assert b.state == "open"
+        assert b.metrics().open_duration == expected
+        assert refused(b).retry_after == pytest.approx(expected)
+    assert [r.event for r in b.audit] == ["attempt_reset", "retrip"] * 3
+    assert b.audit[1].reason == "trial call failed; open for 2s"
+    clock.advance(3)
+    assert a.call(lambda: "back") == "back"
+    assert a.metrics().open_duration == 1  # recover restores reset_timeout
+    assert verify(merged(a, b)) == 9
+
+
+def test_jitter_is_drawn_by_the_client(stores: StoreFactory, clock: FakeClock) -> None:
+    """Each breaker draws the jitter from its own rng; the script applies it to the duration."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, reset_timeout_jitter=0.5)
+    [a] = shared(stores, clock, policy, n=1, rng=random.Random(7))
+    fail(a)
+    expected = 10 * (1 + random.Random(7).uniform(-0.5, 0.5))
+    assert a.metrics().open_duration == pytest.approx(expected)
+    assert 5 <= a.metrics().open_duration <= 15
+
+
+def test_retry_after_hint_lengthens_the_episode(stores: StoreFactory, clock: FakeClock) -> None:
+    """A number of seconds from is_failure is a floor for the open duration, capped."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
+    [a] = shared(stores, clock, policy, n=1, is_failure=lambda r: 7.0 if r == 503 else False)
+    assert a.call(lambda: 503) == 503
+    assert a.state == "open"
+    assert a.metrics().open_duration == 5
+
+
+def test_half_open_timeout_retrips_on_the_next_admission(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A trial that never decides is timed out by the next caller's acquire."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, half_open_timeout=2)
+    a, b = shared(stores, clock, policy)
+    fail(a)
+    b.call(lambda: None)  # b learns the trip
+    clock.advance(1)
+
+    def hangs() -> str:
+        clock.advance(2)
+        refused(b)  # b's acquire retrips the stuck episode
+        return "late"
+
+    assert a.call(hangs) == "late"
+    assert [r.event for r in b.audit] == ["retrip"]
+    assert b.audit[0].reason == "half-open timed out after 2s; open for 1s"
+    assert a.state == "open"  # its late outcome was not counted against the new episode
+    assert verify(merged(a, b)) == 3
+
+
+# ---------------------------------------------------------------------------- windows
+
+
+def test_count_window_is_shared(stores: StoreFactory, clock: FakeClock) -> None:
+    """The count window's ring lives in Redis: outcomes of both clients, oldest evicted."""
+    policy = BreakerPolicy(failure_threshold=None, window=CountWindow(size=4), minimum_calls=4)
+    a, b = shared(stores, clock, policy)
+    for breaker in (a, b, a, b):
+        breaker.call(lambda: "ok")
+    assert b.metrics().window_calls == 4
+    assert b.metrics().failure_rate == 0.0
+    fail(a)
+    assert a.metrics().failure_rate == 0.25
+    fail(b)  # the ring now holds ok, ok, failed, failed
+    assert b.state == "open"
+    assert b.audit[0].reason == "failure rate 0.50 ≥ 0.5 over 4 calls; open for 30s"
+    assert b.metrics().window_calls == 4  # while open the last window stays readable
+
+
+def test_time_window_is_shared(stores: StoreFactory, clock: FakeClock) -> None:
+    """The time window's one-second buckets live in Redis and expire on the shared clock."""
+    policy = BreakerPolicy(failure_threshold=None, window=TimeWindow(seconds=3), minimum_calls=2)
+    a, b = shared(stores, clock, policy)
+    fail(a)  # second 0
+    clock.advance(3.5)  # second 3: the whole window has passed
+    b.call(lambda: "ok")
+    assert b.metrics().window_calls == 1
+    clock.advance(1)  # second 4
+    b.call(lambda: "ok")
+    clock.advance(1)  # second 5
+    assert b.metrics().window_calls == 2
+    fail(a)  # 1 failure in 3 calls
+    assert a.metrics().failure_rate == pytest.approx(1 / 3)
+    clock.advance(1)  # second 6: the bucket of second 3 expires
+    fail(b)  # 2 failures in 3 calls
+    assert b.state == "open"
+    assert b.audit[0].counters["window_calls"] == 3
+    assert b.audit[0].counters["window_failures"] == 2
+    with pytest.raises(IllegalTransitionError, match="not allowed in state 'open'"):
+        a.send("trip")
+
+
+def test_slow_calls_are_judged_by_the_caller(stores: StoreFactory, clock: FakeClock) -> None:
+    """The caller times the call on its clock; the script counts it as slow."""
+    policy = BreakerPolicy(
+        failure_threshold=None,
+        window=CountWindow(size=2),
+        minimum_calls=2,
+        slow_call_duration=1,
+        slow_call_rate_threshold=1.0,
+    )
+    a, b = shared(stores, clock, policy)
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "slow"
+
+    a.call(slow)
+    b.call(slow)
+    assert b.state == "open"
+    assert b.audit[0].reason.startswith("slow-call rate 1.00 ≥ 1 over 2 calls")
+    assert a.metrics().slow_call_count == b.metrics().slow_call_count == 1
+
+
+# ---------------------------------------------------------------------------- operators
+
+
+def test_operator_events_apply_to_the_shared_state(stores: StoreFactory, clock: FakeClock) -> None:
+    """send() runs on the shared state; other clients learn it on their next round trip."""
+    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=2, reset_timeout=5))
+    assert a.send("force_open", reason="maintenance") == "forced_open"
+    assert a.audit[0].reason == "maintenance"
+    assert b.call(lambda: "ran") == "ran"  # its mirror said closed
+    assert b.state == "forced_open"
+    assert refused(b).retry_after is None
+    assert a.send("reset") == "closed"
+    refused(b)  # b trusts its mirror of the override until sync_interval has passed
+    clock.advance(1)
+    assert b.call(lambda: "again") == "again"
+    assert b.state == "closed"
+    assert b.send("disable") == "disabled"
+    with pytest.raises(IllegalTransitionError, match="not allowed in state 'disabled'"):
+        a.send("force_open")
+    assert a.state == "disabled"  # the refusal told a the shared state
+    assert a.call(lambda: "runs") == "runs"  # disabled: runs, records nothing
+    assert a.send("reset") == "closed"
+    with pytest.raises(IllegalTransitionError, match="guard does not hold"):
+        a.send("trip")
+    with pytest.raises(IllegalTransitionError, match="unknown event"):
+        a.send("explode")
+    events = [r.event for r in merged(a, b)]
+    assert events == ["force_open", "reset", "disable", "reset"]
+    assert verify(merged(a, b)) == 4
+
+
+def test_guarded_operator_events(stores: StoreFactory, clock: FakeClock) -> None:
+    """Guarded events sent by name obey the policy's guards on the shared counters."""
+    lenient = BreakerPolicy(failure_threshold=5, reset_timeout=5)
+    strict = BreakerPolicy(failure_threshold=2, reset_timeout=5)
+    [a] = shared(stores, clock, lenient, n=1)
+    [b] = shared(stores, clock, strict, n=1)
+    fail(a)
+    fail(a)
+    assert b.send("trip") == "open"  # b's policy: 2 consecutive failures trip
+    with pytest.raises(IllegalTransitionError, match="guard does not hold"):
+        b.send("attempt_reset")
+    clock.advance(5)
+    assert b.send("attempt_reset") == "half_open"
+    with pytest.raises(IllegalTransitionError, match="guard does not hold"):
+        b.send("recover")
+    with pytest.raises(IllegalTransitionError, match="guard does not hold"):
+        b.send("retrip")
+    with pytest.raises(IllegalTransitionError, match="not allowed in state 'half_open'"):
+        b.send("trip")
+    assert [r.event for r in b.audit] == ["trip", "attempt_reset"]
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def test_keys_expire_and_overrides_do_not(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Every write refreshes the keys' TTL (at least twice the open duration); overrides persist."""
+    store = stores(now=clock.monotonic, ttl=60)
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=100, window=CountWindow(size=5))
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+    state_key, window_key = store.keys("svc")
+    assert (state_key, window_key) == ("breaker_fsm:{svc}", "breaker_fsm:{svc}:w")
+    fail(breaker)
+    with redis_server.client() as client:
+        assert 199_000 < client.pttl(state_key) <= 200_000
+        assert 199_000 < client.pttl(window_key) <= 200_000
+        breaker.send("force_open")
+        assert client.pttl(state_key) == -1  # the window may go: leaving needs a reset
+        breaker.send("reset")
+        assert 199_000 < client.pttl(state_key) <= 200_000
+        default = CircuitBreaker("short", BreakerPolicy(), clock=clock, store=stores())
+        fail(default)
+        assert 3_599_000 < client.pttl("breaker_fsm:{short}") <= 3_600_000
+
+
+def test_namespaces_are_isolated(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Breakers of the same name in two namespaces share nothing."""
+    policy = BreakerPolicy(failure_threshold=1)
+    one = CircuitBreaker("svc", policy, clock=clock, store=stores(namespace="one"))
+    two = CircuitBreaker("svc", policy, clock=clock, store=stores(namespace="two"))
+    fail(one)
+    assert two.call(lambda: "fine") == "fine"
+    assert (one.state, two.state) == ("open", "closed")
+    described = [stores(namespace=ns).describe("svc") for ns in ("one", "two", "three")]
+    assert [d and d["state"] for d in described] == [1, 0, None]  # open, closed, none
+    with redis_server.client() as client:
+        assert sorted(client.keys("*")) == [b"one:{svc}", b"two:{svc}"]
+
+
+def test_a_lost_entry_is_recreated_from_the_mirror(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Keys that vanished (expiry, an empty restart) come back as the caller last saw them."""
+    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5))
+    fail(a)
+    with redis_server.client() as client:
+        assert client.delete(*stores().keys("svc")) == 1
+    clock.advance(5)
+    assert a.call(lambda: "trial") == "trial"  # recreated open (gen 1), then reset, recovered
+    assert [r.seq for r in a.audit] == [1, 2, 3]
+    assert verify(a.audit) == 3
+    assert b.call(lambda: "b") == "b"
+    assert b.metrics().transitions == 3
+
+
+# ---------------------------------------------------------------------------- round trips
+
+
+def test_round_trips_per_call(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """INFO commandstats: 1 EVALSHA per closed call, 0 while open, 2 for a half-open trial."""
+    policy = BreakerPolicy(
+        failure_threshold=2, reset_timeout=5, window=CountWindow(size=10), minimum_calls=10
+    )
+    [breaker] = shared(stores, clock, policy, n=1)
+
+    def round_trips(action: Callable[[], object]) -> int:
+        redis_server.reset_stats()
+        action()
+        stats = redis_server.commandstats()
+        evalsha = stats.pop("evalsha", 0)
+        assert stats.pop("get", 0) == evalsha  # each script reads the state once; nobody else
+        assert set(stats) <= SCRIPT_INTERNAL | HOUSEKEEPING, stats
+        return evalsha
+
+    # Warm up: connect and load the scripts (a new server answers NOSCRIPT once).
+    fail(breaker)
+    fail(breaker)
+    clock.advance(5)
+    breaker.call(lambda: None)
+    assert breaker.state == "closed"
+
+    assert round_trips(lambda: breaker.call(lambda: "ok")) == 1
+    assert round_trips(lambda: [breaker.call(lambda: "ok") for _ in range(10)]) == 10
+    assert round_trips(lambda: fail(breaker)) == 1
+    assert round_trips(lambda: fail(breaker)) == 1  # this one trips
+    assert breaker.state == "open"
+    assert round_trips(lambda: [refused(breaker) for _ in range(20)]) == 0
+    clock.advance(5)
+    assert round_trips(lambda: breaker.call(lambda: "trial")) == 2  # acquire + record
+    assert breaker.state == "closed"
+    assert round_trips(lambda: breaker.call(lambda: "ok")) == 1
+
+
+# ---------------------------------------------------------------------------- degrading
+
+
+def test_a_dead_server_degrades_to_local_state_then_converges(
+    redis_server: RedisServer,
+    stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Killed: calls go on locally, one warning, counted, audited; restarted: shared again."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=3, reset_timeout=5))
+    assert a.call(lambda: "up") == "up"
+    b.call(lambda: "up")
+    redis_server.kill()
+    raised: list[type[BaseException]] = []
+    for _ in range(6):
+        try:
+            a.call(boom)
+        except Exception as exc:
+            raised.append(type(exc))
+    assert raised == [ConnectionError] * 3 + [CircuitOpenError] * 3  # tripped on local state
+    assert a.state == "open"
+    metrics = a.metrics()
+    assert metrics.degraded
+    assert metrics.store_errors == 1  # then no retry before retry_interval
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "'svc': shared store unavailable (ConnectionError" in warnings[0].getMessage()
+    [local] = a.audit
+    assert (local.event, local.generation) == ("trip", None)
+    assert local.reason.startswith("local (shared store unavailable): 3 consecutive failures")
+    assert verify(a.audit) == 1
+    clock.advance(1)
+    refused(a)  # still open locally; a retry is due but an open breaker rejects locally
+    assert b.call(lambda: "b") == "b"  # b's record fails: b degrades too
+    assert b.metrics().degraded
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2  # a, b
+
+    redis_server.restart()  # empty
+    clock.advance(4)
+    assert a.call(lambda: "back") == "back"  # acquire recreates the entry from a's mirror
+    assert not a.metrics().degraded
+    assert a.state == "closed"
+    assert b.call(lambda: "back") == "back"
+    assert not b.metrics().degraded
+    fail(a)
+    fail(b)
+    fail(a)
+    assert a.state == "open"
+    b.call(lambda: None)
+    assert b.state == "open"  # converged: one shared breaker again
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+    assert a.audit[-1].generation == 1
+    assert verify(a.audit) == 2
+
+
+def test_a_hung_server_times_out_and_degrades(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A server that stops answering costs one timeout, then calls run locally."""
+    policy = BreakerPolicy(failure_threshold=2)
+    [breaker] = shared(stores, clock, policy, n=1, store_options={"timeout": 0.25})
+    breaker.call(lambda: "warm")
+    pid = redis_server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert breaker.call(lambda: "slow store") == "slow store"
+        assert [breaker.call(lambda: "local") for _ in range(100)] == ["local"] * 100
+        assert time.monotonic() - started < 2.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert breaker.metrics().degraded
+    assert breaker.metrics().store_errors == 1
+    clock.advance(1)
+    breaker.call(lambda: "resynced")
+    assert not breaker.metrics().degraded
+
+
+def test_operator_event_while_degraded_is_local(
+    redis_server: RedisServer,
+    stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """send() without Redis changes this process only, says so, and Redis wins afterwards."""
+    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=2), n=1)
+    a.call(lambda: None)
+    redis_server.kill()
+    assert a.send("force_open") == "forced_open"
+    assert "applied to this process's state only" in caplog.text
+    assert a.audit[0].generation is None
+    assert a.send("reset") == "closed"  # before retry_interval: local, no round trip
+    assert a.metrics().store_errors == 1
+    redis_server.restart()
+    clock.advance(1)
+    assert a.send("disable") == "disabled"  # shared again
+    assert a.audit[-1].generation == 1
+    assert verify(a.audit) == 3
+
+
+def test_an_open_breaker_whose_server_died_recovers_locally(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Past its deadline with Redis gone, the acquire fails and the local rules take over."""
+    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5), n=1)
+    fail(a)
+    redis_server.kill()
+    clock.advance(5)
+    assert a.call(lambda: "trial") == "trial"  # attempt_reset and recover, locally
+    assert a.state == "closed"
+    assert [(r.event, r.generation) for r in a.audit] == [
+        ("trip", 1),
+        ("attempt_reset", None),
+        ("recover", None),
+    ]
+    assert [r.seq for r in a.audit] == [1, 2, 3]
+    assert verify(a.audit) == 3
+    assert a.metrics().store_errors == 1
+
+
+def test_predicate_errors_are_neutral(stores: StoreFactory, clock: FakeClock) -> None:
+    """An is_failure predicate that raises makes the call neutral: logged, counted, no trip."""
+
+    def predicate(result: object) -> bool:
+        raise RuntimeError("bad predicate")
+
+    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1), n=1, is_failure=predicate)
+    assert a.call(lambda: "value") == "value"
+    assert a.state == "closed"
+    assert (a.metrics().ignored_count, a.metrics().sink_errors) == (1, 1)
+    [b] = shared(stores, clock, BreakerPolicy(failure_threshold=2), n=1, is_failure=bool)
+    assert b.call(lambda: 0) == 0  # falsy: a success
+    assert b.call(lambda: "error") == "error"  # True: a failure
+    assert b.metrics().failure_count == 1
+
+
+def test_an_overtaken_reply_never_rolls_the_mirror_back(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Replies handled out of order (two threads): older ones are recorded, never mirrored."""
+    from breaker_fsm._store import EVENT_CODES
+
+    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1), n=1)
+    a.call(lambda: None)
+    link = a._store
+    assert link is not None
+    seed = a._seed(link, 0.0)
+    closed = link.entry.acquire(0.0, seed)  # gen 0
+    forced = link.entry.operator(EVENT_CODES["force_open"], 0.0, seed)  # gen 1, by "thread 1"
+    reset = link.entry.operator(EVENT_CODES["reset"], 0.0, seed)  # gen 2, by "thread 2"
+    a._on_reply(link, reset, 0.0)  # thread 2 is handled first
+    a._on_reply(link, forced, 0.0)
+    a._on_reply(link, closed, 0.0)
+    assert (a.state, a.metrics().transitions) == ("closed", 2)
+    assert [r.seq for r in a.audit] == [2, 1]  # both recorded; sorted, they verify
+    assert verify(sorted(a.audit, key=lambda r: r.seq)) == 2
+    assert a.machine.current_state_value == "closed"
+
+
+# ---------------------------------------------------------------------------- asyncio
+
+
+def test_acall_uses_the_asyncio_client(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """acall's round trips go through redis.asyncio: the sync client is never built."""
+    store = stores(now=clock.monotonic)
+    [other] = shared(stores, clock, BreakerPolicy(failure_threshold=2, reset_timeout=5), n=1)
+    breaker = CircuitBreaker("svc", other.policy, clock=clock, store=store)
+
+    async def scenario() -> None:
+        assert await breaker.acall(aok) == "ok"
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await breaker.acall(aboom)
+        assert breaker.state == "open"
+        with pytest.raises(CircuitOpenError):
+            await breaker.acall(aok)
+        clock.advance(5)
+        assert await breaker.acall(aok) == "ok"
+        assert breaker.state == "closed"
+        redis_server.reset_stats()
+        assert await breaker.acall(aok) == "ok"
+        assert redis_server.commandstats()["evalsha"] == 1
+        task = asyncio.ensure_future(breaker.acall(asyncio.sleep, 10))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert breaker.metrics().ignored_count == 1
+
+    run_closing(store, scenario)
+    assert store._client is None  # no blocking client was ever used
+    assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "recover"]
+    assert other.call(lambda: "sync") == "sync"
+    assert other.metrics().transitions == 3
+
+
+def test_acall_degrades_and_resyncs(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """acall on a dead server runs locally (no exception from Redis), then resyncs."""
+    store = stores(now=clock.monotonic)
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+
+    async def scenario() -> None:
+        assert await breaker.acall(aok) == "ok"
+        redis_server.kill()
+        assert await breaker.acall(aok) == "ok"  # its record fails: degraded
+        assert await breaker.acall(aok) == "ok"  # local, no round trip
+        with pytest.raises(ConnectionError):
+            await breaker.acall(aboom)
+        assert breaker.state == "open"
+        assert breaker.metrics().store_errors == 1
+        assert breaker.metrics().degraded
+        redis_server.restart()
+        clock.advance(1)
+        assert await breaker.acall(aok) == "ok"  # acquire: the store's state (closed) wins
+        assert not breaker.metrics().degraded
+        fail_task = breaker.acall(aboom)
+        with pytest.raises(ConnectionError):
+            await fail_task
+        assert breaker.state == "open"
+        clock.advance(1)
+        assert await breaker.acall(aok) == "ok"
+        assert breaker.state == "closed"
+
+    run_closing(store, scenario)
+    assert [r.generation for r in breaker.audit] == [None, 1, 2, 3]
+    assert verify(breaker.audit) == 4
+
+
+def test_acall_refusals_overrides_and_lost_acquires(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """acall: a full half-open episode refuses, disabled runs, a failed acquire goes local."""
+    store, store2 = stores(now=clock.monotonic), stores(now=clock.monotonic)
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
+
+    async def fallback() -> str:
+        return "fallback"
+
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+    breaker2 = CircuitBreaker("svc", policy, clock=clock, store=store2, fallback=fallback)
+    [other] = shared(stores, clock, policy, n=1)
+
+    async def scenario() -> None:
+        with pytest.raises(ConnectionError):
+            await breaker.acall(aboom)
+        assert await breaker2.acall(aok) == "ok"  # learns the trip
+        clock.advance(1)
+
+        async def trial() -> str:
+            return str(await breaker2.acall(aok))  # the only permit is taken: refused
+
+        assert await breaker.acall(trial) == "fallback"
+        assert breaker.state == "closed"
+        other.send("disable")
+        assert await breaker.acall(aok) == "ok"  # learns the override
+        assert breaker.state == "disabled"
+        with pytest.raises(ConnectionError):
+            await breaker.acall(aboom)  # disabled: runs, records nothing
+        other.send("reset")
+        fail(other)  # shared: open
+        clock.advance(1)  # breaker's mirror of the override is due a check...
+        redis_server.kill()  # ...which fails: the local rules decide (disabled: runs)
+        assert await breaker.acall(aok) == "ok"
+        assert breaker.metrics().degraded
+
+    async def run_both() -> None:
+        try:
+            await scenario()
+        finally:
+            await store2.aclose()
+
+    run_closing(store, run_both)
+    assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "recover"]
+
+
+def test_clients_are_derived_from_the_other_kind(
+    redis_server: RedisServer, clock: FakeClock
+) -> None:
+    """A sync client gives acall a derived asyncio client, and the other way round."""
+    import redis.asyncio
+
+    from breaker_fsm.redis import RedisStore
+
+    policy = BreakerPolicy(failure_threshold=1)
+    with redis_server.client(socket_timeout=1.0) as sync_client:
+        store = RedisStore(sync_client, now=clock.monotonic)
+        breaker = CircuitBreaker("derived", policy, clock=clock, store=store)
+
+        async def scenario() -> None:
+            with pytest.raises(ConnectionError):
+                await breaker.acall(aboom)
+
+        run_closing(store, scenario)
+        assert breaker.state == "open"
+        store.close()  # the client was passed in: it stays open
+        assert sync_client.ping()
+
+    async def from_async() -> None:
+        client = redis.asyncio.Redis(host=redis_server.host, port=redis_server.port)
+        store = RedisStore(client, now=clock.monotonic, timeout=2.0)
+        try:
+            breaker = CircuitBreaker("derived", policy, clock=clock, store=store)
+            assert breaker.call(lambda: "sync") == "sync"  # the derived sync client
+            assert breaker.state == "open"  # learned the shared state
+            with pytest.raises(CircuitOpenError):
+                await breaker.acall(aok)
+        finally:
+            store.close()
+            await client.aclose()
+
+    asyncio.run(from_async())
+
+
+# ---------------------------------------------------------------------------- misc
+
+
+def test_real_server_time_ends_the_episode(stores: StoreFactory) -> None:
+    """Without a pinned time the scripts use the server's TIME: a 50 ms episode ends."""
+    store = stores()
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=0.05), store=store
+    )
+    fail(breaker)
+    assert breaker.state == "open"
+    deadline = time.monotonic() + 10
+    while breaker.state == "open":
+        with contextlib.suppress(CircuitOpenError):
+            breaker.call(lambda: "trial")
+        assert time.monotonic() < deadline
+        time.sleep(0.005)  # polling the real clock: this test is about real time
+    assert breaker.state == "closed"
+    assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "recover"]
+
+
+def test_registry_passes_the_store_on(stores: StoreFactory, clock: FakeClock) -> None:
+    """Breakers a registry creates share their state through the registry's store."""
+    policy = BreakerPolicy(failure_threshold=1)
+    one = BreakerRegistry(policy, clock=clock, store=stores(now=clock.monotonic))
+    two = BreakerRegistry(policy, clock=clock, store=stores(now=clock.monotonic))
+    fail(one.get("users-api"))
+    assert two.get("users-api").call(lambda: "learns") == "learns"
+    assert two.get("users-api").state == "open"
+    assert one.transition_counts()["users-api"]["trip"] == 1
+
+
+def test_store_arguments_are_checked() -> None:
+    """Wrong clients and non-positive settings are refused with a clear error."""
+    from breaker_fsm._store import SharedStore
+    from breaker_fsm.redis import RedisStore
+
+    with pytest.raises(TypeError, match="redis:// URL"):
+        RedisStore(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        RedisStore("redis://127.0.0.1:1/0", timeout=0)
+    with pytest.raises(ValueError, match="namespace"):
+        RedisStore("redis://127.0.0.1:1/0", namespace="")
+    store = RedisStore("redis://127.0.0.1:1/0")
+    assert isinstance(store, SharedStore)
+    assert "namespace='breaker_fsm'" in repr(store)
+
+
+def test_verify_treats_local_runs_as_walks_of_their_own() -> None:
+    """Records without a generation after shared ones form their own walk; shared ones go on."""
+
+    def record(seq: int, event: str, source: str, target: str, gen: int | None) -> Transition:
+        return Transition.at_wall(
+            0, seq=seq, breaker="svc", event=event, source=source, target=target,
+            monotonic=0.0, generation=gen,
+        )  # fmt: skip
+
+    trail = [
+        record(1, "trip", "closed", "open", 1),
+        record(2, "attempt_reset", "open", "half_open", None),  # degraded, from the mirror
+        record(3, "recover", "half_open", "closed", None),
+        record(2, "attempt_reset", "open", "half_open", 2),  # shared again
+        record(3, "trip", "closed", "open", None),  # another outage, from a new mirror
+    ]
+    assert verify(trail) == 5
+    broken = [*trail[:3], record(5, "recover", "half_open", "closed", None)]
+    with pytest.raises(AuditError, match="seq 5 follows seq 3"):
+        verify(broken)
+    with pytest.raises(AuditError, match="seq 3 follows seq 1"):
+        verify([trail[0], record(3, "attempt_reset", "open", "half_open", 3)])
+
+
+def test_redis_module_imports_without_redis_py() -> None:
+    """breaker_fsm.redis imports without redis-py; only building a store needs it."""
+    code = textwrap.dedent(
+        """
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "redis":
+                    raise ImportError(f"blocked {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import breaker_fsm.redis
+        try:
+            breaker_fsm.redis.RedisStore("redis://localhost")
+        except ImportError:
+            print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
