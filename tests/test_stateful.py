@@ -1,0 +1,591 @@
+"""Model-based tests: a real ``CircuitBreaker`` against the reference model in ``tests.model``.
+
+The number of examples comes from the Hypothesis profile (``tests/conftest.py``): ``dev`` by
+default, ``ci`` (1,000 examples per state machine) in ``make test``, ``soak`` for long runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import event, given, note
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from breaker_fsm import (
+    BreakerPolicy,
+    CircuitBreaker,
+    CircuitOpenError,
+    CountWindow,
+    IllegalTransitionError,
+    TimeWindow,
+    Transition,
+)
+from breaker_fsm._window import FAILED, SLOW, CountRing, TimeBuckets
+from breaker_fsm.audit import verify
+from breaker_fsm.testing import DEFAULT_WALL_START, FakeClock
+from tests.model import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    REJECTED,
+    NaiveCountWindow,
+    NaiveTimeWindow,
+    ReferenceBreaker,
+    Ticket,
+)
+from tests.strategies import (
+    EVENTS,
+    CallSpec,
+    ClientError,
+    Hint,
+    NotFoundError,
+    ServiceError,
+    call_specs,
+    policies,
+)
+
+_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "service_error": ServiceError,
+    "client_error": ClientError,
+    "not_found": NotFoundError,
+    "value_error": ValueError,
+}
+_BOOM = "predicate raises on this"
+_BAD = "a result is_failure rejects"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_breaker_log() -> Iterator[None]:
+    """Failing sinks and predicates are logged on purpose here; keep reports readable."""
+    logger = logging.getLogger("breaker_fsm")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
+
+
+def _is_failure(result: object) -> bool | float:
+    """The predicate the test breakers use: ``_BAD`` fails, ``Hint`` fails with seconds."""
+    if result == _BOOM:
+        raise RuntimeError("is_failure is broken")
+    if isinstance(result, Hint):
+        return result.seconds
+    return result == _BAD
+
+
+def _fallback(*args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """What a refused call returns when the breaker has a fallback: its arguments, tagged."""
+    return ("fallback", args, kwargs)
+
+
+def _failing_sink(record: Transition) -> None:
+    """An audit sink that always fails: it must never affect a call or a transition."""
+    raise RuntimeError(f"sink down ({record.seq})")
+
+
+class BreakerVersusModel(RuleBasedStateMachine):
+    """Drive a breaker and the reference model with the same calls, clock and events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.breaker: CircuitBreaker | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    @initialize(
+        policy=policies(),
+        seed=st.integers(0, 2**32 - 1),
+        start=st.sampled_from([0.0, 0.5, 1000.0]),
+        use_fallback=st.booleans(),
+        use_predicate=st.booleans(),
+        failing_sink=st.booleans(),
+    )
+    def build(
+        self,
+        *,
+        policy: BreakerPolicy,
+        seed: int,
+        start: float,
+        use_fallback: bool,
+        use_predicate: bool,
+        failing_sink: bool,
+    ) -> None:
+        """A breaker with a fake clock, a seeded rng and a collecting sink, and its model."""
+        self.clock = FakeClock(start)
+        self.clock_start = start
+        self.records: list[Transition] = []
+        sinks: list[Any] = [self.records.append]
+        if failing_sink:
+            sinks.insert(0, _failing_sink)
+        self.failing_sink = failing_sink
+        self.use_fallback = use_fallback
+        self.use_predicate = use_predicate
+        self.breaker = CircuitBreaker(
+            "model-test",
+            policy,
+            clock=self.clock,
+            fallback=_fallback if use_fallback else None,
+            sinks=sinks,
+            is_failure=_is_failure if use_predicate else None,
+            rng=random.Random(seed),
+        )
+        self.model = ReferenceBreaker(policy, random.Random(seed))
+        self.loop = asyncio.new_event_loop()
+
+    def teardown(self) -> None:
+        """Close the event loop the async calls ran on."""
+        if self.loop is not None:
+            self.loop.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def _result_of(self, spec: CallSpec) -> tuple[object, BaseException | None]:
+        """What the operation returns or raises for ``spec``."""
+        if spec.outcome == "ok":
+            return "value", None
+        if spec.outcome == "bad_result":
+            return _BAD, None
+        if spec.outcome == "hint_result":
+            return Hint(spec.hint), None
+        if spec.outcome == "predicate_raises":
+            return _BOOM, None
+        if spec.outcome == "base_exception":
+            neutral = asyncio.CancelledError if spec.is_async else KeyboardInterrupt
+            return None, neutral("neutral")
+        return None, _EXCEPTIONS[spec.outcome](spec.outcome)
+
+    def _expected_outcome(
+        self, spec: CallSpec, error: BaseException | None
+    ) -> tuple[str, float | None]:
+        """The model's verdict on a call that ran: (ok/failed/neutral, Retry-After hint)."""
+        if error is not None:
+            return self.model.classify_exception(type(error)), None
+        if not self.use_predicate:
+            return "ok", None
+        if spec.outcome == "bad_result":
+            return "failed", None
+        if spec.outcome == "hint_result":
+            return "failed", spec.hint
+        if spec.outcome == "predicate_raises":
+            return "neutral", None
+        return "ok", None
+
+    def _invoke(self, spec: CallSpec) -> None:
+        """One call through the breaker, checked against the model's admission and verdict."""
+        breaker, model, clock = self.breaker, self.model, self.clock
+        assert breaker is not None
+        assert self.loop is not None
+        started = clock.monotonic()
+        state_before = model.state
+        ticket = model.admit(started)
+        admitted_in = model.state
+        result, error = self._result_of(spec)
+        ran: list[bool] = []
+
+        def body() -> object:
+            ran.append(True)
+            if spec.duration:
+                clock.advance(spec.duration)
+            if isinstance(spec.inner, CallSpec):
+                self._invoke(spec.inner)
+            elif isinstance(spec.inner, str):
+                self._send(spec.inner)
+            if error is not None:
+                raise error
+            return result
+
+        def operation(*args: Any, **kwargs: Any) -> object:
+            assert (args, kwargs) == ((1,), {"k": 2})
+            return body()
+
+        async def async_operation(*args: Any, **kwargs: Any) -> object:
+            assert (args, kwargs) == ((1,), {"k": 2})
+            return body()
+
+        got: object = None
+        raised: BaseException | None = None
+        try:
+            if spec.is_async:
+                got = self.loop.run_until_complete(breaker.acall(async_operation, 1, k=2))
+            else:
+                got = breaker.call(operation, 1, k=2)
+        except BaseException as exc:  # KeyboardInterrupt is a test outcome here
+            raised = exc
+        ended = clock.monotonic()
+        note(f"{spec} admitted={ticket!r} from {state_before} -> raised={raised!r}")
+        event(f"call: {'refused' if ticket == REJECTED else 'ran'} in {admitted_in}")
+
+        if ticket == REJECTED:
+            assert not ran, "a refused call ran its operation"
+            self._check_refusal(got, raised, started)
+            return
+
+        assert ran, "an admitted call did not run its operation"
+        if error is None:
+            assert raised is None, raised
+            assert got is result
+        elif spec.is_async and isinstance(error, asyncio.CancelledError):
+            assert isinstance(raised, asyncio.CancelledError)
+        else:
+            assert raised is error, "the operation's own exception must be re-raised unchanged"
+        outcome, hint = self._expected_outcome(spec, error)
+        if isinstance(ticket, Ticket) and ticket.episode != model.episode:
+            event(f"call: outcome of {admitted_in} call after a transition")
+        if isinstance(ticket, Ticket) and self.use_predicate and spec.outcome == "predicate_raises":
+            model.predicate_errors += 1  # the predicate ran and raised: counted, logged
+        if admitted_in == HALF_OPEN:
+            event(f"call: {outcome} trial")
+        model.complete(ticket, outcome, started, ended, hint)
+
+    def _check_refusal(self, got: object, raised: BaseException | None, now: float) -> None:
+        """A refused call returned the fallback's value, or raised a full CircuitOpenError."""
+        if self.use_fallback:
+            assert raised is None
+            assert got == ("fallback", (1,), {"k": 2})
+            return
+        assert isinstance(raised, CircuitOpenError), raised
+        assert raised.breaker == "model-test"
+        assert raised.state == self.model.state
+        expected_retry = self.model.retry_after(now)
+        if expected_retry is None:
+            assert raised.retry_after is None
+        else:
+            assert raised.retry_after == pytest.approx(expected_retry, abs=1e-9)
+
+    @rule(spec=call_specs())
+    def call(self, spec: CallSpec) -> None:
+        """A call that returns or raises at once."""
+        self._invoke(spec)
+
+    @rule(specs=st.lists(call_specs(), min_size=2, max_size=6))
+    def burst(self, specs: list[CallSpec]) -> None:
+        """Several instant calls in a row: streaks, full windows, permits used up."""
+        for spec in specs:
+            self._invoke(spec)
+
+    @rule(spec=call_specs(slow=True))
+    def slow_call(self, spec: CallSpec) -> None:
+        """A call during which the clock advances (it may be slow)."""
+        self._invoke(spec)
+
+    @rule(specs=st.lists(call_specs(slow=True), min_size=2, max_size=6))
+    def slow_burst(self, specs: list[CallSpec]) -> None:
+        """Several calls with durations in a row: slow-call rates, buckets rolling over."""
+        for spec in specs:
+            self._invoke(spec)
+
+    @rule(spec=call_specs(nested=True))
+    def call_with_inner_action(self, spec: CallSpec) -> None:
+        """A call that, in flight, calls the breaker again or sends an operator event."""
+        self._invoke(spec)
+
+    @precondition(lambda self: self.breaker is not None and self._trial_would_run())
+    @rule(specs=st.lists(call_specs(slow=True), min_size=1, max_size=4))
+    def trials(self, specs: list[CallSpec]) -> None:
+        """Calls made when the model says the first will run as a half-open trial."""
+        for spec in specs:
+            self._invoke(spec)
+
+    @precondition(lambda self: self.breaker is not None and self._trial_would_run())
+    @rule(spec=call_specs(nested=True))
+    def trial_with_inner_action(self, spec: CallSpec) -> None:
+        """A half-open trial that, in flight, calls again (permits) or sends an event."""
+        self._invoke(spec)
+
+    def _trial_would_run(self) -> bool:
+        """Whether a call now would be admitted as a half-open trial (asks the model)."""
+        model, now = self.model, self.clock.monotonic()
+        if model.state == OPEN:
+            return model.open_elapsed(now)
+        return (
+            model.state == HALF_OPEN
+            and not model.half_open_timed_out(now)
+            and model.permits < model.policy.half_open_max_calls
+        )
+
+    # ------------------------------------------------------------------ time
+
+    @rule(seconds=st.sampled_from([0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 7.0, 60.0]))
+    def advance(self, seconds: float) -> None:
+        """Time passes with no calls."""
+        self.clock.advance(seconds)
+
+    @precondition(
+        lambda self: (
+            self.breaker is not None
+            and (
+                self.model.state == OPEN
+                or (
+                    self.model.state == HALF_OPEN
+                    and self.model.policy.half_open_timeout is not None
+                )
+            )
+        )
+    )
+    @rule(early=st.booleans())
+    def advance_to_deadline(self, early: bool) -> None:
+        """Time moves to exactly (or just before) the end of the open or half-open episode."""
+        model, now = self.model, self.clock.monotonic()
+        if model.state == OPEN:
+            deadline = model.opened_at + model.open_duration
+        else:
+            assert model.policy.half_open_timeout is not None
+            deadline = model.half_open_since + model.policy.half_open_timeout
+        step = deadline - now
+        if early:
+            step -= 0.125
+        if step > 0:
+            self.clock.advance(step)
+
+    # ------------------------------------------------------------------ events
+
+    def _send(self, event: str) -> None:
+        assert self.breaker is not None
+        now = self.clock.monotonic()
+        state = self.model.state
+        legal = self.model.send(event, now)
+        try:
+            after = self.breaker.send(event)
+        except IllegalTransitionError as exc:
+            assert not legal, f"{event!r} from {state!r} should be legal"
+            assert exc.event == event
+            assert exc.state == state
+            assert event in str(exc)
+            assert state in str(exc)
+        else:
+            assert legal, f"{event!r} from {state!r} should be illegal"
+            assert after == self.model.state
+
+    @rule(event=st.sampled_from(EVENTS))
+    def send(self, event: str) -> None:
+        """An event fired by name: operator events, guarded events, an unknown name."""
+        self._send(event)
+
+    # ------------------------------------------------------------------ invariants
+
+    @precondition(lambda self: self.breaker is not None)
+    @invariant()
+    def state_and_metrics_match(self) -> None:
+        """State and every counter in ``metrics()`` equal the model's."""
+        assert self.breaker is not None
+        now = self.clock.monotonic()
+        expected = self.model.metrics(now)
+        metrics = self.breaker.metrics()
+        assert self.breaker.state == expected["state"]
+        actual = {name: getattr(metrics, name) for name in expected}
+        assert actual == expected
+        assert metrics.name == "model-test"
+        expected_retry = self.model.retry_after(now)
+        if expected_retry is None:
+            assert metrics.retry_after is None
+        else:
+            assert metrics.retry_after == pytest.approx(expected_retry, abs=1e-9)
+        if self.model.state == OPEN:
+            assert metrics.open_duration == pytest.approx(self.model.open_duration, rel=1e-12)
+        errors = self.model.predicate_errors
+        if self.failing_sink:
+            errors += len(self.model.trail)
+        assert metrics.sink_errors == errors
+
+    @precondition(lambda self: self.breaker is not None)
+    @invariant()
+    def audit_trail_matches(self) -> None:
+        """The audit log is the model's trail, verifies, and the sink got the same records."""
+        assert self.breaker is not None
+        records = list(self.breaker.audit)
+        trail = self.model.trail
+        assert [(r.event, r.source, r.target) for r in records] == [t[:3] for t in trail]
+        assert [r.seq for r in records] == list(range(1, len(trail) + 1))
+        assert [r.monotonic for r in records] == [t[3] for t in trail]
+        for record, (*_, at) in zip(records, trail, strict=True):
+            expected_at = datetime.fromtimestamp(DEFAULT_WALL_START + at - self.clock_start, UTC)
+            assert abs((record.at - expected_at).total_seconds()) < 1e-3
+            assert record.breaker == "model-test"
+            assert record.reason
+        for record, rules in zip(records, self.model.trip_rules, strict=True):
+            event(f"transition: {record.event} {record.source} -> {record.target}")
+            if rules:  # a trip's reason names the rule that fired, with its figures
+                event(f"trip rules: {' + '.join(rules)}")
+                assert any(rule in record.reason for rule in rules), (record.reason, rules)
+        assert verify(records) == len(records)
+        assert self.records == records
+        if records:
+            machine = self.breaker.machine
+            assert {s.id for s in machine.configuration} == {self.model.state}
+
+
+#: The breaker and the model agree on state, counters and audit trail after every step.
+TestBreakerVersusModel = BreakerVersusModel.TestCase
+
+
+# --------------------------------------------------------------------------- windows
+
+_OUTCOME_FLAGS = st.sampled_from([0, FAILED, SLOW, FAILED | SLOW])
+
+
+@given(size=st.integers(1, 12), flags=st.lists(_OUTCOME_FLAGS, max_size=60))
+def test_count_ring_totals_equal_naive_last_n(size: int, flags: list[int]) -> None:
+    """CountRing's running totals equal a naive scan of the last ``size`` outcomes."""
+    ring, naive = CountRing(size), NaiveCountWindow(size)
+    for f in flags:
+        ring.record(f)
+        naive.add(bool(f & FAILED), bool(f & SLOW), 0.0)
+        assert ring.totals() == naive.totals(0.0)
+    ring.clear()
+    assert ring.totals() == (0, 0, 0)
+
+
+@given(
+    seconds=st.integers(1, 6),
+    steps=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 3.0, 9.0]), _OUTCOME_FLAGS),
+        max_size=60,
+    ),
+    start=st.sampled_from([0.0, 0.5, 0.999, 1000.25]),
+)
+def test_time_buckets_totals_equal_naive_filter(
+    seconds: int, steps: list[tuple[float, int]], start: float
+) -> None:
+    """TimeBuckets' totals equal the naive filter ``floor(t) > floor(now) - seconds``."""
+    buckets, naive = TimeBuckets(seconds), NaiveTimeWindow(seconds)
+    now = start
+    for gap, f in steps:
+        now += gap
+        buckets.record(f, now)
+        naive.add(bool(f & FAILED), bool(f & SLOW), now)
+        assert buckets.totals(now) == naive.totals(now)
+        later = now + gap
+        assert buckets.totals(later) == naive.totals(later)
+        now = later
+
+
+@given(
+    size=st.integers(1, 10),
+    minimum=st.integers(1, 12),
+    outcomes=st.lists(st.booleans(), max_size=60),
+)
+def test_count_window_failure_rate_in_metrics_is_naive_rate(
+    size: int, minimum: int, outcomes: list[bool]
+) -> None:
+    """``metrics().failure_rate`` over a CountWindow is failures/calls of the last N outcomes."""
+    policy = BreakerPolicy(
+        failure_threshold=None,
+        window=CountWindow(size=size),
+        failure_rate_threshold=1.0,
+        minimum_calls=minimum,
+    )
+    breaker = CircuitBreaker("rate", policy, clock=FakeClock())
+    seen: list[bool] = []
+
+    def fail() -> None:
+        raise ServiceError
+
+    for failed in outcomes:
+        if failed:
+            with pytest.raises(ServiceError):
+                breaker.call(fail)
+        else:
+            breaker.call(lambda: None)
+        seen.append(failed)
+        last = seen[-size:]
+        metrics = breaker.metrics()
+        assert metrics.window_calls == len(last)
+        if len(last) < min(minimum, size):
+            assert metrics.failure_rate is None
+        else:
+            assert metrics.failure_rate == sum(last) / len(last)
+        if breaker.state == "open":  # only an all-failure window trips at rate 1.0
+            assert metrics.failure_rate == 1.0
+            break
+
+
+@given(
+    seconds=st.integers(1, 5),
+    steps=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 6.0]), st.booleans()), max_size=40
+    ),
+)
+def test_time_window_failure_rate_in_metrics_is_naive_rate(
+    seconds: int, steps: list[tuple[float, bool]]
+) -> None:
+    """``metrics().failure_rate`` over a TimeWindow is the naive rate of the live buckets."""
+    policy = BreakerPolicy(
+        failure_threshold=None,
+        window=TimeWindow(seconds=seconds),
+        failure_rate_threshold=1.0,
+        minimum_calls=2,
+    )
+    clock = FakeClock(0.5)
+    breaker = CircuitBreaker("rate", policy, clock=clock)
+    naive = NaiveTimeWindow(seconds)
+
+    def fail() -> None:
+        raise ServiceError
+
+    for gap, failed in steps:
+        clock.advance(gap)
+        if failed:
+            with pytest.raises(ServiceError):
+                breaker.call(fail)
+        else:
+            breaker.call(lambda: None)
+        naive.add(failed, False, clock.monotonic())
+        calls, failures, _ = naive.totals(clock.monotonic())
+        metrics = breaker.metrics()
+        assert metrics.window_calls == calls
+        assert metrics.failure_rate == (failures / calls if calls >= 2 else None)
+        if breaker.state == "open":
+            assert metrics.failure_rate == 1.0
+            break
+
+
+def test_model_agrees_with_itself_on_a_known_story() -> None:
+    """The reference model itself: trip at the threshold, reject, half-open, recover."""
+    policy = BreakerPolicy(failure_threshold=2, reset_timeout=5)
+    model = ReferenceBreaker(policy, random.Random(0))
+    for now in (0.0, 1.0):
+        ticket = model.admit(now)
+        assert isinstance(ticket, Ticket)
+        model.complete(ticket, "failed", now, now)
+    assert model.state == OPEN
+    assert model.admit(4.0) == REJECTED
+    ticket = model.admit(6.0)
+    assert isinstance(ticket, Ticket)
+    assert model.state == HALF_OPEN
+    model.complete(ticket, "ok", 6.0, 6.0)
+    assert model.state == CLOSED
+    assert [t[0] for t in model.trail] == ["trip", "attempt_reset", "recover"]
+    assert model.metrics(6.0)["rejected_count"] == 1
+
+
+def test_jitter_applies_without_an_injected_rng() -> None:
+    """A policy's jitter varies open durations even when the breaker is given no rng."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, reset_timeout_jitter=0.5)
+    durations = set()
+    for _ in range(20):
+        breaker = CircuitBreaker("jitter", policy, clock=FakeClock())
+        with pytest.raises(ServiceError):
+            breaker.call(_raise, ServiceError("down"))
+        duration = breaker.metrics().open_duration
+        assert 5 <= duration <= 15
+        durations.add(duration)
+    assert len(durations) > 1  # 20 equal draws from a continuous uniform: never
+
+
+def _raise(error: BaseException) -> None:
+    """An operation that raises ``error``."""
+    raise error
