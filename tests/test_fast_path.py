@@ -1,0 +1,451 @@
+"""The hot paths' shortcuts keep the semantics: lazy window successes, lazily built parts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, NoReturn
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, TimeWindow
+from breaker_fsm._window import FAILED, SLOW, CountRing
+from breaker_fsm.testing import FakeClock
+
+
+class Boom(Exception):
+    """The dependency's failure."""
+
+
+def ok() -> str:
+    return "ok"
+
+
+def boom() -> NoReturn:
+    raise Boom("down")
+
+
+def fail(breaker: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(Boom):
+            breaker.call(boom)
+
+
+def naive(outcomes: list[int], size: int) -> tuple[int, int, int]:
+    last = outcomes[-size:] if outcomes else []
+    return len(last), sum(1 for f in last if f & FAILED), sum(1 for f in last if f & SLOW)
+
+
+# Steps: an outcome recorded under the lock, a burst of lock-free successes, arm, clear.
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("record"), st.sampled_from([0, FAILED, SLOW, FAILED | SLOW])),
+        st.tuples(st.just("lazy"), st.integers(1, 4) | st.integers(5, 30)),
+        st.tuples(st.just("arm"), st.just(0)),
+        st.tuples(st.just("clear"), st.just(0)),
+        st.tuples(st.just("totals"), st.just(0)),
+    ),
+    max_size=120,
+)
+
+
+@given(size=st.integers(1, 12), script=steps)
+def test_lazy_successes_fold_in_order(size: int, script: list[tuple[str, int]]) -> None:
+    """Successes counted lock-free and folded later equal a naive recount of the last N."""
+    ring = CountRing(size)
+    seen: list[int] = []
+    for step, value in script:
+        if step == "record":
+            ring.record(value)
+            seen.append(value)
+        elif step == "lazy" and ring.lazy is not None:
+            for _ in range(value):
+                next(ring.lazy)
+            seen.extend([0] * value)
+        elif step == "arm":
+            ring.arm()
+        elif step == "clear":
+            ring.clear()
+            seen = []
+        else:
+            assert ring.totals() == naive(seen, size)
+    assert ring.totals() == naive(seen, size)
+
+
+@pytest.mark.parametrize("burst", [1, 2, 3, 4, 5, 7])
+def test_a_burst_of_lazy_successes_evicts_slow_and_failed_outcomes(burst: int) -> None:
+    """Folding a few successes evicts slow-only and failed outcomes alike, not just the last."""
+    for first in (SLOW, FAILED, FAILED | SLOW):
+        ring = CountRing(3)
+        seen = [first, 0, 0]
+        for flags in seen:
+            ring.record(flags)
+        ring.arm()
+        assert ring.lazy is not None
+        for _ in range(burst):
+            next(ring.lazy)
+        seen += [0] * burst
+        assert ring.totals() == naive(seen, 3)
+
+
+def test_increment_with_a_tally_read_before_clear_is_dropped() -> None:
+    """A success counted on the tally of a window that was cleared since does not count."""
+    ring = CountRing(4)
+    ring.arm()
+    stale = ring.lazy
+    assert stale is not None
+    ring.clear()
+    next(stale)  # a call that started before the clear finishes after it
+    assert ring.totals() == (0, 0, 0)
+    assert ring.lazy is None
+
+
+def test_armed_window_trips_exactly_where_a_naive_window_would() -> None:
+    """Once armed, lock-free successes still age out failures in order, and trips are exact."""
+    breaker = CircuitBreaker(
+        "w",
+        BreakerPolicy(failure_threshold=None, window=CountWindow(size=10), minimum_calls=10),
+    )
+    for _ in range(10):
+        breaker.call(ok)
+    ring = breaker._window
+    assert ring is not None
+    assert ring.lazy is not None  # 10 calls under the line: armed
+    for _ in range(25):  # lock-free successes
+        breaker.call(ok)
+    fail(breaker, 4)
+    m = breaker.metrics()
+    assert (m.state, m.window_calls, m.failure_rate, m.success_count) == ("closed", 10, 0.4, 35)
+    fail(breaker)  # 5 of the last 10 failed: 0.5 >= 0.5
+    assert breaker.state == "open"
+    assert breaker.audit[0].counters["window_failures"] == 5
+
+
+def test_success_trips_when_it_brings_the_window_to_minimum_calls() -> None:
+    """Before the window is armed, a success that reaches minimum_calls can trip it."""
+    breaker = CircuitBreaker(
+        "w",
+        BreakerPolicy(failure_threshold=None, window=CountWindow(size=10), minimum_calls=4),
+    )
+    fail(breaker, 3)
+    breaker.call(ok)  # 3 of 4 failed
+    assert breaker.state == "open"
+
+
+def test_stale_success_does_not_enter_an_armed_window() -> None:
+    """A success that started before a reset is not counted in the new (armed) window."""
+    breaker = CircuitBreaker(
+        "w", BreakerPolicy(window=CountWindow(size=5), failure_rate_threshold=1.0)
+    )
+    for _ in range(6):
+        breaker.call(ok)
+    assert breaker.metrics().window_calls == 5
+
+    def reset_then_succeed() -> str:
+        breaker.send("reset")
+        return "ok"
+
+    assert breaker.call(reset_then_succeed) == "ok"
+    m = breaker.metrics()
+    assert (m.window_calls, m.success_count) == (0, 7)
+
+
+def test_success_after_a_failure_resets_the_streak_with_a_window() -> None:
+    """With an armed count window a success still resets the consecutive-failure streak."""
+    breaker = CircuitBreaker(
+        "w",
+        BreakerPolicy(failure_threshold=2, window=CountWindow(size=4), failure_rate_threshold=1.0),
+    )
+    for _ in range(4):
+        breaker.call(ok)
+    fail(breaker)
+    breaker.call(ok)
+    assert breaker.metrics().failure_count == 0
+    fail(breaker)
+    assert breaker.state == "closed"
+    fail(breaker)
+    assert breaker.state == "open"
+
+
+def test_counts_stay_exact_with_lock_free_window_successes() -> None:
+    """Threads mixing lock-free successes and locked failures lose no count, window included."""
+    breaker = CircuitBreaker(
+        "w",
+        BreakerPolicy(
+            failure_threshold=None,
+            window=CountWindow(size=1000),
+            failure_rate_threshold=1.0,
+            minimum_calls=10,
+        ),
+    )
+    barrier = threading.Barrier(4)
+
+    def work() -> None:
+        barrier.wait()
+        for i in range(1500):
+            if i % 5 == 0:
+                with pytest.raises(Boom):
+                    breaker.call(boom)
+            else:
+                breaker.call(ok)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    m = breaker.metrics()
+    assert (m.success_count, m.error_count, m.total_requests) == (4800, 1200, 6000)
+    assert m.window_calls == 1000
+
+
+def test_unrecorded_exception_counts_as_success_in_a_window() -> None:
+    """An exception outside record_exceptions counts as a success in the window."""
+    breaker = CircuitBreaker(
+        "w",
+        BreakerPolicy(
+            record_exceptions=(Boom,), window=CountWindow(size=4), failure_rate_threshold=1.0
+        ),
+    )
+
+    def other() -> NoReturn:
+        raise KeyError("not a failure")
+
+    with pytest.raises(KeyError):
+        breaker.call(other)
+    m = breaker.metrics()
+    assert (m.success_count, m.error_count, m.window_calls) == (1, 0, 1)
+
+
+def test_rarely_used_parts_are_built_on_first_use() -> None:
+    """A fresh breaker has no audit log, transition lock or refusal counter until needed."""
+    breaker = CircuitBreaker("lazy", BreakerPolicy(failure_threshold=1))
+    assert breaker._audit_log is None
+    assert breaker._tlock_obj is None
+    assert breaker._rejections is None
+    assert breaker.metrics().rejected_count == 0
+    assert len(breaker.audit) == 0
+    fail(breaker)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    assert breaker.metrics().rejected_count == 1
+    assert [r.event for r in breaker.audit] == ["trip"]
+    assert breaker._tlock_obj is not None
+
+
+def test_lazy_parts_are_built_once_under_races() -> None:
+    """Threads racing to build a lazy part all get the same one."""
+    for _ in range(20):
+        breaker = CircuitBreaker("race")
+        barrier = threading.Barrier(8)
+        seen: list[Any] = []
+
+        def grab(
+            breaker: CircuitBreaker = breaker,
+            barrier: threading.Barrier = barrier,
+            seen: list[Any] = seen,
+        ) -> None:
+            barrier.wait()
+            seen.extend((breaker.audit, breaker._tlock, breaker._rejected))
+
+        threads = [threading.Thread(target=grab) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len({id(x) for x in seen}) == 3
+
+
+def test_audit_capacity_is_still_validated_up_front() -> None:
+    """A bad audit capacity fails at construction, although the log is built later."""
+    with pytest.raises(ValueError, match="audit capacity must be >= 1, got 0"):
+        CircuitBreaker("x", audit_capacity=0)
+
+
+def test_breakers_without_a_policy_share_the_default_one() -> None:
+    """The default policy is a frozen value, so breakers created without one share it."""
+    a, b = CircuitBreaker("a"), CircuitBreaker("b")
+    assert a.policy is b.policy
+    assert a.policy == BreakerPolicy()
+
+
+def test_refusal_through_the_fast_path_keeps_retry_after_and_fallback(clock: FakeClock) -> None:
+    """Refusals while open report the remaining open time, or return the fallback's value."""
+    breaker = CircuitBreaker("r", BreakerPolicy(failure_threshold=1, reset_timeout=10), clock=clock)
+    fail(breaker)
+    clock.advance(4)
+    with pytest.raises(CircuitOpenError) as caught:
+        breaker.call(ok)
+    assert caught.value.retry_after == pytest.approx(6)
+    clock.advance(6)
+    assert breaker.call(ok) == "ok"  # the open duration elapsed exactly: a trial runs
+    assert breaker.state == "closed"
+    fallback = CircuitBreaker(
+        "f", BreakerPolicy(failure_threshold=1), clock=clock, fallback=lambda *a, **k: (a, k)
+    )
+    fail(fallback)
+    assert fallback.call(ok, 1, x=2) == ((1,), {"x": 2})
+
+
+def test_keyword_arguments_still_reach_the_operation() -> None:
+    """The keyword-less fast call and the keyword call pass arguments through unchanged."""
+    breaker = CircuitBreaker("k")
+
+    def echo(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        return args, kwargs
+
+    assert breaker.call(echo) == ((), {})
+    assert breaker.call(echo, 1, 2) == ((1, 2), {})
+    assert breaker.call(echo, 1, key="v") == ((1,), {"key": "v"})
+
+
+class Interrupt(BaseException):
+    """A non-Exception BaseException: neutral."""
+
+
+def drive(breaker: CircuitBreaker, func: Any, is_async: bool) -> Any:
+    """Call ``func`` through ``breaker``, sync or awaited (``func`` is sync either way)."""
+    if not is_async:
+        return breaker.call(func)
+
+    async def wrapper() -> Any:
+        return func()
+
+    return asyncio.run(breaker.acall(wrapper))
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("window", [None, CountWindow(size=3)], ids=["no-window", "count-window"])
+def test_fast_path_outcomes_sync_and_async(is_async: bool, window: CountWindow | None) -> None:
+    """call and acall count every fast-path outcome alike, stale ones included."""
+    breaker = CircuitBreaker(
+        "p", BreakerPolicy(failure_threshold=3, window=window, failure_rate_threshold=1.0)
+    )
+
+    def interrupt() -> NoReturn:
+        raise Interrupt
+
+    def reset_then_fail() -> NoReturn:
+        breaker.send("reset")
+        raise Boom("stale")
+
+    for func, error in ((boom, Boom), (ok, None), (boom, Boom), (interrupt, Interrupt)):
+        if error is None:
+            drive(breaker, func, is_async)
+        else:
+            with pytest.raises(error):
+                drive(breaker, func, is_async)
+    m = breaker.metrics()
+    assert (m.failure_count, m.success_count, m.error_count, m.ignored_count) == (1, 1, 2, 1)
+    with pytest.raises(Boom):
+        drive(breaker, reset_then_fail, is_async)
+    m = breaker.metrics()
+    assert (m.state, m.failure_count, m.error_count, m.window_calls) == ("closed", 0, 3, 0)
+    for _ in range(3):
+        with pytest.raises(Boom):
+            drive(breaker, boom, is_async)
+    assert breaker.state == "open"
+    with pytest.raises(CircuitOpenError):
+        drive(breaker, ok, is_async)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_classified_exceptions_sync_and_async(is_async: bool) -> None:
+    """With ignore/record lists, call and acall classify exceptions alike."""
+    breaker = CircuitBreaker(
+        "c", BreakerPolicy(record_exceptions=(Boom,), ignore_exceptions=(KeyError,))
+    )
+
+    def key_error() -> NoReturn:
+        raise KeyError("ignored")
+
+    def value_error() -> NoReturn:
+        raise ValueError("not recorded")
+
+    for func, error in ((key_error, KeyError), (value_error, ValueError), (boom, Boom)):
+        with pytest.raises(error):
+            drive(breaker, func, is_async)
+    m = breaker.metrics()
+    assert (m.ignored_count, m.success_count, m.error_count) == (1, 1, 1)
+
+
+def test_stale_failure_and_success_with_an_unarmed_window() -> None:
+    """Outcomes that straddle a reset are not counted in the new window, armed or not."""
+    breaker = CircuitBreaker(
+        "s", BreakerPolicy(window=CountWindow(size=10), failure_rate_threshold=1.0)
+    )
+
+    def reset_then_succeed() -> str:
+        breaker.send("reset")
+        return "ok"
+
+    def reset_then_fail() -> NoReturn:
+        breaker.send("reset")
+        raise Boom("stale")
+
+    fail(breaker)  # a streak, so the success below takes the locked path
+    assert breaker.call(reset_then_succeed) == "ok"
+    with pytest.raises(Boom):
+        breaker.call(reset_then_fail)
+    m = breaker.metrics()
+    assert (m.window_calls, m.success_count, m.error_count) == (0, 1, 2)
+
+
+def test_armed_window_counts_awaited_successes() -> None:
+    """Awaited successes are counted lock-free once the window is armed, as sync ones are."""
+    breaker = CircuitBreaker("a", BreakerPolicy(window=CountWindow(size=3)))
+
+    async def aok() -> str:
+        return "ok"
+
+    async def many() -> None:
+        for _ in range(10):
+            await breaker.acall(aok)
+
+    asyncio.run(many())
+    ring = breaker._window
+    assert ring is not None
+    assert ring.lazy is not None
+    m = breaker.metrics()
+    assert (m.success_count, m.window_calls, m.failure_rate) == (10, 3, 0.0)
+
+
+@pytest.mark.parametrize("read_metrics_first", [False, True], ids=["record-rolls", "metrics-rolls"])
+def test_success_trips_a_time_window_whose_old_buckets_expired(read_metrics_first: bool) -> None:
+    """A plain success still trips a time window whose rate rose as old successes expired."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "t",
+        BreakerPolicy(
+            failure_threshold=None,
+            window=TimeWindow(seconds=3),
+            minimum_calls=3,
+            failure_rate_threshold=0.6,
+        ),
+        clock=clock,
+    )
+    for _ in range(3):
+        breaker.call(ok)
+    clock.advance(2)
+    fail(breaker, 3)  # 3 of 6 failed: 0.5 < 0.6
+    assert breaker.state == "closed"
+    clock.advance(1.5)  # second 0 leaves the window: 3 of 3 failed
+    if read_metrics_first:
+        assert breaker.metrics().failure_rate == 1.0
+    breaker.call(ok)  # 3 of 4 failed: 0.75 >= 0.6
+    assert breaker.state == "open"
+
+
+def test_plain_successes_skip_the_rate_check_but_still_count() -> None:
+    """Successes in a time window that cannot trip it are still counted in it."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "t", BreakerPolicy(window=TimeWindow(seconds=5), minimum_calls=2), clock=clock
+    )
+    for _ in range(50):
+        breaker.call(ok)
+    fail(breaker)
+    m = breaker.metrics()
+    assert (m.state, m.window_calls, m.failure_rate) == ("closed", 51, pytest.approx(1 / 51))
