@@ -492,7 +492,7 @@ class CircuitBreaker:
             self._record_exception(exc, gen, started)
             raise
         if self._is_failure is None:
-            self._record(gen, 0, started)
+            self._record_timed_success(state, gen, started)
         else:
             self._record_result(result, gen, started)
         return result
@@ -574,7 +574,7 @@ class CircuitBreaker:
             self._record_exception(exc, gen, started)
             raise
         if self._is_failure is None:
-            self._record(gen, 0, started)
+            self._record_timed_success(state, gen, started)
         else:
             self._record_result(result, gen, started)
         return result
@@ -752,18 +752,53 @@ class CircuitBreaker:
             lock.release()
         self._fire("trip", gen)
 
+    def _record_timed_success(self, state: int, gen: int, started: float) -> None:
+        """A success on the timed path (a time window, or slow-call timing): one reading.
+
+        Counted without the lock, like a closed success on the fast path, when nothing can
+        come of it but counting: the call ran in ``closed`` in this generation, there is no
+        streak to reset, it was not slow, and the window already holds ``minimum_calls``
+        outcomes, has no expired bucket left to check (``dirty``) and takes this reading
+        into its newest bucket (``until``). A plain success only lowers the rates then.
+        Otherwise :meth:`_record` counts it under the lock.
+        """
+        now = self._clock.monotonic()
+        window = self._window
+        slow = self._slow
+        if (
+            state == CLOSED
+            and window is not None
+            and (tally := window.lazy) is not None  # read before the check: clear() swaps it
+            and now < window.until
+            and not window.dirty
+            and window.calls >= self._min_calls
+            and not self._streak
+            and (slow is None or now - started <= slow)
+            and gen == self._gen
+        ):
+            next(self._ok)
+            next(tally)  # folded into the newest bucket under the lock
+        else:
+            self._record(gen, 0, started, at=now)
+
     def _record(  # noqa: PLR0912, PLR0915 - one locked section on purpose
-        self, gen: int, outcome: int, started: float, open_hint: float | None = None
+        self,
+        gen: int,
+        outcome: int,
+        started: float,
+        open_hint: float | None = None,
+        at: float | None = None,
     ) -> None:
         """Count one outcome and fire the transition it makes due, if any.
 
-        ``open_hint`` (seconds) lengthens the open episode if this outcome trips.
+        ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
+        a clock reading already taken for this outcome.
         """
         if gen == _SKIP:
             return
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets
-            now = self._clock.monotonic()
+            now = self._clock.monotonic() if at is None else at
             if outcome >= 0 and self._slow is not None and now - started > self._slow:
                 outcome |= SLOW
         event = None

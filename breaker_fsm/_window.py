@@ -28,6 +28,8 @@ class CountRing:
     with a tally read before the clear is dropped, as a stale outcome must be.
     """
 
+    until: ClassVar[float] = _INF  # no time buckets: every reading is "in the newest"
+
     __slots__ = (
         "calls",
         "dirty",
@@ -146,9 +148,13 @@ class TimeBuckets:
     A bucket is reused when its second comes round again; the seconds skipped since the
     last call are cleared first, at most ``seconds`` buckets, so the cost per call is
     bounded by the elapsed time, not by how many calls the window holds.
-    """
 
-    lazy: ClassVar[None] = None  # never armed: its successes take the lock (see CountRing)
+    As in :class:`CountRing`, plain successes can be counted without the breaker's lock,
+    with ``next(buckets.lazy)``, by a caller whose reading is before ``until``: they belong
+    to the newest bucket, where such a reading lands anyway, and are folded into it under
+    the lock by the next ``record``, ``totals`` or roll. ``clear`` starts a new tally, so an
+    increment made with a tally read before the clear is dropped.
+    """
 
     __slots__ = (
         "b_calls",
@@ -159,8 +165,11 @@ class TimeBuckets:
         "failures",
         "head",
         "index",
+        "lazy",
         "seconds",
+        "seen",
         "slow",
+        "tally",
         "until",
     )
 
@@ -178,13 +187,25 @@ class TimeBuckets:
         self.calls = 0
         self.failures = 0
         self.slow = 0
+        self.tally = itertools.count()
+        self.lazy: itertools.count[int] | None = self.tally  # always usable (see above)
+        self.seen = 0  # value of ``tally`` already folded in
+
+    def _fold(self) -> None:
+        """Move the successes counted on ``tally`` into the newest bucket."""
+        mark = next(self.tally)  # reads the tally atomically (and steps it once)
+        pending = mark - self.seen
+        self.seen = mark + 1
+        if pending:
+            self.b_calls[self.index] += pending
+            self.calls += pending
 
     def _roll(self, now: float) -> int:
         second = int(now // 1)
         head = self.head
         if head is None or second - head >= self.seconds:
             if self.calls:
-                self.clear()
+                self._empty()
                 self.dirty = True
             head = second
         elif second > head:
@@ -205,6 +226,12 @@ class TimeBuckets:
 
     def record(self, flags: int, now: float = 0.0) -> None:
         """Add one outcome at monotonic time ``now``."""
+        mark = next(self.tally)  # _fold() inlined: this runs under the lock on every record
+        pending = mark - self.seen
+        self.seen = mark + 1
+        if pending:
+            self.b_calls[self.index] += pending
+            self.calls += pending
         i = self.index if now < self.until else self._roll(now)
         self.b_calls[i] += 1
         self.calls += 1
@@ -218,12 +245,12 @@ class TimeBuckets:
 
     def totals(self, now: float = 0.0) -> tuple[int, int, int]:
         """``(calls, failures, slow)`` in the window ending at ``now``."""
+        self._fold()
         if now >= self.until and self.head is not None:
             self._roll(now)
         return self.calls, self.failures, self.slow
 
-    def clear(self) -> None:
-        """Forget every outcome."""
+    def _empty(self) -> None:
         n = self.seconds
         self.b_calls = [0] * n
         self.b_fail = [0] * n
@@ -232,6 +259,12 @@ class TimeBuckets:
         self.until = -_INF
         self.index = 0
         self.calls = self.failures = self.slow = 0
+
+    def clear(self) -> None:
+        """Forget every outcome, and start a new tally for the new window."""
+        self._empty()
+        self.tally = self.lazy = itertools.count()
+        self.seen = 0
 
 
 def make_window(spec: CountWindow | TimeWindow | None) -> CountRing | TimeBuckets | None:

@@ -19,6 +19,17 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", max_examples=200, deadline=None)
+# `make mutation` runs the suite once per mutant: few examples, and derandomized so that a
+# mutant's verdict (killed or survived) is the same on every run.
+settings.register_profile(
+    "mutation",
+    max_examples=25,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.register_profile(
     "soak",
     max_examples=50_000,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, TimeWindow
-from breaker_fsm._window import FAILED, SLOW, CountRing
+from breaker_fsm._window import FAILED, SLOW, CountRing, TimeBuckets
 from breaker_fsm.testing import FakeClock
 
 
@@ -449,3 +449,191 @@ def test_plain_successes_skip_the_rate_check_but_still_count() -> None:
     fail(breaker)
     m = breaker.metrics()
     assert (m.state, m.window_calls, m.failure_rate) == ("closed", 51, pytest.approx(1 / 51))
+
+
+# ----------------------------------------------------------------------------- time windows
+
+time_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.floats(0, 2.5, allow_nan=False)),
+        st.tuples(st.just("record"), st.sampled_from([0, FAILED, SLOW, FAILED | SLOW])),
+        st.tuples(st.just("lazy"), st.integers(1, 5)),
+        st.tuples(st.just("totals"), st.just(0)),
+    ),
+    max_size=120,
+)
+
+
+@given(seconds=st.integers(1, 6), script=time_steps)
+def test_lazy_successes_land_in_the_newest_bucket(seconds: int, script: list[Any]) -> None:
+    """Lock-free successes taken before ``until`` count as outcomes of the newest second."""
+    window = TimeBuckets(seconds)
+    now = 0.0
+    head: int | None = None
+    seen: list[tuple[int, int]] = []  # (second of the bucket it landed in, flags)
+
+    def expected() -> tuple[int, int, int]:
+        live = [f for s, f in seen if head is not None and s > head - seconds]
+        return len(live), sum(1 for f in live if f & FAILED), sum(1 for f in live if f & SLOW)
+
+    for step, value in script:
+        if step == "advance":
+            now += value
+        elif step == "record":
+            if head is None or now >= head + 1:
+                head = int(now // 1)
+            window.record(value, now)
+            seen.append((head, value))
+        elif step == "lazy" and head is not None and now < window.until:
+            assert window.lazy is not None
+            for _ in range(value):
+                next(window.lazy)
+            seen.extend([(head, 0)] * value)
+        elif step == "totals":
+            if head is not None and now >= head + 1:
+                head = int(now // 1)
+            assert window.totals(now) == expected()
+    if head is not None and now >= head + 1:
+        head = int(now // 1)
+    assert window.totals(now) == expected()
+
+
+def test_time_window_successes_are_exact_and_trip_on_time() -> None:
+    """Lock-free successes in a time window still count, and failures trip it on time."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "t",
+        BreakerPolicy(failure_threshold=None, window=TimeWindow(seconds=10), minimum_calls=4),
+        clock=clock,
+    )
+    for _ in range(30):
+        breaker.call(ok)
+    clock.advance(0.5)
+    for _ in range(30):  # lock-free: same second, window full enough, nothing expired
+        breaker.call(ok)
+    m = breaker.metrics()
+    assert (m.success_count, m.window_calls, m.failure_rate) == (60, 60, 0.0)
+    clock.advance(10)  # every success expires
+    fail(breaker, 3)
+    assert breaker.state == "closed"  # 3 calls < minimum_calls
+    fail(breaker)
+    assert breaker.state == "open"
+    assert breaker.audit[0].counters["window_calls"] == 4
+
+
+def test_slow_successes_in_a_time_window_take_the_counted_path() -> None:
+    """A slow success is never counted lock-free: it is slow, and may trip the slow rule."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "s",
+        BreakerPolicy(
+            failure_threshold=None,
+            window=TimeWindow(seconds=60),
+            minimum_calls=2,
+            slow_call_duration=1.0,
+            slow_call_rate_threshold=0.5,
+        ),
+        clock=clock,
+    )
+    for _ in range(4):
+        breaker.call(ok)
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "slow"
+
+    breaker.call(slow)
+    assert breaker.metrics().slow_call_count == 1
+    assert breaker.state == "closed"  # 1 of 5 slow
+    for _ in range(2):
+        breaker.call(slow)
+    assert breaker.state == "closed"  # 3 of 7 slow
+    breaker.call(slow)
+    assert breaker.state == "open"  # 4 of 8 slow: 0.5 >= 0.5
+
+
+def test_stale_success_does_not_enter_a_time_window() -> None:
+    """A success that started before a reset is not counted in the new time window."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "t", BreakerPolicy(window=TimeWindow(seconds=60), minimum_calls=2), clock=clock
+    )
+    for _ in range(5):
+        breaker.call(ok)
+
+    def reset_then_succeed() -> str:
+        breaker.send("reset")
+        return "ok"
+
+    breaker.call(reset_then_succeed)
+    m = breaker.metrics()
+    assert (m.window_calls, m.success_count) == (0, 6)
+
+
+def test_counts_stay_exact_with_lock_free_time_window_successes() -> None:
+    """Threads mixing lock-free successes and locked failures in a time window lose no count."""
+    breaker = CircuitBreaker(
+        "w",
+        BreakerPolicy(
+            failure_threshold=None,
+            window=TimeWindow(seconds=600),
+            failure_rate_threshold=1.0,
+            minimum_calls=10,
+        ),
+    )
+    barrier = threading.Barrier(4)
+
+    def work() -> None:
+        barrier.wait()
+        for i in range(1500):
+            if i % 5 == 0:
+                with pytest.raises(Boom):
+                    breaker.call(boom)
+            else:
+                breaker.call(ok)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    m = breaker.metrics()
+    assert (m.success_count, m.error_count, m.window_calls) == (4800, 1200, 6000)
+
+
+def test_lazy_successes_expire_with_their_own_second() -> None:
+    """Folded successes sit in the bucket of their second and expire with it, not another."""
+    window = TimeBuckets(3)
+    window.record(0, 1.2)  # second 1
+    assert window.lazy is not None
+    for _ in range(5):
+        next(window.lazy)  # also second 1
+    window.record(FAILED, 1.6)
+    window.record(0, 2.5)  # second 2
+    assert window.totals(3.2) == (8, 1, 0)  # seconds 1-3 are live
+    assert window.totals(4.1) == (1, 0, 0)  # second 1 expired with its 7 outcomes
+
+
+def test_awaited_refusal_while_half_open_is_full_uses_the_fallback() -> None:
+    """An awaited call refused because every trial permit is taken gets the fallback's answer."""
+    clock = FakeClock()
+
+    async def fallback() -> str:
+        return "fallback"
+
+    breaker = CircuitBreaker(
+        "h", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock, fallback=fallback
+    )
+    fail(breaker)
+    clock.advance(5)
+
+    async def trial() -> str:  # holds the one permit while another call is refused
+        assert breaker.state == "half_open"
+        return await breaker.acall(aok)
+
+    async def aok() -> str:
+        return "ok"
+
+    assert asyncio.run(breaker.acall(trial)) == "fallback"
+    assert breaker.state == "closed"
+    assert breaker.metrics().rejected_count == 1
