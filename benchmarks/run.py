@@ -482,6 +482,8 @@ def write_markdown(report: Report, out: Path) -> str:
         " through `call`. Failure below threshold uses `failure_threshold=10**9` (or the"
         " library's equivalent) so that it never trips; with a window every failure would"
         " trip it, so windows are measured by the alternating pattern (rate threshold 1.0)."
+        " Two threads ÷ one: calls per process-CPU second for the no-op (under the GIL 1.0 is"
+        " the most two threads can get), per wall second for the 1 ms operation."
         " Bytes per breaker for breaker_fsm after one trip (state machine, audit log and"
         f" record built): {report.bytes_per_breaker.get('fsm_tripped', 0):,.0f}.\n"
     )
@@ -569,6 +571,7 @@ def write_chart(report: Report, out: Path) -> None:
                 fontsize=8,
             )
         ax.axvline(target, color="black", linestyle="--", linewidth=1)
+        ax.margins(x=0.18)
         ax.set_title(title, fontsize=10)
         ax.set_yticks(ys, [report.labels.get(c, c) for c in names], fontsize=8)
         ax.invert_yaxis()
