@@ -23,7 +23,14 @@ event}``                                                ``recover``...; zeros in
 ``circuitbreaker_buffered_calls{name}``        gauge    calls in the sliding window
 ``circuitbreaker_consecutive_failures{name}``  gauge    the current failure streak
 ``circuitbreaker_sink_errors_total{name}``     counter  audit sinks or predicates that raised
+``circuitbreaker_store_errors_total{name}``    counter  failed round trips to the shared
+                                                        store (``store=``); 0 without one
+``circuitbreaker_degraded{name}``              gauge    1 while running on local state
+                                                        because the store did not answer
 =============================================  =======  ===================================
+
+Every breaker has both store series, a breaker without a store too (always 0): one stable
+series set per breaker, so ``rate()`` and alerts need no ``absent()`` or ``or vector(0)``.
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
 >>> from breaker_fsm import BreakerRegistry
@@ -37,6 +44,8 @@ event}``                                                ``recover``...; zeros in
 >>> 'circuitbreaker_state{name="users-api",state="closed"} 1.0' in text
 True
 >>> 'circuitbreaker_calls_total{kind="success",name="users-api"} 1.0' in text
+True
+>>> 'circuitbreaker_degraded{name="users-api"} 0.0' in text
 True
 """
 
@@ -106,6 +115,8 @@ class BreakerCollector:
             buffered,
             streak,
             sink_errors,
+            store_errors,
+            degraded,
         ) = families = self._families()
         counts = self.registry.transition_counts()
         for name, m in self.registry.snapshot().items():
@@ -122,6 +133,14 @@ class BreakerCollector:
             buffered.add_metric([name], m.window_calls)
             streak.add_metric([name], m.failure_count)
             sink_errors.add_metric([name], m.sink_errors)
+            # Emitted for every breaker, as 0 (not degraded, no failed round trip) when it
+            # has no store, rather than only for stored breakers: Prometheus users expect a
+            # stable series set (a series that appears only after the first error makes
+            # increase() miss that error and alerts need absent()/`or vector(0)`), the
+            # other families already do the same (slow_call_rate is -1 without slow
+            # detection), and BreakerMetrics itself reports 0/False without a store.
+            store_errors.add_metric([name], m.store_errors)
+            degraded.add_metric([name], 1.0 if m.degraded else 0.0)
         yield from families
 
     def _families(
@@ -136,6 +155,8 @@ class BreakerCollector:
         GaugeMetricFamily,
         GaugeMetricFamily,
         CounterMetricFamily,
+        CounterMetricFamily,
+        GaugeMetricFamily,
     ]:
         ns = self.namespace
         return (
@@ -182,6 +203,16 @@ class BreakerCollector:
             CounterMetricFamily(
                 f"{ns}_sink_errors",
                 "Audit sinks and failure predicates that raised",
+                labels=["name"],
+            ),
+            CounterMetricFamily(
+                f"{ns}_store_errors",
+                "Round trips to the shared store that failed or timed out (0 without a store)",
+                labels=["name"],
+            ),
+            GaugeMetricFamily(
+                f"{ns}_degraded",
+                "1 while running on local state because the shared store did not answer, else 0",
                 labels=["name"],
             ),
         )

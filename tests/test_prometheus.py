@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,6 +19,11 @@ from breaker_fsm import (
 )
 from breaker_fsm.prometheus import CALL_KINDS, BreakerCollector
 from breaker_fsm.testing import FakeClock
+from tests.redis_server import free_port
+
+if TYPE_CHECKING:
+    from breaker_fsm.redis import RedisStore
+    from tests.redis_server import RedisServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -99,6 +105,8 @@ def test_metric_names_types_and_help(scenario: BreakerRegistry) -> None:
         ("circuitbreaker_buffered_calls", "gauge"),
         ("circuitbreaker_consecutive_failures", "gauge"),
         ("circuitbreaker_sink_errors_total", "counter"),
+        ("circuitbreaker_store_errors_total", "counter"),
+        ("circuitbreaker_degraded", "gauge"),
     ]:
         assert f"# TYPE {name} {kind}\n" in text
         assert f"# HELP {name} " in text
@@ -221,3 +229,93 @@ def test_namespace_separates_two_registries() -> None:
     assert repr(BreakerCollector(first)) == (
         "<BreakerCollector 'circuitbreaker' over <BreakerRegistry 1 breakers>>"
     )
+
+
+# ---------------------------------------------------------------------------- shared store
+
+
+def store_at(url: str, clock: FakeClock) -> Iterator[RedisStore]:
+    """A RedisStore on ``url`` (time pinned to ``clock``), closed afterwards."""
+    pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore(url, timeout=2.0, retry_interval=1.0, now=clock.monotonic)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def dead_store(clock: FakeClock) -> Iterator[RedisStore]:
+    """A RedisStore on a loopback port nothing listens on (free a moment ago): refused."""
+    yield from store_at(f"redis://127.0.0.1:{free_port()}/0", clock)
+
+
+@pytest.fixture
+def live_store(redis_server: RedisServer, clock: FakeClock) -> Iterator[RedisStore]:
+    """A RedisStore on the test's real redis-server."""
+    yield from store_at(redis_server.url, clock)
+
+
+def store_series(samples: Samples, name: str) -> tuple[float, float]:
+    """(circuitbreaker_store_errors_total, circuitbreaker_degraded) of breaker ``name``."""
+    return (
+        value(samples, "circuitbreaker_store_errors_total", name=name),
+        value(samples, "circuitbreaker_degraded", name=name),
+    )
+
+
+def test_breakers_without_a_store_expose_store_series_as_zero(scenario: BreakerRegistry) -> None:
+    """Without a store, store_errors_total and degraded are still there, as 0."""
+    text, samples = scrape(BreakerCollector(scenario))
+    for name in ("users", "search", "admin"):
+        assert store_series(samples, name) == (0.0, 0.0)
+    assert 'circuitbreaker_store_errors_total{name="users"} 0.0' in text
+    assert 'circuitbreaker_degraded{name="users"} 0.0' in text
+
+
+def test_an_unreachable_store_degrades_and_counts_store_errors(
+    dead_store: RedisStore, clock: FakeClock
+) -> None:
+    """Refused round trips show as degraded 1 and one store error per retry_interval."""
+    registry = BreakerRegistry(BreakerPolicy(failure_threshold=3), clock=clock, store=dead_store)
+    orders = registry.get("orders")
+    assert [orders.call(lambda: "local") for _ in range(3)] == ["local"] * 3
+    text, samples = scrape(BreakerCollector(registry))
+    assert store_series(samples, "orders") == (1.0, 1.0)  # no retry before retry_interval
+    assert 'circuitbreaker_degraded{name="orders"} 1.0' in text
+    assert 'circuitbreaker_store_errors_total{name="orders"} 1.0' in text
+    assert value(samples, "circuitbreaker_calls_total", name="orders", kind="success") == 3.0
+    clock.advance(1)
+    run(orders, fail)  # retries the store, which refuses again
+    run(registry.get("idle"), lambda: "ok")  # a second breaker degrades on its own
+    text, samples = scrape(BreakerCollector(registry))
+    assert store_series(samples, "orders") == (2.0, 1.0)
+    assert store_series(samples, "idle") == (1.0, 1.0)
+    assert 'circuitbreaker_store_errors_total{name="orders"} 2.0' in text
+    assert value(samples, "circuitbreaker_consecutive_failures", name="orders") == 1.0
+
+
+def test_degraded_returns_to_zero_when_the_store_answers_again(
+    redis_server: RedisServer, live_store: RedisStore, clock: FakeClock
+) -> None:
+    """Killed redis-server: degraded 1; restarted: degraded 0, store_errors_total kept."""
+    registry = BreakerRegistry(BreakerPolicy(failure_threshold=3), clock=clock, store=live_store)
+    orders = registry.get("orders")
+    assert orders.call(lambda: "shared") == "shared"
+    collector = BreakerCollector(registry)
+    _, samples = scrape(collector)
+    assert store_series(samples, "orders") == (0.0, 0.0)
+    redis_server.kill()
+    assert orders.call(lambda: "local") == "local"
+    text, samples = scrape(collector)
+    assert store_series(samples, "orders") == (1.0, 1.0)
+    assert 'circuitbreaker_degraded{name="orders"} 1.0' in text
+    redis_server.restart()  # empty, same port
+    clock.advance(1)
+    assert orders.call(lambda: "shared again") == "shared again"
+    text, samples = scrape(collector)
+    assert store_series(samples, "orders") == (1.0, 0.0)  # a counter never goes back
+    assert 'circuitbreaker_degraded{name="orders"} 0.0' in text
+    assert 'circuitbreaker_store_errors_total{name="orders"} 1.0' in text
