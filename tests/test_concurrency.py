@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from typing import NoReturn
 
@@ -193,3 +194,153 @@ def test_reentrant_sink_does_not_deadlock() -> None:
     assert [r.event for r in breaker.audit] == ["trip", "reset"]
     assert verify(breaker.audit) == 2
     assert seen == ["open/open", "closed/closed"]
+
+
+class _PausingLock:
+    """The breaker's lock, wrapped: one chosen thread's first acquire pauses until resumed.
+
+    Swapped in while the breaker is already half-open, so the chosen thread's first
+    acquire is the one in ``_admit`` right after the unlocked permit check passed: the
+    thread is held exactly in the window between that check and the locked re-check.
+    """
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self.target: threading.Thread | None = None
+        self.paused_in: str | None = None  # the function whose acquire was paused
+        self.permits_seen: int | None = None
+        self.at_window = threading.Event()
+        self.resume = threading.Event()
+        self.breaker: CircuitBreaker | None = None
+
+    def _pause_if_target(self, depth: int) -> None:
+        if threading.current_thread() is self.target and not self.at_window.is_set():
+            self.paused_in = sys._getframe(depth).f_code.co_name
+            assert self.breaker is not None
+            self.permits_seen = self.breaker._permits
+            self.at_window.set()
+            self.resume.wait(timeout=30)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self._pause_if_target(2)
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        self._pause_if_target(2)
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+@pytest.mark.parametrize("max_calls", [1, 3])
+def test_permit_taken_between_unlocked_check_and_lock_refuses_the_late_caller(
+    max_calls: int,
+) -> None:
+    """A caller paused after the unlocked permit check is refused once others take every permit."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "p",
+        BreakerPolicy(failure_threshold=1, reset_timeout=1, half_open_max_calls=max_calls),
+        clock=clock,
+    )
+    with contextlib.suppress(ValueError):
+        breaker.call(_fail)
+    clock.advance(1)
+    assert breaker.send("attempt_reset") == "half_open"  # no permit taken yet
+    pausing = _PausingLock(breaker._lock)
+    pausing.breaker = breaker
+    breaker._lock = pausing  # type: ignore[assignment]
+
+    guard = threading.Lock()
+    inside = [0]
+    most_inside = [0]
+    permits: list[int] = []
+    late_outcome: list[str] = []
+    holder_outcomes: list[str] = []
+    entered = threading.Barrier(max_calls + 1, timeout=30)
+    release = threading.Event()
+
+    def enter_trial() -> None:
+        with guard:
+            inside[0] += 1
+            most_inside[0] = max(most_inside[0], inside[0])
+            permits.append(breaker._permits)
+
+    def leave_trial() -> None:
+        with guard:
+            inside[0] -= 1
+
+    def late_trial() -> str:
+        enter_trial()
+        leave_trial()
+        return "ran"
+
+    def late() -> None:
+        try:
+            late_outcome.append(breaker.call(late_trial))
+        except CircuitOpenError:
+            late_outcome.append("refused")
+
+    def held_trial() -> NoReturn:
+        enter_trial()
+        try:
+            entered.wait()
+            release.wait(timeout=30)
+        finally:
+            leave_trial()
+        raise ValueError("trial failed")
+
+    def holder() -> None:
+        try:
+            breaker.call(held_trial)
+        except ValueError:
+            holder_outcomes.append("failed")
+        except CircuitOpenError:
+            holder_outcomes.append("refused")
+
+    late_thread = threading.Thread(target=late, daemon=True)
+    pausing.target = late_thread
+    holders = [threading.Thread(target=holder, daemon=True) for _ in range(max_calls)]
+    try:
+        late_thread.start()
+        assert pausing.at_window.wait(timeout=30), "the late caller never reached the lock"
+        # It passed the unlocked check (a permit was free) and waits to take the lock.
+        assert pausing.paused_in == "_admit"
+        assert pausing.permits_seen == 0
+        for t in holders:
+            t.start()
+        entered.wait()  # every permit is taken: max_calls trials are running
+        assert breaker._permits == max_calls
+        pausing.resume.set()
+        late_thread.join(timeout=30)
+        assert not late_thread.is_alive(), "deadlock: the late caller did not finish"
+        assert late_outcome == ["refused"], (
+            f"the late caller's trial {late_outcome}: {most_inside[0]} trials at once "
+            f"with half_open_max_calls={max_calls}, permits up to {max(permits)}"
+        )
+        assert breaker._permits == max_calls
+    finally:
+        pausing.resume.set()
+        release.set()
+        for t in [late_thread, *holders]:
+            if t.ident is not None:  # started
+                t.join(timeout=30)
+    for t in holders:
+        assert not t.is_alive(), "deadlock: a trial did not finish"
+    assert most_inside[0] == max_calls
+    assert holder_outcomes == ["failed"] * max_calls
+    assert len(permits) == max_calls
+    assert all(1 <= p <= max_calls for p in permits)  # never negative, never past the limit
+    assert breaker.state == "open"  # the first failed trial retripped
+    assert breaker._permits >= 0
+
+    # The permits were not leaked: the next half-open episode admits a trial again.
+    clock.advance(breaker.metrics().open_duration)
+    assert breaker.call(late_trial) == "ran"
+    assert breaker.state == "closed"
+    assert breaker._permits >= 0
+    assert verify(breaker.audit) == 5
