@@ -179,6 +179,7 @@ class CircuitBreaker:
         "_fast",
         "_gen",
         "_half_open_since",
+        "_hot",
         "_ignored",
         "_is_failure",
         "_lock",
@@ -273,6 +274,7 @@ class CircuitBreaker:
         )
 
         self._state = CLOSED
+        self._hot = self._fast
         self._gen = 0
         self._seq = 0
         self._streak = 0
@@ -424,9 +426,8 @@ class CircuitBreaker:
             CircuitOpenError: the call was refused and there is no fallback.
             Exception: whatever ``func`` raised, unchanged, after it was recorded.
         """
-        state = self._state
-        if state == CLOSED and self._fast:
-            gen = self._gen
+        gen = self._gen  # read first: a transition clears _hot before it moves _gen on
+        if self._hot:  # closed, and a policy the inlined fast path covers
             try:
                 # No empty dict to build and merge for the common call without keywords.
                 result = func(*args, **kwargs) if kwargs else func(*args)  # type: ignore[call-arg]
@@ -465,6 +466,7 @@ class CircuitBreaker:
                 else:
                     self._record_success(gen)
             return result
+        state = self._state
         if state == OPEN:  # refused right here: no lock, one clock reading
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
@@ -505,9 +507,8 @@ class CircuitBreaker:
         ``asyncio.CancelledError`` is neutral: not counted, any trial permit released.
         A fallback may be a coroutine function; its result is awaited.
         """
-        state = self._state
-        if state == CLOSED and self._fast:
-            gen = self._gen
+        gen = self._gen  # read first: a transition clears _hot before it moves _gen on
+        if self._hot:  # closed, and a policy the inlined fast path covers
             try:
                 result = await (func(*args, **kwargs) if kwargs else func(*args))  # type: ignore[call-arg]
             except Exception as exc:
@@ -545,6 +546,7 @@ class CircuitBreaker:
                 else:
                     self._record_success(gen)
             return result
+        state = self._state
         if state == OPEN:  # refused right here: no lock, one clock reading
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
@@ -954,6 +956,7 @@ class CircuitBreaker:
         now = self._clock.monotonic()
         policy = self.policy
         with self._lock:
+            self._hot = False  # before _gen moves on: see call()
             self._gen += 1
             if self._store is not None and self._gen < _LOCAL_GEN:
                 self._gen += _LOCAL_GEN  # never mistaken for a shared generation
@@ -978,7 +981,8 @@ class CircuitBreaker:
                 self._open_duration = policy.reset_timeout
                 if self._window is not None:
                     self._window.clear()
-            self._state = _CODE[target]
+            self._state = code = _CODE[target]
+            self._hot = self._fast and code == CLOSED
             self._seq += 1
             seq = self._seq
             gen = self._gen
@@ -1360,7 +1364,7 @@ class CircuitBreaker:
         """
         state = reply.state
         link.epoch = reply.epoch
-        self._state = state
+        self._state = state  # _hot stays False: a shared breaker never takes the fast path
         self._gen = self._seq = reply.gen
         self._permits = 0
         self._open_episodes = reply.episode

@@ -21,27 +21,16 @@ class CountRing:
     """The last ``size`` outcomes in a ring buffer, with running totals.
 
     Plain successes can also be counted without the breaker's lock: once the breaker has
-    armed the ring (``lazy`` is its ``tally``, an ``itertools.count`` whose ``next()`` is
+    armed the ring (``lazy`` is then a tally, an ``itertools.count`` whose ``next()`` is
     atomic under the GIL), a success is one ``next(ring.lazy)``. Those successes are folded
     into the ring, oldest first, by the next ``record``, ``totals`` or ``clear``, which
-    run under the breaker's lock. ``clear`` starts a new tally, so an increment made
-    with a tally read before the clear is dropped, as a stale outcome must be.
+    run under the breaker's lock. ``clear`` disarms (a later ``arm`` starts a new tally),
+    so an increment made with a tally read before the clear is dropped, as a stale outcome
+    must be.
     """
 
     until: ClassVar[float] = _INF  # no time buckets: every reading is "in the newest"
-
-    __slots__ = (
-        "calls",
-        "dirty",
-        "failures",
-        "lazy",
-        "ring",
-        "seen",
-        "size",
-        "slot",
-        "slow",
-        "tally",
-    )
+    __slots__ = ("calls", "dirty", "failures", "lazy", "ring", "seen", "size", "slot", "slow")
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -50,18 +39,19 @@ class CountRing:
         self.calls = 0
         self.failures = 0
         self.slow = 0
-        self.tally = itertools.count()
-        self.seen = 0  # value of ``tally`` already folded in
-        self.lazy: itertools.count[int] | None = None
+        self.lazy: itertools.count[int] | None = None  # the tally, once armed
+        self.seen = 0  # value of the tally already folded in
         self.dirty = False  # never set: a count window's rates rise only with a new outcome
 
     def arm(self) -> None:
-        """Let plain successes be counted lock-free on ``lazy`` from now on."""
-        self.lazy = self.tally
+        """Let plain successes be counted lock-free on ``lazy`` from now on (idempotent)."""
+        if self.lazy is None:  # built here: a ring that is never armed needs no tally
+            self.lazy = itertools.count()
+            self.seen = 0
 
     def fold(self) -> None:
-        """Move the successes counted on ``tally`` into the ring."""
-        mark = next(self.tally)  # reads the tally atomically (and steps it once)
+        """Move the successes counted on ``lazy`` into the ring (only while armed)."""
+        mark = next(self.lazy)  # type: ignore[arg-type]  # reads the tally atomically (and steps it once)
         pending = mark - self.seen
         self.seen = mark + 1
         if pending:
@@ -135,10 +125,9 @@ class CountRing:
         return self.calls, self.failures, self.slow
 
     def clear(self) -> None:
-        """Forget every outcome, and disarm: a new tally for the new window."""
+        """Forget every outcome, and disarm: the next ``arm`` starts a new tally."""
         self.ring = bytearray(self.size)
         self.slot = self.calls = self.failures = self.slow = self.seen = 0
-        self.tally = itertools.count()
         self.lazy = None
 
 
