@@ -28,9 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Case, Results, run, runner, sampler
-from subjects import LONG, Boom, Subject, all_subjects, fail, op, sleep_op
-
 from statemachine import State, StateMachine
+from subjects import LONG, Boom, Subject, all_subjects, fail, op, sleep_op
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CountWindow
 
