@@ -24,7 +24,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._machine import STATES, BreakerMachine, legal_moves
 from ._policy import BreakerPolicy, BreakerStats
 from ._store import EVENT_CODES, EVENTS, Seed
-from ._window import FAILED, SLOW, CountRing, make_window
+from ._window import FAILED, SLOW, CountRing, TimeBuckets, make_window
 from .exceptions import CircuitOpenError, IllegalTransitionError
 
 if TYPE_CHECKING:
@@ -710,7 +710,7 @@ class CircuitBreaker:
     def _record_failure(self, gen: int) -> None:
         """A failure on the fast path with a count window: one lock, no clock.
 
-        The rules of :meth:`_should_trip` that apply here, inlined: the streak and the
+        The trip rules that apply here, inlined: the streak and the
         window's failure rate (the fast path has no slow-call rule). Without a window,
         :meth:`call` and :meth:`acall` inline the streak rule themselves.
         """
@@ -835,7 +835,7 @@ class CircuitBreaker:
                 if window is not None:
                     before = window.calls
                     window.record(outcome, now)
-                # The cheap necessary conditions first; _should_trip has the rules. A plain
+                # The cheap necessary conditions first; _window_trips has the rates. A plain
                 # success only lowers the rates, so it can trip only a window that it brings
                 # to minimum_calls or whose rates rose since the last check (``dirty``: old
                 # buckets expired).
@@ -843,7 +843,7 @@ class CircuitBreaker:
                     window is not None
                     and window.calls >= self._min_calls
                     and (outcome or before < self._min_calls or window.dirty)
-                    and self._should_trip(now)
+                    and self._window_trips(window, now)
                 ):
                     event = "trip"
             elif state == HALF_OPEN:
@@ -866,16 +866,16 @@ class CircuitBreaker:
                 with self._lock:
                     self._open_hint = None
 
-    def _should_trip(self, now: float) -> bool:
-        """The trip rules on the live counters (under ``_lock``); the policy guard confirms."""
-        if self._streak >= self._threshold:
-            return True
-        window = self._window
-        if window is None or window.calls < self._min_calls:
-            return False
+    def _window_trips(self, window: CountRing | TimeBuckets, now: float) -> bool:
+        """The window's rate rules on the live counters (under ``_lock``).
+
+        The caller has checked the streak rule and that the window held ``minimum_calls``
+        outcomes before this reading (which may drop expired buckets); the policy's guard
+        confirms on a snapshot.
+        """
         calls, failures, slow = window.totals(now)
         window.dirty = False  # the rates are checked as they are now
-        if calls < self._min_calls or not calls:
+        if calls < self._min_calls:  # minimum_calls >= 1: calls is not 0 past this line
             return False
         if failures / calls >= self._rate:
             return True
@@ -905,6 +905,36 @@ class CircuitBreaker:
             new_state = self._store_send(link, event, reason)
             if new_state is not None:
                 return new_state
+        return self._send_local(event, reason)
+
+    async def asend(self, event: str, *, reason: str | None = None) -> str:
+        """:meth:`send` for asyncio code: the shared store's round trip never blocks the loop.
+
+        The same events, guards, return value and errors as :meth:`send`. With a shared
+        store the event is applied on the store's asyncio client (the one :meth:`acall`
+        uses), and degrades to local state the same way; without one it is applied in
+        memory at once, exactly as :meth:`send` does.
+
+        >>> import asyncio
+        >>> breaker = CircuitBreaker("users-api")
+        >>> asyncio.run(breaker.asend("force_open", reason="maintenance"))
+        'forced_open'
+        >>> breaker.audit[0].reason
+        'maintenance'
+
+        Raises:
+            IllegalTransitionError: the event is unknown or not legal from the current
+                state (or its guard does not hold); nothing changed.
+        """
+        link = self._store
+        if link is not None:
+            new_state = await self._store_asend(link, event, reason)
+            if new_state is not None:
+                return new_state
+        return self._send_local(event, reason)
+
+    def _send_local(self, event: str, reason: str | None) -> str:
+        """:meth:`send` on this process's state: no store, or the store is unavailable."""
         with self._tlock:
             state = self.state
             if (event, state) not in _MOVES:
@@ -1235,22 +1265,68 @@ class CircuitBreaker:
         return False
 
     def _store_send(self, link: _StoreLink, event: str, reason: str | None) -> str | None:
-        """:meth:`send` on the shared state; ``None`` when it must be applied locally."""
+        """:meth:`send` on the shared state; ``None`` when it must be applied locally.
+
+        The decisions are :meth:`_store_send_plan`'s and :meth:`_store_sent`'s, shared with
+        :meth:`_store_asend`: only the round trip itself differs.
+        """
+        code, now = self._store_send_plan(link, event)
+        answer: StoreReply | Exception | None = None
+        if code is not None:
+            try:
+                answer = link.entry.operator(code, self._jitter(FAILED), self._seed(link, now))
+            except Exception as exc:
+                answer = exc
+        return self._store_sent(link, event, reason, now, answer)
+
+    async def _store_asend(self, link: _StoreLink, event: str, reason: str | None) -> str | None:
+        """:meth:`_store_send` on the asyncio client."""
+        code, now = self._store_send_plan(link, event)
+        answer: StoreReply | Exception | None = None
+        if code is not None:
+            try:
+                answer = await link.entry.aoperator(
+                    code, self._jitter(FAILED), self._seed(link, now)
+                )
+            except Exception as exc:
+                answer = exc
+        return self._store_sent(link, event, reason, now, answer)
+
+    def _store_send_plan(self, link: _StoreLink, event: str) -> tuple[int | None, float]:
+        """The event's code, or ``None`` when no round trip is due (degraded); and the time.
+
+        Raises:
+            IllegalTransitionError: the event is unknown (no round trip needed to know).
+        """
         code = EVENT_CODES.get(event)
         if code is None:
             raise IllegalTransitionError(event, self.state, "unknown event")
         now = self._clock.monotonic()
-        if not link.degraded or now >= link.retry_at:
-            try:
-                reply = link.entry.operator(code, self._jitter(FAILED), self._seed(link, now))
-            except Exception as exc:
-                self._store_failed(link, exc, now)
-            else:
-                self._on_reply(link, reply, now, reason)
-                if reply.ok != 1:
-                    detail = "" if reply.ok == 0 else "its guard does not hold"
-                    raise IllegalTransitionError(event, STATES[reply.state], detail)
-                return STATES[reply.state]
+        if link.degraded and now < link.retry_at:
+            return None, now
+        return code, now
+
+    def _store_sent(
+        self,
+        link: _StoreLink,
+        event: str,
+        reason: str | None,
+        now: float,
+        answer: StoreReply | Exception | None,
+    ) -> str | None:
+        """Act on an operator round trip: the new state, or ``None`` to apply it locally.
+
+        ``answer``: the store's reply, the exception the round trip raised, or ``None``
+        when no round trip was made (degraded, before the retry time).
+        """
+        if isinstance(answer, Exception):
+            self._store_failed(link, answer, now)
+        elif answer is not None:
+            self._on_reply(link, answer, now, reason)
+            if answer.ok != 1:
+                detail = "" if answer.ok == 0 else "its guard does not hold"
+                raise IllegalTransitionError(event, STATES[answer.state], detail)
+            return STATES[answer.state]
         _log.warning(
             "breaker %r: %r applied to this process's state only: the shared store is "
             "unavailable, and its state wins when it answers again",
