@@ -9,7 +9,8 @@ ever prints a traceback.
 from __future__ import annotations
 
 import json
-from datetime import UTC
+import reprlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,6 +168,8 @@ def check(file: Path, section: str | None) -> None:
         ]
         header = f"{file}: invalid policy, {_plural(exc.error_count(), 'error')}"
         raise Fail("\n".join([header, *problems])) from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, an int over 4300 digits
+        raise Fail(f"{file}: cannot parse: {exc}") from None
     text = loaded.model_dump_json(indent=2)
     console = _console()
     if console is None:
@@ -184,7 +187,10 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # nested too deep for repr (TOML's [a.b.c...]): elide inner levels
+        text = reprlib.repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -217,7 +223,7 @@ def show(file: Path) -> None:
     header = ("time", "breaker", "event", "source → target", "reason")
     rows = [
         (
-            record.at.astimezone(UTC).isoformat(sep=" ", timespec="milliseconds")[:-6] + "Z",
+            _utc(record.at),
             record.breaker,
             record.event,
             f"{record.source} → {record.target}",
@@ -241,6 +247,14 @@ def show(file: Path) -> None:
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _utc(at: datetime) -> str:
+    """``at`` in UTC to the millisecond, or as recorded when UTC is outside datetime's range."""
+    try:
+        return at.astimezone(UTC).isoformat(sep=" ", timespec="milliseconds")[:-6] + "Z"
+    except OverflowError:  # 0001-01-01T00:00+14:00 is in year 0 in UTC
+        return at.isoformat(sep=" ", timespec="milliseconds")
 
 
 @audit.command(name="verify")
