@@ -100,8 +100,8 @@ class SharedState(Protocol):
     Every method raises (anything) when the store cannot answer in time; the breaker then
     degrades to local state. ``u`` is the open-duration jitter drawn by the breaker, in
     ``[-jitter, +jitter]`` (0 without jitter); ``seed`` recreates a missing entry.
-    The ``a``-prefixed twins are the same operations for asyncio code (``acall``);
-    operator events (``send``) are synchronous.
+    The ``a``-prefixed twins are the same operations for asyncio code (``acall`` and
+    ``asend``), which must not block the event loop.
     """
 
     retry_interval: float
@@ -141,6 +141,10 @@ class SharedState(Protocol):
 
     async def aacquire(self, u: float, seed: Seed) -> StoreReply:
         """:meth:`acquire` for asyncio code."""
+        ...
+
+    async def aoperator(self, event: int, u: float, seed: Seed) -> StoreReply:
+        """:meth:`operator` for asyncio code."""
         ...
 
 

@@ -15,11 +15,12 @@ shares one state, open timing, half-open permits and window.
 ``EVALSHA``: *record* (count an outcome; trip, recover or retrip when it makes one due),
 *acquire* (move open to half_open once the open duration has elapsed on the server's
 clock, take a half-open permit, retrip a timed-out episode) and *operator* (an event sent
-with ``breaker.send``). Redis runs a script alone, so exactly one process wins each
-transition and no count is lost. Every transition adds one to the shared generation; the
-process whose script made it records it in its own audit trail with ``seq`` and
-``generation`` equal to that number, so the fleet's trails merged and sorted by ``seq``
-are one walk that :func:`breaker_fsm.audit.verify` accepts.
+with ``breaker.send``, or ``await breaker.asend`` on the asyncio client). Redis runs a
+script alone, so exactly one process wins each transition and no count is lost. Every
+transition adds one to the shared generation; the process whose script made it records it
+in its own audit trail with ``seq`` and ``generation`` equal to that number, so the
+fleet's trails merged and sorted by ``seq`` are one walk that
+:func:`breaker_fsm.audit.verify` accepts.
 
 **Round trips.** A call in ``closed`` costs one ``EVALSHA`` (its outcome); nothing is
 read before the call: the process trusts the state it mirrors. While ``open`` a call
@@ -570,6 +571,12 @@ class _Entry:
         now = _UNPINNED if self.now is None else self.now()
         return _reply(await self._acquire.arun(self.keys, _ACQUIRE_ARGS.pack(now, *seed, u)))
 
+    async def aoperator(self, event: int, u: float, seed: Seed) -> StoreReply:
+        """:meth:`operator` on the asyncio client."""
+        now = _UNPINNED if self.now is None else self.now()
+        args = _OPERATOR_ARGS.pack(now, *seed, event, u)
+        return _reply(await self._operator.arun(self.keys, args))
+
 
 #: Connection settings carried over when one client (sync or asyncio) is derived from the
 #: other; anything fancier: pass both clients.
@@ -608,8 +615,8 @@ class RedisStore:
             URL the store builds its own clients with ``timeout`` and no retries. A client
             you pass is used as it is: give it a short ``socket_timeout`` and no retries
             (``retry=Retry(NoBackoff(), 0)``), or a dead Redis slows every call down.
-            The other kind of client (sync for ``call``, asyncio for ``acall``) is
-            derived from it unless you pass it too.
+            The other kind of client (sync for ``call`` and ``send``, asyncio for
+            ``acall`` and ``asend``) is derived from it unless you pass it too.
         namespace: prefix of every key.
         timeout: seconds to wait for Redis (connect and reply) before degrading, for the
             clients the store builds.
@@ -617,7 +624,7 @@ class RedisStore:
         retry_interval: seconds a degraded breaker runs locally before it asks Redis again.
         sync_interval: seconds a breaker mirroring ``forced_open`` or ``disabled`` trusts
             its mirror before asking Redis again.
-        async_client: the ``redis.asyncio.Redis`` client for ``acall``.
+        async_client: the ``redis.asyncio.Redis`` client for ``acall`` and ``asend``.
         now: for tests only: a function whose value the scripts use instead of the
             server's ``TIME`` (every process sharing a breaker must use the same one).
     """

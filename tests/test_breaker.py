@@ -512,6 +512,59 @@ def test_guarded_event_refused_when_guard_fails(clock: FakeClock) -> None:
     assert trip_breaker.state == "closed"
 
 
+def test_asend_without_a_store_is_send(clock: FakeClock) -> None:
+    """asend on an in-memory breaker returns, raises and records exactly what send does."""
+    script = [
+        ("force_open", "maintenance"),
+        ("disable", None),  # illegal from forced_open
+        ("reset", None),
+        ("trip", None),  # its guard does not hold
+        ("explode", None),  # unknown
+        ("disable", "load test"),
+        ("reset", "done"),
+    ]
+
+    def trail(breaker: CircuitBreaker) -> list[tuple[Any, ...]]:
+        return [(r.seq, r.event, r.source, r.target, r.reason) for r in breaker.audit]
+
+    synced, awaited = make(clock), make(clock)
+    sent: list[str] = []
+    for event, reason in script:
+        try:
+            sent.append(synced.send(event, reason=reason))
+        except IllegalTransitionError as exc:
+            sent.append(str(exc))
+
+    async def scenario() -> list[str]:
+        results: list[str] = []
+        for event, reason in script:
+            try:
+                results.append(await awaited.asend(event, reason=reason))
+            except IllegalTransitionError as exc:
+                results.append(str(exc))
+        return results
+
+    assert asyncio.run(scenario()) == sent
+    assert sent == [
+        "forced_open",
+        "event 'disable' is not allowed in state 'forced_open'",
+        "closed",
+        "event 'trip' is not allowed in state 'closed' (its guard does not hold)",
+        "event 'explode' is not allowed in state 'closed' (unknown event)",
+        "disabled",
+        "closed",
+    ]
+    assert awaited.state == synced.state == "closed"
+    assert trail(awaited) == trail(synced)
+    assert [r.reason for r in awaited.audit] == [
+        "maintenance",
+        "operator: reset",
+        "load test",
+        "done",
+    ]
+    assert verify(awaited.audit) == 4
+
+
 def test_machine_send_directly_is_still_audited(clock: FakeClock) -> None:
     """Driving breaker.machine directly still updates the breaker and its trail."""
     breaker = make(clock)
