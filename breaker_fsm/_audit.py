@@ -143,6 +143,15 @@ class LoggingSink:
         return f"LoggingSink({self.logger.name!r})"
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text read in universal-newline mode (as ``read_text`` does).
+
+    Only ``"\n"`` ends a line: ``str.splitlines`` would also break at U+2028, U+0085 and
+    others, which JSON leaves unescaped inside strings.
+    """
+    return text.split("\n")
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[Transition]:
     """Read a JSON Lines audit trail back as records; blank lines are skipped.
 
@@ -158,7 +167,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Transition]:
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditError(f"{file}: cannot read: {exc}") from None
     records: list[Transition] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
         try:

@@ -366,6 +366,8 @@ class BreakerPolicy(BaseModel):
                 raise PolicyFileError(
                     str(file), f"invalid JSON: {exc.msg}", line=exc.lineno
                 ) from None
+            except (RecursionError, ValueError) as exc:  # too deep, or an int too long
+                raise PolicyFileError(str(file), f"cannot parse: {exc}") from None
         else:
             try:
                 data = tomllib.loads(text)
@@ -374,6 +376,8 @@ class BreakerPolicy(BaseModel):
                 raise PolicyFileError(
                     str(file), f"invalid TOML: {exc}", line=int(found[1]) if found else None
                 ) from None
+            except (RecursionError, ValueError) as exc:  # too deep, or an int too long
+                raise PolicyFileError(str(file), f"cannot parse: {exc}") from None
         for key in section.split(".") if section else ():
             if not isinstance(data, dict) or key not in data:
                 raise PolicyFileError(str(file), f"no [{section}] table")
