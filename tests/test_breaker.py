@@ -834,6 +834,25 @@ def test_audit_record_fields(clock: FakeClock) -> None:
     assert (r.seq, r.breaker, r.event, r.source, r.target) == (1, "svc", "trip", "closed", "open")
     assert r.monotonic == 12.5
     assert r.at.isoformat() == "2026-01-01T00:00:12.500000+00:00"
-    assert r.counters["consecutive_failures"] == 2
+    assert r.counters == {
+        "consecutive_failures": 2,
+        "window_calls": 0,  # no window
+        "window_failures": 0,
+        "window_slow": 0,
+        "trial_successes": 0,
+        "trial_failures": 0,
+    }
     assert r.reason == "2 consecutive failures ≥ 2; open for 10s"
     assert r.generation == 1
+
+
+def test_retrip_record_counts_the_one_failed_trial(clock: FakeClock) -> None:
+    """A failed trial retrips with exactly one trial failure (and the successes before it)."""
+    breaker = make(clock, failure_threshold=1, success_threshold=3, half_open_max_calls=3)
+    fail(breaker)
+    clock.advance(10)
+    assert breaker.call(ok) == "ok"
+    fail(breaker)
+    retrip = breaker.audit[-1]
+    assert (retrip.event, retrip.source, retrip.target) == ("retrip", "half_open", "open")
+    assert (retrip.counters["trial_successes"], retrip.counters["trial_failures"]) == (1, 1)

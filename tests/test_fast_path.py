@@ -152,6 +152,22 @@ def test_stale_success_does_not_enter_an_armed_window() -> None:
     assert (m.window_calls, m.success_count) == (0, 7)
 
 
+def test_success_finishing_after_a_trip_does_not_enter_the_armed_window() -> None:
+    """A success that started before the breaker left closed is not counted in its window."""
+    policy = BreakerPolicy(window=CountWindow(size=10), minimum_calls=5, failure_rate_threshold=1.0)
+    breaker = CircuitBreaker("w", policy)
+    for _ in range(6):
+        breaker.call(ok)  # armed: later successes are counted lock-free
+
+    def force_open_then_succeed() -> str:
+        breaker.send("force_open")  # leaves the window as it is: only closing clears it
+        return "ok"
+
+    assert breaker.call(force_open_then_succeed) == "ok"
+    m = breaker.metrics()
+    assert (m.state, m.window_calls, m.success_count) == ("forced_open", 6, 7)
+
+
 def test_success_after_a_failure_resets_the_streak_with_a_window() -> None:
     """With an armed count window a success still resets the consecutive-failure streak."""
     breaker = CircuitBreaker(
