@@ -1,0 +1,402 @@
+"""How a shared breaker's local mirror follows the store's replies, degrades and resyncs.
+
+A breaker created with ``store=`` keeps a mirror of the shared state (state, generation,
+open timing, streak, trial counts) and asks the store only when the mirror cannot decide.
+When the store does not answer it runs on that mirror as local state, under the same
+policy, until a round trip succeeds again. These tests pin the mirror's side of that
+contract: what each kind of reply leaves in it, what a call records when the store is
+unreachable, and how the first answer after an outage puts the breaker back on the shared
+state.
+
+Everything is real: a redis-server child process (``tests/redis_server.py``), with the
+scripts' time pinned to a :class:`~breaker_fsm.testing.FakeClock` that the breakers use
+too. An unreachable store is a :class:`~breaker_fsm.redis.RedisStore` pointed at a free
+loopback port (the connection is refused at once) or the fixture's server killed mid-test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
+from breaker_fsm.testing import FakeClock
+from tests.redis_server import free_port
+
+if TYPE_CHECKING:
+    from breaker_fsm.redis import RedisStore
+    from tests.redis_server import RedisServer
+
+pytest_plugins = ["tests.redis_server"]
+
+pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
+
+StoreFactory = Callable[..., "RedisStore"]
+
+
+@pytest.fixture
+def stores(redis_server: RedisServer, clock: FakeClock) -> Iterator[StoreFactory]:
+    """Build RedisStores on the test server, time pinned to ``clock`` (closed afterwards)."""
+    from breaker_fsm.redis import RedisStore
+
+    made: list[RedisStore] = []
+
+    def make(**kwargs: Any) -> RedisStore:
+        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
+        kwargs.setdefault("now", clock.monotonic)
+        store = RedisStore(redis_server.url, **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def dead_store() -> Iterator[RedisStore]:
+    """A store nobody listens for: every round trip is refused at once."""
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60)
+    yield store
+    store.close()
+
+
+def boom() -> None:
+    raise ConnectionError("dependency down")
+
+
+def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
+
+
+async def aecho(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
+
+
+def fail(breaker: CircuitBreaker) -> None:
+    with pytest.raises(ConnectionError):
+        breaker.call(boom)
+
+
+def run(store: RedisStore, scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run an asyncio scenario; close the store's asyncio client on its loop afterwards."""
+
+    async def main() -> None:
+        try:
+            await scenario()
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+
+
+def retry_after_hint(result: object) -> float | bool:
+    """An ``is_failure`` predicate: a 503 is a failure that asks for 7 s open."""
+    return 7.0 if result == 503 else False
+
+
+class Moves:
+    """A listener on a breaker's machine: the transitions the machine itself made."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+
+    def after_transition(self, event: str, source: Any, target: Any) -> None:
+        self.seen.append((str(event), str(source.id), str(target.id)))
+
+
+# ---------------------------------------------------------------------------- replies
+
+
+def test_a_healthy_mirror_reports_plain_counters(stores: StoreFactory, clock: FakeClock) -> None:
+    """While the store answers: degraded is False, and a success's empty reply clears the streak."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=3), clock=clock, store=stores())
+    assert breaker.metrics().degraded is False
+    fail(breaker)
+    assert breaker.metrics().failure_count == 1
+    assert breaker.call(lambda: "ok") == "ok"  # resets the shared streak: a full reply
+    assert breaker.metrics().failure_count == 0
+    assert breaker.call(lambda: "ok") == "ok"  # nothing changed: the empty reply
+    metrics = breaker.metrics()
+    assert (metrics.failure_count, metrics.success_count, metrics.error_count) == (0, 2, 1)
+    assert metrics.degraded is False
+    assert metrics.store_errors == 0
+
+
+def test_a_reset_clears_the_mirrored_streak(stores: StoreFactory, clock: FakeClock) -> None:
+    """A shared transition into closed leaves the mirror with no streak, as a local one does."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=3), clock=clock, store=stores())
+    fail(breaker)
+    fail(breaker)
+    assert breaker.metrics().failure_count == 2
+    assert breaker.send("reset") == "closed"
+    assert breaker.metrics().failure_count == 0
+    fail(breaker)  # the shared streak restarted from nothing
+    assert breaker.metrics().failure_count == 1
+    assert breaker.state == "closed"
+
+
+def test_store_transitions_go_through_the_machine(stores: StoreFactory, clock: FakeClock) -> None:
+    """Transitions a store's script made pass this process's machine: its guards accept them."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5, half_open_timeout=2)
+    a, b = (CircuitBreaker("svc", policy, clock=clock, store=stores()) for _ in range(2))
+    moves_a, moves_b = Moves(), Moves()
+    a.machine.add_listener(moves_a)  # type: ignore[no-untyped-call]
+    b.machine.add_listener(moves_b)  # type: ignore[no-untyped-call]
+    fail(a)  # second 0
+    b.call(lambda: None)  # b learns the trip: a mirror update, not a transition of b's
+    clock.advance(5)  # exactly the open duration
+
+    def stuck_trial() -> str:
+        clock.advance(2)  # exactly the half-open timeout
+        with pytest.raises(CircuitOpenError):
+            b.call(lambda: "never runs")  # b's acquire retrips the stuck episode
+        return "late"
+
+    assert a.call(stuck_trial) == "late"  # a's acquire moved open to half_open
+    assert moves_a.seen == [("trip", "closed", "open"), ("attempt_reset", "open", "half_open")]
+    assert moves_b.seen == [("retrip", "half_open", "open")]
+    assert [(r.seq, r.event) for r in a.audit] == [(1, "trip"), (2, "attempt_reset")]
+    assert [(r.seq, r.event) for r in b.audit] == [(3, "retrip")]
+    assert b.audit[0].reason == "half-open timed out after 2s; open for 5s"
+    assert a.state == b.state == "open"
+    assert a.machine.current_state_value == b.machine.current_state_value == "open"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_slow_calls_are_timed_by_the_caller(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """Only a call strictly longer than slow_call_duration is slow; without the rule, none is."""
+    timed_store, untimed_store = stores(), stores()
+    timed = CircuitBreaker(
+        "timed",
+        BreakerPolicy(failure_threshold=None, window=CountWindow(size=10), slow_call_duration=1),
+        clock=clock,
+        store=timed_store,
+    )
+    untimed = CircuitBreaker("untimed", BreakerPolicy(), clock=clock, store=untimed_store)
+    durations = [(0.5, False), (1.0, False), (1.5, False), (1.5, True)]  # (seconds, fails)
+
+    def op(seconds: float, fails: bool) -> str:
+        clock.advance(seconds)
+        if fails:
+            raise ConnectionError("slow, and failed")
+        return "done"
+
+    async def aop(seconds: float, fails: bool) -> str:
+        return op(seconds, fails)
+
+    if mode == "sync":
+        for breaker in (timed, untimed):
+            for seconds, fails in durations:
+                with contextlib.suppress(ConnectionError):
+                    breaker.call(op, seconds, fails)
+    else:
+
+        async def scenario() -> None:
+            try:
+                for breaker in (timed, untimed):
+                    for seconds, fails in durations:
+                        with contextlib.suppress(ConnectionError):
+                            await breaker.acall(aop, seconds, fails)
+            finally:
+                await untimed_store.aclose()
+
+        run(timed_store, scenario)
+    metrics = timed.metrics()
+    assert (metrics.slow_call_count, metrics.success_count, metrics.error_count) == (2, 3, 1)
+    window = timed_store.describe("timed")
+    assert window is not None
+    assert (window["window_calls"], window["window_failures"], window["window_slow"]) == (4, 1, 2)
+    metrics = untimed.metrics()
+    assert (metrics.slow_call_count, metrics.success_count, metrics.error_count) == (0, 3, 1)
+
+
+def test_arguments_reach_the_operation_on_every_shared_path(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Positional and keyword arguments reach the operation closed and disabled, sync and async."""
+    store = stores()
+    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=store)
+    expected = ((1, 2), {"k": "v"})
+
+    async def scenario() -> None:
+        assert await breaker.acall(aecho, 1, 2, k="v") == expected
+        assert breaker.send("disable") == "disabled"
+        assert await breaker.acall(aecho, 1, 2, k="v") == expected
+        assert breaker.call(echo, 1, 2, k="v") == expected
+        assert breaker.send("reset") == "closed"
+        assert breaker.call(echo, 1, 2, k="v") == expected
+
+    run(store, scenario)
+    assert breaker.metrics().total_requests == 2  # disabled: ran, recorded nothing
+
+
+# ---------------------------------------------------------------------------- degraded
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_failed_record_counts_the_outcome_locally(
+    dead_store: RedisStore, clock: FakeClock, mode: str
+) -> None:
+    """A record the store refused is counted on local state, its retry-after hint included."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
+    breaker = CircuitBreaker(
+        "svc", policy, clock=clock, store=dead_store, is_failure=retry_after_hint
+    )
+
+    async def a503() -> int:
+        return 503
+
+    if mode == "sync":
+        assert breaker.call(lambda: 503) == 503
+    else:
+
+        async def scenario() -> None:
+            assert await breaker.acall(a503) == 503
+
+        run(dead_store, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.degraded, metrics.store_errors) == ("open", True, 1)
+    assert metrics.open_duration == 5  # the 7 s hint, capped by max_reset_timeout
+    [trip] = breaker.audit
+    assert (trip.event, trip.generation) == ("trip", None)
+    assert trip.reason == (
+        "local (shared store unavailable): 1 consecutive failures ≥ 1; open for 5s"
+    )
+
+
+def test_degraded_calls_keep_their_timing_and_hint(
+    dead_store: RedisStore, clock: FakeClock
+) -> None:
+    """Before retry_interval, outcomes are recorded locally with their duration and hint."""
+    policy = BreakerPolicy(
+        failure_threshold=1,
+        reset_timeout=1,
+        max_reset_timeout=5,
+        window=CountWindow(size=10),
+        slow_call_duration=1,
+    )
+    breaker = CircuitBreaker(
+        "svc", policy, clock=clock, store=dead_store, is_failure=retry_after_hint
+    )
+    assert breaker.call(lambda: "ok") == "ok"  # its record is refused: degraded from now on
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "slow"
+
+    assert breaker.call(slow) == "slow"
+    assert breaker.metrics().slow_call_count == 1
+    assert breaker.call(lambda: 503) == 503  # trips the local state
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.open_duration, metrics.store_errors) == ("open", 5, 1)
+    assert metrics.window_calls == 3  # the local window, while degraded
+
+
+def test_a_degraded_breaker_asks_again_only_after_retry_interval(
+    dead_store: RedisStore, clock: FakeClock
+) -> None:
+    """Degraded, an open breaker moves on by the local rules: no round trip before retry time."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=dead_store)
+    fail(breaker)  # refused record: degraded (retry in 60 s), tripped locally
+    assert breaker.metrics().store_errors == 1
+    clock.advance(1)
+    assert breaker.call(lambda: "trial") == "trial"  # attempt_reset, recover: local
+    assert [(r.event, r.generation) for r in breaker.audit] == [
+        ("trip", None),
+        ("attempt_reset", None),
+        ("recover", None),
+    ]
+    assert breaker.metrics().store_errors == 1
+    fail(breaker)
+    clock.advance(59)  # the retry time has come: an open mirror asks the store again
+    assert breaker.call(lambda: "asks") == "asks"
+    assert breaker.metrics().store_errors == 2
+
+
+def test_a_mirrored_half_open_episode_times_out_locally(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """The store dies mid-episode: the local half-open timeout counts from the shared start."""
+    policy = BreakerPolicy(
+        failure_threshold=1,
+        reset_timeout=1,
+        half_open_timeout=2,
+        half_open_max_calls=3,
+        success_threshold=3,
+    )
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=stores())
+    fail(breaker)  # second 0
+    clock.advance(1.5)
+
+    def trial() -> str:
+        redis_server.kill()
+        return "trial"
+
+    assert breaker.call(trial) == "trial"  # admitted by the store at 1.5; its record fails
+    assert (breaker.state, breaker.metrics().degraded) == ("half_open", True)
+    clock.advance(0.5)  # 0.5 s into the episode (2 s into the breaker's life)
+    assert breaker.call(lambda: "second trial") == "second trial"
+    clock.advance(1.5)  # 2 s into the episode: timed out
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: "never runs")
+    assert [(r.event, r.generation) for r in breaker.audit] == [
+        ("trip", 1),
+        ("attempt_reset", 2),
+        ("retrip", None),
+    ]
+    assert breaker.audit[-1].reason.endswith("half-open timed out after 2s; open for 1s")
+
+
+def test_the_first_answer_after_an_outage_resyncs(
+    redis_server: RedisServer,
+    stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store back with the entry it had: its first reply ends the outage, logged once each way."""
+    caplog.set_level(logging.INFO, logger="breaker_fsm")
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=3), clock=clock, store=stores())
+    assert breaker.call(lambda: "up") == "up"
+    with redis_server.client() as client:
+        client.save()  # a snapshot: the restarted server loads the same entry (same epoch)
+    redis_server.kill()
+    assert breaker.call(lambda: "local") == "local"  # its record is refused: degraded
+    redis_server.restart()
+    assert breaker.metrics().degraded is True
+    clock.advance(1)  # retry_interval
+    fail(breaker)  # its record is answered: an ordinary closed reply
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.failure_count, metrics.store_errors) == (False, 1, 1)
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "breaker_fsm"]
+    [(down_level, down), (up_level, up)] = logged
+    assert down_level == logging.WARNING
+    assert down.startswith("breaker 'svc': shared store unavailable (ConnectionError: ")
+    assert down.endswith("); running on local state, retrying every 1s")
+    assert up_level == logging.INFO
+    assert up == "breaker 'svc': shared store answers again; back on shared state"
+
+
+def test_an_operator_event_while_degraded_says_what_it_did(
+    dead_store: RedisStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """send() with no store applies the event locally and warns that the store's state wins."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=dead_store)
+    assert breaker.send("force_open") == "forced_open"
+    [unavailable, applied] = [r.getMessage() for r in caplog.records if r.name == "breaker_fsm"]
+    assert unavailable.startswith("breaker 'svc': shared store unavailable (ConnectionError: ")
+    assert applied == (
+        "breaker 'svc': 'force_open' applied to this process's state only: the shared store "
+        "is unavailable, and its state wins when it answers again"
+    )
+    assert (breaker.audit[0].event, breaker.audit[0].generation) == ("force_open", None)
