@@ -1340,8 +1340,8 @@ class CircuitBreaker:
         with self._lock:
             link.errors += 1
             first = not link.degraded
+            link.retry_at = now + link.entry.retry_interval  # first: read unlocked with it
             link.degraded = True
-            link.retry_at = now + link.entry.retry_interval
             if first:
                 self._permits = 0  # this process's own trials, from now on
                 if self._window is not None:
@@ -1363,7 +1363,7 @@ class CircuitBreaker:
         if link.degraded:
             self._resynced(link)
         if reply.event:
-            self._store_transition(link, reply, now, reason)
+            self._store_transition(link, reply, reason)
             return
         with self._lock:
             if reply.epoch == link.epoch:
@@ -1387,9 +1387,7 @@ class CircuitBreaker:
             link.epoch = -1  # the next full reply is adopted whatever it says
         _log.info("breaker %r: shared store answers again; back on shared state", self.name)
 
-    def _store_transition(
-        self, link: _StoreLink, reply: StoreReply, now: float, reason: str | None
-    ) -> None:
+    def _store_transition(self, link: _StoreLink, reply: StoreReply, reason: str | None) -> None:
         """Record (and mirror) a transition this process's store operation performed.
 
         It goes through the machine like a local one, from the shared source state, with
