@@ -122,6 +122,27 @@ def test_half_open_after_timeout_then_recover(clock: FakeClock) -> None:
     assert breaker.call(ok) == "ok"
     assert breaker.state == "closed"
     assert events(breaker) == ["trip", "attempt_reset", "recover"]
+    assert [r.reason for r in breaker.audit][1:] == [
+        "open duration 10s elapsed",
+        "1 trial call(s) succeeded",
+    ]
+
+
+@pytest.mark.parametrize("origin", [-1000.0, 0.0, 1000.0])
+def test_open_duration_is_measured_from_the_trip_whatever_the_clock_origin(origin: float) -> None:
+    """The open episode lasts reset_timeout after the trip, wherever the monotonic clock starts."""
+    clock = FakeClock(start=origin)
+    breaker = make(clock)
+    trip(breaker)
+    clock.advance(5)
+    with pytest.raises(IllegalTransitionError, match="guard"):
+        breaker.send("attempt_reset")  # the guard measures the open duration too
+    clock.advance(4.5)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    clock.advance(0.5)  # exactly reset_timeout after the trip
+    assert breaker.call(ok) == "ok"
+    assert events(breaker) == ["trip", "attempt_reset", "recover"]
 
 
 def test_failed_trial_retrips(clock: FakeClock) -> None:
@@ -204,10 +225,15 @@ def test_base_exceptions_are_neutral_and_release_permit(
     def interrupted() -> NoReturn:
         raise exc_type
 
+    def only_trial() -> str:  # takes the one permit: a call inside it is refused
+        with pytest.raises(CircuitOpenError):
+            breaker.call(ok)
+        return "ok"
+
     with pytest.raises(exc_type):
         breaker.call(interrupted)
     assert breaker.state == "half_open"
-    assert breaker.call(ok) == "ok"  # the permit was released
+    assert breaker.call(only_trial) == "ok"  # the permit was released, and only that one
     assert breaker.state == "closed"
     assert breaker.metrics().ignored_count == 1
 
@@ -247,6 +273,42 @@ def test_is_failure_hint_sets_open_duration(clock: FakeClock) -> None:
     breaker.send("reset")
     breaker.call(ok, 0.5)  # shorter than the policy's: the policy wins
     assert breaker.metrics().open_duration == 1
+
+
+class ResetOnRelease:
+    """Wraps a breaker's lock: once the breaker holds an open hint, a release resets it first."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.lock = breaker._lock
+        self.armed = True
+
+    def acquire(self) -> bool:
+        return self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
+        if self.armed and self.breaker._open_hint is not None:
+            self.armed = False
+            self.breaker.send("reset")  # between the outcome's count and its trip
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def test_open_hint_of_a_trip_that_lost_the_race_is_dropped(clock: FakeClock) -> None:
+    """A hint whose trip finds another transition made first does not lengthen a later episode."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10)
+    breaker = CircuitBreaker("h", policy, clock=clock, is_failure=lambda r: r)
+    breaker._lock = ResetOnRelease(breaker)  # type: ignore[assignment]
+    assert breaker.call(ok, 60.0) == 60.0
+    assert (breaker.state, events(breaker)) == ("closed", ["reset"])  # the trip was stale
+    breaker._lock = breaker._lock.lock  # type: ignore[attr-defined]
+    fail(breaker)
+    assert breaker.metrics().open_duration == 10
 
 
 def test_is_failure_predicate_that_raises_is_neutral(
@@ -812,6 +874,7 @@ def test_failing_sink_never_fails_the_call(
     assert len(later) == 1
     assert breaker.metrics().sink_errors == 1
     assert "audit sink" in caplog.text
+    assert [r.args for r in caplog.records] == [("s", broken)]  # which breaker, which sink
 
 
 def test_audit_log_is_bounded_and_counts_drops(clock: FakeClock) -> None:

@@ -134,7 +134,8 @@ def test_success_trips_when_it_brings_the_window_to_minimum_calls() -> None:
     assert breaker.state == "open"
 
 
-def test_stale_success_does_not_enter_an_armed_window() -> None:
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_stale_success_does_not_enter_an_armed_window(is_async: bool) -> None:
     """A success that started before a reset is not counted in the new (armed) window."""
     breaker = CircuitBreaker(
         "w", BreakerPolicy(window=CountWindow(size=5), failure_rate_threshold=1.0)
@@ -147,12 +148,13 @@ def test_stale_success_does_not_enter_an_armed_window() -> None:
         breaker.send("reset")
         return "ok"
 
-    assert breaker.call(reset_then_succeed) == "ok"
+    assert drive(breaker, reset_then_succeed, is_async) == "ok"
     m = breaker.metrics()
     assert (m.window_calls, m.success_count) == (0, 7)
 
 
-def test_success_finishing_after_a_trip_does_not_enter_the_armed_window() -> None:
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_success_finishing_after_a_trip_does_not_enter_the_armed_window(is_async: bool) -> None:
     """A success that started before the breaker left closed is not counted in its window."""
     policy = BreakerPolicy(window=CountWindow(size=10), minimum_calls=5, failure_rate_threshold=1.0)
     breaker = CircuitBreaker("w", policy)
@@ -163,12 +165,13 @@ def test_success_finishing_after_a_trip_does_not_enter_the_armed_window() -> Non
         breaker.send("force_open")  # leaves the window as it is: only closing clears it
         return "ok"
 
-    assert breaker.call(force_open_then_succeed) == "ok"
+    assert drive(breaker, force_open_then_succeed, is_async) == "ok"
     m = breaker.metrics()
     assert (m.state, m.window_calls, m.success_count) == ("forced_open", 6, 7)
 
 
-def test_success_after_a_failure_resets_the_streak_with_a_window() -> None:
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_success_after_a_failure_resets_the_streak_with_a_window(is_async: bool) -> None:
     """With an armed count window a success still resets the consecutive-failure streak."""
     breaker = CircuitBreaker(
         "w",
@@ -177,7 +180,7 @@ def test_success_after_a_failure_resets_the_streak_with_a_window() -> None:
     for _ in range(4):
         breaker.call(ok)
     fail(breaker)
-    breaker.call(ok)
+    drive(breaker, ok, is_async)
     assert breaker.metrics().failure_count == 0
     fail(breaker)
     assert breaker.state == "closed"
@@ -281,6 +284,41 @@ def test_lazy_parts_are_built_once_under_races() -> None:
         assert len({id(x) for x in seen}) == 3
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        BreakerPolicy(failure_threshold=None, window=CountWindow(size=10), minimum_calls=5),
+        BreakerPolicy(failure_threshold=None, window=TimeWindow(seconds=60), minimum_calls=5),
+        BreakerPolicy(
+            failure_threshold=None,
+            window=TimeWindow(seconds=60),
+            minimum_calls=5,
+            slow_call_duration=1.0,
+            slow_call_rate_threshold=0.5,
+        ),
+    ],
+    ids=["count", "time", "time-slow"],
+)
+def test_outcomes_under_the_rate_line_never_build_the_machine(policy: BreakerPolicy) -> None:
+    """Failures below minimum_calls or under the rate line consider no transition at all."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("m", policy, clock=clock)
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "slow"
+
+    fail(breaker)  # 1 call < minimum_calls, though 1 of 1 failed
+    for _ in range(7):
+        breaker.call(ok)
+    breaker.call(slow)  # 1 of 9 slow, where slow calls count: under 0.5
+    fail(breaker)  # 2 of 10 failed: under 0.5
+    m = breaker.metrics()
+    assert (m.state, m.window_calls, m.error_count) == ("closed", 10, 2)
+    assert breaker._machine is None  # no trip was tried: the machine was never needed
+    assert breaker._tlock_obj is None
+
+
 def test_audit_capacity_is_still_validated_up_front() -> None:
     """A bad audit capacity fails at construction, although the log is built later."""
     with pytest.raises(ValueError, match="audit capacity must be >= 1, got 0"):
@@ -310,6 +348,17 @@ def test_refusal_through_the_fast_path_keeps_retry_after_and_fallback(clock: Fak
     )
     fail(fallback)
     assert fallback.call(ok, 1, x=2) == ((1,), {"x": 2})
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_first_refusal_while_forced_open_is_counted(is_async: bool) -> None:
+    """The very first call refused by a forced-open breaker raises CircuitOpenError and counts."""
+    breaker = CircuitBreaker("f")
+    breaker.send("force_open")
+    with pytest.raises(CircuitOpenError) as caught:
+        drive(breaker, ok, is_async)
+    assert (caught.value.state, caught.value.retry_after) == ("forced_open", None)
+    assert breaker.metrics().rejected_count == 1
 
 
 def test_keyword_arguments_still_reach_the_operation() -> None:
@@ -573,6 +622,37 @@ def test_slow_successes_in_a_time_window_take_the_counted_path() -> None:
     assert breaker.state == "closed"  # 3 of 7 slow
     breaker.call(slow)
     assert breaker.state == "open"  # 4 of 8 slow: 0.5 >= 0.5
+
+
+def test_trial_success_recovers_while_the_time_window_is_armed() -> None:
+    """A half-open trial's success is counted as a trial, never lock-free in the kept window."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "s",
+        BreakerPolicy(
+            failure_threshold=None,
+            reset_timeout=0.1,
+            window=TimeWindow(seconds=60),
+            minimum_calls=2,
+            slow_call_duration=1.0,
+            slow_call_rate_threshold=0.5,
+        ),
+        clock=clock,
+    )
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "slow"
+
+    breaker.call(ok)
+    breaker.call(ok)
+    breaker.call(slow)
+    breaker.call(slow)  # 2 of 4 slow, no streak: the window stays armed while open
+    assert breaker.state == "open"
+    clock.advance(0.1)  # still inside the newest bucket's second
+    assert breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "recover"]
 
 
 def test_stale_success_does_not_enter_a_time_window() -> None:
