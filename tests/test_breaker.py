@@ -919,3 +919,74 @@ def test_retrip_record_counts_the_one_failed_trial(clock: FakeClock) -> None:
     retrip = breaker.audit[-1]
     assert (retrip.event, retrip.source, retrip.target) == ("retrip", "half_open", "open")
     assert (retrip.counters["trial_successes"], retrip.counters["trial_failures"]) == (1, 1)
+
+
+# ----------------------------------------------------------------------------- shared store
+
+
+@pytest.fixture
+def shared(redis_server: Any, clock: FakeClock) -> Any:
+    """Build breakers sharing state through the test redis-server, time pinned to ``clock``."""
+    pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore(redis_server.url, timeout=2.0, now=clock.monotonic)
+
+    def build(policy: BreakerPolicy, **kwargs: Any) -> CircuitBreaker:
+        return CircuitBreaker("svc", policy, clock=clock, store=store, **kwargs)
+
+    build.store = store  # type: ignore[attr-defined]
+    yield build
+    store.close()
+
+
+def test_shared_breaker_classifies_exceptions_and_results(
+    shared: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a store, outcomes are judged as in memory: unrecorded, predicate errors, verdicts."""
+
+    def verdict(result: object) -> object:
+        if result == "bug":
+            raise RuntimeError("predicate bug")
+        return result == "bad" and "yes"  # a true verdict that is not a number of seconds
+
+    breaker = shared(BreakerPolicy(record_exceptions=(Boom,)), is_failure=verdict)
+    with pytest.raises(KeyError):
+        breaker.call(lambda: {}["x"])  # not recorded: a success
+    with caplog.at_level(logging.ERROR, logger="breaker_fsm"):
+        assert breaker.call(ok, "bug") == "bug"
+        assert breaker.call(ok, "bug") == "bug"
+    assert breaker.call(ok, "bad") == "bad"
+    m = breaker.metrics()
+    assert (m.success_count, m.error_count, m.ignored_count, m.sink_errors) == (1, 1, 2, 2)
+    assert (m.failure_count, m.degraded) == (1, False)
+    assert [(r.msg, r.args) for r in caplog.records] == [
+        ("breaker %r: is_failure predicate raised", ("svc",))
+    ] * 2
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5])
+def test_shared_breaker_draws_jitter_only_when_a_call_could_open(
+    shared: Any, jitter: float
+) -> None:
+    """With a store, the rng advances once per failure when jittering, never for a success."""
+    rng = random.Random(7)
+    breaker = shared(BreakerPolicy(failure_threshold=3, reset_timeout_jitter=jitter), rng=rng)
+
+    async def aok() -> str:
+        return "ok"
+
+    async def main() -> str:
+        try:
+            return await breaker.acall(aok)
+        finally:
+            await shared.store.aclose()
+
+    assert asyncio.run(main()) == "ok"
+    fail(breaker)
+    m = breaker.metrics()
+    assert (m.success_count, m.error_count, m.store_errors, m.degraded) == (1, 1, 0, False)
+    twin = random.Random(7)
+    if jitter:
+        assert -jitter <= twin.uniform(-jitter, jitter)  # the failure's one draw
+    assert rng.random() == twin.random()
