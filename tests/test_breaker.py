@@ -956,9 +956,10 @@ def test_shared_breaker_classifies_exceptions_and_results(
     with caplog.at_level(logging.ERROR, logger="breaker_fsm"):
         assert breaker.call(ok, "bug") == "bug"
         assert breaker.call(ok, "bug") == "bug"
+    assert breaker.call(ok, "good") == "good"  # a false verdict: a success
     assert breaker.call(ok, "bad") == "bad"
     m = breaker.metrics()
-    assert (m.success_count, m.error_count, m.ignored_count, m.sink_errors) == (1, 1, 2, 2)
+    assert (m.success_count, m.error_count, m.ignored_count, m.sink_errors) == (2, 1, 2, 2)
     assert (m.failure_count, m.degraded) == (1, False)
     assert [(r.msg, r.args) for r in caplog.records] == [
         ("breaker %r: is_failure predicate raised", ("svc",))
