@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
+from breaker_fsm.exceptions import IllegalTransitionError
 from breaker_fsm.testing import FakeClock
 from tests.redis_server import free_port
 
@@ -110,6 +111,16 @@ class Moves:
 
     def after_transition(self, event: str, source: Any, target: Any) -> None:
         self.seen.append((str(event), str(source.id), str(target.id)))
+
+
+class Evidence:
+    """A listener on a breaker's machine: the timing evidence each transition was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float | None, float | None]] = []
+
+    def after_transition(self, event: str, stats: Any) -> None:
+        self.seen.append((str(event), stats.opened_at, stats.half_open_since))
 
 
 # ---------------------------------------------------------------------------- replies
@@ -238,6 +249,209 @@ def test_arguments_reach_the_operation_on_every_shared_path(
 
     run(store, scenario)
     assert breaker.metrics().total_requests == 2  # disabled: ran, recorded nothing
+
+
+def test_outcomes_the_store_answers_for_all_count(stores: StoreFactory, clock: FakeClock) -> None:
+    """Every failure and every ignored trial outcome answered with a full reply is counted."""
+    policy = BreakerPolicy(
+        failure_threshold=3, reset_timeout=1, half_open_max_calls=3, ignore_exceptions=ValueError
+    )
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=stores())
+
+    def ignored() -> None:
+        raise ValueError("not the dependency's fault")
+
+    fail(breaker)
+    fail(breaker)
+    assert breaker.metrics().error_count == 2
+    fail(breaker)  # trips
+    clock.advance(1)
+    for _ in range(2):  # trials whose neutral outcome gives their permit back in the store
+        with pytest.raises(ValueError, match="not the dependency"):
+            breaker.call(ignored)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.error_count, metrics.ignored_count) == ("half_open", 3, 2)
+
+
+def test_a_stale_record_adopts_a_newer_closed_generation(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A record refused as stale by a store closed at a later generation moves the mirror on."""
+    policy = BreakerPolicy(failure_threshold=2)
+    a, b = (CircuitBreaker("svc", policy, clock=clock, store=stores()) for _ in range(2))
+    fail(b)  # b mirrors generation 0
+    fail(a)  # the shared streak reaches 2: trip (generation 1)
+    assert a.send("reset") == "closed"  # generation 2
+    assert b.call(lambda: "stale") == "stale"  # counted at generation 0: refused, adopted
+    assert b.metrics().transitions == 2
+    fail(b)
+    fail(b)  # counted at generation 2 now: b's own failures trip the shared state
+    assert b.state == "open"
+    assert [(r.event, r.generation) for r in b.audit] == [("trip", 3)]
+
+
+def test_a_refused_operator_event_refreshes_the_mirrored_streak(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A trip whose guard does not hold still brings back the shared streak of this episode."""
+    policy = BreakerPolicy(failure_threshold=3)
+    a, b = (CircuitBreaker("svc", policy, clock=clock, store=stores()) for _ in range(2))
+    fail(a)
+    fail(b)  # the shared streak is 2; a still mirrors 1
+    assert a.metrics().failure_count == 1
+    with pytest.raises(IllegalTransitionError, match="its guard does not hold"):
+        a.send("trip")
+    assert (a.state, a.metrics().failure_count) == ("closed", 2)
+
+
+def test_a_later_open_episode_is_adopted_whole(stores: StoreFactory, clock: FakeClock) -> None:
+    """An open reply of a later generation replaces the mirrored episode, its backoff included."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, reset_timeout_multiplier=2)
+    a, b = (CircuitBreaker("svc", policy, clock=clock, store=stores()) for _ in range(2))
+    fail(a)  # generation 1: open for 1 s
+    assert b.call(lambda: "stale") == "stale"  # b adopts the open episode
+    assert (b.state, b.metrics().transitions) == ("open", 1)
+    clock.advance(1)
+    fail(a)  # attempt_reset (2), the trial fails: retrip (3), open for 2 s
+    with pytest.raises(CircuitOpenError) as refused:
+        b.call(lambda: "never runs")  # b's mirror has run out: it asks, and learns the retrip
+    assert refused.value.retry_after == 2
+    metrics = b.metrics()
+    assert (metrics.state, metrics.transitions, metrics.open_duration) == ("open", 3, 2)
+    assert metrics.retry_after == 2
+
+
+def test_an_adopted_open_episode_keeps_the_servers_timing(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A mirror that learns an episode late counts from its start, and reseeds a lost entry so."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
+    store = stores()
+    a, b = (CircuitBreaker("svc", policy, clock=clock, store=s) for s in (stores(), store))
+    fail(a)  # opened at second 0
+    clock.advance(2)
+    assert b.call(lambda: "stale") == "stale"  # b adopts an episode 2 s old
+    assert (b.state, b.metrics().retry_after) == ("open", 3)
+    redis_server.kill()
+    redis_server.restart()  # empty: the entry is recreated from the first caller's seed
+    clock.advance(1)
+    with pytest.raises(IllegalTransitionError, match="its guard does not hold"):
+        b.send("attempt_reset")  # 3 s into a 5 s episode, on the recreated entry too
+    state = store.describe("svc")
+    assert state is not None
+    assert (state["state"], state["opened_at"]) == (1, 0)
+    assert (b.metrics().retry_after, b.metrics().degraded) == (2, False)
+    clock.advance(2)
+    assert b.call(lambda: "trial") == "trial"
+
+
+def test_a_mirror_that_asks_early_takes_the_servers_timing(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Refused because the server's clock says it is early: the mirror waits as the server says."""
+    server = FakeClock()  # the store's clock, running behind this process's
+    store = stores(now=server.monotonic)
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock, store=store
+    )
+    fail(breaker)  # opened at 0 on both clocks
+    clock.advance(5)
+    server.advance(4)
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call(lambda: "never runs")  # the mirror's 5 s are up, the server's are not
+    assert refused.value.retry_after == 1
+    assert breaker.metrics().retry_after == 1
+    redis_server.kill()
+    redis_server.restart()  # empty: the entry is recreated from this breaker's seed
+    clock.advance(0.5)
+    server.advance(0.5)
+    with pytest.raises(IllegalTransitionError, match="its guard does not hold"):
+        breaker.send("attempt_reset")  # 0.5 s left, on the recreated entry too
+    state = store.describe("svc")
+    assert state is not None
+    assert (state["state"], state["opened_at"]) == (1, 0)
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.store_errors, metrics.retry_after) == (False, 0, 0.5)
+
+
+def test_a_half_open_episode_adopted_mid_way_times_out_locally(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A mirror that learns a half-open episode late times it out from its shared start."""
+    policy = BreakerPolicy(
+        failure_threshold=1,
+        reset_timeout=1,
+        half_open_timeout=2,
+        half_open_max_calls=3,
+        success_threshold=3,
+    )
+    a, b = (CircuitBreaker("svc", policy, clock=clock, store=stores()) for _ in range(2))
+    fail(a)  # second 0
+    clock.advance(1.5)
+    assert a.call(lambda: "trial") == "trial"  # half_open since 1.5
+    clock.advance(0.5)
+    assert b.call(lambda: "stale") == "stale"  # b adopts an episode 0.5 s old
+    assert b.state == "half_open"
+    redis_server.kill()
+    clock.advance(1.5)  # 2 s into the episode
+    with pytest.raises(CircuitOpenError):
+        b.call(lambda: "never runs")  # the acquire fails: the local rules time it out
+    assert [(r.event, r.generation) for r in b.audit] == [("retrip", None)]
+
+
+def test_an_overtaken_transition_reply_is_only_recorded(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A transition whose reply a newer one overtook is recorded, not mirrored a second time."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=stores())
+    nested: list[str] = []
+
+    class Overtake:
+        """Before the trip is applied, 2 s pass and another call's reply arrives first."""
+
+        def before_transition(self, event: str) -> None:
+            if event == "trip" and not nested:
+                clock.advance(2)
+                nested.append(breaker.call(lambda: "overtakes"))
+
+    breaker.machine.add_listener(Overtake())  # type: ignore[no-untyped-call]
+    fail(breaker)  # trips at second 0
+    assert nested == ["overtakes"]
+    assert [(r.seq, r.event, r.generation) for r in breaker.audit] == [(1, "trip", 1)]
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.transitions, metrics.retry_after) == ("open", 1, 3)
+
+
+def test_store_transitions_hand_listeners_the_stores_evidence(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Only attempt_reset is given an opening time, only a timed-out retrip a half-open start."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, half_open_timeout=2)
+    a = CircuitBreaker("svc", policy, clock=clock, store=stores())
+    evidence = Evidence()
+    a.machine.add_listener(evidence)  # type: ignore[no-untyped-call]
+    fail(a)  # trip
+    clock.advance(1)
+    fail(a)  # attempt_reset, then the trial fails: retrip
+    clock.advance(a.metrics().retry_after or 0)
+
+    def stuck_trial() -> str:
+        clock.advance(2)
+        with pytest.raises(CircuitOpenError):
+            a.call(lambda: "never runs")  # this acquire retrips the timed-out episode
+        return "late"
+
+    assert a.call(stuck_trial) == "late"  # attempt_reset
+    assert a.send("reset") == "closed"
+    assert evidence.seen == [
+        ("trip", None, None),
+        ("attempt_reset", 0.0, None),
+        ("retrip", None, None),
+        ("attempt_reset", 0.0, None),
+        ("retrip", None, 0.0),
+        ("reset", None, None),
+    ]
 
 
 # ---------------------------------------------------------------------------- degraded
@@ -400,3 +614,25 @@ def test_an_operator_event_while_degraded_says_what_it_did(
         "is unavailable, and its state wins when it answers again"
     )
     assert (breaker.audit[0].event, breaker.audit[0].generation) == ("force_open", None)
+
+
+def test_a_local_override_yields_to_the_store_at_the_next_call(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """An override applied alone in an outage is checked against the store at the next call."""
+    CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=stores()).call(lambda: "entry")
+    with redis_server.client() as client:
+        client.save()  # the restarted server loads the same closed entry
+    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=stores(retry_interval=0.5))
+
+    def outage() -> str:
+        redis_server.kill()
+        assert breaker.send("force_open") == "forced_open"  # applied locally only
+        clock.advance(0.5)  # retry_interval
+        redis_server.restart()
+        return "ran"
+
+    assert breaker.call(outage) == "ran"  # recorded by the store: closed, as seen; resynced
+    assert breaker.metrics().degraded is False
+    assert breaker.call(lambda: "after") == "after"  # asks at once: the store says closed
+    assert (breaker.state, breaker.metrics().store_errors) == ("closed", 1)
