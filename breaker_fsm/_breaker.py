@@ -1179,13 +1179,14 @@ class CircuitBreaker:
     ) -> bool:
         """Record an outcome locally if it needs no round trip; whether it did.
 
-        Local: a degraded breaker before its retry time, a call admitted on local state,
-        a neutral outcome outside half_open (the store would change nothing).
+        Local: a degraded breaker before its retry time, a call admitted on local state
+        that the store has since taken back (stale: the local rules drop it), a neutral
+        outcome outside half_open (the store would change nothing). A degraded breaker
+        past its retry time asks the store, whatever state its call was admitted on: the
+        store's answer puts it back on the shared state.
         """
-        if (
-            gen >= _LOCAL_GEN
-            or (link.degraded and self._clock.monotonic() < link.retry_at)
-            or (outcome < 0 and self._state != HALF_OPEN)
+        if (self._clock.monotonic() < link.retry_at if link.degraded else gen >= _LOCAL_GEN) or (
+            outcome < 0 and self._state != HALF_OPEN
         ):
             self._record(gen, outcome, started, hint)
             return True
@@ -1372,6 +1373,7 @@ class CircuitBreaker:
                 if reply.gen == self._gen and reply.state == self._state:
                     self._streak = reply.streak  # same episode: refresh the counters
                     link.window = reply[7:10]
+                    self._trial_ok, self._trial_fail = reply.trial_successes, reply.trial_failures
                     if reply.state == OPEN:  # asked a little early: the server's timing
                         self._opened_at = now - reply.elapsed
                         link.deadline = self._opened_at + self._open_duration

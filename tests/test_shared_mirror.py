@@ -636,3 +636,43 @@ def test_a_local_override_yields_to_the_store_at_the_next_call(
     assert breaker.metrics().degraded is False
     assert breaker.call(lambda: "after") == "after"  # asks at once: the store says closed
     assert (breaker.state, breaker.metrics().store_errors) == ("closed", 1)
+
+
+def test_mirrored_trial_counts_stay_fresh_within_a_half_open_episode(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Trial successes the store counted carry over when the store dies mid-episode."""
+    policy = BreakerPolicy(
+        failure_threshold=1, reset_timeout=1, half_open_max_calls=3, success_threshold=3
+    )
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=stores())
+    fail(breaker)
+    clock.advance(1)
+    assert breaker.call(lambda: "trial 1") == "trial 1"  # the store moves it to half_open
+    assert breaker.call(lambda: "trial 2") == "trial 2"  # counted by the store: 2 of 3
+    assert breaker.metrics().state == "half_open"
+    redis_server.kill()
+    assert breaker.call(lambda: "trial 3") == "trial 3"  # counted locally: the third of 3
+    assert (breaker.state, breaker.metrics().degraded) == ("closed", True)
+    assert [r.event for r in breaker.audit][-1] == "recover"
+
+
+def test_a_degraded_breaker_closed_by_a_local_transition_asks_the_store_again(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Local transitions during an outage do not stop the retry every retry_interval."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=stores())
+    assert breaker.call(lambda: "up") == "up"
+    redis_server.kill()
+    fail(breaker)  # its record fails: degraded, and the local rules trip it
+    clock.advance(1)
+    assert breaker.call(lambda: "trial") == "trial"  # local attempt_reset and recover
+    assert [r.generation for r in breaker.audit] == [None, None, None]
+    assert (breaker.state, breaker.metrics().degraded) == ("closed", True)
+    errors = breaker.metrics().store_errors
+    redis_server.restart()
+    clock.advance(1)  # past retry_interval: the next outcome goes to the store
+    assert breaker.call(lambda: "back") == "back"
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.store_errors, metrics.state) == (False, errors, "closed")
