@@ -13,7 +13,7 @@ import pytest
 from breaker_fsm import BreakerPolicy, CircuitBreaker, IllegalTransitionError
 from breaker_fsm.audit import verify
 from tests import test_redis_store  # skips this module too without redis-py
-from tests.test_redis_store import StoreFactory, aok, merged, refused, run_closing, shared
+from tests.test_redis_store import StoreFactory, aboom, aok, merged, refused, run_closing, shared
 
 if TYPE_CHECKING:
     from breaker_fsm.testing import FakeClock
@@ -159,3 +159,62 @@ def test_asend_does_not_block_the_event_loop(
     run_closing(store, scenario)
     assert a.metrics().store_errors == 0
     assert [(r.event, r.generation) for r in a.audit] == [("force_open", 1)]
+
+
+async def send_via(mode: str, breaker: CircuitBreaker, event: str) -> str:
+    """``breaker.send(event)`` ("sync") or ``await breaker.asend(event)`` ("async")."""
+    return breaker.send(event) if mode == "sync" else await breaker.asend(event)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_refused_operator_events_name_the_event_the_state_and_why(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """Unknown, illegal and unguarded events raise errors naming the event, the state and why."""
+    store = stores(now=clock.monotonic)
+    a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
+    errors: list[IllegalTransitionError] = []
+
+    async def refused_event(event: str) -> None:
+        with pytest.raises(IllegalTransitionError) as info:
+            await send_via(mode, a, event)
+        errors.append(info.value)
+
+    async def scenario() -> None:
+        await refused_event("explode")  # unknown: no round trip needed
+        await refused_event("trip")  # the store's guard: no failures
+        assert await send_via(mode, a, "force_open") == "forced_open"
+        await refused_event("disable")  # not a move from forced_open
+
+    run_closing(store, scenario)
+    assert [(e.event, e.state, str(e)) for e in errors] == [
+        ("explode", "closed", "event 'explode' is not allowed in state 'closed' (unknown event)"),
+        (
+            "trip",
+            "closed",
+            "event 'trip' is not allowed in state 'closed' (its guard does not hold)",
+        ),
+        ("disable", "forced_open", "event 'disable' is not allowed in state 'forced_open'"),
+    ]
+    assert a.metrics().store_errors == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_operator_event_on_an_open_mirror_reaches_the_store(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """An event sent while the mirror is open carries the episode's seed: one shared transition."""
+    store = stores(now=clock.monotonic)
+    a = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock, store=store
+    )
+
+    async def scenario() -> None:
+        with pytest.raises(ConnectionError):
+            await a.acall(aboom)  # trips: the mirror is open
+        clock.advance(1)
+        assert await send_via(mode, a, "force_open") == "forced_open"
+
+    run_closing(store, scenario)
+    assert [(r.event, r.generation) for r in a.audit] == [("trip", 1), ("force_open", 2)]
+    assert (a.metrics().store_errors, a.metrics().degraded) == (0, False)

@@ -30,6 +30,7 @@ from breaker_fsm import (
 from breaker_fsm.audit import verify
 from breaker_fsm.exceptions import AuditError
 from breaker_fsm.testing import FakeClock
+from tests.redis_server import free_port
 
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
@@ -75,6 +76,16 @@ def stores(redis_server: RedisServer) -> Iterator[StoreFactory]:
         store.close()
 
 
+@pytest.fixture
+def dead_store() -> Iterator[RedisStore]:
+    """A store nobody listens for: every round trip is refused at once (retry in 60 s)."""
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60)
+    yield store
+    store.close()
+
+
 def boom() -> None:
     raise ConnectionError("dependency down")
 
@@ -108,6 +119,30 @@ def refused(breaker: CircuitBreaker) -> CircuitOpenError:
     with pytest.raises(CircuitOpenError) as info:
         breaker.call(lambda: "never runs")
     return info.value
+
+
+Invoke = Callable[..., Awaitable[Any]]
+
+
+def through(mode: str, store: RedisStore, scenario: Callable[[Invoke], Awaitable[None]]) -> None:
+    """Run ``scenario`` with ``invoke(breaker, func, *args, **kwargs)``: call() or acall().
+
+    ``mode`` "sync" runs ``func`` through ``breaker.call``; "async" wraps it in a coroutine
+    function and awaits ``breaker.acall``: the same steps take the two twin paths.
+    """
+
+    async def invoke(
+        breaker: CircuitBreaker, func: Callable[..., Any], *args: Any, **kw: Any
+    ) -> Any:
+        if mode == "sync":
+            return breaker.call(func, *args, **kw)
+
+        async def op(*a: Any, **k: Any) -> Any:
+            return func(*a, **k)
+
+        return await breaker.acall(op, *args, **kw)
+
+    run_closing(store, lambda: scenario(invoke))
 
 
 def merged(*breakers: CircuitBreaker) -> list[Transition]:
@@ -247,13 +282,31 @@ def test_jitter_is_drawn_by_the_client(stores: StoreFactory, clock: FakeClock) -
     assert 5 <= a.metrics().open_duration <= 15
 
 
-def test_retry_after_hint_lengthens_the_episode(stores: StoreFactory, clock: FakeClock) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_retry_after_hint_lengthens_the_episode(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
     """A number of seconds from is_failure is a floor for the open duration, capped."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
-    [a] = shared(stores, clock, policy, n=1, is_failure=lambda r: 7.0 if r == 503 else False)
-    assert a.call(lambda: 503) == 503
-    assert a.state == "open"
+    store = stores(now=clock.monotonic)
+    a = CircuitBreaker(
+        "svc", policy, clock=clock, store=store, is_failure=lambda r: 7.0 if r == 503 else False
+    )
+
+    async def a503() -> int:
+        return 503
+
+    if mode == "sync":
+        assert a.call(lambda: 503) == 503
+    else:
+
+        async def scenario() -> None:
+            assert await a.acall(a503) == 503
+
+        run_closing(store, scenario)
+    assert (a.state, a.metrics().store_errors) == ("open", 0)
     assert a.metrics().open_duration == 5
+    assert a.audit[0].generation == 1  # the store's trip
 
 
 def test_half_open_timeout_retrips_on_the_next_admission(
@@ -652,6 +705,315 @@ def test_an_overtaken_reply_never_rolls_the_mirror_back(
     assert [r.seq for r in a.audit] == [2, 1]  # both recorded; sorted, they verify
     assert verify(sorted(a.audit, key=lambda r: r.seq)) == 2
     assert a.machine.current_state_value == "closed"
+
+
+# ---------------------------------------------------------------------------- twin paths
+
+MODES = pytest.mark.parametrize("mode", ["sync", "async"])
+
+
+@pytest.mark.parametrize("path", ["sync-acquire", "sync-record", "async-acquire", "async-record"])
+def test_the_outage_warning_names_the_error_of_the_failed_round_trip(
+    redis_server: RedisServer,
+    stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
+    """Whichever round trip meets the outage first, the one warning names the error it raised."""
+    mode, round_trip = path.split("-")
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    store = stores(now=clock.monotonic)
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+
+    async def scenario(invoke: Invoke) -> None:
+        assert await invoke(breaker, lambda: "up") == "up"
+        if round_trip == "acquire":
+            with pytest.raises(ConnectionError):
+                await invoke(breaker, boom)  # trips
+            clock.advance(5)  # the mirror's episode is over: the next call asks the store
+        redis_server.kill()
+        assert await invoke(breaker, lambda: "local") == "local"
+
+    through(mode, store, scenario)
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    error = record.args[2]  # type: ignore[index]  # the round trip's own exception
+    assert isinstance(error, redis.exceptions.ConnectionError)
+    assert record.getMessage() == (
+        f"breaker 'svc': shared store unavailable (ConnectionError: {error}); "
+        "running on local state, retrying every 1s"
+    )
+    assert (breaker.state, breaker.metrics().store_errors) == ("closed", 1)
+
+
+@MODES
+def test_local_outcomes_keep_their_duration_and_hint(
+    dead_store: RedisStore, clock: FakeClock, mode: str
+) -> None:
+    """Degraded, each outcome is timed from its own start and keeps its retry-after hint."""
+    policy = BreakerPolicy(
+        failure_threshold=2,
+        reset_timeout=1,
+        max_reset_timeout=5,
+        window=CountWindow(size=10),
+        slow_call_duration=1,
+    )
+    breaker = CircuitBreaker(
+        "svc",
+        policy,
+        clock=clock,
+        store=dead_store,
+        is_failure=lambda r: 7.0 if r == 503 else False,
+    )
+
+    def slow(fails: bool) -> str:
+        clock.advance(1.5)
+        if fails:
+            raise ConnectionError("slow, and failed")
+        return "slow"
+
+    async def scenario(invoke: Invoke) -> None:
+        assert await invoke(breaker, lambda: "ok") == "ok"  # its record is refused: degraded
+        assert await invoke(breaker, slow, False) == "slow"  # local from here on
+        with pytest.raises(ConnectionError):
+            await invoke(breaker, slow, True)
+        assert await invoke(breaker, lambda: 503) == 503  # the second failure trips
+
+    through(mode, dead_store, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.degraded, metrics.store_errors) == ("open", True, 1)
+    assert (metrics.slow_call_count, metrics.success_count, metrics.error_count) == (2, 2, 2)
+    assert metrics.open_duration == 5  # the 7 s hint, capped by max_reset_timeout
+
+
+@MODES
+def test_a_refused_shared_call_hands_its_arguments_to_the_fallback(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """Forced open, call and acall answer with fallback(*args, **kwargs), counted as refused."""
+    store = stores(now=clock.monotonic)
+    breaker = CircuitBreaker(
+        "svc",
+        BreakerPolicy(failure_threshold=1),
+        clock=clock,
+        store=store,
+        fallback=lambda *args, **kwargs: ("fallback", args, kwargs),
+    )
+
+    async def scenario(invoke: Invoke) -> None:
+        assert breaker.send("force_open") == "forced_open"  # refused by the shared path
+        answer = await invoke(breaker, lambda *a, **k: "never runs", 1, 2, k="v")
+        assert answer == ("fallback", (1, 2), {"k": "v"})
+
+    through(mode, store, scenario)
+    assert (breaker.state, breaker.metrics().rejected_count) == ("forced_open", 1)
+
+
+@MODES
+def test_a_record_that_finds_the_entry_gone_recreates_the_open_episode(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """A late outcome recorded after its breaker tripped recreates a lost entry, time left kept."""
+    store = stores(now=clock.monotonic)
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+
+    def lose_the_entry() -> str:
+        clock.advance(1)  # 4 s of the episode left
+        with redis_server.client() as client:
+            assert client.delete(*store.keys("svc")) == 1
+        return "late"
+
+    if mode == "sync":
+
+        def outer() -> str:
+            fail(breaker)  # trips: the mirror is open while the outer call is in flight
+            return lose_the_entry()
+
+        assert breaker.call(outer) == "late"
+    else:
+
+        async def aouter() -> str:
+            with pytest.raises(ConnectionError):
+                await breaker.acall(aboom)
+            return lose_the_entry()
+
+        async def scenario() -> None:
+            assert await breaker.acall(aouter) == "late"
+
+        run_closing(store, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.degraded, metrics.store_errors) == ("open", False, 0)
+    assert metrics.retry_after == pytest.approx(4.0)
+    described = store.describe("svc")
+    assert described is not None
+    assert described["state"] == 1  # recreated open
+
+
+@MODES
+def test_a_success_that_trips_the_window_opens_for_reset_timeout(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """A success that brings a failing window to minimum_calls trips it, for reset_timeout."""
+    policy = BreakerPolicy(
+        failure_threshold=None, reset_timeout=5, window=CountWindow(size=2), minimum_calls=2
+    )
+    store = stores(now=clock.monotonic)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+
+    async def scenario(invoke: Invoke) -> None:
+        with pytest.raises(ConnectionError):
+            await invoke(breaker, boom)
+        assert await invoke(breaker, lambda: "ok") == "ok"
+
+    through(mode, store, scenario)
+    assert (breaker.state, breaker.metrics().open_duration) == ("open", 5)
+    assert breaker.audit[0].reason == "failure rate 0.50 ≥ 0.5 over 2 calls; open for 5s"
+
+
+@MODES
+def test_an_empty_reply_clears_a_stale_streak(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """A success the store answers with nothing (its streak was already 0) clears the mirror's."""
+    store = stores(now=clock.monotonic)
+    policy = BreakerPolicy(failure_threshold=3)
+    a = CircuitBreaker("svc", policy, clock=clock, store=store)
+    [b] = shared(stores, clock, policy, n=1)
+
+    async def scenario(invoke: Invoke) -> None:
+        with pytest.raises(ConnectionError):
+            await invoke(a, boom)
+        b.call(lambda: "ok")  # resets the shared streak; a's mirror still says 1
+        assert a.metrics().failure_count == 1
+        assert await invoke(a, lambda: "ok") == "ok"  # nothing to change: the empty reply
+
+    through(mode, store, scenario)
+    metrics = a.metrics()
+    assert (metrics.failure_count, metrics.success_count, metrics.error_count) == (0, 1, 1)
+
+
+@MODES
+def test_an_empty_reply_after_an_outage_resyncs(
+    redis_server: RedisServer,
+    stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+) -> None:
+    """The first answer after an outage may be the empty reply to a success: it resyncs too."""
+    caplog.set_level(logging.INFO, logger="breaker_fsm")
+    store = stores(now=clock.monotonic)
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=3), clock=clock, store=store)
+
+    async def scenario(invoke: Invoke) -> None:
+        fail(breaker)
+        assert await invoke(breaker, lambda: "up") == "up"  # shared streak back to 0
+        with redis_server.client() as client:
+            client.save()  # the restarted server loads the same entry
+        redis_server.kill()
+        assert await invoke(breaker, lambda: "local") == "local"  # refused record: degraded
+        redis_server.restart()
+        clock.advance(1)  # retry_interval
+        assert await invoke(breaker, lambda: "back") == "back"  # changes nothing: empty reply
+
+    through(mode, store, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.store_errors, metrics.success_count) == (False, 1, 3)
+    assert caplog.records[-1].getMessage() == (
+        "breaker 'svc': shared store answers again; back on shared state"
+    )
+
+
+@MODES
+def test_an_outage_mid_trial_leaves_the_local_permits_to_this_process(
+    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """The store dies during its only trial: the local half-open admits this process's own one."""
+    store = stores(now=clock.monotonic)
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+    fail(breaker)
+    clock.advance(1)
+    if mode == "sync":
+
+        def trial() -> str:
+            redis_server.kill()
+            return breaker.call(lambda: "local trial")  # its acquire fails: local rules
+
+        assert breaker.call(trial) == "local trial"  # the store's permit
+    else:
+
+        async def atrial() -> str:
+            redis_server.kill()
+            return await breaker.acall(aok)
+
+        async def scenario() -> None:
+            assert await breaker.acall(atrial) == "ok"
+
+        run_closing(store, scenario)
+    assert (breaker.state, breaker.metrics().store_errors) == ("closed", 1)
+    assert [(r.event, r.generation) for r in breaker.audit] == [
+        ("trip", 1),
+        ("attempt_reset", 2),
+        ("recover", None),
+    ]
+
+
+@MODES
+def test_a_learnt_episode_ends_on_time_on_a_clock_of_another_origin(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """A process whose monotonic clock has its own origin ends a learnt episode on time."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
+    [b] = shared(stores, clock, policy, n=1)  # b and the scripts on one clock
+    clock.advance(100)
+    fail(b)  # trips at 100
+    clock.advance(3)
+    own = FakeClock()  # a's monotonic clock starts at 0: the episode began at -3 on it
+    store = stores(now=clock.monotonic)
+    a = CircuitBreaker("svc", policy, clock=own, store=store)
+
+    async def scenario(invoke: Invoke) -> None:
+        assert await invoke(a, lambda: "ran") == "ran"  # its reply tells a: 3 s into the episode
+        assert a.state == "open"
+        assert a.metrics().retry_after == pytest.approx(2.0)
+        clock.advance(2)
+        own.advance(2)
+        assert await invoke(a, lambda: "trial") == "trial"
+
+    through(mode, store, scenario)
+    assert a.state == "closed"
+    assert [(r.event, r.generation) for r in a.audit] == [("attempt_reset", 2), ("recover", 3)]
+
+
+def test_a_transition_the_mirror_already_follows_is_only_recorded(
+    stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A transition's reply handled after a reply of its own generation is not replayed."""
+    from breaker_fsm._store import EVENT_CODES
+
+    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1), n=1)
+    a.call(lambda: None)
+    link = a._store
+    assert link is not None
+    seen: list[str] = []
+
+    class Listener:
+        def after_transition(self, event: str) -> None:
+            seen.append(str(event))
+
+    a.machine.add_listener(Listener())  # type: ignore[no-untyped-call]
+    seed = a._seed(link, 0.0)
+    forced = link.entry.operator(EVENT_CODES["force_open"], 0.0, seed)  # gen 1, by "thread 1"
+    later = link.entry.acquire(0.0, seed)  # gen 1 too, refused: by "thread 2"
+    assert (forced.gen, later.gen, later.event) == (1, 1, 0)
+    a._on_reply(link, later, 0.0)  # thread 2 is handled first: the mirror is forced_open
+    a._on_reply(link, forced, 0.0)
+    assert seen == []  # the machine already was where the transition leads
+    assert [(r.seq, r.event, r.generation) for r in a.audit] == [(1, "force_open", 1)]
+    assert a.state == a.machine.current_state_value == "forced_open"
 
 
 # ---------------------------------------------------------------------------- asyncio
