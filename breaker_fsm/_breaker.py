@@ -1109,7 +1109,7 @@ class CircuitBreaker:
         gen = self._store_plan(link, now)
         if gen == _ASK:
             try:
-                reply = await link.entry.aacquire(self._jitter(OPEN), self._seed(link, now))
+                reply = await link.entry.aacquire(self._jitter(), self._seed(link, now))
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 gen = self._admit()
@@ -1143,7 +1143,7 @@ class CircuitBreaker:
         gen = self._store_plan(link, now)
         if gen == _ASK:
             try:
-                reply = link.entry.acquire(self._jitter(OPEN), self._seed(link, now))
+                reply = link.entry.acquire(self._jitter(), self._seed(link, now))
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
@@ -1201,7 +1201,7 @@ class CircuitBreaker:
             outcome |= SLOW
         seed = link.seed if link.seed.state != OPEN else self._seed(link, now)
         try:
-            u = self._jitter(outcome) if outcome > 0 else 0.0
+            u = self._jitter(self._could_open(outcome))
             reply = link.entry.record(gen, outcome, u, hint, seed)
         except Exception as exc:
             self._store_failed(link, exc, now)
@@ -1224,7 +1224,7 @@ class CircuitBreaker:
             outcome |= SLOW
         try:
             reply = await link.entry.arecord(
-                gen, outcome, self._jitter(outcome), hint, self._seed(link, now)
+                gen, outcome, self._jitter(self._could_open(outcome)), hint, self._seed(link, now)
             )
         except Exception as exc:
             self._store_failed(link, exc, now)
@@ -1275,7 +1275,7 @@ class CircuitBreaker:
         answer: StoreReply | Exception | None = None
         if code is not None:
             try:
-                answer = link.entry.operator(code, self._jitter(FAILED), self._seed(link, now))
+                answer = link.entry.operator(code, self._jitter(), self._seed(link, now))
             except Exception as exc:
                 answer = exc
         return self._store_sent(link, event, reason, now, answer)
@@ -1286,9 +1286,7 @@ class CircuitBreaker:
         answer: StoreReply | Exception | None = None
         if code is not None:
             try:
-                answer = await link.entry.aoperator(
-                    code, self._jitter(FAILED), self._seed(link, now)
-                )
+                answer = await link.entry.aoperator(code, self._jitter(), self._seed(link, now))
             except Exception as exc:
                 answer = exc
         return self._store_sent(link, event, reason, now, answer)
@@ -1514,18 +1512,26 @@ class CircuitBreaker:
             return seed._replace(remaining=max(0.0, link.deadline - now))
         return seed
 
-    def _jitter(self, could_open: int) -> float:
+    def _jitter(self, could_open: bool = True) -> float:
         """The open-duration jitter ``u`` for the store (it computes the duration).
 
-        Drawn only when the operation could open the breaker (``could_open`` > 0: a
-        failed or slow outcome, an operator event, an admission that may retrip), so the
-        random source advances about as often as it does without a store.
+        Drawn only when the operation could open the breaker (an operator event, an
+        admission that may retrip, an outcome for which :meth:`_could_open`), so the random
+        source advances far less often than once per call.
         """
         jitter = self.policy.reset_timeout_jitter
         rng = self._rng
-        if could_open > 0 and jitter and rng is not None:
+        if could_open and jitter and rng is not None:
             return rng.uniform(-jitter, jitter)
         return 0.0
+
+    def _could_open(self, outcome: int) -> bool:
+        """Whether recording ``outcome`` could trip or retrip the shared breaker.
+
+        A failed or slow outcome can; so can a plain success with a window, which may bring
+        a failing window up to ``minimum_calls``. A neutral outcome never does.
+        """
+        return outcome > 0 or (outcome == 0 and self._window is not None)
 
     def _judge_exception(self, exc: BaseException) -> int:
         """The outcome of a call that raised ``exc``: failed, success or neutral."""

@@ -873,6 +873,35 @@ def test_a_success_that_trips_the_window_opens_for_reset_timeout(
 
 
 @MODES
+def test_a_success_that_trips_the_window_draws_jitter(
+    stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """A success that trips a shared window opens for a jittered duration, as in memory."""
+    policy = BreakerPolicy(
+        failure_threshold=None,
+        reset_timeout=5,
+        reset_timeout_jitter=0.5,
+        window=CountWindow(size=2),
+        minimum_calls=2,
+    )
+    store = stores(now=clock.monotonic)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store, rng=random.Random(7))
+
+    async def scenario(invoke: Invoke) -> None:
+        with pytest.raises(ConnectionError):
+            await invoke(breaker, boom)  # could open: draws the first u
+        assert await invoke(breaker, lambda: "ok") == "ok"  # trips: draws the second
+
+    through(mode, store, scenario)
+    twin = random.Random(7)
+    twin.uniform(-0.5, 0.5)
+    expected = 5 * (1 + twin.uniform(-0.5, 0.5))
+    assert breaker.state == "open"
+    assert breaker.metrics().open_duration == pytest.approx(expected)
+    assert expected != pytest.approx(5)
+
+
+@MODES
 def test_an_empty_reply_clears_a_stale_streak(
     stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
