@@ -31,7 +31,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -40,6 +40,8 @@ import pytest
 
 if TYPE_CHECKING:
     import redis
+
+    from breaker_fsm.redis import RedisStore
 
 __all__ = [
     "ENV_VAR",
@@ -376,3 +378,35 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(require_redis_server())
     with server:
         yield server
+
+
+#: ``redis_stores(**kwargs)``: a RedisStore on the test server (``url=`` to point elsewhere).
+StoreFactory = Callable[..., "RedisStore"]
+
+
+@pytest.fixture
+def redis_stores(redis_server: RedisServer) -> Iterator[StoreFactory]:
+    """Build RedisStores on the test's redis-server; every one is closed after the test."""
+    from breaker_fsm.redis import RedisStore
+
+    made: list[RedisStore] = []
+
+    def make(**kwargs: Any) -> RedisStore:
+        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
+        store = RedisStore(kwargs.pop("url", redis_server.url), **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def dead_redis_store() -> Iterator[RedisStore]:
+    """A RedisStore on a loopback port nothing listens on: refused at once (retry in 60 s)."""
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60)
+    yield store
+    store.close()

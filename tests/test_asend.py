@@ -12,25 +12,23 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, IllegalTransitionError
 from breaker_fsm.audit import verify
-from tests import test_redis_store  # skips this module too without redis-py
 from tests.test_redis_store import StoreFactory, aboom, aok, merged, refused, run_closing, shared
 
 if TYPE_CHECKING:
     from breaker_fsm.testing import FakeClock
     from tests.redis_server import RedisServer
 
-stores = test_redis_store.stores  # the fixture: RedisStores on the test server
 
 POLICY = BreakerPolicy(failure_threshold=2, reset_timeout=5)
 
 
 def test_asend_reaches_the_other_breakers_of_the_store(
-    stores: StoreFactory, clock: FakeClock
+    redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """asend's force_open and reset apply to the shared state, on the asyncio client only."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
-    [b] = shared(stores, clock, POLICY, n=1)
+    [b] = shared(redis_stores, clock, POLICY, n=1)
 
     async def scenario() -> None:
         assert await a.asend("force_open", reason="maintenance") == "forced_open"
@@ -54,13 +52,13 @@ def test_asend_reaches_the_other_breakers_of_the_store(
 
 
 def test_asend_of_an_illegal_event_raises_and_changes_nothing(
-    stores: StoreFactory, clock: FakeClock
+    redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """Illegal, unknown and unguarded events raise IllegalTransitionError; nothing changes."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
-    [b] = shared(stores, clock, POLICY, n=1)
-    observer = stores()
+    [b] = shared(redis_stores, clock, POLICY, n=1)
+    observer = redis_stores()
 
     async def scenario() -> None:
         assert await a.asend("force_open") == "forced_open"
@@ -86,15 +84,15 @@ def test_asend_of_an_illegal_event_raises_and_changes_nothing(
 
 def test_asend_while_redis_is_down_degrades_then_the_store_wins(
     redis_server: RedisServer,
-    stores: StoreFactory,
+    redis_stores: StoreFactory,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """asend without Redis applies locally, warns, counts one error; then Redis' state wins."""
     caplog.set_level(logging.WARNING, logger="breaker_fsm")
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
-    [b] = shared(stores, clock, POLICY, n=1)
+    [b] = shared(redis_stores, clock, POLICY, n=1)
 
     def warnings(text: str) -> int:
         return sum(text in r.getMessage() for r in caplog.records)
@@ -133,10 +131,10 @@ def test_asend_while_redis_is_down_degrades_then_the_store_wins(
 
 
 def test_asend_does_not_block_the_event_loop(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """While asend awaits a stalled Redis, the loop keeps running other work."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
     pid = redis_server.pid
     assert pid is not None
@@ -168,10 +166,10 @@ async def send_via(mode: str, breaker: CircuitBreaker, event: str) -> str:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_refused_operator_events_name_the_event_the_state_and_why(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """Unknown, illegal and unguarded events raise errors naming the event, the state and why."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
     errors: list[IllegalTransitionError] = []
 
@@ -201,10 +199,10 @@ def test_refused_operator_events_name_the_event_the_state_and_why(
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_an_operator_event_on_an_open_mirror_reaches_the_store(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """An event sent while the mirror is open carries the episode's seed: one shared transition."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker(
         "svc", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock, store=store
     )

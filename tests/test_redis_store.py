@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,7 +30,7 @@ from breaker_fsm import (
 from breaker_fsm.audit import verify
 from breaker_fsm.exceptions import AuditError
 from breaker_fsm.testing import FakeClock
-from tests.redis_server import free_port
+from tests.redis_server import StoreFactory
 
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
@@ -54,36 +54,6 @@ SCRIPT_INTERNAL = {
     "setrange",
 }
 HOUSEKEEPING = {"info", "config", "client", "hello"}
-
-StoreFactory = Callable[..., "RedisStore"]
-
-
-@pytest.fixture
-def stores(redis_server: RedisServer) -> Iterator[StoreFactory]:
-    """Build RedisStores on the test server (closed afterwards)."""
-    from breaker_fsm.redis import RedisStore
-
-    made: list[RedisStore] = []
-
-    def make(**kwargs: Any) -> RedisStore:
-        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
-        store = RedisStore(kwargs.pop("url", redis_server.url), **kwargs)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
-
-
-@pytest.fixture
-def dead_store() -> Iterator[RedisStore]:
-    """A store nobody listens for: every round trip is refused at once (retry in 60 s)."""
-    from breaker_fsm.redis import RedisStore
-
-    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60)
-    yield store
-    store.close()
 
 
 def boom() -> None:
@@ -151,12 +121,12 @@ def merged(*breakers: CircuitBreaker) -> list[Transition]:
 
 
 def shared(
-    stores: StoreFactory, clock: FakeClock, policy: BreakerPolicy, n: int = 2, **kwargs: Any
+    redis_stores: StoreFactory, clock: FakeClock, policy: BreakerPolicy, n: int = 2, **kwargs: Any
 ) -> list[CircuitBreaker]:
     """``n`` breakers named "svc", each on its own store (own clients), time pinned to clock."""
     options = {"now": clock.monotonic, **kwargs.pop("store_options", {})}
     return [
-        CircuitBreaker("svc", policy, clock=clock, store=stores(**options), **kwargs)
+        CircuitBreaker("svc", policy, clock=clock, store=redis_stores(**options), **kwargs)
         for _ in range(n)
     ]
 
@@ -165,10 +135,10 @@ def shared(
 
 
 def test_failures_from_two_clients_add_up_to_one_trip(
-    stores: StoreFactory, clock: FakeClock
+    redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """Failures through two clients add up; the breaker whose script tripped records it."""
-    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=3, reset_timeout=5))
+    a, b = shared(redis_stores, clock, BreakerPolicy(failure_threshold=3, reset_timeout=5))
     fail(a)
     fail(b)
     assert a.state == b.state == "closed"
@@ -188,10 +158,10 @@ def test_failures_from_two_clients_add_up_to_one_trip(
 
 
 def test_recovery_is_shared_and_the_merged_trail_verifies(
-    stores: StoreFactory, clock: FakeClock
+    redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """The breaker that runs the trial recovers for everyone; the merged trail verifies."""
-    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5))
+    a, b = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5))
     fail(a)
     b.call(lambda: None)  # learns the trip
     clock.advance(4.9)
@@ -209,12 +179,14 @@ def test_recovery_is_shared_and_the_merged_trail_verifies(
     assert a.machine.current_state_value == "closed"
 
 
-def test_half_open_admits_max_calls_across_clients(stores: StoreFactory, clock: FakeClock) -> None:
+def test_half_open_admits_max_calls_across_clients(
+    redis_stores: StoreFactory, clock: FakeClock
+) -> None:
     """Trials in flight on three clients: exactly half_open_max_calls are admitted."""
     policy = BreakerPolicy(
         failure_threshold=1, reset_timeout=1, half_open_max_calls=2, success_threshold=2
     )
-    a, b, c = shared(stores, clock, policy, n=3)
+    a, b, c = shared(redis_stores, clock, policy, n=3)
     fail(a)
     b.call(lambda: None)  # b and c learn the trip (their mirrors said closed)
     c.call(lambda: None)
@@ -234,10 +206,10 @@ def test_half_open_admits_max_calls_across_clients(stores: StoreFactory, clock: 
     assert verify(merged(a, b, c)) == 3
 
 
-def test_neutral_trial_returns_its_permit(stores: StoreFactory, clock: FakeClock) -> None:
+def test_neutral_trial_returns_its_permit(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """An ignored exception in a trial releases the shared permit for the next caller."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, ignore_exceptions=(KeyError,))
-    a, b = shared(stores, clock, policy)
+    a, b = shared(redis_stores, clock, policy)
     fail(a)
     b.call(lambda: None)  # b learns the trip
     clock.advance(1)
@@ -249,12 +221,12 @@ def test_neutral_trial_returns_its_permit(stores: StoreFactory, clock: FakeClock
     assert a.metrics().ignored_count == 1
 
 
-def test_trial_failure_retrips_with_backoff(stores: StoreFactory, clock: FakeClock) -> None:
+def test_trial_failure_retrips_with_backoff(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """A failed trial retrips; each open duration is backed off and capped, as the policy says."""
     policy = BreakerPolicy(
         failure_threshold=1, reset_timeout=1, reset_timeout_multiplier=2, max_reset_timeout=3
     )
-    a, b = shared(stores, clock, policy)
+    a, b = shared(redis_stores, clock, policy)
     fail(a)
     b.call(lambda: None)  # b learns the trip
     assert a.metrics().open_duration == b.metrics().open_duration == 1
@@ -272,10 +244,10 @@ def test_trial_failure_retrips_with_backoff(stores: StoreFactory, clock: FakeClo
     assert verify(merged(a, b)) == 9
 
 
-def test_jitter_is_drawn_by_the_client(stores: StoreFactory, clock: FakeClock) -> None:
+def test_jitter_is_drawn_by_the_client(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """Each breaker draws the jitter from its own rng; the script applies it to the duration."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, reset_timeout_jitter=0.5)
-    [a] = shared(stores, clock, policy, n=1, rng=random.Random(7))
+    [a] = shared(redis_stores, clock, policy, n=1, rng=random.Random(7))
     fail(a)
     expected = 10 * (1 + random.Random(7).uniform(-0.5, 0.5))
     assert a.metrics().open_duration == pytest.approx(expected)
@@ -284,11 +256,11 @@ def test_jitter_is_drawn_by_the_client(stores: StoreFactory, clock: FakeClock) -
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_retry_after_hint_lengthens_the_episode(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A number of seconds from is_failure is a floor for the open duration, capped."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker(
         "svc", policy, clock=clock, store=store, is_failure=lambda r: 7.0 if r == 503 else False
     )
@@ -310,11 +282,11 @@ def test_retry_after_hint_lengthens_the_episode(
 
 
 def test_half_open_timeout_retrips_on_the_next_admission(
-    stores: StoreFactory, clock: FakeClock
+    redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """A trial that never decides is timed out by the next caller's acquire."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, half_open_timeout=2)
-    a, b = shared(stores, clock, policy)
+    a, b = shared(redis_stores, clock, policy)
     fail(a)
     b.call(lambda: None)  # b learns the trip
     clock.advance(1)
@@ -334,10 +306,10 @@ def test_half_open_timeout_retrips_on_the_next_admission(
 # ---------------------------------------------------------------------------- windows
 
 
-def test_count_window_is_shared(stores: StoreFactory, clock: FakeClock) -> None:
+def test_count_window_is_shared(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """The count window's ring lives in Redis: outcomes of both clients, oldest evicted."""
     policy = BreakerPolicy(failure_threshold=None, window=CountWindow(size=4), minimum_calls=4)
-    a, b = shared(stores, clock, policy)
+    a, b = shared(redis_stores, clock, policy)
     for breaker in (a, b, a, b):
         breaker.call(lambda: "ok")
     assert b.metrics().window_calls == 4
@@ -350,10 +322,10 @@ def test_count_window_is_shared(stores: StoreFactory, clock: FakeClock) -> None:
     assert b.metrics().window_calls == 4  # while open the last window stays readable
 
 
-def test_time_window_is_shared(stores: StoreFactory, clock: FakeClock) -> None:
+def test_time_window_is_shared(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """The time window's one-second buckets live in Redis and expire on the shared clock."""
     policy = BreakerPolicy(failure_threshold=None, window=TimeWindow(seconds=3), minimum_calls=2)
-    a, b = shared(stores, clock, policy)
+    a, b = shared(redis_stores, clock, policy)
     fail(a)  # second 0
     clock.advance(3.5)  # second 3: the whole window has passed
     b.call(lambda: "ok")
@@ -373,7 +345,7 @@ def test_time_window_is_shared(stores: StoreFactory, clock: FakeClock) -> None:
         a.send("trip")
 
 
-def test_slow_calls_are_judged_by_the_caller(stores: StoreFactory, clock: FakeClock) -> None:
+def test_slow_calls_are_judged_by_the_caller(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """The caller times the call on its clock; the script counts it as slow."""
     policy = BreakerPolicy(
         failure_threshold=None,
@@ -382,7 +354,7 @@ def test_slow_calls_are_judged_by_the_caller(stores: StoreFactory, clock: FakeCl
         slow_call_duration=1,
         slow_call_rate_threshold=1.0,
     )
-    a, b = shared(stores, clock, policy)
+    a, b = shared(redis_stores, clock, policy)
 
     def slow() -> str:
         clock.advance(1.5)
@@ -398,9 +370,11 @@ def test_slow_calls_are_judged_by_the_caller(stores: StoreFactory, clock: FakeCl
 # ---------------------------------------------------------------------------- operators
 
 
-def test_operator_events_apply_to_the_shared_state(stores: StoreFactory, clock: FakeClock) -> None:
+def test_operator_events_apply_to_the_shared_state(
+    redis_stores: StoreFactory, clock: FakeClock
+) -> None:
     """send() runs on the shared state; other clients learn it on their next round trip."""
-    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=2, reset_timeout=5))
+    a, b = shared(redis_stores, clock, BreakerPolicy(failure_threshold=2, reset_timeout=5))
     assert a.send("force_open", reason="maintenance") == "forced_open"
     assert a.audit[0].reason == "maintenance"
     assert b.call(lambda: "ran") == "ran"  # its mirror said closed
@@ -426,12 +400,12 @@ def test_operator_events_apply_to_the_shared_state(stores: StoreFactory, clock: 
     assert verify(merged(a, b)) == 4
 
 
-def test_guarded_operator_events(stores: StoreFactory, clock: FakeClock) -> None:
+def test_guarded_operator_events(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """Guarded events sent by name obey the policy's guards on the shared counters."""
     lenient = BreakerPolicy(failure_threshold=5, reset_timeout=5)
     strict = BreakerPolicy(failure_threshold=2, reset_timeout=5)
-    [a] = shared(stores, clock, lenient, n=1)
-    [b] = shared(stores, clock, strict, n=1)
+    [a] = shared(redis_stores, clock, lenient, n=1)
+    [b] = shared(redis_stores, clock, strict, n=1)
     fail(a)
     fail(a)
     assert b.send("trip") == "open"  # b's policy: 2 consecutive failures trip
@@ -452,10 +426,10 @@ def test_guarded_operator_events(stores: StoreFactory, clock: FakeClock) -> None
 
 
 def test_keys_expire_and_overrides_do_not(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """Every write refreshes the keys' TTL (at least twice the open duration); overrides persist."""
-    store = stores(now=clock.monotonic, ttl=60)
+    store = redis_stores(now=clock.monotonic, ttl=60)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=100, window=CountWindow(size=5))
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
     state_key, window_key = store.keys("svc")
@@ -468,35 +442,35 @@ def test_keys_expire_and_overrides_do_not(
         assert client.pttl(state_key) == -1  # the window may go: leaving needs a reset
         breaker.send("reset")
         assert 199_000 < client.pttl(state_key) <= 200_000
-        default = CircuitBreaker("short", BreakerPolicy(), clock=clock, store=stores())
+        default = CircuitBreaker("short", BreakerPolicy(), clock=clock, store=redis_stores())
         fail(default)
         assert 3_599_000 < client.pttl("breaker_fsm:{short}") <= 3_600_000
 
 
 def test_namespaces_are_isolated(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """Breakers of the same name in two namespaces share nothing."""
     policy = BreakerPolicy(failure_threshold=1)
-    one = CircuitBreaker("svc", policy, clock=clock, store=stores(namespace="one"))
-    two = CircuitBreaker("svc", policy, clock=clock, store=stores(namespace="two"))
+    one = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(namespace="one"))
+    two = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(namespace="two"))
     fail(one)
     assert two.call(lambda: "fine") == "fine"
     assert (one.state, two.state) == ("open", "closed")
-    described = [stores(namespace=ns).describe("svc") for ns in ("one", "two", "three")]
+    described = [redis_stores(namespace=ns).describe("svc") for ns in ("one", "two", "three")]
     assert [d and d["state"] for d in described] == [1, 0, None]  # open, closed, none
     with redis_server.client() as client:
         assert sorted(client.keys("*")) == [b"one:{svc}", b"two:{svc}"]
 
 
 def test_a_lost_entry_is_recreated_from_the_mirror(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """Keys that vanished (expiry, an empty restart) come back as the caller last saw them."""
-    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5))
+    a, b = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5))
     fail(a)
     with redis_server.client() as client:
-        assert client.delete(*stores().keys("svc")) == 1
+        assert client.delete(*redis_stores().keys("svc")) == 1
     clock.advance(5)
     assert a.call(lambda: "trial") == "trial"  # recreated open (gen 1), then reset, recovered
     assert [r.seq for r in a.audit] == [1, 2, 3]
@@ -509,13 +483,13 @@ def test_a_lost_entry_is_recreated_from_the_mirror(
 
 
 def test_round_trips_per_call(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """INFO commandstats: 1 EVALSHA per closed call, 0 while open, 2 for a half-open trial."""
     policy = BreakerPolicy(
         failure_threshold=2, reset_timeout=5, window=CountWindow(size=10), minimum_calls=10
     )
-    [breaker] = shared(stores, clock, policy, n=1)
+    [breaker] = shared(redis_stores, clock, policy, n=1)
 
     def round_trips(action: Callable[[], object]) -> int:
         redis_server.reset_stats()
@@ -550,13 +524,13 @@ def test_round_trips_per_call(
 
 def test_a_dead_server_degrades_to_local_state_then_converges(
     redis_server: RedisServer,
-    stores: StoreFactory,
+    redis_stores: StoreFactory,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Killed: calls go on locally, one warning, counted, audited; restarted: shared again."""
     caplog.set_level(logging.WARNING, logger="breaker_fsm")
-    a, b = shared(stores, clock, BreakerPolicy(failure_threshold=3, reset_timeout=5))
+    a, b = shared(redis_stores, clock, BreakerPolicy(failure_threshold=3, reset_timeout=5))
     assert a.call(lambda: "up") == "up"
     b.call(lambda: "up")
     redis_server.kill()
@@ -603,11 +577,11 @@ def test_a_dead_server_degrades_to_local_state_then_converges(
 
 
 def test_a_hung_server_times_out_and_degrades(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """A server that stops answering costs one timeout, then calls run locally."""
     policy = BreakerPolicy(failure_threshold=2)
-    [breaker] = shared(stores, clock, policy, n=1, store_options={"timeout": 0.25})
+    [breaker] = shared(redis_stores, clock, policy, n=1, store_options={"timeout": 0.25})
     breaker.call(lambda: "warm")
     pid = redis_server.pid
     assert pid is not None
@@ -628,12 +602,12 @@ def test_a_hung_server_times_out_and_degrades(
 
 def test_operator_event_while_degraded_is_local(
     redis_server: RedisServer,
-    stores: StoreFactory,
+    redis_stores: StoreFactory,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """send() without Redis changes this process only, says so, and Redis wins afterwards."""
-    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=2), n=1)
+    [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=2), n=1)
     a.call(lambda: None)
     redis_server.kill()
     assert a.send("force_open") == "forced_open"
@@ -649,10 +623,10 @@ def test_operator_event_while_degraded_is_local(
 
 
 def test_an_open_breaker_whose_server_died_recovers_locally(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """Past its deadline with Redis gone, the acquire fails and the local rules take over."""
-    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5), n=1)
+    [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1, reset_timeout=5), n=1)
     fail(a)
     redis_server.kill()
     clock.advance(5)
@@ -668,29 +642,29 @@ def test_an_open_breaker_whose_server_died_recovers_locally(
     assert a.metrics().store_errors == 1
 
 
-def test_predicate_errors_are_neutral(stores: StoreFactory, clock: FakeClock) -> None:
+def test_predicate_errors_are_neutral(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """An is_failure predicate that raises makes the call neutral: logged, counted, no trip."""
 
     def predicate(result: object) -> bool:
         raise RuntimeError("bad predicate")
 
-    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1), n=1, is_failure=predicate)
+    [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1), n=1, is_failure=predicate)
     assert a.call(lambda: "value") == "value"
     assert a.state == "closed"
     assert (a.metrics().ignored_count, a.metrics().sink_errors) == (1, 1)
-    [b] = shared(stores, clock, BreakerPolicy(failure_threshold=2), n=1, is_failure=bool)
+    [b] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=2), n=1, is_failure=bool)
     assert b.call(lambda: 0) == 0  # falsy: a success
     assert b.call(lambda: "error") == "error"  # True: a failure
     assert b.metrics().failure_count == 1
 
 
 def test_an_overtaken_reply_never_rolls_the_mirror_back(
-    stores: StoreFactory, clock: FakeClock
+    redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """Replies handled out of order (two threads): older ones are recorded, never mirrored."""
     from breaker_fsm._store import EVENT_CODES
 
-    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1), n=1)
+    [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1), n=1)
     a.call(lambda: None)
     link = a._store
     assert link is not None
@@ -715,7 +689,7 @@ MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("path", ["sync-acquire", "sync-record", "async-acquire", "async-record"])
 def test_the_outage_warning_names_the_error_of_the_failed_round_trip(
     redis_server: RedisServer,
-    stores: StoreFactory,
+    redis_stores: StoreFactory,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
     path: str,
@@ -723,7 +697,7 @@ def test_the_outage_warning_names_the_error_of_the_failed_round_trip(
     """Whichever round trip meets the outage first, the one warning names the error it raised."""
     mode, round_trip = path.split("-")
     caplog.set_level(logging.WARNING, logger="breaker_fsm")
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
@@ -749,7 +723,7 @@ def test_the_outage_warning_names_the_error_of_the_failed_round_trip(
 
 @MODES
 def test_local_outcomes_keep_their_duration_and_hint(
-    dead_store: RedisStore, clock: FakeClock, mode: str
+    dead_redis_store: RedisStore, clock: FakeClock, mode: str
 ) -> None:
     """Degraded, each outcome is timed from its own start and keeps its retry-after hint."""
     policy = BreakerPolicy(
@@ -763,7 +737,7 @@ def test_local_outcomes_keep_their_duration_and_hint(
         "svc",
         policy,
         clock=clock,
-        store=dead_store,
+        store=dead_redis_store,
         is_failure=lambda r: 7.0 if r == 503 else False,
     )
 
@@ -780,7 +754,7 @@ def test_local_outcomes_keep_their_duration_and_hint(
             await invoke(breaker, slow, True)
         assert await invoke(breaker, lambda: 503) == 503  # the second failure trips
 
-    through(mode, dead_store, scenario)
+    through(mode, dead_redis_store, scenario)
     metrics = breaker.metrics()
     assert (metrics.state, metrics.degraded, metrics.store_errors) == ("open", True, 1)
     assert (metrics.slow_call_count, metrics.success_count, metrics.error_count) == (2, 2, 2)
@@ -789,10 +763,10 @@ def test_local_outcomes_keep_their_duration_and_hint(
 
 @MODES
 def test_a_refused_shared_call_hands_its_arguments_to_the_fallback(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """Forced open, call and acall answer with fallback(*args, **kwargs), counted as refused."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     breaker = CircuitBreaker(
         "svc",
         BreakerPolicy(failure_threshold=1),
@@ -812,10 +786,10 @@ def test_a_refused_shared_call_hands_its_arguments_to_the_fallback(
 
 @MODES
 def test_a_record_that_finds_the_entry_gone_recreates_the_open_episode(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock, mode: str
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A late outcome recorded after its breaker tripped recreates a lost entry, time left kept."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
@@ -853,13 +827,13 @@ def test_a_record_that_finds_the_entry_gone_recreates_the_open_episode(
 
 @MODES
 def test_a_success_that_trips_the_window_opens_for_reset_timeout(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A success that brings a failing window to minimum_calls trips it, for reset_timeout."""
     policy = BreakerPolicy(
         failure_threshold=None, reset_timeout=5, window=CountWindow(size=2), minimum_calls=2
     )
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
     async def scenario(invoke: Invoke) -> None:
@@ -874,7 +848,7 @@ def test_a_success_that_trips_the_window_opens_for_reset_timeout(
 
 @MODES
 def test_a_success_that_trips_the_window_draws_jitter(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A success that trips a shared window opens for a jittered duration, as in memory."""
     policy = BreakerPolicy(
@@ -884,7 +858,7 @@ def test_a_success_that_trips_the_window_draws_jitter(
         window=CountWindow(size=2),
         minimum_calls=2,
     )
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store, rng=random.Random(7))
 
     async def scenario(invoke: Invoke) -> None:
@@ -903,13 +877,13 @@ def test_a_success_that_trips_the_window_draws_jitter(
 
 @MODES
 def test_an_empty_reply_clears_a_stale_streak(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A success the store answers with nothing (its streak was already 0) clears the mirror's."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     policy = BreakerPolicy(failure_threshold=3)
     a = CircuitBreaker("svc", policy, clock=clock, store=store)
-    [b] = shared(stores, clock, policy, n=1)
+    [b] = shared(redis_stores, clock, policy, n=1)
 
     async def scenario(invoke: Invoke) -> None:
         with pytest.raises(ConnectionError):
@@ -926,14 +900,14 @@ def test_an_empty_reply_clears_a_stale_streak(
 @MODES
 def test_an_empty_reply_after_an_outage_resyncs(
     redis_server: RedisServer,
-    stores: StoreFactory,
+    redis_stores: StoreFactory,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
     mode: str,
 ) -> None:
     """The first answer after an outage may be the empty reply to a success: it resyncs too."""
     caplog.set_level(logging.INFO, logger="breaker_fsm")
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=3), clock=clock, store=store)
 
     async def scenario(invoke: Invoke) -> None:
@@ -957,10 +931,10 @@ def test_an_empty_reply_after_an_outage_resyncs(
 
 @MODES
 def test_an_outage_mid_trial_leaves_the_local_permits_to_this_process(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock, mode: str
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """The store dies during its only trial: the local half-open admits this process's own one."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
     fail(breaker)
@@ -992,16 +966,16 @@ def test_an_outage_mid_trial_leaves_the_local_permits_to_this_process(
 
 @MODES
 def test_a_learnt_episode_ends_on_time_on_a_clock_of_another_origin(
-    stores: StoreFactory, clock: FakeClock, mode: str
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A process whose monotonic clock has its own origin ends a learnt episode on time."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
-    [b] = shared(stores, clock, policy, n=1)  # b and the scripts on one clock
+    [b] = shared(redis_stores, clock, policy, n=1)  # b and the scripts on one clock
     clock.advance(100)
     fail(b)  # trips at 100
     clock.advance(3)
     own = FakeClock()  # a's monotonic clock starts at 0: the episode began at -3 on it
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     a = CircuitBreaker("svc", policy, clock=own, store=store)
 
     async def scenario(invoke: Invoke) -> None:
@@ -1018,12 +992,12 @@ def test_a_learnt_episode_ends_on_time_on_a_clock_of_another_origin(
 
 
 def test_a_transition_the_mirror_already_follows_is_only_recorded(
-    stores: StoreFactory, clock: FakeClock
+    redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """A transition's reply handled after a reply of its own generation is not replayed."""
     from breaker_fsm._store import EVENT_CODES
 
-    [a] = shared(stores, clock, BreakerPolicy(failure_threshold=1), n=1)
+    [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1), n=1)
     a.call(lambda: None)
     link = a._store
     assert link is not None
@@ -1049,11 +1023,11 @@ def test_a_transition_the_mirror_already_follows_is_only_recorded(
 
 
 def test_acall_uses_the_asyncio_client(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """acall's round trips go through redis.asyncio: the sync client is never built."""
-    store = stores(now=clock.monotonic)
-    [other] = shared(stores, clock, BreakerPolicy(failure_threshold=2, reset_timeout=5), n=1)
+    store = redis_stores(now=clock.monotonic)
+    [other] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=2, reset_timeout=5), n=1)
     breaker = CircuitBreaker("svc", other.policy, clock=clock, store=store)
 
     async def scenario() -> None:
@@ -1085,10 +1059,10 @@ def test_acall_uses_the_asyncio_client(
 
 
 def test_acall_degrades_and_resyncs(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """acall on a dead server runs locally (no exception from Redis), then resyncs."""
-    store = stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
@@ -1120,10 +1094,10 @@ def test_acall_degrades_and_resyncs(
 
 
 def test_acall_refusals_overrides_and_lost_acquires(
-    redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """acall: a full half-open episode refuses, disabled runs, a failed acquire goes local."""
-    store, store2 = stores(now=clock.monotonic), stores(now=clock.monotonic)
+    store, store2 = redis_stores(now=clock.monotonic), redis_stores(now=clock.monotonic)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
 
     async def fallback() -> str:
@@ -1131,7 +1105,7 @@ def test_acall_refusals_overrides_and_lost_acquires(
 
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
     breaker2 = CircuitBreaker("svc", policy, clock=clock, store=store2, fallback=fallback)
-    [other] = shared(stores, clock, policy, n=1)
+    [other] = shared(redis_stores, clock, policy, n=1)
 
     async def scenario() -> None:
         with pytest.raises(ConnectionError):
@@ -1207,9 +1181,9 @@ def test_clients_are_derived_from_the_other_kind(
 # ---------------------------------------------------------------------------- misc
 
 
-def test_real_server_time_ends_the_episode(stores: StoreFactory) -> None:
+def test_real_server_time_ends_the_episode(redis_stores: StoreFactory) -> None:
     """Without a pinned time the scripts use the server's TIME: a 50 ms episode ends."""
-    store = stores()
+    store = redis_stores()
     breaker = CircuitBreaker(
         "svc", BreakerPolicy(failure_threshold=1, reset_timeout=0.05), store=store
     )
@@ -1225,11 +1199,11 @@ def test_real_server_time_ends_the_episode(stores: StoreFactory) -> None:
     assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "recover"]
 
 
-def test_registry_passes_the_store_on(stores: StoreFactory, clock: FakeClock) -> None:
+def test_registry_passes_the_store_on(redis_stores: StoreFactory, clock: FakeClock) -> None:
     """Breakers a registry creates share their state through the registry's store."""
     policy = BreakerPolicy(failure_threshold=1)
-    one = BreakerRegistry(policy, clock=clock, store=stores(now=clock.monotonic))
-    two = BreakerRegistry(policy, clock=clock, store=stores(now=clock.monotonic))
+    one = BreakerRegistry(policy, clock=clock, store=redis_stores(now=clock.monotonic))
+    two = BreakerRegistry(policy, clock=clock, store=redis_stores(now=clock.monotonic))
     fail(one.get("users-api"))
     assert two.get("users-api").call(lambda: "learns") == "learns"
     assert two.get("users-api").state == "open"

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,7 +28,7 @@ import pytest
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.exceptions import IllegalTransitionError
 from breaker_fsm.testing import FakeClock
-from tests.redis_server import free_port
+from tests.redis_server import StoreFactory
 
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
@@ -37,36 +38,11 @@ pytest_plugins = ["tests.redis_server"]
 
 pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
-StoreFactory = Callable[..., "RedisStore"]
-
 
 @pytest.fixture
-def stores(redis_server: RedisServer, clock: FakeClock) -> Iterator[StoreFactory]:
-    """Build RedisStores on the test server, time pinned to ``clock`` (closed afterwards)."""
-    from breaker_fsm.redis import RedisStore
-
-    made: list[RedisStore] = []
-
-    def make(**kwargs: Any) -> RedisStore:
-        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
-        kwargs.setdefault("now", clock.monotonic)
-        store = RedisStore(redis_server.url, **kwargs)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
-
-
-@pytest.fixture
-def dead_store() -> Iterator[RedisStore]:
-    """A store nobody listens for: every round trip is refused at once."""
-    from breaker_fsm.redis import RedisStore
-
-    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60)
-    yield store
-    store.close()
+def stores(redis_stores: StoreFactory, clock: FakeClock) -> StoreFactory:
+    """RedisStores on the test server whose scripts read ``clock`` (``now=`` overrides)."""
+    return functools.partial(redis_stores, now=clock.monotonic)
 
 
 def boom() -> None:
@@ -459,12 +435,12 @@ def test_store_transitions_hand_listeners_the_stores_evidence(
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_failed_record_counts_the_outcome_locally(
-    dead_store: RedisStore, clock: FakeClock, mode: str
+    dead_redis_store: RedisStore, clock: FakeClock, mode: str
 ) -> None:
     """A record the store refused is counted on local state, its retry-after hint included."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
     breaker = CircuitBreaker(
-        "svc", policy, clock=clock, store=dead_store, is_failure=retry_after_hint
+        "svc", policy, clock=clock, store=dead_redis_store, is_failure=retry_after_hint
     )
 
     async def a503() -> int:
@@ -477,7 +453,7 @@ def test_a_failed_record_counts_the_outcome_locally(
         async def scenario() -> None:
             assert await breaker.acall(a503) == 503
 
-        run(dead_store, scenario)
+        run(dead_redis_store, scenario)
     metrics = breaker.metrics()
     assert (metrics.state, metrics.degraded, metrics.store_errors) == ("open", True, 1)
     assert metrics.open_duration == 5  # the 7 s hint, capped by max_reset_timeout
@@ -489,7 +465,7 @@ def test_a_failed_record_counts_the_outcome_locally(
 
 
 def test_degraded_calls_keep_their_timing_and_hint(
-    dead_store: RedisStore, clock: FakeClock
+    dead_redis_store: RedisStore, clock: FakeClock
 ) -> None:
     """Before retry_interval, outcomes are recorded locally with their duration and hint."""
     policy = BreakerPolicy(
@@ -500,7 +476,7 @@ def test_degraded_calls_keep_their_timing_and_hint(
         slow_call_duration=1,
     )
     breaker = CircuitBreaker(
-        "svc", policy, clock=clock, store=dead_store, is_failure=retry_after_hint
+        "svc", policy, clock=clock, store=dead_redis_store, is_failure=retry_after_hint
     )
     assert breaker.call(lambda: "ok") == "ok"  # its record is refused: degraded from now on
 
@@ -517,11 +493,11 @@ def test_degraded_calls_keep_their_timing_and_hint(
 
 
 def test_a_degraded_breaker_asks_again_only_after_retry_interval(
-    dead_store: RedisStore, clock: FakeClock
+    dead_redis_store: RedisStore, clock: FakeClock
 ) -> None:
     """Degraded, an open breaker moves on by the local rules: no round trip before retry time."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
-    breaker = CircuitBreaker("svc", policy, clock=clock, store=dead_store)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=dead_redis_store)
     fail(breaker)  # refused record: degraded (retry in 60 s), tripped locally
     assert breaker.metrics().store_errors == 1
     clock.advance(1)
@@ -602,10 +578,10 @@ def test_the_first_answer_after_an_outage_resyncs(
 
 
 def test_an_operator_event_while_degraded_says_what_it_did(
-    dead_store: RedisStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    dead_redis_store: RedisStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """send() with no store applies the event locally and warns that the store's state wins."""
-    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=dead_store)
+    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=dead_redis_store)
     assert breaker.send("force_open") == "forced_open"
     [unavailable, applied] = [r.getMessage() for r in caplog.records if r.name == "breaker_fsm"]
     assert unavailable.startswith("breaker 'svc': shared store unavailable (ConnectionError: ")
