@@ -92,6 +92,7 @@ def refused(breaker: CircuitBreaker) -> CircuitOpenError:
 
 
 Invoke = Callable[..., Awaitable[Any]]
+MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
 def through(mode: str, store: RedisStore, scenario: Callable[[Invoke], Awaitable[None]]) -> None:
@@ -368,6 +369,29 @@ def test_slow_calls_are_judged_by_the_caller(redis_stores: StoreFactory, clock: 
 
 
 # ---------------------------------------------------------------------------- operators
+
+
+@MODES
+def test_a_mirrored_override_is_asked_again_after_sync_interval(
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """call() and acall() trust a mirrored forced_open only until sync_interval has passed."""
+    policy = BreakerPolicy(failure_threshold=2, reset_timeout=5)
+    a = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(now=clock.monotonic))
+    store = redis_stores(now=clock.monotonic)
+    b = CircuitBreaker("svc", policy, clock=clock, store=store)
+    assert a.send("force_open") == "forced_open"
+    assert b.call(lambda: "ran") == "ran"  # its mirror said closed; now it says forced_open
+    assert a.send("reset") == "closed"
+
+    async def scenario(invoke: Invoke) -> None:
+        with pytest.raises(CircuitOpenError):
+            await invoke(b, lambda: "never runs")  # the mirror is trusted for a while
+        clock.advance(1)  # sync_interval: asked again
+        assert await invoke(b, lambda: "runs") == "runs"
+
+    through(mode, store, scenario)
+    assert b.state == "closed"
 
 
 def test_operator_events_apply_to_the_shared_state(
@@ -682,8 +706,6 @@ def test_an_overtaken_reply_never_rolls_the_mirror_back(
 
 
 # ---------------------------------------------------------------------------- twin paths
-
-MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
 @pytest.mark.parametrize("path", ["sync-acquire", "sync-record", "async-acquire", "async-record"])
