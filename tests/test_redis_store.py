@@ -869,6 +869,38 @@ def test_a_success_that_trips_the_window_opens_for_reset_timeout(
 
 
 @MODES
+def test_an_admission_that_retrips_a_timed_out_trial_draws_jitter(
+    redis_stores: StoreFactory, clock: FakeClock, mode: str
+) -> None:
+    """The acquire that finds a half-open episode timed out retrips for a jittered duration."""
+    policy = BreakerPolicy(
+        failure_threshold=1,
+        reset_timeout=4,
+        reset_timeout_jitter=0.5,
+        half_open_timeout=2,
+        half_open_max_calls=2,
+        success_threshold=2,
+    )
+    store = redis_stores(now=clock.monotonic)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store, rng=random.Random(11))
+
+    async def scenario(invoke: Invoke) -> None:
+        with pytest.raises(ConnectionError):
+            await invoke(breaker, boom)  # trips: the first draw
+        clock.advance(4)
+        assert await invoke(breaker, lambda: "trial") == "trial"  # the acquire: the second
+        clock.advance(2)  # half_open_timeout, one success short of recovering
+        with pytest.raises(CircuitOpenError):
+            await invoke(breaker, lambda: "never runs")  # the acquire retrips: the third
+
+    through(mode, store, scenario)
+    twin = random.Random(11)
+    draws = [twin.uniform(-0.5, 0.5) for _ in range(3)]
+    assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "retrip"]
+    assert breaker.metrics().open_duration == pytest.approx(4 * (1 + draws[2]))
+
+
+@MODES
 def test_a_success_that_trips_the_window_draws_jitter(
     redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
