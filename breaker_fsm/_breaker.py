@@ -869,14 +869,13 @@ class CircuitBreaker:
     def _window_trips(self, window: CountRing | TimeBuckets, now: float) -> bool:
         """The window's rate rules on the live counters (under ``_lock``).
 
-        The caller has checked the streak rule and that the window held ``minimum_calls``
-        outcomes before this reading (which may drop expired buckets); the policy's guard
-        confirms on a snapshot.
+        The caller has checked the streak rule, and that the window holds ``minimum_calls``
+        (at least 1) outcomes once ``record`` has brought it up to ``now``: reading the
+        totals at the same ``now`` only adds successes counted lock-free, so ``calls`` is at
+        least that too. The policy's guard confirms on a snapshot.
         """
         calls, failures, slow = window.totals(now)
         window.dirty = False  # the rates are checked as they are now
-        if calls < self._min_calls:  # minimum_calls >= 1: calls is not 0 past this line
-            return False
         if failures / calls >= self._rate:
             return True
         return self._slow is not None and slow / calls >= self._slow_rate
