@@ -791,7 +791,7 @@ class CircuitBreaker:
         else:
             self._record(gen, 0, started, at=now)
 
-    def _record(  # noqa: PLR0912, PLR0915 - one locked section on purpose
+    def _record(  # noqa: PLR0912 - one locked section on purpose
         self,
         gen: int,
         outcome: int,
@@ -804,8 +804,6 @@ class CircuitBreaker:
         ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
         a clock reading already taken for this outcome.
         """
-        if gen == _SKIP:
-            return
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets
             now = self._clock.monotonic() if at is None else at

@@ -16,11 +16,9 @@ loopback port (the connection is refused at once) or the fixture's server killed
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,6 +27,7 @@ from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWi
 from breaker_fsm.exceptions import IllegalTransitionError
 from breaker_fsm.testing import FakeClock
 from tests.redis_server import StoreFactory
+from tests.test_redis_store import fail, run_closing
 
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
@@ -45,33 +44,12 @@ def stores(redis_stores: StoreFactory, clock: FakeClock) -> StoreFactory:
     return functools.partial(redis_stores, now=clock.monotonic)
 
 
-def boom() -> None:
-    raise ConnectionError("dependency down")
-
-
 def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return args, kwargs
 
 
 async def aecho(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return args, kwargs
-
-
-def fail(breaker: CircuitBreaker) -> None:
-    with pytest.raises(ConnectionError):
-        breaker.call(boom)
-
-
-def run(store: RedisStore, scenario: Callable[[], Awaitable[None]]) -> None:
-    """Run an asyncio scenario; close the store's asyncio client on its loop afterwards."""
-
-    async def main() -> None:
-        try:
-            await scenario()
-        finally:
-            await store.aclose()
-
-    asyncio.run(main())
 
 
 def retry_after_hint(result: object) -> float | bool:
@@ -197,7 +175,7 @@ def test_slow_calls_are_timed_by_the_caller(
             finally:
                 await untimed_store.aclose()
 
-        run(timed_store, scenario)
+        run_closing(timed_store, scenario)
     metrics = timed.metrics()
     assert (metrics.slow_call_count, metrics.success_count, metrics.error_count) == (2, 3, 1)
     window = timed_store.describe("timed")
@@ -223,7 +201,7 @@ def test_arguments_reach_the_operation_on_every_shared_path(
         assert breaker.send("reset") == "closed"
         assert breaker.call(echo, 1, 2, k="v") == expected
 
-    run(store, scenario)
+    run_closing(store, scenario)
     assert breaker.metrics().total_requests == 2  # disabled: ran, recorded nothing
 
 
@@ -453,7 +431,7 @@ def test_a_failed_record_counts_the_outcome_locally(
         async def scenario() -> None:
             assert await breaker.acall(a503) == 503
 
-        run(dead_redis_store, scenario)
+        run_closing(dead_redis_store, scenario)
     metrics = breaker.metrics()
     assert (metrics.state, metrics.degraded, metrics.store_errors) == ("open", True, 1)
     assert metrics.open_duration == 5  # the 7 s hint, capped by max_reset_timeout
