@@ -1,37 +1,83 @@
-# Every target creates the virtual environment on first use, so a fresh clone needs
-# nothing but Python:  `make demo` runs the main job, `make test` runs the tests.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-dev
-BENCH_STAMP := $(VENV)/.installed-bench
-EXTRAS := dev,cli,httpx,prometheus,redis,diagrams
+# Every target creates what it needs on first use, so a fresh clone needs nothing but Python:
+# `make demo` runs the main job, `make test` runs the tests.
+#
+# Environments are built by uv (pinned below, installed into .tools/ by pip on first use):
+#   .venv            the locked environment: exactly the versions in uv.lock (`make lock`)
+#   .venv-X.Y        the same lock on another Python             (`make test-matrix`)
+#   .venv-latest     the newest versions pyproject.toml's ranges allow (`make test-latest`)
+#   .venv-lowest     the lowest versions those ranges allow       (`make test-lowest`)
+PYTHON   ?= python3
+UV_VERSION := 0.13.8
+TOOLS    := .tools
+UV       := $(TOOLS)/bin/uv
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.synced
+# The Pythons the classifiers name; the first is the default (.venv) and the lowest's.
+PYTHONS  := 3.11 3.12 3.13
+# uv never downloads an interpreter here: it uses the ones on PATH (pyenv's shims).
+export UV_PYTHON_DOWNLOADS := never
+PYTEST_ARGS ?=
 
-.PHONY: install test lint bench demo diagrams soak mutation clean
+.PHONY: install lock test test-latest test-lowest test-matrix lint bench demo diagrams soak \
+	mutation clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The locked environment, re-synced whenever the lock or the project's metadata changes.
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --all-extras --python $(word 1,$(PYTHONS)) --quiet
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# Re-resolve uv.lock against pyproject.toml's ranges (the newest versions they allow), on
+# purpose: review `git diff uv.lock`, run `make test`, commit both together.
+lock: | $(UV)
+	$(UV) lock --upgrade
+
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest --cov --cov-report=term-missing --cov-fail-under=95
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest --cov --cov-report=term-missing --cov-fail-under=95 $(PYTEST_ARGS)
+
+# The whole suite on every Python the classifiers name, each from the same lock. The default
+# Python's run is `make test` (with the coverage floor); the others run without coverage.
+test-matrix: | $(UV)
+	@set -e; for v in $(wordlist 2,$(words $(PYTHONS)),$(PYTHONS)); do \
+		echo "== Python $$v (uv.lock)"; \
+		UV_PROJECT_ENVIRONMENT=.venv-$$v $(UV) sync --locked --all-extras --python $$v --quiet; \
+		HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} .venv-$$v/bin/python -m pytest -q -p no:cacheprovider --no-cov $(PYTEST_ARGS); \
+	done
+
+# Drift you can see: the same suite against the newest and the lowest versions that
+# pyproject.toml admits, resolved now (not from uv.lock). A new upstream release that breaks
+# us fails test-latest by name; a lower bound that is not true fails test-lowest.
+test-latest: | $(UV)
+	$(call unlocked-run,.venv-latest,highest)
+
+test-lowest: | $(UV)
+	$(call unlocked-run,.venv-lowest,lowest-direct)
+
+# $(1): the environment's folder, $(2): uv's resolution strategy.
+define unlocked-run
+	$(UV) venv --quiet --allow-existing --python $(word 1,$(PYTHONS)) $(1)
+	$(UV) pip compile pyproject.toml --all-extras --quiet --python $(1)/bin/python \
+		--resolution $(2) --no-header --output-file $(1)/requirements.txt
+	$(UV) pip sync --quiet --python $(1)/bin/python $(1)/requirements.txt
+	$(UV) pip install --quiet --python $(1)/bin/python --no-deps -e .
+	@grep -iE '^(pydantic|python-statemachine|redis|httpx|click|rich|prometheus-client|pydot|pytest|hypothesis)==' $(1)/requirements.txt
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(1)/bin/python -m pytest -q -p no:cacheprovider --no-cov $(PYTEST_ARGS)
+endef
 
 lint: $(STAMP)
 	$(BIN)/ruff check breaker_fsm tests
 	$(BIN)/ruff format --check breaker_fsm tests
 	$(BIN)/mypy breaker_fsm
 
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),bench]"
-	touch $(BENCH_STAMP)
-
 # breaker_fsm against pybreaker, circuitbreaker, aiobreaker and purgatory, in one process:
 # writes bench-results/results.md, results.json and overhead.png (BENCH_ROUNDS=31 by default).
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out bench-results
 	$(BIN)/python benchmarks/bench_redis.py --out bench-results  # shared state on a real redis-server
 
@@ -61,4 +107,4 @@ mutation: $(STAMP)
 	$(BIN)/python tests/mutation_score.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage bench-results
+	rm -rf $(VENV) $(TOOLS) .venv-* .pytest_cache .mypy_cache .ruff_cache .coverage bench-results

@@ -736,14 +736,21 @@ class RedisStore:
 
     # ------------------------------------------------------------------ clients
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self, *, asyncio: bool) -> dict[str, Any]:
+        """Client options for the clients the store builds: its timeout and no retries.
+
+        Each kind of client gets its own kind of ``Retry``: redis-py 8 warns when an asyncio
+        client is handed a sync one (and converts it), redis-py 5 to 7 silently accept both.
+        """
+        from redis.asyncio.retry import Retry as AsyncRetry
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        retry = AsyncRetry(NoBackoff(), 0) if asyncio else Retry(NoBackoff(), 0)
         return {
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
-            "retry": Retry(NoBackoff(), 0),
+            "retry": retry,
         }
 
     def _sync_client(self) -> redis_sync.Redis:
@@ -755,7 +762,7 @@ class RedisStore:
                     import redis
 
                     if self._url is not None:
-                        client = redis.Redis.from_url(self._url, **self._options())
+                        client = redis.Redis.from_url(self._url, **self._options(asyncio=False))
                     else:
                         client = redis.Redis.from_pool(  # owns the pool: closes it
                             redis.ConnectionPool(
@@ -775,7 +782,7 @@ class RedisStore:
             import redis.asyncio
 
             if self._url is not None:
-                client = redis.asyncio.Redis.from_url(self._url, **self._options())
+                client = redis.asyncio.Redis.from_url(self._url, **self._options(asyncio=True))
             else:
                 client = redis.asyncio.Redis.from_pool(  # owns the pool: closes it
                     redis.asyncio.ConnectionPool(**self._derive(self._client, asyncio=True))
@@ -805,7 +812,7 @@ class RedisStore:
         if name == "UnixDomainSocketConnection":
             kwargs.pop("host", None)
             kwargs.pop("port", None)
-        options = self._options()  # fail fast: no retries, and a timeout if it had none
+        options = self._options(asyncio=asyncio)  # fail fast: no retries, and a timeout if it had none
         for key in ("socket_timeout", "socket_connect_timeout"):
             if kwargs.get(key) is not None:
                 del options[key]
