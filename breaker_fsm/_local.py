@@ -245,6 +245,17 @@ class LocalEngine(Transitions):
         else:
             self._record(gen, 0, started, at=now)
 
+    def _count(self, outcome: int) -> None:
+        """Count ``outcome`` in the lifetime totals (the caller holds ``_lock``)."""
+        if outcome < 0:
+            self._neutral += 1
+        elif outcome & FAILED:
+            self._err += 1
+        else:
+            next(self._ok)
+        if outcome > 0 and outcome & SLOW:
+            self._slow_calls += 1
+
     def _record(  # noqa: PLR0912 - one locked section on purpose
         self,
         gen: int,
@@ -267,14 +278,7 @@ class LocalEngine(Transitions):
         lock = self._lock
         lock.acquire()
         try:
-            if outcome < 0:
-                self._neutral += 1
-            elif outcome & FAILED:
-                self._err += 1
-            else:
-                next(self._ok)
-            if outcome > 0 and outcome & SLOW:
-                self._slow_calls += 1
+            self._count(outcome)
             if gen != self._gen:
                 return  # started before a transition: not counted against the new state
             state = self._state

@@ -27,7 +27,7 @@ from ._audit import Transition
 from ._breaker import CircuitBreaker
 from ._machine import STATES
 from ._metrics import BreakerMetrics
-from ._outcome import FAILED, SLOW, Admission
+from ._outcome import SLOW, Admission
 from ._policy import BreakerPolicy, BreakerStats
 from ._store import EVENT_CODES, EVENTS, Seed
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
@@ -255,47 +255,63 @@ class SharedBreaker(CircuitBreaker):
         self, link: _StoreLink, gen: int, outcome: int, started: float, hint: float | None
     ) -> None:
         """Record one outcome in the store (one round trip) and mirror what it decided."""
-        now = self._clock.monotonic()
-        if outcome >= 0 and self._slow is not None and now - started > self._slow:
-            outcome |= SLOW
-        seed = link.seed if link.seed.state != OPEN else self._seed(link, now)
+        outcome, now, u, seed = self._record_plan(link, outcome, started)
+        answer: StoreReply | Exception | None
         try:
-            u = self._jitter(self._could_open(outcome))
-            reply = link.entry.record(gen, outcome, u, hint, seed)
+            answer = link.entry.record(gen, outcome, u, hint, seed)
         except Exception as exc:
-            self._store_failed(link, exc, now)
-            self._record(gen, outcome, started, hint)
-            return
-        if reply is None:  # the common case: a success that changed nothing
-            next(self._ok)
-            self._streak = 0
-            if link.degraded:
-                self._resynced(link)
-        elif not self._recorded_as_mirrored(link, reply, outcome):
-            self._on_reply(link, reply, now)
+            answer = exc
+        self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     async def _store_arecord(
         self, link: _StoreLink, gen: int, outcome: int, started: float, hint: float | None
     ) -> None:
         """:meth:`_store_record` on the asyncio client."""
+        outcome, now, u, seed = self._record_plan(link, outcome, started)
+        answer: StoreReply | Exception | None
+        try:
+            answer = await link.entry.arecord(gen, outcome, u, hint, seed)
+        except Exception as exc:
+            answer = exc
+        self._record_answer(link, gen, outcome, started, hint, now, answer)
+
+    def _record_plan(
+        self, link: _StoreLink, outcome: int, started: float
+    ) -> tuple[int, float, float, Seed]:
+        """What recording ``outcome`` sends: the outcome (slow?), time, jitter and seed.
+
+        The jitter is drawn only if the outcome could open the breaker.
+        """
         now = self._clock.monotonic()
         if outcome >= 0 and self._slow is not None and now - started > self._slow:
             outcome |= SLOW
-        try:
-            reply = await link.entry.arecord(
-                gen, outcome, self._jitter(self._could_open(outcome)), hint, self._seed(link, now)
-            )
-        except Exception as exc:
-            self._store_failed(link, exc, now)
+        return outcome, now, self._jitter(self._could_open(outcome)), self._seed(link, now)
+
+    def _record_answer(  # noqa: PLR0917 - the record round trip's plan, and its answer
+        self,
+        link: _StoreLink,
+        gen: int,
+        outcome: int,
+        started: float,
+        hint: float | None,
+        now: float,
+        answer: StoreReply | Exception | None,
+    ) -> None:
+        """Act on a record round trip's answer.
+
+        The store's reply, ``None`` (the common case: a success that changed nothing), or
+        the exception that the round trip raised (degrade, and record on local state).
+        """
+        if isinstance(answer, Exception):
+            self._store_failed(link, answer, now)
             self._record(gen, outcome, started, hint)
-            return
-        if reply is None:  # the common case: a success that changed nothing
+        elif answer is None:
             next(self._ok)
             self._streak = 0
             if link.degraded:
                 self._resynced(link)
-        elif not self._recorded_as_mirrored(link, reply, outcome):
-            self._on_reply(link, reply, now)
+        elif not self._recorded_as_mirrored(link, answer, outcome):
+            self._on_reply(link, answer, now)
 
     def _recorded_as_mirrored(self, link: _StoreLink, reply: StoreReply, outcome: int) -> bool:
         """Count an outcome in the lifetime totals; mirror a reply of the common kind.
@@ -304,14 +320,7 @@ class SharedBreaker(CircuitBreaker):
         under the same lock; ``False`` leaves any other reply to :meth:`_on_reply`.
         """
         with self._lock:
-            if outcome < 0:
-                self._neutral += 1
-            elif outcome & FAILED:
-                self._err += 1
-            else:
-                next(self._ok)
-            if outcome > 0 and outcome & SLOW:
-                self._slow_calls += 1
+            self._count(outcome)
             if (
                 reply.state == CLOSED == self._state
                 and not reply.event

@@ -57,8 +57,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._machine import STATES, legal_moves
 from ._policy import CountWindow, TimeWindow
-from ._store import Seed, StoreReply
+from ._store import EVENT_CODES, EVENTS, Seed, StoreReply
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -125,13 +126,13 @@ end
 
 _COMMON = """
 local H, W = KEYS[1], KEYS[2]
-local CLOSED, OPEN, HALF, FORCED, DISABLED = 0, 1, 2, 3, 4
+{states}
 local A = {struct.unpack(ARGS, ARGV[1])}
 if V then V = {struct.unpack(STATE, V)} end
 """
 
 _PRELUDE = """
-local E_TRIP, E_ATTEMPT, E_RECOVER, E_RETRIP, E_FORCE, E_DISABLE, E_RESET = 1, 2, 3, 4, 5, 6, 7
+{events}
 local S, J = nil, nil
 local EV, SRC, X, DIRTY, WDIRTY = 0, 0, 0, false, false
 local U, HINT = 0, -1
@@ -361,60 +362,66 @@ if DIRTY then save() end
 return reply(ok)
 """
 
-# operator: A[7..8] = event code, u. Guarded events obey the policy's guards.
+# operator: A[7..8] = event code, u. MOVES (the machine's transition table) says whether
+# the event is legal from the state and where it goes; guarded events obey the policy's
+# guards (ok = 2 when a guard does not hold), the operator's own events have none.
 _OPERATOR = """
 local ev = A[7]
 U = A[8]
 load()
+local to = MOVES[ev * 8 + S.st]
 local ok = 1
-if ev == E_RESET then
-  go(CLOSED, E_RESET)
-elseif ev == E_FORCE or ev == E_DISABLE then
-  if S.st > HALF then
-    ok = 0
-  elseif ev == E_FORCE then
-    go(FORCED, E_FORCE)
-  else
-    go(DISABLED, E_DISABLE)
-  end
+if to == nil then
+  ok = 0
 elseif ev == E_TRIP then
-  if S.st ~= CLOSED then
-    ok = 0
-  else
-    if WKIND == 2 then time_roll() end
-    if trip_due() then go(OPEN, E_TRIP) else ok = 2 end
-  end
+  if WKIND == 2 then time_roll() end
+  if trip_due() then go(to, ev) else ok = 2 end
 elseif ev == E_ATTEMPT then
-  if S.st ~= OPEN then
-    ok = 0
-  elseif now() - S.o >= S.d then
+  if now() - S.o >= S.d then
     X = now() - S.o
-    go(HALF, E_ATTEMPT)
+    go(to, ev)
   else
     ok = 2
   end
 elseif ev == E_RECOVER then
-  if S.st ~= HALF then
-    ok = 0
-  elseif S.to >= SUCCESS then
-    go(CLOSED, E_RECOVER)
-  else
-    ok = 2
-  end
+  if S.to >= SUCCESS then go(to, ev) else ok = 2 end
 elseif ev == E_RETRIP then
-  if S.st ~= HALF then
-    ok = 0
-  elseif S.tf > 0 or half_open_timed_out() then
-    go(OPEN, E_RETRIP)
-  else
-    ok = 2
-  end
+  if S.tf > 0 or half_open_timed_out() then go(to, ev) else ok = 2 end
 else
-  ok = 0
+  go(to, ev)
 end
 if DIRTY then save() end
 return reply(ok)
 """
+
+
+def _lua_tables() -> tuple[str, str, str]:
+    """The state codes, the event codes and the transition table, as Lua, from the machine.
+
+    The scripts name states and events with these locals; ``MOVES[event * 8 + source]``
+    is the target of every legal move, so the operator script's table is the machine's.
+    """
+    state_names = {"closed": "CLOSED", "open": "OPEN", "half_open": "HALF"}
+    state_names |= {"forced_open": "FORCED", "disabled": "DISABLED"}
+    event_names = {"trip": "E_TRIP", "attempt_reset": "E_ATTEMPT", "recover": "E_RECOVER"}
+    event_names |= {"retrip": "E_RETRIP", "force_open": "E_FORCE", "disable": "E_DISABLE"}
+    event_names |= {"reset": "E_RESET"}
+    states = ", ".join(state_names[name] for name in STATES)
+    events = ", ".join(event_names[name] for name in EVENTS[1:])
+    moves = ", ".join(
+        f"[{EVENT_CODES[event] * 8 + STATES.index(source)}] = {STATES.index(target)}"
+        for (event, source), target in sorted(legal_moves().items())
+    )
+    return (
+        f"local {states} = {', '.join(str(code) for code in range(len(STATES)))}",
+        f"local {events} = {', '.join(str(code) for code in range(1, len(EVENTS)))}",
+        f"local MOVES = {{{moves}}}",
+    )
+
+
+_STATE_CODES, _EVENT_CODES, _MOVES = _lua_tables()
+_COMMON = _COMMON.replace("{states}", _STATE_CODES)
+_PRELUDE = _PRELUDE.replace("{events}", _EVENT_CODES + "\n" + _MOVES)
 
 _STATE = struct.Struct("<" + _STATE_LAYOUT)
 _REPLY = struct.Struct("<" + _REPLY_LAYOUT)

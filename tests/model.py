@@ -1,4 +1,4 @@
-"""A small reference model of a circuit breaker, written from DESIGN §2–4 and issue 3.
+"""A small reference model of a circuit breaker, written from the rules the README states.
 
 It is an oracle for the stateful test, so it is written for obviousness, not speed: the
 windows are plain lists scanned naively, every rule is spelled out once, and nothing is
@@ -52,7 +52,7 @@ CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = (
     "disabled",
 )
 
-#: (event, source) -> target, copied from the transition table of DESIGN §2.
+#: (event, source) -> target, copied from the README's transition table (not derived from the machine).
 MOVES: dict[tuple[str, str], str] = {
     ("trip", CLOSED): OPEN,
     ("attempt_reset", OPEN): HALF_OPEN,

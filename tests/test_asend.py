@@ -12,7 +12,8 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, IllegalTransitionError
 from breaker_fsm.audit import verify
-from tests.test_redis_store import StoreFactory, aboom, aok, merged, refused, run_closing, shared
+from tests.helpers import aboom, aok, merged, refused, run_closing, shared
+from tests.redis_server import StoreFactory
 
 if TYPE_CHECKING:
     from breaker_fsm.testing import FakeClock

@@ -20,24 +20,7 @@ from breaker_fsm import (
 )
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
-
-
-class Boom(Exception):
-    """A failure of the dependency."""
-
-
-def ok(value: Any = "ok") -> Any:
-    return value
-
-
-def boom(*_: Any, **__: Any) -> NoReturn:
-    raise Boom("down")
-
-
-def fail(breaker: CircuitBreaker, times: int = 1) -> None:
-    for _ in range(times):
-        with pytest.raises(Boom):
-            breaker.call(boom)
+from tests.helpers import Boom, fail, ok
 
 
 def events(breaker: CircuitBreaker) -> list[str]:

@@ -14,24 +14,7 @@ from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWi
 from breaker_fsm._outcome import FAILED, SLOW
 from breaker_fsm._window import CountRing, TimeBuckets
 from breaker_fsm.testing import FakeClock
-
-
-class Boom(Exception):
-    """The dependency's failure."""
-
-
-def ok() -> str:
-    return "ok"
-
-
-def boom() -> NoReturn:
-    raise Boom("down")
-
-
-def fail(breaker: CircuitBreaker, times: int = 1) -> None:
-    for _ in range(times):
-        with pytest.raises(Boom):
-            breaker.call(boom)
+from tests.helpers import Boom, boom, fail, ok
 
 
 def naive(outcomes: list[int], size: int) -> tuple[int, int, int]:

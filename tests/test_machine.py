@@ -1,4 +1,4 @@
-"""BreakerMachine: the states, events and legal moves of DESIGN §2."""
+"""BreakerMachine: the states, events and legal moves of the README's transition table."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_states_and_initial_state() -> None:
 
 
 def test_transition_table_matches_design() -> None:
-    """Every (event, source) -> target pair is exactly the table of DESIGN §2."""
+    """Every (event, source) -> target pair is exactly the README's transition table."""
     operator_sources = ("closed", "open", "half_open")
     expected = {
         ("trip", "closed"): "open",

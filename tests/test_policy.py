@@ -19,7 +19,7 @@ def _field_errors(exc: pytest.ExceptionInfo[ValidationError]) -> set[str]:
 
 
 def test_defaults_match_the_design() -> None:
-    """The six core fields have the defaults of DESIGN §3."""
+    """The six core fields have the defaults the README's policy table states."""
     p = BreakerPolicy()
     assert p.failure_threshold == 5
     assert p.reset_timeout == 30.0

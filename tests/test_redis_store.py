@@ -12,8 +12,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,6 +30,20 @@ from breaker_fsm import (
 from breaker_fsm.audit import verify
 from breaker_fsm.exceptions import AuditError
 from breaker_fsm.testing import FakeClock
+from tests.helpers import (
+    MODES,
+    Boom,
+    Invoke,
+    aboom,
+    aok,
+    boom,
+    fail,
+    merged,
+    refused,
+    run_closing,
+    shared,
+    through,
+)
 from tests.redis_server import StoreFactory
 
 if TYPE_CHECKING:
@@ -54,82 +68,6 @@ SCRIPT_INTERNAL = {
     "setrange",
 }
 HOUSEKEEPING = {"info", "config", "client", "hello"}
-
-
-def boom() -> None:
-    raise ConnectionError("dependency down")
-
-
-async def aboom() -> None:
-    raise ConnectionError("dependency down")
-
-
-async def aok() -> str:
-    return "ok"
-
-
-def run_closing(store: RedisStore, scenario: Callable[[], Awaitable[None]]) -> None:
-    """Run an asyncio scenario; close the store's asyncio client on its loop, whatever happens."""
-
-    async def main() -> None:
-        try:
-            await scenario()
-        finally:
-            await store.aclose()
-
-    asyncio.run(main())
-
-
-def fail(breaker: CircuitBreaker) -> None:
-    with pytest.raises(ConnectionError):
-        breaker.call(boom)
-
-
-def refused(breaker: CircuitBreaker) -> CircuitOpenError:
-    with pytest.raises(CircuitOpenError) as info:
-        breaker.call(lambda: "never runs")
-    return info.value
-
-
-Invoke = Callable[..., Awaitable[Any]]
-MODES = pytest.mark.parametrize("mode", ["sync", "async"])
-
-
-def through(mode: str, store: RedisStore, scenario: Callable[[Invoke], Awaitable[None]]) -> None:
-    """Run ``scenario`` with ``invoke(breaker, func, *args, **kwargs)``: call() or acall().
-
-    ``mode`` "sync" runs ``func`` through ``breaker.call``; "async" wraps it in a coroutine
-    function and awaits ``breaker.acall``: the same steps take the two twin paths.
-    """
-
-    async def invoke(
-        breaker: CircuitBreaker, func: Callable[..., Any], *args: Any, **kw: Any
-    ) -> Any:
-        if mode == "sync":
-            return breaker.call(func, *args, **kw)
-
-        async def op(*a: Any, **k: Any) -> Any:
-            return func(*a, **k)
-
-        return await breaker.acall(op, *args, **kw)
-
-    run_closing(store, lambda: scenario(invoke))
-
-
-def merged(*breakers: CircuitBreaker) -> list[Transition]:
-    """Every breaker's trail, merged into one and sorted by seq."""
-    return sorted((r for b in breakers for r in b.audit), key=lambda r: r.seq)
-
-
-def shared(
-    redis_stores: StoreFactory, clock: FakeClock, policy: BreakerPolicy, n: int = 2, **kwargs: Any
-) -> list[CircuitBreaker]:
-    """``n`` breakers named "svc", each on its own store (own clients), time pinned to clock."""
-    options = {"now": clock.monotonic, **kwargs.pop("store_options", {})}
-    return [
-        CircuitBreaker("svc", policy, clock=clock, store=redis_stores(**options), **kwargs)
-        for _ in range(n)
-    ]
 
 
 # ---------------------------------------------------------------------------- basics
@@ -564,7 +502,7 @@ def test_a_dead_server_degrades_to_local_state_then_converges(
             a.call(boom)
         except Exception as exc:
             raised.append(type(exc))
-    assert raised == [ConnectionError] * 3 + [CircuitOpenError] * 3  # tripped on local state
+    assert raised == [Boom] * 3 + [CircuitOpenError] * 3  # tripped on local state
     assert a.state == "open"
     metrics = a.metrics()
     assert metrics.degraded

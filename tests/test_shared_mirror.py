@@ -26,8 +26,8 @@ import pytest
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.exceptions import IllegalTransitionError
 from breaker_fsm.testing import FakeClock
+from tests.helpers import fail, run_closing
 from tests.redis_server import StoreFactory
-from tests.test_redis_store import fail, run_closing
 
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
