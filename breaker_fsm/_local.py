@@ -22,7 +22,7 @@ from typing import Any
 from ._detector import window_trips
 from ._machine import STATES
 from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, Admission, judge_exception
-from ._transitions import CLOSED, DISABLED, HALF_OPEN, LAZY, OPEN, Transitions
+from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN, Transitions, built
 from ._window import CountRing
 from .exceptions import CircuitOpenError
 
@@ -51,12 +51,7 @@ class LocalEngine(Transitions):
     def _rejected(self) -> itertools.count[int]:
         """Refused calls, counted with ``next()`` (atomic) from the first refusal on."""
         counter = self._rejections
-        if counter is None:
-            with LAZY:
-                counter = self._rejections
-                if counter is None:
-                    counter = self._rejections = itertools.count()
-        return counter
+        return counter if counter is not None else built(self, "_rejections", itertools.count)
 
     def _window_totals(self, now: float) -> tuple[int, int, int]:
         """The window's calls, failures and slow calls at ``now`` (under ``_lock``)."""

@@ -30,7 +30,7 @@ from ._metrics import BreakerMetrics
 from ._outcome import SLOW, Admission
 from ._policy import BreakerPolicy, BreakerStats
 from ._store import EVENT_CODES, EVENTS, Seed
-from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
+from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN, Extra, Stats
 from .exceptions import IllegalTransitionError
 
 if TYPE_CHECKING:
@@ -167,14 +167,7 @@ class SharedBreaker(CircuitBreaker):
 
     # ------------------------------------------------------------------ the local walk
 
-    def _apply(
-        self,
-        event: str,
-        source: str,
-        target: str,
-        stats: BreakerStats | None,
-        extra: dict[str, Any],
-    ) -> None:
+    def _apply(self, event: str, source: str, target: str, stats: Stats, extra: Extra) -> None:
         """Apply a transition: the store's (mirrored) or a local one made while degraded."""
         if extra.get("shared") is not None:  # made by the store's script
             self._apply_shared(event, source, target, stats, extra)

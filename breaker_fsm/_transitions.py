@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from statemachine.exceptions import TransitionNotAllowed
 
@@ -38,13 +39,16 @@ from .exceptions import IllegalTransitionError
 if TYPE_CHECKING:
     import itertools
     import random
-    from collections.abc import Callable
 
     from ._audit import Sink
     from ._clock import Clock
     from ._window import CountRing, TimeBuckets
 
-__all__ = ["CLOSED", "DISABLED", "FORCED_OPEN", "HALF_OPEN", "OPEN", "Transitions"]
+#: The evidence and the keyword arguments a transition was sent with (see ``_apply``).
+Stats = BreakerStats | None
+Extra = dict[str, Any]
+
+__all__ = ["CLOSED", "DISABLED", "FORCED_OPEN", "HALF_OPEN", "OPEN", "Transitions", "built"]
 
 _log = logging.getLogger("breaker_fsm")
 
@@ -52,7 +56,22 @@ _log = logging.getLogger("breaker_fsm")
 CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = range(5)
 _CODE = {name: code for code, name in enumerate(STATES)}
 _MOVES = legal_moves()
-LAZY = threading.Lock()  # guards the first creation of a breaker's rarely used parts
+_LAZY = threading.Lock()  # guards the first creation of a breaker's rarely used parts
+T = TypeVar("T")
+
+
+def built(owner: object, slot: str, build: Callable[[], T]) -> T:
+    """``owner``'s ``slot``, built by ``build()`` on first use (exactly once, under a lock).
+
+    For the parts of a breaker that most breakers never need (the transition lock, the
+    audit log, the rejection counter): they are most of its size.
+    """
+    with _LAZY:
+        value: T | None = getattr(owner, slot)
+        if value is None:
+            value = build()
+            setattr(owner, slot, value)
+    return value
 
 
 class _AuditListener:
@@ -174,23 +193,15 @@ class Transitions:
     def _tlock(self) -> threading.RLock:
         """The transition lock (re-entrant: a sink may read the breaker)."""
         tlock = self._tlock_obj
-        if tlock is None:
-            with LAZY:
-                tlock = self._tlock_obj
-                if tlock is None:
-                    tlock = self._tlock_obj = threading.RLock()
-        return tlock
+        return tlock if tlock is not None else built(self, "_tlock_obj", threading.RLock)
 
     @property
     def _audit(self) -> AuditLog:
         """The audit log behind :attr:`audit`."""
         log = self._audit_log
-        if log is None:
-            with LAZY:
-                log = self._audit_log
-                if log is None:
-                    log = self._audit_log = AuditLog(self._audit_capacity)
-        return log
+        if log is not None:
+            return log
+        return built(self, "_audit_log", lambda: AuditLog(self._audit_capacity))
 
     @property
     def _listener(self) -> _AuditListener:
@@ -311,14 +322,7 @@ class Transitions:
                 half_open_since=self._half_open_since if self._state == HALF_OPEN else None,
             )
 
-    def _apply(
-        self,
-        event: str,
-        source: str,
-        target: str,
-        stats: BreakerStats | None,
-        extra: dict[str, Any],
-    ) -> None:
+    def _apply(self, event: str, source: str, target: str, stats: Stats, extra: Extra) -> None:
         """Apply a transition the machine made to the breaker's state, and record it.
 
         The only writer of the state, the generation and ``_hot``. The record is built

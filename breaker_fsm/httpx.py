@@ -27,7 +27,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 try:
     import httpx
@@ -151,22 +151,37 @@ class StatusJudge:
         return f"StatusJudge({sorted(self.statuses)})"
 
 
-class _Routing:
-    """What both transports share: the registry, the key, and the failure statuses."""
+TransportT = TypeVar("TransportT")
+FallbackT = TypeVar("FallbackT")
+
+
+class _Routing(Generic[TransportT, FallbackT]):
+    """What both transports share: the registry, the key and the failure statuses.
+
+    Also the wrapped transport and the fallback, of the sync or the asyncio kind.
+    """
+
+    _default_transport: ClassVar[type[Any]]
 
     def __init__(
         self,
+        transport: TransportT | None = None,
         *,
-        registry: BreakerRegistry | None,
-        policy: BreakerPolicy | None,
-        key: Callable[[httpx.Request], str],
-        failure_statuses: Iterable[int],
+        registry: BreakerRegistry | None = None,
+        policy: BreakerPolicy | None = None,
+        key: Callable[[httpx.Request], str] = host_key,
+        failure_statuses: Iterable[int] = DEFAULT_FAILURE_STATUSES,
+        fallback: FallbackT | None = None,
     ) -> None:
         self.registry = registry if registry is not None else BreakerRegistry(policy)
         self.policy = policy
         self.key = key
         self.failure_statuses = frozenset(failure_statuses)
         self._judge = StatusJudge(self.failure_statuses, self.registry.clock)
+        self.transport: TransportT = (
+            transport if transport is not None else self._default_transport()
+        )
+        self.fallback = fallback
 
     def breaker_for(self, request: httpx.Request | httpx.URL | str) -> CircuitBreaker:
         """The breaker that guards ``request`` (or a GET of that URL), created on first use.
@@ -183,7 +198,7 @@ class _Routing:
         return self.registry.get(self.key(request), self.policy, is_failure=self._judge)
 
 
-class BreakerTransport(_Routing, httpx.BaseTransport):
+class BreakerTransport(_Routing[httpx.BaseTransport, Fallback], httpx.BaseTransport):
     """An httpx transport that sends each request through its host's circuit breaker.
 
     Args:
@@ -205,21 +220,7 @@ class BreakerTransport(_Routing, httpx.BaseTransport):
     ``CircuitOpenError`` (or gets the fallback's response) without opening a connection.
     """
 
-    def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        registry: BreakerRegistry | None = None,
-        policy: BreakerPolicy | None = None,
-        key: Callable[[httpx.Request], str] = host_key,
-        failure_statuses: Iterable[int] = DEFAULT_FAILURE_STATUSES,
-        fallback: Fallback | None = None,
-    ) -> None:
-        super().__init__(
-            registry=registry, policy=policy, key=key, failure_statuses=failure_statuses
-        )
-        self.transport = transport if transport is not None else httpx.HTTPTransport()
-        self.fallback = fallback
+    _default_transport = httpx.HTTPTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through its breaker."""
@@ -239,28 +240,16 @@ class BreakerTransport(_Routing, httpx.BaseTransport):
         return f"<BreakerTransport over {type(self.transport).__name__}, {self.registry!r}>"
 
 
-class AsyncBreakerTransport(_Routing, httpx.AsyncBaseTransport):
+class AsyncBreakerTransport(
+    _Routing[httpx.AsyncBaseTransport, AsyncFallback], httpx.AsyncBaseTransport
+):
     """The asyncio twin of :class:`BreakerTransport`, for ``httpx.AsyncClient``.
 
     Takes the same arguments; ``transport`` defaults to ``httpx.AsyncHTTPTransport()`` and
     ``fallback`` may be a coroutine function.
     """
 
-    def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        registry: BreakerRegistry | None = None,
-        policy: BreakerPolicy | None = None,
-        key: Callable[[httpx.Request], str] = host_key,
-        failure_statuses: Iterable[int] = DEFAULT_FAILURE_STATUSES,
-        fallback: AsyncFallback | None = None,
-    ) -> None:
-        super().__init__(
-            registry=registry, policy=policy, key=key, failure_statuses=failure_statuses
-        )
-        self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
-        self.fallback = fallback
+    _default_transport = httpx.AsyncHTTPTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through its breaker."""
