@@ -257,6 +257,7 @@ class Transitions:
         memory at once, exactly as :meth:`send` does.
 
         >>> import asyncio
+        >>> from breaker_fsm import CircuitBreaker
         >>> breaker = CircuitBreaker("users-api")
         >>> asyncio.run(breaker.asend("force_open", reason="maintenance"))
         'forced_open'

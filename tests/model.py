@@ -52,7 +52,7 @@ CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = (
     "disabled",
 )
 
-#: (event, source) -> target, copied from the README's transition table (not derived from the machine).
+#: (event, source) -> target, copied from the README's transition table (not from the machine).
 MOVES: dict[tuple[str, str], str] = {
     ("trip", CLOSED): OPEN,
     ("attempt_reset", OPEN): HALF_OPEN,
