@@ -19,7 +19,8 @@ PYTHONS  := 3.11 3.12 3.13
 export UV_PYTHON_DOWNLOADS := never
 PYTEST_ARGS ?=
 
-.PHONY: install lock test test-latest test-lowest test-matrix lint bench demo diagrams soak \
+.PHONY: install lock test test-latest test-lowest test-matrix lint bench bench-compare demo \
+	diagrams soak \
 	mutation clean
 
 $(UV):
@@ -80,6 +81,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out bench-results
 	$(BIN)/python benchmarks/bench_redis.py --out bench-results  # shared state on a real redis-server
+
+# This checkout against another revision (BASE=rev, default HEAD~1), path by path, both
+# timed in the same run in alternating fresh processes: bench-results/compare.md.
+BASE ?= HEAD~1
+bench-compare: $(STAMP)
+	$(BIN)/python benchmarks/compare.py --base $(BASE) --out bench-results
 
 demo: $(STAMP)
 	$(BIN)/python -m breaker_fsm demo
