@@ -9,32 +9,27 @@ sync and asyncio twins differ by the round trip alone. A store that fails or tim
 the breaker on its local state, decided by the inherited in-memory engine with the same
 policy, until a later round trip succeeds; nothing the store raises reaches the caller.
 
-Its special generations never leave this module: ``_ASK`` and ``_LOCAL`` are admission
-plans, and transitions made locally while degraded number from ``_LOCAL_GEN`` up, so that
-they are never mistaken for the shared walk's generations.
+Its special admissions never leave this module: ``_ASK`` (one round trip decides) and
+``_LOCAL`` (degraded: the local rules decide) are plans, resolved to a ticket before the
+call runs. How replies move the mirror is :mod:`breaker_fsm._mirror`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from statemachine.exceptions import TransitionNotAllowed
-
-from ._audit import Transition
-from ._breaker import CircuitBreaker
 from ._machine import STATES
-from ._metrics import BreakerMetrics
+from ._mirror import LOCAL_GEN, Mirror, StoreLink
 from ._outcome import SLOW, Admission
-from ._policy import BreakerPolicy, BreakerStats
-from ._store import EVENT_CODES, EVENTS, Seed
-from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN, Extra, Stats
+from ._policy import BreakerPolicy
+from ._store import EVENT_CODES, Seed
+from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
 from .exceptions import IllegalTransitionError
 
 if TYPE_CHECKING:
-    from ._store import SharedState, SharedStore, StoreReply
+    from ._store import SharedStore, StoreReply
 
 __all__ = ["SharedBreaker"]
 
@@ -43,18 +38,15 @@ _log = logging.getLogger("breaker_fsm")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_LOCAL_GEN = 1 << 52  # generations of transitions made locally (degraded)
 _REFUSED, _BYPASS = Admission.REFUSED, Admission.BYPASS
 _ASK = -10  # admission plan: the mirror cannot decide, ask the store
 _LOCAL = -11  # admission plan: degraded, decide on local state
-_LOCAL_REASON = "local (shared store unavailable)"
-_NO_WINDOW = (0, 0, 0)
 
 
-class SharedBreaker(CircuitBreaker):
+class SharedBreaker(Mirror):
     """A breaker whose state is shared through ``store`` (see :class:`CircuitBreaker`)."""
 
-    __slots__ = ("_link",)
+    __slots__ = ()
 
     _overrides_are_final = False  # a mirrored forced_open may be stale: ask now and then
 
@@ -63,22 +55,9 @@ class SharedBreaker(CircuitBreaker):
     ) -> None:
         super().__init__(name, policy, **options)
         self._fast = self._hot = False  # every call goes through the mirror
-        self._link = _StoreLink(
+        self._link = StoreLink(
             store.bind(name, self.policy), Seed(CLOSED, 0, 0, self.policy.reset_timeout, 0.0)
         )
-
-    def metrics(self) -> BreakerMetrics:
-        """A consistent snapshot of the counters; the window is the shared one."""
-        link = self._link
-        return dataclasses.replace(
-            super().metrics(), store_errors=link.errors, degraded=link.degraded
-        )
-
-    def _window_totals(self, now: float) -> tuple[int, int, int]:
-        """The shared window as last mirrored, or the local one while degraded."""
-        if self._link.degraded:
-            return super()._window_totals(now)
-        return cast(tuple[int, int, int], self._link.window)
 
     # ------------------------------------------------------------------ calls
 
@@ -165,27 +144,9 @@ class SharedBreaker(CircuitBreaker):
             return new_state
         return self._send_local(event, reason)
 
-    # ------------------------------------------------------------------ the local walk
-
-    def _apply(self, event: str, source: str, target: str, stats: Stats, extra: Extra) -> None:
-        """Apply a transition: the store's (mirrored) or a local one made while degraded."""
-        if extra.get("shared") is not None:  # made by the store's script
-            self._apply_shared(event, source, target, stats, extra)
-        else:
-            super()._apply(event, source, target, stats, extra)
-
-    def _next_generation(self, gen: int) -> int:
-        """Local transitions number from ``_LOCAL_GEN`` up: never a shared generation."""
-        gen += 1
-        return gen if gen >= _LOCAL_GEN else gen + _LOCAL_GEN
-
-    def _audit_identity(self, reason: str, gen: int) -> tuple[str, int | None]:
-        """A local transition's record says so, and belongs to no shared generation."""
-        return f"{_LOCAL_REASON}: {reason}", None
-
     # ------------------------------------------------------------------ the mirror
 
-    def _store_admit(self, link: _StoreLink) -> int:
+    def _store_admit(self, link: StoreLink) -> int:
         """Admit a call (sync): from the mirror, with one round trip, or on local state."""
         now = self._clock.monotonic()
         gen = self._store_plan(link, now)
@@ -200,7 +161,7 @@ class SharedBreaker(CircuitBreaker):
             return self._admit()
         return gen
 
-    def _store_plan(self, link: _StoreLink, now: float) -> int:
+    def _store_plan(self, link: StoreLink, now: float) -> int:
         """An admission decided without a round trip, or how to decide it.
 
         A generation or ``_REFUSED`` when the mirror decides alone, ``_ASK`` for one round
@@ -219,7 +180,7 @@ class SharedBreaker(CircuitBreaker):
             return _ASK
         return _BYPASS if state == DISABLED else _REFUSED
 
-    def _store_admitted(self, link: _StoreLink, reply: StoreReply, now: float) -> int:
+    def _store_admitted(self, link: StoreLink, reply: StoreReply, now: float) -> int:
         """Mirror an ``acquire`` reply; the generation the call runs under, or ``_REFUSED``."""
         self._on_reply(link, reply, now)
         if reply.ok == 1:
@@ -227,7 +188,7 @@ class SharedBreaker(CircuitBreaker):
         return _BYPASS if reply.state == DISABLED else _REFUSED
 
     def _store_local(
-        self, link: _StoreLink, gen: int, outcome: int, started: float, hint: float | None
+        self, link: StoreLink, gen: int, outcome: int, started: float, hint: float | None
     ) -> bool:
         """Record an outcome locally if it needs no round trip; whether it did.
 
@@ -237,7 +198,7 @@ class SharedBreaker(CircuitBreaker):
         past its retry time asks the store, whatever state its call was admitted on: the
         store's answer puts it back on the shared state.
         """
-        if (self._clock.monotonic() < link.retry_at if link.degraded else gen >= _LOCAL_GEN) or (
+        if (self._clock.monotonic() < link.retry_at if link.degraded else gen >= LOCAL_GEN) or (
             outcome < 0 and self._state != HALF_OPEN
         ):
             self._record(gen, outcome, started, hint)
@@ -245,7 +206,7 @@ class SharedBreaker(CircuitBreaker):
         return False
 
     def _store_record(
-        self, link: _StoreLink, gen: int, outcome: int, started: float, hint: float | None
+        self, link: StoreLink, gen: int, outcome: int, started: float, hint: float | None
     ) -> None:
         """Record one outcome in the store (one round trip) and mirror what it decided."""
         outcome, now, u, seed = self._record_plan(link, outcome, started)
@@ -257,7 +218,7 @@ class SharedBreaker(CircuitBreaker):
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     async def _store_arecord(
-        self, link: _StoreLink, gen: int, outcome: int, started: float, hint: float | None
+        self, link: StoreLink, gen: int, outcome: int, started: float, hint: float | None
     ) -> None:
         """:meth:`_store_record` on the asyncio client."""
         outcome, now, u, seed = self._record_plan(link, outcome, started)
@@ -269,7 +230,7 @@ class SharedBreaker(CircuitBreaker):
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     def _record_plan(
-        self, link: _StoreLink, outcome: int, started: float
+        self, link: StoreLink, outcome: int, started: float
     ) -> tuple[int, float, float, Seed]:
         """What recording ``outcome`` sends: the outcome (slow?), time, jitter and seed.
 
@@ -282,7 +243,7 @@ class SharedBreaker(CircuitBreaker):
 
     def _record_answer(  # noqa: PLR0917 - the record round trip's plan, and its answer
         self,
-        link: _StoreLink,
+        link: StoreLink,
         gen: int,
         outcome: int,
         started: float,
@@ -306,27 +267,7 @@ class SharedBreaker(CircuitBreaker):
         elif not self._recorded_as_mirrored(link, answer, outcome):
             self._on_reply(link, answer, now)
 
-    def _recorded_as_mirrored(self, link: _StoreLink, reply: StoreReply, outcome: int) -> bool:
-        """Count an outcome in the lifetime totals; mirror a reply of the common kind.
-
-        The common kind (closed, same episode, nothing performed) is mirrored right here,
-        under the same lock; ``False`` leaves any other reply to :meth:`_on_reply`.
-        """
-        with self._lock:
-            self._count(outcome)
-            if (
-                reply.state == CLOSED == self._state
-                and not reply.event
-                and reply.gen == self._gen
-                and reply.epoch == link.epoch
-                and not link.degraded
-            ):
-                self._streak = reply.streak
-                link.window = reply[7:10]
-                return True
-        return False
-
-    def _store_send(self, link: _StoreLink, event: str, reason: str | None) -> str | None:
+    def _store_send(self, link: StoreLink, event: str, reason: str | None) -> str | None:
         """:meth:`send` on the shared state; ``None`` when it must be applied locally.
 
         The decisions are :meth:`_store_send_plan`'s and :meth:`_store_sent`'s, shared with
@@ -341,7 +282,7 @@ class SharedBreaker(CircuitBreaker):
                 answer = exc
         return self._store_sent(link, event, reason, now, answer)
 
-    async def _store_asend(self, link: _StoreLink, event: str, reason: str | None) -> str | None:
+    async def _store_asend(self, link: StoreLink, event: str, reason: str | None) -> str | None:
         """:meth:`_store_send` on the asyncio client."""
         code, now = self._store_send_plan(link, event)
         answer: StoreReply | Exception | None = None
@@ -352,7 +293,7 @@ class SharedBreaker(CircuitBreaker):
                 answer = exc
         return self._store_sent(link, event, reason, now, answer)
 
-    def _store_send_plan(self, link: _StoreLink, event: str) -> tuple[int | None, float]:
+    def _store_send_plan(self, link: StoreLink, event: str) -> tuple[int | None, float]:
         """The event's code, or ``None`` when no round trip is due (degraded); and the time.
 
         Raises:
@@ -368,7 +309,7 @@ class SharedBreaker(CircuitBreaker):
 
     def _store_sent(
         self,
-        link: _StoreLink,
+        link: StoreLink,
         event: str,
         reason: str | None,
         now: float,
@@ -394,229 +335,3 @@ class SharedBreaker(CircuitBreaker):
             event,
         )
         return None
-
-    def _store_failed(self, link: _StoreLink, exc: BaseException, now: float) -> None:
-        """Count a failed round trip; the first of an outage degrades and logs once."""
-        with self._lock:
-            link.errors += 1
-            first = not link.degraded
-            link.retry_at = now + link.entry.retry_interval  # first: read unlocked with it
-            link.degraded = True
-            if first:
-                self._permits = 0  # this process's own trials, from now on
-                if self._window is not None:
-                    self._window.clear()
-        if first:
-            _log.warning(
-                "breaker %r: shared store unavailable (%s: %s); running on local state, "
-                "retrying every %gs",
-                self.name,
-                type(exc).__name__,
-                exc,
-                link.entry.retry_interval,
-            )
-
-    def _on_reply(
-        self, link: _StoreLink, reply: StoreReply, now: float, reason: str | None = None
-    ) -> None:
-        """Mirror a store's reply; record the transition its script made, if any."""
-        if link.degraded:
-            self._resynced(link)
-        if reply.event:
-            self._store_transition(link, reply, reason)
-            return
-        with self._lock:
-            if reply.epoch == link.epoch:
-                if reply.gen < self._gen:
-                    return  # overtaken by a newer reply
-                if reply.gen == self._gen and reply.state == self._state:
-                    self._streak = reply.streak  # same episode: refresh the counters
-                    link.window = reply[7:10]
-                    self._trial_ok, self._trial_fail = reply.trial_successes, reply.trial_failures
-                    if reply.state == OPEN:  # asked a little early: the server's timing
-                        self._opened_at = now - reply.elapsed
-                        link.deadline = self._opened_at + self._open_duration
-                    return
-            self._adopt(link, reply, now, moved=False)
-        if self._machine is not None:
-            self._sync_machine()
-
-    def _resynced(self, link: _StoreLink) -> None:
-        """The store answers again: what it says from now on wins over the local state."""
-        with self._lock:
-            link.degraded = False
-            link.epoch = -1  # the next full reply is adopted whatever it says
-        _log.info("breaker %r: shared store answers again; back on shared state", self.name)
-
-    def _store_transition(self, link: _StoreLink, reply: StoreReply, reason: str | None) -> None:
-        """Record (and mirror) a transition this process's store operation performed.
-
-        It goes through the machine like a local one, from the shared source state, with
-        ``shared=reply`` so that :meth:`_apply` takes the store's figures. A reply that a
-        newer one has overtaken is only recorded.
-        """
-        event = EVENTS[reply.event]
-        source, target = STATES[reply.source], STATES[reply.state]
-        stats = self._reply_stats(reply)
-        extra: dict[str, Any] = {"shared": reply, "reason": reason}
-        with self._tlock:
-            if reply.epoch != link.epoch or reply.gen > self._gen:
-                machine = self.machine
-                if machine.current_state_value != source:
-                    machine.current_state_value = source
-                try:
-                    machine.send(event, stats=stats, **extra)
-                except TransitionNotAllowed:  # pragma: no cover - the guards agree with the script
-                    pass
-                else:
-                    return
-            self._apply(event, source, target, stats, extra)
-            self._sync_machine()
-
-    def _apply_shared(
-        self, event: str, source: str, target: str, stats: BreakerStats | None, extra: Any
-    ) -> None:
-        """:meth:`_apply` for a transition a store's script made: mirror it, record it."""
-        reply: StoreReply = extra["shared"]
-        if stats is None:  # pragma: no cover - _store_transition always passes them
-            stats = self._reply_stats(reply)
-        link = self._link
-        now = self._clock.monotonic()
-        with self._lock:
-            if reply.epoch != link.epoch or reply.gen > self._gen:
-                self._adopt(link, reply, now, moved=True)
-        record = Transition.at_wall(
-            self._clock.wall(),
-            seq=reply.gen,
-            breaker=self.name,
-            event=event,
-            source=source,
-            target=target,
-            monotonic=now,
-            reason=extra.get("reason") or self._reason(event, stats, reply.open_duration),
-            counters=stats.as_counters(),
-            generation=reply.gen,
-        )
-        self._emit(record)
-
-    def _adopt(self, link: _StoreLink, reply: StoreReply, now: float, *, moved: bool) -> None:
-        """Make the mirror the store's state (under ``_lock``).
-
-        ``moved``: the reply reports a transition, so its counters are those that justified
-        it; the new state's own counters start as a transition leaves them.
-        """
-        state = reply.state
-        link.epoch = reply.epoch
-        self._state = state  # _hot stays False: a shared breaker never takes the fast path
-        self._gen = self._seq = reply.gen
-        self._permits = 0
-        self._open_episodes = reply.episode
-        self._open_duration = reply.open_duration
-        if moved:
-            self._trial_ok = self._trial_fail = 0
-        else:
-            self._trial_ok, self._trial_fail = reply.trial_successes, reply.trial_failures
-        if moved and state == CLOSED:
-            self._streak = 0
-            link.window = _NO_WINDOW
-        else:
-            self._streak = reply.streak
-            link.window = reply[7:10]
-        deadline = 0.0
-        if state == OPEN:
-            self._opened_at = now - reply.elapsed
-            deadline = self._opened_at + reply.open_duration
-        elif state == HALF_OPEN:
-            self._half_open_since = now - reply.elapsed
-        link.recheck_at = now + link.entry.sync_interval
-        link.deadline = deadline
-        link.seed = Seed(state, reply.gen, reply.episode, reply.open_duration, 0.0)
-        if self._window is not None:
-            self._window.clear()  # a later outage starts from an empty local window
-
-    def _sync_machine(self) -> None:
-        """Put the machine (if built) in the mirrored state, without a transition."""
-        with self._tlock:
-            machine = self._machine
-            if machine is not None:
-                value = STATES[self._state]
-                if machine.current_state_value != value:
-                    machine.current_state_value = value
-
-    def _reply_stats(self, reply: StoreReply) -> BreakerStats:
-        """The evidence of a store's transition, for the guards and the audit record.
-
-        Times are relative to when the previous state began: the store measured them.
-        """
-        opened_at = half_open_since = None
-        if EVENTS[reply.event] == "attempt_reset":
-            opened_at = 0.0
-        elif EVENTS[reply.event] == "retrip" and not reply.trial_failures:
-            half_open_since = 0.0  # the half-open episode timed out
-        return BreakerStats(
-            now=reply.justified,
-            consecutive_failures=reply.streak,
-            window_calls=reply.window_calls,
-            window_failures=reply.window_failures,
-            window_slow=reply.window_slow,
-            trial_successes=reply.trial_successes,
-            trial_failures=reply.trial_failures,
-            opened_at=opened_at,
-            open_duration=reply.open_duration,
-            half_open_since=half_open_since,
-        )
-
-    def _seed(self, link: _StoreLink, now: float) -> Seed:
-        """The shared state as last mirrored, to recreate a store entry that is gone."""
-        seed = link.seed
-        if seed.state == OPEN:
-            return seed._replace(remaining=max(0.0, link.deadline - now))
-        return seed
-
-    def _jitter(self, could_open: bool = True) -> float:
-        """The open-duration jitter ``u`` for the store (it computes the duration).
-
-        Drawn only when the operation could open the breaker (an operator event, an
-        admission that may retrip, an outcome for which :meth:`_could_open`), so the random
-        source advances far less often than once per call.
-        """
-        jitter = self.policy.reset_timeout_jitter
-        rng = self._rng
-        if could_open and jitter and rng is not None:
-            return rng.uniform(-jitter, jitter)
-        return 0.0
-
-    def _could_open(self, outcome: int) -> bool:
-        """Whether recording ``outcome`` could trip or retrip the shared breaker.
-
-        A failed or slow outcome can; so can a plain success with a window, which may bring
-        a failing window up to ``minimum_calls``. A neutral outcome never does.
-        """
-        return outcome > 0 or (outcome == 0 and self._window is not None)
-
-
-class _StoreLink:
-    """A shared breaker's tie to its store entry, and the bookkeeping of its mirror."""
-
-    __slots__ = (
-        "deadline",
-        "degraded",
-        "entry",
-        "epoch",
-        "errors",
-        "recheck_at",
-        "retry_at",
-        "seed",
-        "window",
-    )
-
-    def __init__(self, entry: SharedState, seed: Seed) -> None:
-        self.entry = entry
-        self.seed = seed  # the shared state last mirrored (recreates a lost entry)
-        self.deadline = 0.0  # local monotonic end of the mirrored open episode
-        self.epoch = -1  # which incarnation of the store entry the mirror follows
-        self.window: tuple[int, ...] = _NO_WINDOW  # shared window totals, last mirrored
-        self.recheck_at = 0.0  # when an override's mirror is asked again
-        self.degraded = False
-        self.retry_at = 0.0  # degraded: when the store is tried again
-        self.errors = 0
