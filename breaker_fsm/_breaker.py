@@ -211,9 +211,14 @@ class CircuitBreaker(LocalEngine):
             err = self._err
             calls, failures, slow = self._window_totals(now)
             rated = calls > 0 and calls >= self._min_calls
-            retry_after = None
+            retry_after = due = None
             if state == OPEN:
                 retry_after = max(0.0, self._open_duration - (now - self._opened_at))
+                due = "attempt_reset" if retry_after == 0.0 else None
+            elif state == HALF_OPEN:
+                timeout = self.policy.half_open_timeout
+                if timeout is not None and now - self._half_open_since >= timeout:
+                    due = "retrip"
             return BreakerMetrics(
                 name=self.name,
                 state=STATES[state],
@@ -232,6 +237,7 @@ class CircuitBreaker(LocalEngine):
                 retry_after=retry_after,
                 transitions=self._seq,
                 sink_errors=self._sink_errors,
+                due=due,
             )
 
     # ------------------------------------------------------------------ running calls

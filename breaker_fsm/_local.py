@@ -309,9 +309,11 @@ class LocalEngine(Transitions):
                     self._permits -= 1
                 elif outcome & FAILED:
                     self._trial_fail += 1
+                    self._streak += 1  # a failed trial extends the streak that tripped
                     event = "retrip"
                 else:
                     self._trial_ok += 1
+                    self._streak = 0
                     if self._trial_ok >= self.policy.success_threshold:
                         event = "recover"
         finally:

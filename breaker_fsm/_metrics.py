@@ -51,3 +51,7 @@ class BreakerMetrics:
     """Round trips to the shared store (``store=``) that failed or timed out, lifetime."""
     degraded: bool = False
     """Running on local state because the shared store did not answer."""
+    due: str | None = None
+    """The transition the next call makes first, when the clock already says so:
+    ``"attempt_reset"`` (open, its duration elapsed) or ``"retrip"`` (a half-open episode
+    past ``half_open_timeout``). A breaker runs no timers: ``state`` changes on that call."""

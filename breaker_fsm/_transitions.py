@@ -376,6 +376,8 @@ class Transitions:
                 self._opened_at = now
             elif code == HALF_OPEN:
                 self._half_open_since = now
+                if self._window is not None:
+                    self._window.clear()  # the trials are a fresh measurement
             elif code == CLOSED:
                 self._streak = 0
                 if self._window is not None:
