@@ -143,7 +143,8 @@ def test_prometheus_gauges_start_afresh_in_half_open(clock: FakeClock) -> None:
         registry.register(BreakerCollector(breakers))
         rate = registry.get_sample_value("circuitbreaker_failure_rate", {"name": "svc"})
         buffered = registry.get_sample_value("circuitbreaker_buffered_calls", {"name": "svc"})
-        assert rate is not None and buffered is not None
+        assert rate is not None
+        assert buffered is not None
         return rate, buffered
 
     assert gauges() == (1.0, 4.0)  # open: the window that tripped it
