@@ -57,6 +57,11 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+try:  # imported here only to say what to install; the store imports what it uses lazily
+    import redis  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis-py
+    raise ImportError("breaker_fsm.redis needs redis-py: pip install 'breaker-fsm[redis]'") from exc
+
 from ._policy import CountWindow, TimeWindow
 from ._store import Seed, StoreReply
 
@@ -812,7 +817,8 @@ class RedisStore:
         if name == "UnixDomainSocketConnection":
             kwargs.pop("host", None)
             kwargs.pop("port", None)
-        options = self._options(asyncio=asyncio)  # fail fast: no retries, and a timeout if it had none
+        # Fail fast: no retries, and a timeout if it had none.
+        options = self._options(asyncio=asyncio)
         for key in ("socket_timeout", "socket_connect_timeout"):
             if kwargs.get(key) is not None:
                 del options[key]
