@@ -98,13 +98,13 @@ def test_bad_argument_fails_at_construction(
 def test_the_error_names_the_argument_first() -> None:
     """The message starts with the argument's name, so it reads as one line in a log."""
     with pytest.raises(TypeError, match=r"^CircuitBreaker fallback must be callable or None, "):
-        CircuitBreaker("users-api", fallback="cached")
+        CircuitBreaker("users-api", fallback="cached")  # type: ignore[arg-type]
 
 
 def test_long_values_are_shortened_in_the_message() -> None:
     """A huge bad value does not flood the message."""
     with pytest.raises(TypeError) as raised:
-        CircuitBreaker("users-api", fallback="x" * 10_000)
+        CircuitBreaker("users-api", fallback="x" * 10_000)  # type: ignore[arg-type]
     assert len(str(raised.value)) < 200
 
 
@@ -115,7 +115,7 @@ def test_duck_typed_arguments_are_accepted() -> None:
         "users-api",
         BreakerPolicy(failure_threshold=1, reset_timeout_jitter=0.5),
         clock=DuckClock(),
-        rng=DuckRandom(),
+        rng=DuckRandom(),  # type: ignore[arg-type]
         sinks=(sink for sink in [lambda record: seen.append(record.event)]),
         fallback=lambda: "cached",
         is_failure=lambda result: result is None,
@@ -149,7 +149,7 @@ def test_a_policy_dict_is_refused_rather_than_copied() -> None:
 def test_bad_fallback_no_longer_waits_for_the_outage(clock: FakeClock) -> None:
     """Before, a str fallback raised only when a call was refused; a good one still answers."""
     with pytest.raises(TypeError, match="fallback"):
-        CircuitBreaker("users-api", BreakerPolicy(failure_threshold=1), fallback="cached")
+        CircuitBreaker("users-api", BreakerPolicy(failure_threshold=1), fallback="cached")  # type: ignore[arg-type]
     breaker = CircuitBreaker(
         "users-api", BreakerPolicy(failure_threshold=1), clock=clock, fallback=lambda: "cached"
     )
