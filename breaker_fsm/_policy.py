@@ -48,7 +48,7 @@ def _seconds(value: object) -> object:
     if isinstance(value, str):
         text = value.strip().upper()
         if text.lstrip("+-").startswith("P"):
-            return _iso_seconds(text, value)
+            return _iso_seconds(text)
     return value
 
 
@@ -58,7 +58,7 @@ def _timedelta() -> TypeAdapter[timedelta]:
     return TypeAdapter(timedelta)
 
 
-def _iso_seconds(text: str, value: str) -> float:
+def _iso_seconds(text: str) -> float:
     """Seconds in an ISO 8601 duration (``PT30S``, ``PT1M30S``, ``P1DT2H``, ``P1W``).
 
     Years and months are refused: they have no fixed length, and ``P1M`` (a month, which
@@ -67,15 +67,13 @@ def _iso_seconds(text: str, value: str) -> float:
     date_part = text.partition("T")[0]
     if "Y" in date_part or "M" in date_part:
         raise ValueError(
-            f"{value!r}: years and months have no fixed length; use weeks or days "
-            "(P30D), or PT1M for one minute"
+            "years and months have no fixed length: use weeks or days (P30D), "
+            "or PT1M for one minute"
         )
     try:
         return _timedelta().validate_python(text).total_seconds()
     except ValidationError:
-        raise ValueError(
-            f"{value!r} is not an ISO 8601 duration such as PT30S, PT1M30S or P1DT2H"
-        ) from None
+        raise ValueError("not an ISO 8601 duration such as PT30S, PT1M30S or P1DT2H") from None
 
 
 def _exception_class(value: object) -> type[Exception]:
@@ -490,6 +488,9 @@ class BreakerPolicy(BaseModel):
                 error's location starts with the variable's name
                 (``BREAKER_RESET_TIMEOUT``), not the field's.
         """
+        # Hand-written, not pydantic-settings: the core depends on pydantic alone, an extra
+        # would make from_env behave differently with and without it, and pydantic-settings
+        # names the field in its errors, not the variable (pydantic-settings issue #24).
         env = os.environ if environ is None else environ
         data: dict[str, object] = {}
         variables: dict[str, str] = {}  # field -> the variable that set it

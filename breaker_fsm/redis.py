@@ -57,11 +57,6 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-try:  # imported here only to say what to install; the store imports what it uses lazily
-    import redis  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis-py
-    raise ImportError("breaker_fsm.redis needs redis-py: pip install 'breaker-fsm[redis]'") from exc
-
 from ._policy import CountWindow, TimeWindow
 from ._store import Seed, StoreReply
 
@@ -646,8 +641,13 @@ class RedisStore:
         async_client: redis_async.Redis | None = None,
         now: Callable[[], float] | None = None,
     ) -> None:
-        import redis
-        import redis.asyncio
+        try:  # here, not at import: the module imports without redis-py
+            import redis
+            import redis.asyncio
+        except ImportError as exc:
+            raise ImportError(
+                "breaker_fsm.redis needs redis-py: pip install 'breaker-fsm[redis]'"
+            ) from exc
 
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
@@ -817,8 +817,7 @@ class RedisStore:
         if name == "UnixDomainSocketConnection":
             kwargs.pop("host", None)
             kwargs.pop("port", None)
-        # Fail fast: no retries, and a timeout if it had none.
-        options = self._options(asyncio=asyncio)
+        options = self._options(asyncio=asyncio)  # fail fast: no retries; a timeout if none
         for key in ("socket_timeout", "socket_connect_timeout"):
             if kwargs.get(key) is not None:
                 del options[key]
