@@ -30,6 +30,8 @@ from pydantic import (
     field_validator,
 )
 
+from ._detector import FAILURE_RATE, SLOW_RATE, STREAK, trip_rule
+from ._outcome import FAILED, NEUTRAL, judge_exception
 from .exceptions import PolicyFileError
 
 if TYPE_CHECKING:
@@ -366,31 +368,36 @@ class BreakerPolicy(BaseModel):
         ignored ones are neutral; recorded ones are failures; any other exception means the
         dependency answered, so it counts as a success.
         """
-        if not isinstance(exc, Exception) or isinstance(exc, self.ignore_exceptions):
-            return None
-        return isinstance(exc, self.record_exceptions)
+        outcome = judge_exception(exc, self.record_exceptions, self.ignore_exceptions)
+        return None if outcome == NEUTRAL else outcome == FAILED
 
     # ------------------------------------------------------------------ guards
 
     def trip_reason(self, stats: BreakerStats) -> str | None:
         """Which trip rule fires on ``stats``, in words, or ``None`` when none does."""
-        threshold = self.failure_threshold
-        if threshold is not None and stats.consecutive_failures >= threshold:
-            return f"{stats.consecutive_failures} consecutive failures ≥ {threshold}"
-        calls = stats.window_calls
-        if self.window is not None and calls and calls >= self.effective_minimum_calls:
+        calls = stats.window_calls if self.window is not None else 0
+        rule = trip_rule(
+            stats.consecutive_failures,
+            calls,
+            stats.window_failures,
+            stats.window_slow,
+            threshold=self.failure_threshold,
+            minimum_calls=self.effective_minimum_calls,
+            rate=self.failure_rate_threshold,
+            slow_duration=self.slow_call_duration,
+            slow_rate=self.slow_call_rate_threshold,
+        )
+        if rule == STREAK:
+            return f"{stats.consecutive_failures} consecutive failures ≥ {self.failure_threshold}"
+        if rule == FAILURE_RATE:
             rate = stats.window_failures / calls
-            if rate >= self.failure_rate_threshold:
-                return (
-                    f"failure rate {rate:.2f} ≥ {self.failure_rate_threshold:g} over {calls} calls"
-                )
-            if self.slow_call_duration is not None:
-                slow_rate = stats.window_slow / calls
-                if slow_rate >= self.slow_call_rate_threshold:
-                    return (
-                        f"slow-call rate {slow_rate:.2f} ≥ "
-                        f"{self.slow_call_rate_threshold:g} over {calls} calls"
-                    )
+            return f"failure rate {rate:.2f} ≥ {self.failure_rate_threshold:g} over {calls} calls"
+        if rule == SLOW_RATE:
+            slow_rate = stats.window_slow / calls
+            return (
+                f"slow-call rate {slow_rate:.2f} ≥ "
+                f"{self.slow_call_rate_threshold:g} over {calls} calls"
+            )
         return None
 
     def failure_threshold_reached(self, stats: BreakerStats | None = None) -> bool:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, ClassVar
 
+from ._outcome import FAILED, SLOW
+
 if TYPE_CHECKING:
     from ._policy import CountWindow, TimeWindow
 
-__all__ = ["FAILED", "SLOW", "CountRing", "TimeBuckets", "make_window"]
-
-#: Outcome flags, combined with ``|``: a call may be both failed and slow.
-FAILED = 1
-SLOW = 2
+__all__ = ["CountRing", "TimeBuckets", "make_window"]
 
 _INF = float("inf")
 

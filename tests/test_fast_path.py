@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, TimeWindow
-from breaker_fsm._window import FAILED, SLOW, CountRing, TimeBuckets
+from breaker_fsm._outcome import FAILED, SLOW
+from breaker_fsm._window import CountRing, TimeBuckets
 from breaker_fsm.testing import FakeClock
 
 

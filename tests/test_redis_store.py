@@ -690,7 +690,7 @@ def test_an_overtaken_reply_never_rolls_the_mirror_back(
 
     [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1), n=1)
     a.call(lambda: None)
-    link = a._store
+    link = a._link
     assert link is not None
     seed = a._seed(link, 0.0)
     closed = link.entry.acquire(0.0, seed)  # gen 0
@@ -1053,7 +1053,7 @@ def test_a_transition_the_mirror_already_follows_is_only_recorded(
 
     [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1), n=1)
     a.call(lambda: None)
-    link = a._store
+    link = a._link
     assert link is not None
     seen: list[str] = []
 

@@ -33,7 +33,8 @@ from breaker_fsm import (
     TimeWindow,
     Transition,
 )
-from breaker_fsm._window import FAILED, SLOW, CountRing, TimeBuckets
+from breaker_fsm._outcome import FAILED, SLOW
+from breaker_fsm._window import CountRing, TimeBuckets
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import DEFAULT_WALL_START, FakeClock
 from tests.model import (

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from breaker_fsm import CountWindow, TimeWindow
-from breaker_fsm._window import FAILED, SLOW, CountRing, TimeBuckets, make_window
+from breaker_fsm._outcome import FAILED, SLOW
+from breaker_fsm._window import CountRing, TimeBuckets, make_window
 
 outcomes = st.lists(st.sampled_from([0, FAILED, SLOW, FAILED | SLOW]), max_size=300)
 

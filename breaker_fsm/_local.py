@@ -1,0 +1,326 @@
+"""The in-memory engine: admission gives a ticket, recording an outcome completes it.
+
+A *ticket* is the generation a call was admitted under (``_admit``), or an
+:class:`~breaker_fsm._outcome.Admission` when the call is not run under the breaker. Its
+outcome is recorded against it (``_record`` and the fast-path variants): counted in the
+lifetime totals always, and against the state's streak, window and trials only if no
+transition has moved the generation on since. Whether an outcome makes a transition due
+is the detector's rule (:mod:`breaker_fsm._detector`); the policy's guard confirms it on
+the machine.
+
+Nothing here knows about a shared store: :mod:`breaker_fsm._shared` uses this engine as
+it is while degraded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from typing import Any
+
+from ._detector import window_trips
+from ._machine import STATES
+from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, Admission, judge_exception
+from ._transitions import CLOSED, DISABLED, HALF_OPEN, LAZY, OPEN, Transitions
+from ._window import CountRing
+from .exceptions import CircuitOpenError
+
+__all__ = ["LocalEngine", "count_of"]
+
+_log = logging.getLogger("breaker_fsm")
+
+_REFUSED, _BYPASS = Admission.REFUSED, Admission.BYPASS
+
+
+def count_of(counter: itertools.count[int]) -> int:
+    """Current value of an ``itertools.count``, read without advancing it.
+
+    ``next()`` on a count is atomic in CPython, so it counts exactly without a lock; its
+    repr is the only public way to read it back (``count(42)``).
+    """
+    return int(repr(counter)[6:-1])
+
+
+class LocalEngine(Transitions):
+    """Admission and recording on the breaker's own (in-memory) state."""
+
+    __slots__ = ()
+
+    @property
+    def _rejected(self) -> itertools.count[int]:
+        """Refused calls, counted with ``next()`` (atomic) from the first refusal on."""
+        counter = self._rejections
+        if counter is None:
+            with LAZY:
+                counter = self._rejections
+                if counter is None:
+                    counter = self._rejections = itertools.count()
+        return counter
+
+    def _window_totals(self, now: float) -> tuple[int, int, int]:
+        """The window's calls, failures and slow calls at ``now`` (under ``_lock``)."""
+        window = self._window
+        return (0, 0, 0) if window is None else window.totals(now)
+
+    # ------------------------------------------------------------------ admission
+
+    def _admit(self) -> int:
+        """Admit a call: the generation it runs under, or an :class:`Admission`.
+
+        Moves ``open`` to ``half_open`` once the open duration has elapsed and retrips a
+        half-open episode that timed out, both lazily, here: no timer threads.
+        """
+        for _ in range(4):  # a transition changes the state at most a few times per call
+            state = self._state
+            if state == CLOSED:
+                return self._gen
+            if state == OPEN:
+                gen = self._gen
+                if self._clock.monotonic() - self._opened_at < self._open_duration:
+                    return _REFUSED
+                self._fire("attempt_reset", gen)
+            elif state == HALF_OPEN:
+                gen = self._gen
+                timeout = self.policy.half_open_timeout
+                if (
+                    timeout is not None
+                    and self._clock.monotonic() - self._half_open_since >= timeout
+                ):
+                    self._fire("retrip", gen)
+                    continue
+                limit = self.policy.half_open_max_calls
+                if self._permits < limit:  # else every permit is taken: no lock to refuse
+                    lock = self._lock
+                    lock.acquire()
+                    try:
+                        if self._gen == gen and self._permits < limit:
+                            self._permits += 1
+                            return gen
+                    finally:
+                        lock.release()
+                return _REFUSED
+            else:
+                return _BYPASS if state == DISABLED else _REFUSED
+        return _REFUSED  # pragma: no cover - only a pathological clock gets here
+
+    def _refused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Count a refusal, then raise ``CircuitOpenError`` or return the fallback's value."""
+        next(self._rejections or self._rejected)
+        if self._fallback is not None:
+            return self._fallback(*args, **kwargs)
+        state = self._state
+        retry_after = None
+        if state == OPEN:
+            elapsed = self._clock.monotonic() - self._opened_at
+            retry_after = max(0.0, self._open_duration - elapsed)
+        raise CircuitOpenError(self.name, STATES[state], retry_after)
+
+    async def _arefused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:meth:`_refused` for awaited calls: an awaitable fallback's value is awaited."""
+        value = self._refused(args, kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _judge_exception(self, exc: BaseException) -> int:
+        """The outcome of a call that raised ``exc`` (see :func:`judge_exception`)."""
+        return judge_exception(exc, self._recorded, self._ignored)
+
+    def _judge_result(self, result: object) -> tuple[int, float | None]:
+        """The outcome of a call that returned ``result``, and its open-duration hint.
+
+        Judged by ``is_failure``: a true verdict is a failure, and a verdict that is a
+        number (not a bool) is also the hint. A predicate that raises is logged and
+        counted, and the call is neutral.
+        """
+        predicate = self._is_failure
+        if predicate is None:
+            return SUCCESS, None
+        try:
+            verdict = predicate(result)
+        except Exception:
+            _log.exception("breaker %r: is_failure predicate raised", self.name)
+            with self._lock:
+                self._sink_errors += 1
+            return NEUTRAL, None
+        if not verdict:
+            return SUCCESS, None
+        if not isinstance(verdict, bool) and isinstance(verdict, int | float):
+            return FAILED, float(verdict)
+        return FAILED, None
+
+    def _record_exception(self, exc: BaseException, gen: int, started: float) -> None:
+        """Record a call that raised ``exc``: a failure, a success, or neutral."""
+        self._record(gen, judge_exception(exc, self._recorded, self._ignored), started)
+
+    def _record_result(self, result: object, gen: int, started: float) -> None:
+        """Record a call that returned ``result``, judged by ``is_failure``."""
+        outcome, hint = self._judge_result(result)
+        self._record(gen, outcome, started, hint)
+
+    def _record_failure(self, gen: int) -> None:
+        """A failure on the fast path with a count window: one lock, no clock.
+
+        The trip rules that apply here, inlined: the streak and the
+        window's failure rate (the fast path has no slow-call rule). Without a window,
+        :meth:`call` and :meth:`acall` inline the streak rule themselves.
+        """
+        lock = self._lock
+        lock.acquire()  # acquire/release rather than `with`: half the cost in CPython 3.11
+        try:
+            self._err += 1
+            if gen != self._gen:
+                return  # started before a transition: not counted against the new state
+            streak = self._streak = self._streak + 1
+            window: CountRing = self._window  # type: ignore[assignment]  # fast: a count window
+            window.record(FAILED)
+            if streak < self._threshold:
+                calls = window.calls
+                if calls < self._min_calls or window.failures / calls < self._rate:
+                    return
+        finally:
+            lock.release()
+        self._fire("trip", gen)
+
+    def _record_success(self, gen: int) -> None:
+        """A success on the fast path that takes the lock: one lock, no clock.
+
+        Taken when there is a streak to reset, or a count window that is not armed yet.
+        Once the window holds ``minimum_calls`` outcomes under the failure-rate line, no
+        success can trip it any more (a success only lowers a count window's rate), so it
+        is armed: later successes are counted lock-free and folded in under the lock.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            next(self._ok)
+            if gen != self._gen:
+                return  # started before a transition: not counted against the new state
+            self._streak = 0
+            window = self._window
+            if window is None:
+                return
+            window.record(0)  # under the lock already: cheaper than a tally to fold later
+            if window.lazy is not None:
+                return  # armed: a success cannot trip it
+            calls = window.calls
+            if calls < self._min_calls:
+                return
+            if window.failures / calls < self._rate:
+                window.arm()  # type: ignore[union-attr]  # the fast path's window is a count
+                return
+        finally:
+            lock.release()
+        self._fire("trip", gen)
+
+    def _record_timed_success(self, state: int, gen: int, started: float) -> None:
+        """A success on the timed path (a time window, or slow-call timing): one reading.
+
+        Counted without the lock, like a closed success on the fast path, when nothing can
+        come of it but counting: the call ran in ``closed`` in this generation, there is no
+        streak to reset, it was not slow, and the window already holds ``minimum_calls``
+        outcomes, has no expired bucket left to check (``dirty``) and takes this reading
+        into its newest bucket (``until``). A plain success only lowers the rates then.
+        Otherwise :meth:`_record` counts it under the lock.
+        """
+        now = self._clock.monotonic()
+        window = self._window
+        slow = self._slow
+        if (
+            state == CLOSED
+            and window is not None
+            and (tally := window.lazy) is not None  # read before the check: clear() swaps it
+            and now < window.until
+            and not window.dirty
+            and window.calls >= self._min_calls
+            and not self._streak
+            and (slow is None or now - started <= slow)
+            and gen == self._gen
+        ):
+            next(self._ok)
+            next(tally)  # folded into the newest bucket under the lock
+        else:
+            self._record(gen, 0, started, at=now)
+
+    def _record(  # noqa: PLR0912 - one locked section on purpose
+        self,
+        gen: int,
+        outcome: int,
+        started: float,
+        open_hint: float | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Count one outcome and fire the transition it makes due, if any.
+
+        ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
+        a clock reading already taken for this outcome.
+        """
+        now = 0.0
+        if not self._fast:  # the fast path times nothing and has no time buckets
+            now = self._clock.monotonic() if at is None else at
+            if outcome >= 0 and self._slow is not None and now - started > self._slow:
+                outcome |= SLOW
+        event = None
+        lock = self._lock
+        lock.acquire()
+        try:
+            if outcome < 0:
+                self._neutral += 1
+            elif outcome & FAILED:
+                self._err += 1
+            else:
+                next(self._ok)
+            if outcome > 0 and outcome & SLOW:
+                self._slow_calls += 1
+            if gen != self._gen:
+                return  # started before a transition: not counted against the new state
+            state = self._state
+            if state == CLOSED:
+                if outcome < 0:
+                    return
+                streak = self._streak = self._streak + 1 if outcome & FAILED else 0
+                window = self._window
+                before = 0
+                if window is not None:
+                    before = window.calls
+                    window.record(outcome, now)
+                # The cheap necessary conditions first; window_trips has the rates. A plain
+                # success only lowers the rates, so it can trip only a window that it brings
+                # to minimum_calls or whose rates rose since the last check (``dirty``: old
+                # buckets expired).
+                if streak >= self._threshold or (
+                    window is not None
+                    and window.calls >= self._min_calls
+                    and (outcome or before < self._min_calls or window.dirty)
+                    and window_trips(
+                        window,
+                        now,
+                        minimum_calls=self._min_calls,
+                        rate=self._rate,
+                        slow_duration=self._slow,
+                        slow_rate=self._slow_rate,
+                    )
+                ):
+                    event = "trip"
+            elif state == HALF_OPEN:
+                if outcome < 0:
+                    self._permits -= 1
+                elif outcome & FAILED:
+                    self._trial_fail += 1
+                    event = "retrip"
+                else:
+                    self._trial_ok += 1
+                    if self._trial_ok >= self.policy.success_threshold:
+                        event = "recover"
+        finally:
+            lock.release()
+        if event is not None:
+            if open_hint is not None and event != "recover":
+                with self._lock:
+                    self._open_hint = open_hint
+            if not self._fire(event, gen) and open_hint is not None:
+                with self._lock:
+                    self._open_hint = None

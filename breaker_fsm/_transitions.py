@@ -1,0 +1,416 @@
+"""Transitions: the one writer of a breaker's state, and its audit trail.
+
+Every transition, automatic or operator, is dispatched through a
+:class:`~breaker_fsm.BreakerMachine` (built on first use), whose policy guards decide and
+whose listener (:class:`_AuditListener`) calls :meth:`Transitions._apply`. ``_apply`` is
+the only code that writes the state, the generation and the fast-path flag, and it
+writes them in one order, under ``_lock``:
+
+1. ``_hot = False``: from here on, no caller takes the inlined closed-state paths;
+2. ``_gen`` moves on: outcomes admitted under the old generation are dropped as stale
+   (a caller reads ``_gen`` *before* ``_hot``, so it never counts an old-state call in
+   the new generation);
+3. the state's own figures (permits, trials, open timing, streak, window) and ``_state``;
+4. ``_hot`` again, true only for ``closed`` under a policy the fast path covers.
+
+Transitions are serialised by ``_tlock`` (re-entrant: a sink may read the breaker), never
+held while a user's operation runs. The record is built (and validated) before anything
+is written, so a transition is recorded or nothing changes.
+
+This class also declares every slot of a breaker, so the engine modules share one
+layout: ``_local`` (admission and recording in memory), ``_breaker`` (the public runner
+and its inlined hot paths) and ``_shared`` (the fleet's mirror).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from statemachine.exceptions import TransitionNotAllowed
+
+from ._audit import AuditLog, Transition
+from ._machine import STATES, BreakerMachine, legal_moves
+from ._policy import BreakerPolicy, BreakerStats
+from .exceptions import IllegalTransitionError
+
+if TYPE_CHECKING:
+    import itertools
+    import random
+    from collections.abc import Callable
+
+    from ._audit import Sink
+    from ._clock import Clock
+    from ._window import CountRing, TimeBuckets
+
+__all__ = ["CLOSED", "DISABLED", "FORCED_OPEN", "HALF_OPEN", "OPEN", "Transitions"]
+
+_log = logging.getLogger("breaker_fsm")
+
+# State codes: indexes into STATES, compared on the hot path instead of strings.
+CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = range(5)
+_CODE = {name: code for code, name in enumerate(STATES)}
+_MOVES = legal_moves()
+LAZY = threading.Lock()  # guards the first creation of a breaker's rarely used parts
+
+
+class _AuditListener:
+    """The machine listener that applies each transition and records it.
+
+    It hooks ``on_enter_state``, which python-statemachine calls once per transition
+    (self-transitions such as ``reset`` from ``closed`` included), rather than
+    ``after_transition``: a generic transition callback is bound to each of the machine's
+    16 transitions, and costs about 29 KB per machine against 9 KB for the 5 states.
+    """
+
+    __slots__ = ("breaker",)
+
+    def __init__(self, breaker: Transitions) -> None:
+        self.breaker = breaker
+
+    def on_enter_state(
+        self, event: str, source: Any, target: Any, stats: BreakerStats | None = None, **kwargs: Any
+    ) -> None:
+        if not source.id:  # the machine entering its initial state as it is built
+            return
+        self.breaker._apply(str(event), str(source.id), str(target.id), stats, kwargs)
+
+
+class Transitions:
+    """A breaker's state and the transitions between its states (see the module)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_audit_capacity",
+        "_audit_log",
+        "_clock",
+        "_err",
+        "_fallback",
+        "_fast",
+        "_gen",
+        "_half_open_since",
+        "_hot",
+        "_ignored",
+        "_is_failure",
+        "_lock",
+        "_machine",
+        "_min_calls",
+        "_neutral",
+        "_ok",
+        "_open_duration",
+        "_open_episodes",
+        "_open_hint",
+        "_opened_at",
+        "_permits",
+        "_plain",
+        "_rate",
+        "_recorded",
+        "_rejections",
+        "_rng",
+        "_seq",
+        "_sink_errors",
+        "_sinks",
+        "_slow",
+        "_slow_calls",
+        "_slow_rate",
+        "_state",
+        "_streak",
+        "_threshold",
+        "_tlock_obj",
+        "_trial_fail",
+        "_trial_ok",
+        "_window",
+        "name",
+        "policy",
+    )
+
+    name: str
+    policy: BreakerPolicy
+    _audit_capacity: int
+    _audit_log: AuditLog | None
+    _clock: Clock
+    _err: int
+    _fallback: Callable[..., Any] | None
+    _fast: bool
+    _gen: int
+    _half_open_since: float
+    _hot: bool
+    _ignored: tuple[type[BaseException], ...]
+    _is_failure: Callable[[Any], bool | float | None] | None
+    _lock: threading.Lock
+    _machine: BreakerMachine | None
+    _min_calls: int
+    _neutral: int
+    _ok: itertools.count[int]
+    _open_duration: float
+    _open_episodes: int
+    _open_hint: float | None
+    _opened_at: float
+    _permits: int
+    _plain: bool
+    _rate: float
+    _recorded: tuple[type[BaseException], ...]
+    _rejections: itertools.count[int] | None
+    _rng: random.Random | None
+    _seq: int
+    _sink_errors: int
+    _sinks: tuple[Sink, ...]
+    _slow: float | None
+    _slow_calls: int
+    _slow_rate: float
+    _state: int
+    _streak: int
+    _threshold: int
+    _tlock_obj: threading.RLock | None
+    _trial_fail: int
+    _trial_ok: int
+    _window: CountRing | TimeBuckets | None
+
+    # Built on first use: a breaker that never leaves ``closed`` needs none of these, and
+    # they are most of its size (the audit log alone is about 800 bytes).
+
+    @property
+    def _tlock(self) -> threading.RLock:
+        """The transition lock (re-entrant: a sink may read the breaker)."""
+        tlock = self._tlock_obj
+        if tlock is None:
+            with LAZY:
+                tlock = self._tlock_obj
+                if tlock is None:
+                    tlock = self._tlock_obj = threading.RLock()
+        return tlock
+
+    @property
+    def _audit(self) -> AuditLog:
+        """The audit log behind :attr:`audit`."""
+        log = self._audit_log
+        if log is None:
+            with LAZY:
+                log = self._audit_log
+                if log is None:
+                    log = self._audit_log = AuditLog(self._audit_capacity)
+        return log
+
+    @property
+    def _listener(self) -> _AuditListener:
+        """A listener for a new machine (one machine per breaker is ever built)."""
+        return _AuditListener(self)
+
+    @property
+    def state(self) -> str:
+        """The current state's name: ``"closed"``, ``"open"``, ``"half_open"``, and so on."""
+        return STATES[self._state]
+
+    @property
+    def machine(self) -> BreakerMachine:
+        """The python-statemachine instance (built on first use)."""
+        machine = self._machine
+        if machine is None:
+            with self._tlock:
+                machine = self._machine
+                if machine is None:
+                    machine = BreakerMachine(listeners=[self.policy, self._listener])
+                    if self._state != CLOSED:  # a shared breaker mirrored a state first
+                        machine.current_state_value = STATES[self._state]
+                    self._machine = machine
+        return machine
+
+    # ------------------------------------------------------------------ transitions
+
+    def send(self, event: str, *, reason: str | None = None) -> str:
+        """Fire ``event`` by name (``"force_open"``, ``"disable"``, ``"reset"``, …).
+
+        Guarded events (``trip``, ``attempt_reset``, ``recover``, ``retrip``) fire only
+        when the policy's guard holds on the current counters.
+
+        Returns:
+            The state after the event.
+
+        With a shared store the event is applied to the shared state (the guards decide on
+        the shared counters), atomically; while the store is unreachable it is applied to
+        this process's local state only, with a warning.
+
+        Raises:
+            IllegalTransitionError: the event is unknown or not legal from the current
+                state (or its guard does not hold); nothing changed.
+        """
+        return self._send_local(event, self._check_reason(reason))
+
+    async def asend(self, event: str, *, reason: str | None = None) -> str:
+        """:meth:`send` for asyncio code: the shared store's round trip never blocks the loop.
+
+        The same events, guards, return value and errors as :meth:`send`. With a shared
+        store the event is applied on the store's asyncio client (the one :meth:`acall`
+        uses), and degrades to local state the same way; without one it is applied in
+        memory at once, exactly as :meth:`send` does.
+
+        >>> import asyncio
+        >>> breaker = CircuitBreaker("users-api")
+        >>> asyncio.run(breaker.asend("force_open", reason="maintenance"))
+        'forced_open'
+        >>> breaker.audit[0].reason
+        'maintenance'
+
+        Raises:
+            IllegalTransitionError: the event is unknown or not legal from the current
+                state (or its guard does not hold); nothing changed.
+        """
+        return self._send_local(event, self._check_reason(reason))
+
+    @staticmethod
+    def _check_reason(reason: object) -> str | None:
+        """``reason`` as given, checked before anything happens: a str or ``None``."""
+        if reason is None or isinstance(reason, str):
+            return reason
+        raise TypeError(f"reason must be a str or None, got {type(reason).__name__}: {reason!r}")
+
+    def _send_local(self, event: str, reason: str | None) -> str:
+        """:meth:`send` on this process's state: no store, or the store is unavailable."""
+        if not isinstance(event, str):
+            raise TypeError(f"event must be a str, got {type(event).__name__}: {event!r}")
+        with self._tlock:
+            state = self.state
+            if (event, state) not in _MOVES:
+                known = any(e == event for e, _ in _MOVES)
+                raise IllegalTransitionError(event, state, "" if known else "unknown event")
+            if not self._fire(event, None, reason=reason):
+                raise IllegalTransitionError(event, state, "its guard does not hold")
+            return self.state
+
+    def _fire(self, event: str, gen: int | None, *, reason: str | None = None) -> bool:
+        """Send ``event`` to the machine, unless generation ``gen`` is already over."""
+        with self._tlock:
+            if gen is not None and gen != self._gen:
+                return False  # another caller made a transition first
+            machine = self.machine
+            stats = self._stats()
+            try:
+                machine.send(event, stats=stats, reason=reason)
+            except TransitionNotAllowed:
+                return False
+            return True
+
+    def _stats(self) -> BreakerStats:
+        """Snapshot the counters a guard decides on."""
+        now = self._clock.monotonic()
+        with self._lock:
+            calls, failures, slow = (0, 0, 0)
+            if self._window is not None:
+                calls, failures, slow = self._window.totals(now)
+            return BreakerStats(
+                now=now,
+                consecutive_failures=self._streak,
+                window_calls=calls,
+                window_failures=failures,
+                window_slow=slow,
+                trial_successes=self._trial_ok,
+                trial_failures=self._trial_fail,
+                opened_at=self._opened_at if self._state == OPEN else None,
+                open_duration=self._open_duration,
+                half_open_since=self._half_open_since if self._state == HALF_OPEN else None,
+            )
+
+    def _apply(
+        self,
+        event: str,
+        source: str,
+        target: str,
+        stats: BreakerStats | None,
+        extra: dict[str, Any],
+    ) -> None:
+        """Apply a transition the machine made to the breaker's state, and record it.
+
+        The only writer of the state, the generation and ``_hot``. The record is built
+        (and validated) first, from the values the transition is about to write; only then
+        is anything written, so a transition is recorded or nothing changes. Under the
+        lock, ``_hot`` is cleared before ``_gen`` moves on (see :meth:`call`) and set last.
+        """
+        if stats is None:  # sent to the machine directly, not through the breaker
+            stats = self._stats()
+        now = self._clock.monotonic()
+        policy = self.policy
+        # Transitions are serialised (_tlock): nothing else writes what is read here.
+        gen = self._next_generation(self._gen)
+        episodes, duration = self._open_episodes, self._open_duration
+        if target == "open":
+            episodes = episodes + 1 if event == "retrip" else 1
+            duration = policy.open_duration(episodes, self._rng)
+            hint = self._open_hint
+            if hint is not None:
+                # A floor, capped by the ceiling: it never shortens the episode (a
+                # jittered duration may exceed max_reset_timeout).
+                ceiling = policy.max_reset_timeout
+                duration = max(duration, hint if ceiling is None else min(hint, ceiling))
+        elif target == "closed":
+            episodes, duration = 0, policy.reset_timeout
+        reason, generation = self._audit_identity(
+            extra.get("reason") or self._reason(event, stats, duration), gen
+        )
+        record = Transition.at_wall(
+            self._clock.wall(),
+            seq=self._seq + 1,
+            breaker=self.name,
+            event=event,
+            source=source,
+            target=target,
+            monotonic=now,
+            reason=reason,
+            counters=stats.as_counters(),
+            generation=generation,
+        )
+        code = _CODE[target]
+        with self._lock:
+            self._hot = False  # before _gen moves on: see call()
+            self._gen = gen
+            self._permits = self._trial_ok = self._trial_fail = 0
+            self._open_episodes = episodes
+            self._open_duration = duration
+            if code == OPEN:
+                self._open_hint = None
+                self._opened_at = now
+            elif code == HALF_OPEN:
+                self._half_open_since = now
+            elif code == CLOSED:
+                self._streak = 0
+                if self._window is not None:
+                    self._window.clear()
+            self._state = code
+            self._seq += 1
+            self._hot = self._fast and code == CLOSED
+        self._emit(record)
+
+    def _next_generation(self, gen: int) -> int:
+        """The generation after ``gen``: a transition starts a new one."""
+        return gen + 1
+
+    def _audit_identity(self, reason: str, gen: int) -> tuple[str, int | None]:
+        """The reason and the generation a transition's record carries."""
+        return reason, gen
+
+    def _emit(self, record: Transition) -> None:
+        """Append ``record`` to the audit log and hand it to every sink."""
+        self._audit.append(record)
+        for sink in self._sinks:
+            try:
+                sink(record)
+            except Exception:
+                _log.exception("breaker %r: audit sink %r failed", self.name, sink)
+                with self._lock:
+                    self._sink_errors += 1
+
+    def _reason(self, event: str, stats: BreakerStats, open_duration: float) -> str:
+        """Why ``event`` fired, in words."""
+        if event == "trip":
+            return f"{self.policy.trip_reason(stats)}; open for {open_duration:.3g}s"
+        if event == "attempt_reset":
+            return f"open duration {stats.open_duration:.3g}s elapsed"
+        if event == "recover":
+            return f"{stats.trial_successes} trial call(s) succeeded"
+        if event == "retrip":
+            if stats.trial_failures:
+                why = "trial call failed"
+            else:
+                why = f"half-open timed out after {self.policy.half_open_timeout:.3g}s"
+            return f"{why}; open for {open_duration:.3g}s"
+        return f"operator: {event}"
