@@ -8,6 +8,7 @@
 
 from ._audit import Transition
 from ._breaker import BreakerMetrics, CircuitBreaker
+from ._circuit import circuit, circuit_registry
 from ._clock import Clock, SystemClock
 from ._machine import BreakerMachine
 from ._policy import BreakerPolicy, BreakerStats, CountWindow, TimeWindow
@@ -44,4 +45,6 @@ __all__ = [
     "TimeWindow",
     "Transition",
     "__version__",
+    "circuit",
+    "circuit_registry",
 ]

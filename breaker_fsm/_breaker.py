@@ -15,6 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
+from ._arguments import check_arguments
 from ._clock import SYSTEM_CLOCK, Clock
 from ._local import LocalEngine, count_of
 from ._machine import STATES
@@ -121,8 +122,17 @@ class CircuitBreaker(LocalEngine):
         audit_capacity: int = 1000,
         store: SharedStore | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError("a breaker needs a non-empty name")
+        sinks = check_arguments(  # every argument, before anything is built: see _arguments
+            name,
+            policy,
+            clock=clock,
+            fallback=fallback,
+            sinks=sinks,
+            is_failure=is_failure,
+            rng=rng,
+            audit_capacity=audit_capacity,
+            store=store,
+        )
         self.name = name
         self.policy = policy = policy if policy is not None else _default_policy()
         self._clock = clock if clock is not None else SYSTEM_CLOCK
@@ -132,9 +142,7 @@ class CircuitBreaker(LocalEngine):
         if rng is None and policy.reset_timeout_jitter:
             rng = _default_rng()  # jitter with no rng given still de-synchronises a fleet
         self._rng = rng
-        if audit_capacity < 1:  # the log itself is built on the first transition
-            raise ValueError(f"audit capacity must be >= 1, got {audit_capacity}")
-        self._audit_capacity = audit_capacity
+        self._audit_capacity = audit_capacity  # the log itself is built on the first transition
         self._audit_log = None
         self._lock = threading.Lock()
         self._tlock_obj = None

@@ -53,7 +53,7 @@ class SharedBreaker(Mirror):
     def __init__(
         self, name: str, policy: BreakerPolicy | None = None, *, store: SharedStore, **options: Any
     ) -> None:
-        super().__init__(name, policy, **options)
+        super().__init__(name, policy, store=store, **options)  # checked with the others there
         self._fast = self._hot = False  # every call goes through the mirror
         self._link = StoreLink(
             store.bind(name, self.policy), Seed(CLOSED, 0, 0, self.policy.reset_timeout, 0.0)

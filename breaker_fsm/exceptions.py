@@ -15,7 +15,7 @@ Invalid policy *values* raise pydantic's ``ValidationError``, which names the fi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 __all__ = [
     "AuditError",
@@ -29,7 +29,22 @@ __all__ = [
 
 
 class BreakerError(Exception):
-    """Base class of every breaker_fsm error."""
+    """Base class of every breaker_fsm error.
+
+    Every breaker_fsm error pickles (multiprocessing, Celery and RQ move errors between
+    processes) whatever its ``__init__`` takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, and ``args`` holds the formatted
+        # message, not what ``__init__`` takes. Rebuild without ``__init__`` instead, the
+        # way pickle rebuilds any plain object: the same ``args``, then the attributes.
+        return (_rebuild, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuild(cls: type[BreakerError], args: tuple[Any, ...]) -> BreakerError:
+    """An unpickled error before its attributes are restored: ``args`` set, no ``__init__``."""
+    return cls.__new__(cls, *args)
 
 
 class CircuitOpenError(BreakerError):

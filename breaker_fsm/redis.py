@@ -266,8 +266,13 @@ class RedisStore:
         async_client: redis_async.Redis | None = None,
         now: Callable[[], float] | None = None,
     ) -> None:
-        import redis
-        import redis.asyncio
+        try:  # here, not at import: the module imports without redis-py
+            import redis
+            import redis.asyncio
+        except ImportError as exc:
+            raise ImportError(
+                "breaker_fsm.redis needs redis-py: pip install 'breaker-fsm[redis]'"
+            ) from exc
 
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
