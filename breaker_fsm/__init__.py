@@ -8,6 +8,7 @@
 
 from ._audit import Transition
 from ._breaker import BreakerMetrics, CircuitBreaker
+from ._calls import CallRecord
 from ._circuit import circuit, circuit_registry
 from ._clock import Clock, SystemClock
 from ._machine import BreakerMachine
@@ -33,6 +34,7 @@ __all__ = [
     "BreakerPolicy",
     "BreakerRegistry",
     "BreakerStats",
+    "CallRecord",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",

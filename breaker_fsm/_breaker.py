@@ -15,7 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
-from ._arguments import check_arguments
+from ._arguments import check_arguments, check_sink, check_sinks
 from ._clock import SYSTEM_CLOCK, Clock
 from ._local import LocalEngine, count_of
 from ._machine import STATES
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from ._audit import AuditLog, Sink
+    from ._calls import CallSink
     from ._store import SharedStore
 
 __all__ = [
@@ -109,7 +110,7 @@ class CircuitBreaker(LocalEngine):
 
         return cast(Self, super().__new__(SharedBreaker))
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one place sets every slot
         self,
         name: str,
         policy: BreakerPolicy | None = None,
@@ -121,6 +122,7 @@ class CircuitBreaker(LocalEngine):
         rng: random.Random | None = None,
         audit_capacity: int = 1000,
         store: SharedStore | None = None,
+        call_sinks: Iterable[CallSink] = (),
     ) -> None:
         sinks = check_arguments(  # every argument, before anything is built: see _arguments
             name,
@@ -162,11 +164,21 @@ class CircuitBreaker(LocalEngine):
         self._slow = policy.slow_call_duration
         self._slow_rate = policy.slow_call_rate_threshold
         # The fast path needs no clock reading: no slow-call timing, no time buckets.
+        self._call_sinks = cast(
+            "tuple[CallSink, ...]", check_sinks(call_sinks, "CircuitBreaker call_sinks")
+        )
+        self._enforce = policy.enforce
+        self._shadowed = None  # see _shadow_count
+        # The fast path needs no clock reading: no slow-call timing, no time buckets, and
+        # nobody to tell about each call.
         self._fast = (
             self._slow is None
             and is_failure is None
             and (policy.window is None or policy.window.kind == "count")
+            and not self._call_sinks
         )
+        self._timed = self._slow is not None or bool(self._call_sinks)  # a call's start
+        self._rejects_inline = self._enforce and not self._call_sinks
         if store is not None and type(self)._overrides_are_final:
             raise TypeError(f"{type(self).__name__} keeps its state in memory: it takes no store")
 
@@ -204,6 +216,20 @@ class CircuitBreaker(LocalEngine):
     def sinks(self) -> tuple[Sink, ...]:
         """The audit sinks, in call order."""
         return self._sinks
+
+    @property
+    def call_sinks(self) -> tuple[CallSink, ...]:
+        """The call sinks, in call order."""
+        return self._call_sinks
+
+    def add_call_sink(self, sink: CallSink) -> None:
+        """Send a :class:`~breaker_fsm.CallRecord` of every later call to ``sink`` too.
+
+        From then on the breaker leaves its inlined fast paths (they never check for
+        sinks, so a breaker without one pays nothing for the feature).
+        """
+        check_sink(sink, "add_call_sink's sink")
+        self._set_call_sinks((*self._call_sinks, sink))
 
     def add_sink(self, sink: Sink) -> None:
         """Send every later transition to ``sink`` too."""
@@ -245,12 +271,13 @@ class CircuitBreaker(LocalEngine):
                 retry_after=retry_after,
                 transitions=self._seq,
                 sink_errors=self._sink_errors,
+                shadow_rejected_count=0 if self._shadowed is None else count_of(self._shadowed),
                 due=due,
             )
 
     # ------------------------------------------------------------------ running calls
 
-    def call(  # noqa: PLR0912, PLR0915 - the hot paths are inlined on purpose
+    def call(  # noqa: PLR0911, PLR0912, PLR0915 - the hot paths are inlined on purpose
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Run ``func(*args, **kwargs)`` through the breaker.
@@ -303,14 +330,14 @@ class CircuitBreaker(LocalEngine):
                     self._record_success(gen)
             return result
         state = self._state
-        if state == OPEN:  # refused right here: no lock, one clock reading
+        if state == OPEN and self._rejects_inline:  # refused right here: no lock, one reading
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 next(self._rejections or self._rejected)
                 if self._fallback is None:
                     raise CircuitOpenError(self.name, _OPEN_NAME, retry_after)
                 return cast(R, self._fallback(*args, **kwargs))
-        elif state == FORCED_OPEN and self._overrides_are_final:
+        elif state == FORCED_OPEN and self._overrides_are_final and self._rejects_inline:
             next(self._rejections or self._rejected)
             if self._fallback is None:
                 raise CircuitOpenError(self.name, _FORCED_NAME, None)
@@ -319,9 +346,11 @@ class CircuitBreaker(LocalEngine):
         if gen < 0:
             if gen == _BYPASS:
                 return func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, self._run_unrecorded(func, args, kwargs))
             return cast(R, self._refused(args, kwargs))
-        # Only slow-call detection needs the start; the end is read once, in _record.
-        started = self._clock.monotonic() if self._slow is not None else 0.0
+        # Only slow-call timing and call sinks need the start; the end is read in _record.
+        started = self._clock.monotonic() if self._timed else 0.0
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
@@ -333,7 +362,7 @@ class CircuitBreaker(LocalEngine):
             self._record_result(result, gen, started)
         return result
 
-    async def acall(  # noqa: PLR0912, PLR0915 - the hot paths are inlined on purpose
+    async def acall(  # noqa: PLR0911, PLR0912, PLR0915 - the hot paths are inlined on purpose
         self, func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``func(*args, **kwargs)`` through the breaker; see :meth:`call`.
@@ -381,14 +410,14 @@ class CircuitBreaker(LocalEngine):
                     self._record_success(gen)
             return result
         state = self._state
-        if state == OPEN:  # refused right here: no lock, one clock reading
+        if state == OPEN and self._rejects_inline:  # refused right here: no lock, one reading
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 next(self._rejections or self._rejected)
                 if self._fallback is None:
                     raise CircuitOpenError(self.name, _OPEN_NAME, retry_after)
                 return cast(R, await self._answer(self._fallback, args, kwargs))
-        elif state == FORCED_OPEN and self._overrides_are_final:
+        elif state == FORCED_OPEN and self._overrides_are_final and self._rejects_inline:
             next(self._rejections or self._rejected)
             if self._fallback is None:
                 raise CircuitOpenError(self.name, _FORCED_NAME, None)
@@ -397,8 +426,11 @@ class CircuitBreaker(LocalEngine):
         if gen < 0:
             if gen == _BYPASS:
                 return await func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, await self._arun_unrecorded(func, args, kwargs))
             return cast(R, await self._arefused(args, kwargs))
-        started = self._clock.monotonic() if self._slow is not None else 0.0
+        # Only slow-call timing and call sinks need the start; the end is read in _record.
+        started = self._clock.monotonic() if self._timed else 0.0
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._calls import CallRecord, call_record
 from ._detector import window_trips
 from ._machine import STATES
 from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, Admission, judge_exception
@@ -29,6 +31,7 @@ from .exceptions import CircuitOpenError
 __all__ = ["LocalEngine", "count_of"]
 
 _log = logging.getLogger("breaker_fsm")
+
 
 _REFUSED, _BYPASS = Admission.REFUSED, Admission.BYPASS
 
@@ -102,6 +105,9 @@ class LocalEngine(Transitions):
     def _refused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Count a refusal, then raise ``CircuitOpenError`` or return the fallback's value."""
         next(self._rejections or self._rejected)
+        if self._call_sinks:
+            now = self._clock.monotonic()
+            self._emit_call(CallRecord(self.name, "refused", False, now, None))
         if self._fallback is not None:
             return self._fallback(*args, **kwargs)
         state = self._state
@@ -149,7 +155,70 @@ class LocalEngine(Transitions):
 
     def _record_exception(self, exc: BaseException, gen: int, started: float) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral."""
-        self._record(gen, judge_exception(exc, self._recorded, self._ignored), started)
+        self._record(gen, judge_exception(exc, self._recorded, self._ignored), started, exc=exc)
+
+    # ------------------------------------------------------------------ shadow mode, call sinks
+
+    @property
+    def _shadow_count(self) -> itertools.count[int]:
+        """Calls a shadow-mode breaker would have refused (``next()`` is atomic)."""
+        counter = self._shadowed
+        return counter if counter is not None else built(self, "_shadowed", itertools.count)
+
+    def _run_unrecorded(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Shadow mode: run a call an enforcing breaker would have refused, unrecorded.
+
+        The breaker never sees its outcome (an enforcing one would not have run it), so
+        its state and trail stay exactly an enforcing breaker's; call sinks still learn
+        the outcome, which is what a replay of other policies needs.
+        """
+        next(self._shadowed or self._shadow_count)
+        if not self._call_sinks:
+            return func(*args, **kwargs)
+        started = self._clock.monotonic()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._tell_call(self._judge_exception(exc), started, exc)
+            raise
+        self._tell_call(self._judge_result(result)[0], started, None)
+        return result
+
+    async def _arun_unrecorded(
+        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`_run_unrecorded` for awaited calls."""
+        next(self._shadowed or self._shadow_count)
+        if not self._call_sinks:
+            return await func(*args, **kwargs)
+        started = self._clock.monotonic()
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            self._tell_call(self._judge_exception(exc), started, exc)
+            raise
+        self._tell_call(self._judge_result(result)[0], started, None)
+        return result
+
+    def _tell_call(self, outcome: int, started: float, exc: BaseException | None) -> None:
+        """Hand a call's outcome to the call sinks (a shadow call's, or a shared one's)."""
+        now = self._clock.monotonic()
+        slow = self._slow
+        if outcome >= 0 and slow is not None and now - started > slow:
+            outcome |= SLOW
+        self._emit_call(call_record(self.name, outcome, started, now, exc))
+
+    def _emit_call(self, record: CallRecord) -> None:
+        """Hand ``record`` to every call sink; a sink that raises is logged and counted."""
+        for sink in self._call_sinks:
+            try:
+                sink(record)
+            except Exception:
+                _log.exception("breaker %r: call sink %r failed", self.name, sink)
+                with self._lock:
+                    self._sink_errors += 1
 
     def _record_result(self, result: object, gen: int, started: float) -> None:
         """Record a call that returned ``result``, judged by ``is_failure``."""
@@ -234,6 +303,7 @@ class LocalEngine(Transitions):
             and not self._streak
             and (slow is None or now - started <= slow)
             and gen == self._gen
+            and not self._call_sinks
         ):
             next(self._ok)
             next(tally)  # folded into the newest bucket under the lock
@@ -251,24 +321,31 @@ class LocalEngine(Transitions):
         if outcome > 0 and outcome & SLOW:
             self._slow_calls += 1
 
-    def _record(  # noqa: PLR0912 - one locked section on purpose
+    def _record(  # noqa: PLR0912, PLR0917 - one locked section on purpose
         self,
         gen: int,
         outcome: int,
         started: float,
         open_hint: float | None = None,
         at: float | None = None,
+        exc: BaseException | None = None,
+        *,
+        tell: bool = True,
     ) -> None:
         """Count one outcome and fire the transition it makes due, if any.
 
         ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
-        a clock reading already taken for this outcome.
+        a clock reading already taken for this outcome; ``exc`` what the call raised (for
+        call sinks, which hear of the call first, then of any transition it causes, unless
+        ``tell`` is false: the caller told them).
         """
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets
             now = self._clock.monotonic() if at is None else at
             if outcome >= 0 and self._slow is not None and now - started > self._slow:
                 outcome |= SLOW
+            if self._call_sinks and tell:
+                self._emit_call(call_record(self.name, outcome, started, now, exc))
         event = None
         lock = self._lock
         lock.acquire()

@@ -301,6 +301,13 @@ class BreakerPolicy(BaseModel):
     half_open_timeout: Seconds | None = Field(
         default=None, description="seconds a half-open episode may last without a decision"
     )
+    enforce: bool = Field(
+        default=True,
+        description=(
+            "refuse calls while open (False: shadow mode: every call runs, the breaker "
+            "decides and audits as if enforcing, and counts what it would have refused)"
+        ),
+    )
 
     # ------------------------------------------------------------------ cross-field rules
 

@@ -64,7 +64,7 @@ class SharedBreaker(Mirror):
     def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """:meth:`CircuitBreaker.call` on the shared state."""
         link = self._link
-        if self._state == OPEN:  # the mirror refuses alone until its deadline
+        if self._state == OPEN and self._rejects_inline:  # the mirror refuses alone
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 return cast(R, self._refused(args, kwargs))
@@ -72,27 +72,37 @@ class SharedBreaker(Mirror):
         if gen < 0:
             if gen == _BYPASS:
                 return func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, self._run_unrecorded(func, args, kwargs))
             return cast(R, self._refused(args, kwargs))
         started = self._clock.monotonic()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
             outcome = self._judge_exception(exc)
+            if self._call_sinks:
+                self._tell_call(outcome, started, exc)
             if not self._store_local(link, gen, outcome, started, None):
                 self._store_record(link, gen, outcome, started, None)
             raise
         outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
+        if self._call_sinks:
+            self._tell_call(outcome, started, None)
         if not self._store_local(link, gen, outcome, started, hint):
             self._store_record(link, gen, outcome, started, hint)
         return result
 
-    async def acall(
+    async def acall(  # noqa: PLR0912 - the twin of call with _store_admit inlined
         self, func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """:meth:`CircuitBreaker.acall` on the shared state: the store's asyncio twins."""
         link = self._link
         now = self._clock.monotonic()
-        if self._state == OPEN and self._open_duration > now - self._opened_at:
+        if (
+            self._state == OPEN
+            and self._rejects_inline
+            and self._open_duration > now - self._opened_at
+        ):
             return cast(R, await self._arefused(args, kwargs))  # the mirror refuses alone
         gen = self._store_plan(link, now)
         if gen == _ASK:
@@ -108,16 +118,22 @@ class SharedBreaker(Mirror):
         if gen < 0:
             if gen == _BYPASS:
                 return await func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, await self._arun_unrecorded(func, args, kwargs))
             return cast(R, await self._arefused(args, kwargs))
         started = self._clock.monotonic()
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
             outcome = self._judge_exception(exc)
+            if self._call_sinks:
+                self._tell_call(outcome, started, exc)
             if not self._store_local(link, gen, outcome, started, None):
                 await self._store_arecord(link, gen, outcome, started, None)
             raise
         outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
+        if self._call_sinks:
+            self._tell_call(outcome, started, None)
         if not self._store_local(link, gen, outcome, started, hint):
             await self._store_arecord(link, gen, outcome, started, hint)
         return result
@@ -201,7 +217,7 @@ class SharedBreaker(Mirror):
         if (self._clock.monotonic() < link.retry_at if link.degraded else gen >= LOCAL_GEN) or (
             outcome < 0 and self._state != HALF_OPEN
         ):
-            self._record(gen, outcome, started, hint)
+            self._record(gen, outcome, started, hint, tell=False)
             return True
         return False
 
@@ -258,7 +274,7 @@ class SharedBreaker(Mirror):
         """
         if isinstance(answer, Exception):
             self._store_failed(link, answer, now)
-            self._record(gen, outcome, started, hint)
+            self._record(gen, outcome, started, hint, tell=False)
         elif answer is None:
             next(self._ok)
             self._streak = 0
