@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
 from ._arguments import check_arguments, check_sink, check_sinks
 from ._clock import SYSTEM_CLOCK, Clock
-from ._local import LocalEngine, count_of
+from ._guard import Guards, guard_async_generator, guard_generator
+from ._local import count_of
 from ._machine import STATES
 from ._metrics import BreakerMetrics
 from ._outcome import NEUTRAL, Admission
@@ -66,7 +67,7 @@ def _default_policy() -> BreakerPolicy:
     return BreakerPolicy()
 
 
-class CircuitBreaker(LocalEngine):
+class CircuitBreaker(Guards):
     """A circuit breaker around calls to one dependency.
 
     Args:
@@ -451,7 +452,26 @@ class CircuitBreaker(LocalEngine):
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a function (``def`` or ``async def``) so that every call goes through."""
+        """Decorate a function so that every call goes through the breaker.
+
+        ``def`` and ``async def`` go through :meth:`call` and :meth:`acall`. A generator
+        function (sync or async) is admitted when iteration starts; an exception it raises
+        is judged and re-raised, and exhaustion or an early ``close()`` is a success.
+        """
+        if inspect.isgeneratorfunction(func):
+
+            @functools.wraps(func)
+            def generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return guard_generator(self, func, args, kwargs)
+
+            return generator_wrapper
+        if inspect.isasyncgenfunction(func):
+
+            @functools.wraps(func)
+            def async_generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return guard_async_generator(self, func, args, kwargs)
+
+            return async_generator_wrapper
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)

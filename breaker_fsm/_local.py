@@ -33,7 +33,7 @@ __all__ = ["LocalEngine", "count_of"]
 _log = logging.getLogger("breaker_fsm")
 
 
-_REFUSED, _BYPASS = Admission.REFUSED, Admission.BYPASS
+_REFUSED, _BYPASS, _SHADOW = Admission.REFUSED, Admission.BYPASS, Admission.SHADOW
 
 
 def count_of(counter: itertools.count[int]) -> int:
@@ -104,18 +104,27 @@ class LocalEngine(Transitions):
 
     def _refused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Count a refusal, then raise ``CircuitOpenError`` or return the fallback's value."""
+        if self._fallback is None:
+            raise self._refusal()
+        self._count_refusal()
+        return self._fallback(*args, **kwargs)
+
+    def _count_refusal(self) -> None:
+        """Count a refused call, and tell the call sinks."""
         next(self._rejections or self._rejected)
         if self._call_sinks:
             now = self._clock.monotonic()
             self._emit_call(CallRecord(self.name, "refused", False, now, None))
-        if self._fallback is not None:
-            return self._fallback(*args, **kwargs)
+
+    def _refusal(self) -> CircuitOpenError:
+        """Count a refused call; the ``CircuitOpenError`` to raise (no fallback)."""
+        self._count_refusal()
         state = self._state
         retry_after = None
         if state == OPEN:
             elapsed = self._clock.monotonic() - self._opened_at
             retry_after = max(0.0, self._open_duration - elapsed)
-        raise CircuitOpenError(self.name, STATES[state], retry_after)
+        return CircuitOpenError(self.name, STATES[state], retry_after)
 
     async def _arefused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """:meth:`_refused` for awaited calls: an awaitable fallback's value is awaited."""
@@ -152,6 +161,19 @@ class LocalEngine(Transitions):
         if not isinstance(verdict, bool) and isinstance(verdict, int | float):
             return FAILED, float(verdict)
         return FAILED, None
+
+    def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
+        """Settle a permit (see :class:`~breaker_fsm.Permit`): record its outcome."""
+        if gen >= 0:
+            self._record(gen, outcome, started, exc=exc)
+        elif gen == _SHADOW and self._call_sinks:
+            self._tell_call(outcome, started, exc)
+
+    async def _acomplete(
+        self, gen: int, outcome: int, started: float, exc: BaseException | None
+    ) -> None:
+        """:meth:`_complete` for asyncio code (in memory there is nothing to await)."""
+        self._complete(gen, outcome, started, exc)
 
     def _record_exception(self, exc: BaseException, gen: int, started: float) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral."""

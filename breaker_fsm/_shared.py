@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from ._guard import Permit
 from ._machine import STATES
 from ._mirror import LOCAL_GEN, Mirror, StoreLink
 from ._outcome import SLOW, Admission
@@ -92,7 +93,7 @@ class SharedBreaker(Mirror):
             self._store_record(link, gen, outcome, started, hint)
         return result
 
-    async def acall(  # noqa: PLR0912 - the twin of call with _store_admit inlined
+    async def acall(
         self, func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """:meth:`CircuitBreaker.acall` on the shared state: the store's asyncio twins."""
@@ -104,17 +105,7 @@ class SharedBreaker(Mirror):
             and self._open_duration > now - self._opened_at
         ):
             return cast(R, await self._arefused(args, kwargs))  # the mirror refuses alone
-        gen = self._store_plan(link, now)
-        if gen == _ASK:
-            try:
-                reply = await link.entry.aacquire(self._jitter(), self._seed(link, now))
-            except Exception as exc:
-                self._store_failed(link, exc, now)
-                gen = self._admit()
-            else:
-                gen = self._store_admitted(link, reply, now)
-        elif gen == _LOCAL:
-            gen = self._admit()
+        gen = await self._store_aadmit(link, now)
         if gen < 0:
             if gen == _BYPASS:
                 return await func(*args, **kwargs)
@@ -161,6 +152,59 @@ class SharedBreaker(Mirror):
         return self._send_local(event, reason)
 
     # ------------------------------------------------------------------ the mirror
+
+    # ------------------------------------------------------------------ permits
+
+    def acquire(self) -> Permit:
+        """:meth:`CircuitBreaker.acquire` on the shared state."""
+        link = self._link
+        gen = self._gen if self._state == CLOSED and not link.degraded else self._store_admit(link)
+        return self._permit(gen)
+
+    async def aacquire(self) -> Permit:
+        """:meth:`CircuitBreaker.aacquire` on the shared state, on the asyncio client."""
+        link = self._link
+        return self._permit(await self._store_aadmit(link, self._clock.monotonic()))
+
+    def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
+        """Settle a permit on the shared state (one round trip, as after a call)."""
+        if gen < 0:
+            super()._complete(gen, outcome, started, exc)
+            return
+        if self._call_sinks:
+            self._tell_call(outcome, started, exc)
+        link = self._link
+        if not self._store_local(link, gen, outcome, started, None):
+            self._store_record(link, gen, outcome, started, None)
+
+    async def _acomplete(
+        self, gen: int, outcome: int, started: float, exc: BaseException | None
+    ) -> None:
+        """:meth:`_complete` on the asyncio client."""
+        if gen < 0:
+            super()._complete(gen, outcome, started, exc)
+            return
+        if self._call_sinks:
+            self._tell_call(outcome, started, exc)
+        link = self._link
+        if not self._store_local(link, gen, outcome, started, None):
+            await self._store_arecord(link, gen, outcome, started, None)
+
+    # ------------------------------------------------------------------ the round trips
+
+    async def _store_aadmit(self, link: StoreLink, now: float) -> int:
+        """:meth:`_store_admit` on the asyncio client."""
+        gen = self._store_plan(link, now)
+        if gen == _ASK:
+            try:
+                reply = await link.entry.aacquire(self._jitter(), self._seed(link, now))
+            except Exception as exc:
+                self._store_failed(link, exc, now)
+                return self._admit()
+            return self._store_admitted(link, reply, now)
+        if gen == _LOCAL:
+            return self._admit()
+        return gen
 
     def _store_admit(self, link: StoreLink) -> int:
         """Admit a call (sync): from the mirror, with one round trip, or on local state."""
