@@ -20,6 +20,7 @@ from .exceptions import (
     IllegalTransitionError,
     PolicyFileError,
     RegistryError,
+    ReplayError,
 )
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "IllegalTransitionError",
     "PolicyFileError",
     "RegistryError",
+    "ReplayError",
     "SystemClock",
     "TimeWindow",
     "Transition",
