@@ -50,6 +50,7 @@ __all__ = [
     "explain",
     "plot",
     "read_calls",
+    "require_matplotlib",
     "simulate",
 ]
 
@@ -608,11 +609,10 @@ def plot(
     Raises:
         ImportError: matplotlib is not installed (the ``plot`` extra).
     """
-    try:
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Patch
-    except ImportError as exc:
-        raise ImportError(_PLOT_HINT) from exc
+    require_matplotlib()
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     names = list(labels) if labels is not None else [f"policy {i + 1}" for i in range(len(replays))]
     start = min((call.at for call in calls), default=0.0)
     end = max([*(replay.end for replay in replays), start + 1e-9])
@@ -639,6 +639,14 @@ def plot(
     handles = [Patch(color=colour, label=state) for state, colour in _STATE_COLOURS.items()]
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     figure.savefig(path)
+
+
+def require_matplotlib() -> None:
+    """Import matplotlib, or raise ``ImportError`` saying how to install it."""
+    try:
+        import matplotlib.figure  # noqa: F401 - imported to learn whether it can be
+    except ImportError as exc:
+        raise ImportError(_PLOT_HINT) from exc
 
 
 def _rolling_failure_rate(
