@@ -428,13 +428,13 @@ def _replay_table(calls_file: Path, names: Sequence[str], replays: Sequence[Repl
         for name, replay in zip(names, replays, strict=True)
     ]
     notes = []
-    skipped, delayed = replays[0].skipped, replays[0].delayed  # the same for every policy
+    skipped, overlapped = replays[0].skipped, replays[0].overlapped  # the same for every policy
     if skipped:
         notes.append(f"{_plural(skipped, 'call')} recorded as refused skipped (outcome unknown)")
-    if delayed:
+    if overlapped:
         notes.append(
-            f"{_plural(delayed, 'call')} started after the previous call ended "
-            "(overlapping calls replay one after another)"
+            f"{_plural(overlapped, 'call')} started before the previous call ended "
+            "(replayed one after another, each at its own start)"
         )
     console = _console()
     if console is not None:

@@ -15,11 +15,16 @@ refused.
 >>> result.first_trip_at, result.refused, result.transitions["retrip"]
 (14.0, 18, 1)
 
-The replay is sequential: calls run one after another in the order given. Each starts at its
-``at`` on the simulated clock and moves the clock on by its ``duration`` while it runs (so
-slow-call detection sees the recorded duration); a call that starts before the previous one
-ended (calls that overlapped, or a log out of order) starts when the previous one ended, and is
-counted in :attr:`Replay.delayed`. :func:`read_calls` sorts a log by ``at``.
+The replay is sequential: calls run one after another in the order given (:func:`read_calls`
+sorts a log by ``at``). Each call starts at its own ``at`` on the simulated clock and moves the
+clock on by its ``duration`` while it runs, so slow-call detection sees the recorded duration
+and the timeline stays the recorded one. Calls that overlapped (a service runs many at once)
+are the approximation: a call that started before the previous one ended still starts at its
+own ``at``, so the simulated clock steps back to it (the breaker tolerates a clock that stands
+still or steps back), and its outcome is judged before those of calls that started later even
+if they ended first. Such calls are counted in :attr:`Replay.overlapped`. Replaying them one
+after another instead, each waiting for the previous one to end, would stretch a busy
+service's hour into many hours and make every open duration meaningless.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -108,11 +114,11 @@ class Replay:
     start: float
     """Simulated time of the first call (0.0 without calls)."""
     end: float
-    """Simulated time when the last call ended."""
+    """Simulated time when the last call to end ended (0.0 without calls)."""
     skipped: int = 0
     """Records skipped because the recorded breaker had refused them (outcome unknown)."""
-    delayed: int = 0
-    """Calls that started after their ``at`` because the previous call had not ended yet."""
+    overlapped: int = 0
+    """Calls that started before the previous call ended (the simulated clock stepped back)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as JSON-ready values (everything except the policy and the trail)."""
@@ -121,7 +127,7 @@ class Replay:
             "ran": self.ran,
             "refused": self.refused,
             "skipped": self.skipped,
-            "delayed": self.delayed,
+            "overlapped": self.overlapped,
             "transitions": dict(self.transitions),
             "first_trip_at": self.first_trip_at,
             "open_seconds": self.open_seconds,
@@ -224,9 +230,8 @@ def simulate(
         sinks=[trail.append],
         rng=random.Random(0 if seed is None else seed),
     )
-    start, skipped, delayed, successes_refused = _run(breaker, clock, calls)
+    start, end, skipped, overlapped, successes_refused = _run(breaker, clock, calls)
     metrics = breaker.metrics()
-    end = float(clock.now)
     counts = dict.fromkeys(EVENTS, 0)
     first_trip_at = None
     open_seconds = 0.0
@@ -256,7 +261,7 @@ def simulate(
         start=start,
         end=end,
         skipped=skipped,
-        delayed=delayed,
+        overlapped=overlapped,
     )
 
 
@@ -264,13 +269,19 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
     breaker: CircuitBreaker,
     clock: _ReplayClock,
     calls: Iterable[Call | tuple[float, str, float | None]],
-) -> tuple[float, int, int, int]:
-    """Run every call through ``breaker``: (start, skipped, delayed, successes refused)."""
+) -> tuple[float, float, int, int, int]:
+    """Run every call through ``breaker``.
+
+    Returns:
+        When the first call started and the last one ended, how many calls were skipped
+        and overlapped, and how many successful calls were refused.
+    """
     call = breaker.call
     succeed, fail, ignore = clock.succeed, clock.fail, clock.ignore
     refused_marker = _REFUSED
-    successes_refused = skipped = delayed = 0
+    successes_refused = skipped = overlapped = 0
     start: float | None = None
+    latest = clock.now = -math.inf  # latest: the latest end before the clock stepped back
     index = -1
     try:
         for index, (at, outcome, duration) in enumerate(calls):
@@ -290,12 +301,12 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
             if outcome == "refused":
                 skipped += 1
                 continue
-            if at >= clock.now:
-                clock.now = at
-            else:
-                delayed += 1
+            if at < clock.now:  # it started before the previous call ended
+                overlapped += 1
+                latest = max(latest, clock.now)
+            clock.now = at
             if start is None:
-                start = float(clock.now)
+                start = float(at)
             # try/except rather than contextlib.suppress (SIM105): no context manager per call.
             if outcome == "success":
                 if call(succeed) is refused_marker:
@@ -317,7 +328,10 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
     except (TypeError, ValueError) as exc:
         where = max(index, 0)
         raise _bad_call(where, f"not an (at, outcome, duration) call: {exc}") from None
-    return (0.0 if start is None else start), skipped, delayed, successes_refused
+    if start is None:
+        clock.now = 0.0
+        return 0.0, 0.0, skipped, overlapped, successes_refused
+    return start, float(max(latest, clock.now)), skipped, overlapped, successes_refused
 
 
 def _bad_call(index: int, problem: str) -> ReplayError:
@@ -678,7 +692,8 @@ def _state_spans(replay: Replay, start: float, end: float) -> dict[str, list[tup
     spans: dict[str, list[tuple[float, float]]] = {}
     state, since = "closed", start
     for record in replay.trail:
-        spans.setdefault(state, []).append((since, record.monotonic - since))
+        # max(): with overlapping calls a transition may be stamped before the previous one
+        spans.setdefault(state, []).append((since, max(0.0, record.monotonic - since)))
         state, since = record.target, record.monotonic
-    spans.setdefault(state, []).append((since, end - since))
+    spans.setdefault(state, []).append((since, max(0.0, end - since)))
     return spans

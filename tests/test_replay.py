@@ -107,7 +107,7 @@ def test_the_issues_minute_trips_refuses_retrips_and_recovers() -> None:
     assert replay.open_seconds == 20.0  # 14→24 and 24→34
     assert replay.failures_let_through == 6  # t=10..14 and the trial at 24
     assert replay.successes_refused == 4  # t=30..33
-    assert (replay.start, replay.end, replay.skipped, replay.delayed) == (0.0, 59.0, 0, 0)
+    assert (replay.start, replay.end, replay.skipped, replay.overlapped) == (0.0, 59.0, 0, 0)
 
 
 def test_durations_move_the_clock_while_a_call_runs() -> None:
@@ -187,16 +187,36 @@ def test_calls_recorded_as_refused_are_skipped_and_counted() -> None:
     assert (replay.start, replay.end) == (0.0, 59.0)
 
 
-def test_overlapping_calls_replay_one_after_another() -> None:
-    """A call that starts before the previous one ended waits for it: the clock never goes back."""
-    policy = BreakerPolicy(failure_threshold=2, reset_timeout=1)
-    calls = [Call(0.0, "failure", 5.0), Call(1.0, "failure", 0.5), Call(5.0, "success")]
+def test_overlapping_calls_replay_at_their_own_start() -> None:
+    """A call that starts before the previous one ended still starts at its own at."""
+    policy = BreakerPolicy(failure_threshold=2, reset_timeout=3)
+    calls = [
+        Call(0.0, "failure", 5.0),  # ends at 5.0: the first failure
+        Call(1.0, "failure", 0.5),  # the clock steps back to 1.0; ends at 1.5: trips
+        Call(2.0, "success"),  # open since 1.5: refused
+        Call(4.5, "success"),  # 3 s after the trip: the trial, recovers
+    ]
     replay = simulate(policy, calls)
-    # The second failure starts at 5.0 (not 1.0) and trips at 5.5; the success at 5 starts
-    # at 5.5 too and is refused (open until 6.5).
-    assert events(replay) == [("trip", 5.5)]
-    assert (replay.delayed, replay.refused, replay.successes_refused) == (2, 1, 1)
-    assert replay.end == 5.5
+    assert events(replay) == [("trip", 1.5), ("attempt_reset", 4.5), ("recover", 4.5)]
+    # Only the second call started before the previous call (in replay order) ended.
+    assert (replay.overlapped, replay.refused, replay.successes_refused) == (1, 1, 1)
+    assert (replay.start, replay.end) == (0.0, 5.0)  # the first call is the last to end
+    assert replay.open_seconds == 3.0
+
+
+def test_a_slow_overlapping_call_is_still_slow() -> None:
+    """Overlap does not shorten a call: slow-call detection sees each recorded duration."""
+    policy = BreakerPolicy(
+        failure_threshold=None,
+        window=TimeWindow(seconds=10),
+        minimum_calls=3,
+        slow_call_duration=1.0,
+        slow_call_rate_threshold=1.0,
+    )
+    calls = [Call(0.0, "success", 2.0), Call(0.5, "success", 2.0), Call(1.0, "success", 2.0)]
+    replay = simulate(policy, calls)
+    assert events(replay) == [("trip", 3.0)]  # all three slow, judged as the third ends
+    assert (replay.overlapped, replay.end) == (2, 3.0)
 
 
 def test_jitter_is_seeded() -> None:
@@ -356,7 +376,7 @@ def test_simulate_makes_the_transitions_a_real_breaker_makes(
         ]
 
     assert view(replay.trail) == view(trail)
-    assert (replay.ran, replay.refused, replay.delayed) == (ran, refused, 0)
+    assert (replay.ran, replay.refused, replay.overlapped) == (ran, refused, 0)
 
 
 @given(policies(), st.lists(st.sampled_from(["success", "ignored"]), max_size=40))
@@ -598,15 +618,16 @@ def test_plot_writes_a_real_image(tmp_path: Path, suffix: str) -> None:
     """One panel per policy, as PNG (magic bytes) or SVG (an <svg> XML document)."""
     pytest.importorskip("matplotlib")
     path = tmp_path / f"timeline{suffix}"
-    replays = [simulate(ISSUE_POLICY, MINUTE), simulate(BreakerPolicy(failure_threshold=3), MINUTE)]
-    plot(path, MINUTE, replays, labels=["strict.toml", "lenient.toml"])
+    calls = [*MINUTE, Call(59.5, "ignored"), Call(59.75, "refused")]  # not in the rate
+    replays = [simulate(ISSUE_POLICY, calls), simulate(BreakerPolicy(failure_threshold=3), calls)]
+    plot(path, calls, replays, labels=["strict.toml", "lenient.toml"])
     data = path.read_bytes()
     if suffix == ".png":
         assert data.startswith(PNG_MAGIC)
     else:
         root = ET.fromstring(data)
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
-        assert b"strict.toml: refused 18 of 60" in data
+        assert b"strict.toml: refused 18 of 61" in data  # the ignored call ran
         assert b"lenient.toml" in data
 
 
@@ -674,7 +695,7 @@ def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str
         "ran": 42,
         "refused": 18,
         "skipped": 0,
-        "delayed": 0,
+        "overlapped": 0,
         "transitions": {"trip": 1, "attempt_reset": 2, "retrip": 1, "recover": 1},
         "first_trip_at": 14.0,
         "open_seconds": 20.0,
@@ -685,7 +706,9 @@ def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str
     }
 
 
-def test_simulate_notes_skipped_and_delayed_calls(files: dict[str, Path], tmp_path: Path) -> None:
+def test_simulate_notes_skipped_and_overlapping_calls(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
     """Calls recorded as refused and calls that overlapped are noted under the table."""
     calls = write_jsonl(
         tmp_path / "odd.jsonl",
@@ -695,8 +718,8 @@ def test_simulate_notes_skipped_and_delayed_calls(files: dict[str, Path], tmp_pa
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-2:] == [
         "note: 1 call recorded as refused skipped (outcome unknown)",
-        "note: 1 call started after the previous call ended (overlapping calls replay one "
-        "after another)",
+        "note: 1 call started before the previous call ended (replayed one after another, "
+        "each at its own start)",
     ]
 
 
