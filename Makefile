@@ -80,6 +80,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out bench-results
 	$(BIN)/python benchmarks/bench_redis.py --out bench-results  # shared state on a real redis-server
+	$(BIN)/python benchmarks/bench_replay.py --out bench-results  # replay: 1,000,000 calls, 3 policies
 
 demo: $(STAMP)
 	$(BIN)/python -m breaker_fsm demo

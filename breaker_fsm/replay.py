@@ -64,12 +64,15 @@ __all__ = [
 #: call, so what the service would have answered is unknown: such calls are skipped.
 OUTCOMES: Final = ("success", "failure", "ignored", "refused")
 
+_NAMES: Final = ", ".join(OUTCOMES)
+
 #: The automatic events a replay can fire, in the order they are reported.
 EVENTS: Final = ("trip", "attempt_reset", "retrip", "recover")
 
 #: The largest ``at`` (in magnitude) and ``duration`` replayed: about 31 years.
 MAX_SECONDS: Final = 1e9
 _RANGE: Final = f"from {-MAX_SECONDS:g} to {MAX_SECONDS:g}"
+_DURATION: Final = f"a number of seconds from 0 to {MAX_SECONDS:g}"
 
 #: Where the simulated wall clock starts (audit timestamps): 2026-01-01T00:00:00Z, as FakeClock.
 _WALL_START = 1_767_225_600.0
@@ -282,31 +285,30 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
     successes_refused = skipped = overlapped = 0
     start: float | None = None
     latest = clock.now = -math.inf  # latest: the latest end before the clock stepped back
+    low, high = -MAX_SECONDS, MAX_SECONDS
     index = -1
     try:
         for index, (at, outcome, duration) in enumerate(calls):
             # NaN fails every comparison; a non-number raises TypeError.
-            if not -MAX_SECONDS <= at <= MAX_SECONDS:
+            if not low <= at <= high:
                 raise _bad_call(index, f"at must be a number of seconds {_RANGE}, got {at!r}")
             if duration is None:
                 clock.step = 0.0
-            elif 0.0 <= duration <= MAX_SECONDS:
+            elif 0.0 <= duration <= high:
                 clock.step = duration
             else:
-                raise _bad_call(
-                    index,
-                    f"duration must be a number of seconds from 0 to {MAX_SECONDS:g}, "
-                    f"got {duration!r}",
-                )
+                raise _bad_call(index, f"duration must be {_DURATION}, got {duration!r}")
             if outcome == "refused":
                 skipped += 1
                 continue
-            if at < clock.now:  # it started before the previous call ended
+            now = clock.now
+            if at < now:  # it started before the previous call ended
                 overlapped += 1
-                latest = max(latest, clock.now)
-            clock.now = at
-            if start is None:
+                if now > latest:  # noqa: PLR1730 - cheaper than calling max() per call
+                    latest = now
+            elif start is None:
                 start = float(at)
+            clock.now = at
             # try/except rather than contextlib.suppress (SIM105): no context manager per call.
             if outcome == "success":
                 if call(succeed) is refused_marker:
@@ -322,9 +324,7 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
                 except _Ignored:
                     pass
             else:
-                raise _bad_call(
-                    index, f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}"
-                )
+                raise _bad_call(index, f"outcome must be one of {_NAMES}, got {outcome!r}")
     except (TypeError, ValueError) as exc:
         where = max(index, 0)
         raise _bad_call(where, f"not an (at, outcome, duration) call: {exc}") from None
