@@ -48,9 +48,11 @@ if TYPE_CHECKING:
     import os
 
 __all__ = [
-    "OUTCOMES",
     "Call",
+    "EVENTS",
     "Explanation",
+    "MAX_SECONDS",
+    "OUTCOMES",
     "Replay",
     "ReplayError",
     "explain",

@@ -9,13 +9,14 @@ import os
 import random
 import subprocess
 import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from breaker_fsm import (
@@ -361,6 +362,13 @@ def sequential(steps: Sequence[tuple[float, str, float | None]]) -> list[Call]:
     return calls
 
 
+#: Examples for the consistency property (two breakers and up to 60 calls each): a few ms each.
+CONSISTENCY_EXAMPLES = min(500, settings.default.max_examples)
+#: Examples for the simpler properties, which need fewer to cover the policies.
+SIMPLE_EXAMPLES = min(200, settings.default.max_examples)
+
+
+@settings(max_examples=CONSISTENCY_EXAMPLES)
 @given(policies(), st.lists(call_steps, min_size=10, max_size=60))
 def test_simulate_makes_the_transitions_a_real_breaker_makes(
     policy: BreakerPolicy, steps: list[tuple[float, str, float | None]]
@@ -379,6 +387,7 @@ def test_simulate_makes_the_transitions_a_real_breaker_makes(
     assert (replay.ran, replay.refused, replay.overlapped) == (ran, refused, 0)
 
 
+@settings(max_examples=SIMPLE_EXAMPLES)
 @given(policies(), st.lists(st.sampled_from(["success", "ignored"]), max_size=40))
 def test_without_failures_nothing_is_refused(policy: BreakerPolicy, outcomes: list[str]) -> None:
     """A stream with no failure (and no slow call) never trips, so nothing is refused."""
@@ -386,6 +395,7 @@ def test_without_failures_nothing_is_refused(policy: BreakerPolicy, outcomes: li
     assert (replay.refused, replay.trail, replay.ran) == (0, (), len(outcomes))
 
 
+@settings(max_examples=SIMPLE_EXAMPLES)
 @given(policies())
 def test_with_only_failures_the_first_trip_comes_at_the_threshold(policy: BreakerPolicy) -> None:
     """All failures, 1 ms apart: the first trip is at the call that reaches the first rule."""
@@ -864,3 +874,51 @@ def test_help_of_the_replay_commands(command: list[str]) -> None:
     done = breaker_fsm(*command, "--help")
     assert done.returncode == 0
     assert done.stdout.startswith(f"Usage: breaker-fsm {' '.join(command)}")
+
+
+# --------------------------------------------------------------------------- the module surface
+
+
+def test_replay_all_is_sorted_and_complete() -> None:
+    """breaker_fsm.replay's __all__ is sorted and names every public object it defines."""
+    from breaker_fsm import replay
+
+    assert list(replay.__all__) == sorted(replay.__all__)
+    defined = {
+        name
+        for name, value in vars(replay).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == replay.__name__
+    }
+    assert defined <= set(replay.__all__)
+    assert {"EVENTS", "MAX_SECONDS", "OUTCOMES", "ReplayError"} <= set(replay.__all__)
+    for name in replay.__all__:
+        assert hasattr(replay, name), name
+
+
+def test_replay_works_without_matplotlib() -> None:
+    """Importing replay and simulating loads no matplotlib; plot says what to install."""
+    code = textwrap.dedent(
+        """
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "matplotlib":
+                    raise ImportError(f"blocked {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from breaker_fsm import BreakerPolicy
+        from breaker_fsm.replay import Call, plot, simulate
+        replay = simulate(BreakerPolicy(failure_threshold=1), [Call(0.0, "failure")])
+        assert replay.transitions["trip"] == 1
+        try:
+            plot("out.png", [], [replay])
+        except ImportError as exc:
+            print(exc)
+        assert "matplotlib" not in sys.modules
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "plotting needs matplotlib: pip install 'breaker-fsm[plot]'\n"
