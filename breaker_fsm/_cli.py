@@ -433,7 +433,7 @@ def _replay_table(calls_file: Path, names: Sequence[str], replays: Sequence[Repl
         notes.append(f"{_plural(skipped, 'call')} recorded as refused skipped (outcome unknown)")
     if overlapped:
         notes.append(
-            f"{_plural(overlapped, 'call')} started before the previous call ended "
+            f"{_plural(overlapped, 'call')} started while an earlier call was still running "
             "(replayed one after another, each at its own start)"
         )
     console = _console()

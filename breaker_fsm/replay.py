@@ -22,7 +22,8 @@ and the timeline stays the recorded one. Calls that overlapped (a service runs m
 are the approximation: a call that started before the previous one ended still starts at its
 own ``at``, so the simulated clock steps back to it (the breaker tolerates a clock that stands
 still or steps back), and its outcome is judged before those of calls that started later even
-if they ended first. Such calls are counted in :attr:`Replay.overlapped`. Replaying them one
+if they ended first. Calls that started while an earlier one was still running are counted in
+:attr:`Replay.overlapped`. Replaying them one
 after another instead, each waiting for the previous one to end, would stretch a busy
 service's hour into many hours and make every open duration meaningless.
 """
@@ -48,11 +49,11 @@ if TYPE_CHECKING:
     import os
 
 __all__ = [
-    "Call",
     "EVENTS",
-    "Explanation",
     "MAX_SECONDS",
     "OUTCOMES",
+    "Call",
+    "Explanation",
     "Replay",
     "ReplayError",
     "explain",
@@ -119,11 +120,11 @@ class Replay:
     start: float
     """Simulated time of the first call (0.0 without calls)."""
     end: float
-    """Simulated time when the last call to end ended (0.0 without calls)."""
+    """When the last call ended by its recorded duration, refused or not (0.0 without calls)."""
     skipped: int = 0
     """Records skipped because the recorded breaker had refused them (outcome unknown)."""
     overlapped: int = 0
-    """Calls that started before the previous call ended (the simulated clock stepped back)."""
+    """Calls that started while an earlier call was still running (by recorded durations)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as JSON-ready values (everything except the policy and the trail)."""
@@ -286,7 +287,7 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
     refused_marker = _REFUSED
     successes_refused = skipped = overlapped = 0
     start: float | None = None
-    latest = clock.now = -math.inf  # latest: the latest end before the clock stepped back
+    latest = -math.inf  # when the calls replayed so far ended, by their recorded durations
     low, high = -MAX_SECONDS, MAX_SECONDS
     index = -1
     try:
@@ -295,22 +296,23 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
             if not low <= at <= high:
                 raise _bad_call(index, f"at must be a number of seconds {_RANGE}, got {at!r}")
             if duration is None:
-                clock.step = 0.0
+                step = 0.0
             elif 0.0 <= duration <= high:
-                clock.step = duration
+                step = duration
             else:
                 raise _bad_call(index, f"duration must be {_DURATION}, got {duration!r}")
             if outcome == "refused":
                 skipped += 1
                 continue
-            now = clock.now
-            if at < now:  # it started before the previous call ended
+            if at < latest:  # it started while an earlier call was still running
                 overlapped += 1
-                if now > latest:  # noqa: PLR1730 - cheaper than calling max() per call
-                    latest = now
             elif start is None:
                 start = float(at)
-            clock.now = at
+            end = at + step
+            if end > latest:  # noqa: PLR1730 - cheaper than calling max() per call
+                latest = end
+            clock.now = at  # a step back when the previous call ran past this start
+            clock.step = step
             # try/except rather than contextlib.suppress (SIM105): no context manager per call.
             if outcome == "success":
                 if call(succeed) is refused_marker:
@@ -331,9 +333,8 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
         where = max(index, 0)
         raise _bad_call(where, f"not an (at, outcome, duration) call: {exc}") from None
     if start is None:
-        clock.now = 0.0
         return 0.0, 0.0, skipped, overlapped, successes_refused
-    return start, float(max(latest, clock.now)), skipped, overlapped, successes_refused
+    return start, float(latest), skipped, overlapped, successes_refused
 
 
 def _bad_call(index: int, problem: str) -> ReplayError:
