@@ -44,6 +44,7 @@ from ._audit import Transition, jsonl_lines
 from ._breaker import CircuitBreaker
 from ._policy import BreakerPolicy, CountWindow
 from .exceptions import ReplayError
+from .testing import DEFAULT_WALL_START
 
 if TYPE_CHECKING:
     import os
@@ -76,9 +77,6 @@ EVENTS: Final = ("trip", "attempt_reset", "retrip", "recover")
 MAX_SECONDS: Final = 1e9
 _RANGE: Final = f"from {-MAX_SECONDS:g} to {MAX_SECONDS:g}"
 _DURATION: Final = f"a number of seconds from 0 to {MAX_SECONDS:g}"
-
-#: Where the simulated wall clock starts (audit timestamps): 2026-01-01T00:00:00Z, as FakeClock.
-_WALL_START = 1_767_225_600.0
 
 
 class Call(NamedTuple):
@@ -172,8 +170,9 @@ class _ReplayClock:
         return self.now
 
     def wall(self) -> float:
-        # Capped so that an audit timestamp stays a datetime whatever the calls add up to.
-        return _WALL_START + min(self.now, 100 * MAX_SECONDS)
+        # FakeClock's wall start, so audit timestamps read as simulated; capped so that a
+        # timestamp stays a datetime whatever the calls add up to.
+        return DEFAULT_WALL_START + min(self.now, 100 * MAX_SECONDS)
 
     def succeed(self) -> None:
         self.now += self.step
