@@ -812,9 +812,7 @@ class RedisStore:
         if name == "UnixDomainSocketConnection":
             kwargs.pop("host", None)
             kwargs.pop("port", None)
-        options = self._options(
-            asyncio=asyncio
-        )  # fail fast: no retries, and a timeout if it had none
+        options = self._options(asyncio=asyncio)  # fail fast: no retries, and a timeout if it had none
         for key in ("socket_timeout", "socket_connect_timeout"):
             if kwargs.get(key) is not None:
                 del options[key]
