@@ -22,6 +22,7 @@ from .exceptions import (
     IllegalTransitionError,
     PolicyFileError,
     RegistryError,
+    ReplayError,
 )
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "IllegalTransitionError",
     "PolicyFileError",
     "RegistryError",
+    "ReplayError",
     "SystemClock",
     "TimeWindow",
     "Transition",

@@ -8,7 +8,8 @@
     ├── AuditError              an audit trail that is not a legal walk, or a corrupt line
     ├── DiagramError            a diagram format that needs a missing tool (Graphviz, pydot)
     ├── PolicyFileError         a policy file that is missing, unreadable or malformed
-    └── RegistryError           a registry asked for a breaker that conflicts with its own
+    ├── RegistryError           a registry asked for a breaker that conflicts with its own
+    └── ReplayError             a call log (or call) that cannot be read or replayed
 
 Invalid policy *values* raise pydantic's ``ValidationError``, which names the field.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "IllegalTransitionError",
     "PolicyFileError",
     "RegistryError",
+    "ReplayError",
 ]
 
 
@@ -155,3 +157,26 @@ class RegistryError(BreakerError):
     policy (or different creation arguments): the existing breaker is never replaced
     silently.
     """
+
+
+class ReplayError(BreakerError):
+    """Recorded calls could not be read or replayed (:mod:`breaker_fsm.replay`).
+
+    Attributes:
+        path: the call log, when the calls came from a file.
+        line: 1-based line of the bad record in that file.
+        index: 0-based position of the bad call among those given to ``simulate``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.index = index
+        super().__init__(message)
