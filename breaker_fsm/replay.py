@@ -207,8 +207,9 @@ def simulate(
     ``policy`` runs one operation per call that succeeds, fails or is ignored as recorded,
     under a clock set to the call's ``at``. A refused call does not run, so its recorded
     outcome is not seen; a half-open trial takes the outcome of the call that became the trial.
-    The recorded outcome is already a verdict, so the policy's ``record_exceptions`` and
-    ``ignore_exceptions`` are not consulted (the breaker gets a copy that classifies the
+    A policy in shadow mode (``enforce=False``) is replayed as if it enforced: the replay
+    is what it would refuse. The recorded outcome is already a verdict, so the policy's
+    ``record_exceptions`` and ``ignore_exceptions`` are not consulted (the breaker gets a copy that classifies the
     replay's own stand-in exceptions); every other field is used as given.
 
     Args:
@@ -228,7 +229,11 @@ def simulate(
     breaker = CircuitBreaker(
         name,
         policy.model_copy(
-            update={"record_exceptions": (_Failure,), "ignore_exceptions": (_Ignored,)}
+            update={
+                "record_exceptions": (_Failure,),
+                "ignore_exceptions": (_Ignored,),
+                "enforce": True,  # a replay asks what the policy would refuse
+            }
         ),
         clock=clock,
         fallback=_refuse,

@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from breaker_fsm import (
     Transition,
 )
 from breaker_fsm._cli import cli
+from breaker_fsm.audit import CallLogSink
 from breaker_fsm.replay import Call, Replay, explain, plot, read_calls, simulate
 from breaker_fsm.testing import FakeClock
 from tests.strategies import ServiceError, policies
@@ -385,6 +387,45 @@ def test_simulate_makes_the_transitions_a_real_breaker_makes(
 
     assert view(replay.trail) == view(trail)
     assert (replay.ran, replay.refused, replay.overlapped) == (ran, refused, 0)
+
+
+@settings(max_examples=CONSISTENCY_EXAMPLES)
+@given(policies(), st.lists(call_steps, min_size=10, max_size=60))
+def test_a_shadow_breakers_call_log_replays_to_its_own_audit_trail(
+    policy: BreakerPolicy, steps: list[tuple[float, str, float | None]]
+) -> None:
+    """Record sequential calls through a shadow-mode breaker with a CallLogSink, replay the
+    log against the same policy: the replay's transitions are the shadow breaker's trail,
+    event for event, and what it refuses is what the shadow breaker would have refused."""
+    clock = FakeClock()
+    shadow_policy = policy.model_copy(update={"enforce": False})
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "calls.jsonl"
+        with CallLogSink(log) as sink:
+            breaker = CircuitBreaker(
+                "replay", shadow_policy, clock=clock, call_sinks=[sink], rng=random.Random(0)
+            )
+            for at, outcome, duration in sequential(steps):
+                clock.set(at)
+
+                def operation(outcome: str = outcome, duration: float | None = duration) -> None:
+                    clock.advance(duration or 0.0)
+                    if outcome == "failure":
+                        raise ServiceError
+                    if outcome == "ignored":
+                        raise Neutral
+
+                with contextlib.suppress(ServiceError, Neutral):
+                    breaker.call(operation)
+        calls = read_calls(log)
+    replay = simulate(shadow_policy, calls)
+    assert [(r.event, r.source, r.target, r.monotonic, r.reason) for r in replay.trail] == [
+        (r.event, r.source, r.target, r.monotonic, r.reason) for r in breaker.audit
+    ]
+    metrics = breaker.metrics()
+    assert metrics.rejected_count == 0
+    assert replay.refused == metrics.shadow_rejected_count
+    assert len(calls) == len(steps)  # every call ran and was logged
 
 
 @settings(max_examples=SIMPLE_EXAMPLES)
