@@ -209,8 +209,9 @@ def simulate(
     outcome is not seen; a half-open trial takes the outcome of the call that became the trial.
     A policy in shadow mode (``enforce=False``) is replayed as if it enforced: the replay
     is what it would refuse. The recorded outcome is already a verdict, so the policy's
-    ``record_exceptions`` and ``ignore_exceptions`` are not consulted (the breaker gets a copy that classifies the
-    replay's own stand-in exceptions); every other field is used as given.
+    ``record_exceptions`` and ``ignore_exceptions`` are not consulted (the breaker gets a
+    copy that classifies the replay's own stand-in exceptions); every other field is used
+    as given.
 
     Args:
         policy: the candidate policy.
