@@ -84,11 +84,17 @@ class CircuitBreaker(Guards):
             seconds (not a bool) also asks that, if this failure trips the breaker, the
             episode stay open at least that long (an HTTP ``Retry-After``), capped by
             ``max_reset_timeout``.
+        is_failure_exception: predicate on each exception the policy records as a
+            failure: a true verdict keeps it a failure (a number of seconds is also an
+            open-duration hint, as for ``is_failure``), a false one makes it a success (an
+            ``HTTPStatusError`` for a 404 is an answer, not an outage).
         rng: random source for open-duration jitter; seed it for reproducible runs.
         audit_capacity: how many records ``breaker.audit`` keeps.
         store: share this breaker's state with every breaker of the same name in every
             process using the same store (:class:`breaker_fsm.redis.RedisStore`);
             ``None`` (the default) keeps it in memory.
+        call_sinks: callables that receive a :class:`~breaker_fsm.CallRecord` after each
+            call (refusals included); a breaker with none pays nothing for the feature.
 
     >>> breaker = CircuitBreaker("users-api", BreakerPolicy(failure_threshold=2))
     >>> breaker.call(lambda: "ok")
@@ -124,6 +130,7 @@ class CircuitBreaker(Guards):
         audit_capacity: int = 1000,
         store: SharedStore | None = None,
         call_sinks: Iterable[CallSink] = (),
+        is_failure_exception: Callable[[BaseException], bool | float | None] | None = None,
     ) -> None:
         sinks = check_arguments(  # every argument, before anything is built: see _arguments
             name,
@@ -142,6 +149,12 @@ class CircuitBreaker(Guards):
         self._fallback = fallback
         self._sinks = tuple(sinks)
         self._is_failure = is_failure
+        if is_failure_exception is not None and not callable(is_failure_exception):
+            raise TypeError(
+                "CircuitBreaker is_failure_exception must be callable or None, got "
+                f"{type(is_failure_exception).__name__} {is_failure_exception!r}"
+            )
+        self._is_failure_exception = is_failure_exception
         if rng is None and policy.reset_timeout_jitter:
             rng = _default_rng()  # jitter with no rng given still de-synchronises a fleet
         self._rng = rng
@@ -155,7 +168,9 @@ class CircuitBreaker(Guards):
         self._recorded = policy.record_exceptions
         self._ignored = policy.ignore_exceptions
         # Every Exception is a failure (the default): the fast path classifies nothing.
-        self._plain = not self._ignored and Exception in self._recorded
+        self._plain = (
+            not self._ignored and Exception in self._recorded and is_failure_exception is None
+        )
         self._threshold = (
             policy.failure_threshold if policy.failure_threshold is not None else _NO_THRESHOLD
         )

@@ -79,7 +79,7 @@ class Permit:
 
     def _judge(self, exc: BaseException | None) -> int:
         """The outcome of a block that ended with ``exc`` (``None``: normally)."""
-        return SUCCESS if exc is None else self._breaker._judge_exception(exc)
+        return SUCCESS if exc is None else self._breaker._judge_exception(exc)[0]
 
     def __enter__(self) -> Permit:
         return self

@@ -135,24 +135,39 @@ class LocalEngine(Transitions):
 
     # ------------------------------------------------------------------ outcomes
 
-    def _judge_exception(self, exc: BaseException) -> int:
-        """The outcome of a call that raised ``exc`` (see :func:`judge_exception`)."""
-        return judge_exception(exc, self._recorded, self._ignored)
+    def _judge_exception(self, exc: BaseException) -> tuple[int, float | None]:
+        """The outcome of a call that raised ``exc``, and its open-duration hint.
+
+        The policy classifies it (:func:`judge_exception`); an exception it records as a
+        failure is then judged by ``is_failure_exception``, when given, as ``is_failure``
+        judges a result.
+        """
+        outcome = judge_exception(exc, self._recorded, self._ignored)
+        predicate = self._is_failure_exception
+        if outcome != FAILED or predicate is None:
+            return outcome, None
+        return self._verdict(predicate, exc, "is_failure_exception")
 
     def _judge_result(self, result: object) -> tuple[int, float | None]:
-        """The outcome of a call that returned ``result``, and its open-duration hint.
-
-        Judged by ``is_failure``: a true verdict is a failure, and a verdict that is a
-        number (not a bool) is also the hint. A predicate that raises is logged and
-        counted, and the call is neutral.
-        """
+        """The outcome of a call that returned ``result``, and its open-duration hint."""
         predicate = self._is_failure
         if predicate is None:
             return SUCCESS, None
+        return self._verdict(predicate, result, "is_failure")
+
+    def _verdict(
+        self, predicate: Callable[[Any], object], value: object, label: str
+    ) -> tuple[int, float | None]:
+        """A failure predicate's verdict on ``value``: the outcome and the hint.
+
+        A true verdict is a failure, and one that is a number of seconds (not a bool) is
+        also the open-duration hint. A predicate that raises is logged and counted, and
+        the call is neutral.
+        """
         try:
-            verdict = predicate(result)
+            verdict = predicate(value)
         except Exception:
-            _log.exception("breaker %r: is_failure predicate raised", self.name)
+            _log.exception("breaker %r: %s predicate raised", self.name, label)
             with self._lock:
                 self._sink_errors += 1
             return NEUTRAL, None
@@ -177,7 +192,8 @@ class LocalEngine(Transitions):
 
     def _record_exception(self, exc: BaseException, gen: int, started: float) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral."""
-        self._record(gen, judge_exception(exc, self._recorded, self._ignored), started, exc=exc)
+        outcome, hint = self._judge_exception(exc)
+        self._record(gen, outcome, started, hint, exc=exc)
 
     # ------------------------------------------------------------------ shadow mode, call sinks
 
@@ -203,7 +219,7 @@ class LocalEngine(Transitions):
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc), started, exc)
+            self._tell_call(self._judge_exception(exc)[0], started, exc)
             raise
         self._tell_call(self._judge_result(result)[0], started, None)
         return result
@@ -219,7 +235,7 @@ class LocalEngine(Transitions):
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc), started, exc)
+            self._tell_call(self._judge_exception(exc)[0], started, exc)
             raise
         self._tell_call(self._judge_result(result)[0], started, None)
         return result

@@ -80,11 +80,11 @@ class SharedBreaker(Mirror):
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            outcome = self._judge_exception(exc)
+            outcome, hint = self._judge_exception(exc)
             if self._call_sinks:
                 self._tell_call(outcome, started, exc)
-            if not self._store_local(link, gen, outcome, started, None):
-                self._store_record(link, gen, outcome, started, None)
+            if not self._store_local(link, gen, outcome, started, hint):
+                self._store_record(link, gen, outcome, started, hint)
             raise
         outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
         if self._call_sinks:
@@ -116,11 +116,11 @@ class SharedBreaker(Mirror):
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            outcome = self._judge_exception(exc)
+            outcome, hint = self._judge_exception(exc)
             if self._call_sinks:
                 self._tell_call(outcome, started, exc)
-            if not self._store_local(link, gen, outcome, started, None):
-                await self._store_arecord(link, gen, outcome, started, None)
+            if not self._store_local(link, gen, outcome, started, hint):
+                await self._store_arecord(link, gen, outcome, started, hint)
             raise
         outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
         if self._call_sinks:

@@ -115,6 +115,7 @@ class Transitions:
         "_hot",
         "_ignored",
         "_is_failure",
+        "_is_failure_exception",
         "_lock",
         "_machine",
         "_min_calls",
@@ -165,6 +166,7 @@ class Transitions:
     _hot: bool
     _ignored: tuple[type[BaseException], ...]
     _is_failure: Callable[[Any], bool | float | None] | None
+    _is_failure_exception: Callable[[BaseException], bool | float | None] | None
     _lock: threading.Lock
     _machine: BreakerMachine | None
     _min_calls: int

@@ -20,11 +20,12 @@ Make = Callable[..., CircuitBreaker]
 
 @pytest.fixture(params=["memory", "shared"])
 def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
-    """``make(**policy)``: a breaker in memory or sharing Redis state (``make.stores``)."""
+    """``make(options, **policy)``: a breaker (with ``options``) in memory or sharing Redis
+    state (``make.stores``)."""
     made: list[Any] = []
 
-    def build(**policy: Any) -> CircuitBreaker:
-        options: dict[str, Any] = {}
+    def build(options: dict[str, Any] | None = None, **policy: Any) -> CircuitBreaker:
+        options = dict(options or {})
         if request.param == "shared":
             stores: StoreFactory = request.getfixturevalue("redis_stores")
             options["store"] = stores(now=clock.monotonic)
@@ -282,3 +283,47 @@ def test_async_generator(make: Make) -> None:
     run(make, scenario)
     metrics = breaker.metrics()
     assert (metrics.success_count, metrics.error_count) == (2, 1)
+
+
+def test_is_failure_exception_looks_at_the_exception(make: Make) -> None:
+    """A predicate decides which recorded exceptions are failures: a 404 is an answer,
+    a 503 an outage (a number is also an open-duration hint)."""
+
+    class HTTPError(Exception):
+        def __init__(self, status: int) -> None:
+            super().__init__(status)
+            self.status = status
+
+    def outage(exc: BaseException) -> bool | float:
+        status = getattr(exc, "status", 500)
+        return 30.0 if status == 429 else status >= 500
+
+    breaker = make({"is_failure_exception": outage}, failure_threshold=2, reset_timeout=1)
+
+    def status(code: int) -> None:
+        raise HTTPError(code)
+
+    for code in (404, 404, 503):
+        with pytest.raises(HTTPError):
+            breaker.call(status, code)
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.error_count, breaker.state) == (2, 1, "closed")
+    with pytest.raises(HTTPError):
+        breaker.call(status, 429)
+    assert breaker.state == "open"
+    assert breaker.metrics().open_duration == 30.0  # the hint: at least 30 s
+
+
+def test_a_raising_exception_predicate_is_neutral_and_counted(clock: FakeClock) -> None:
+    """An is_failure_exception that raises is logged and counted; the call is neutral."""
+
+    def broken(exc: BaseException) -> bool:
+        raise RuntimeError("predicate bug")
+
+    breaker = CircuitBreaker("svc", clock=clock, is_failure_exception=broken)
+    with pytest.raises(Boom):
+        breaker.call(lambda: (_ for _ in ()).throw(Boom("down")))
+    metrics = breaker.metrics()
+    assert (metrics.ignored_count, metrics.error_count, metrics.sink_errors) == (1, 0, 1)
+    with pytest.raises(TypeError, match="is_failure_exception"):
+        CircuitBreaker("svc", is_failure_exception=404)  # type: ignore[arg-type]
