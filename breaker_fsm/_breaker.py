@@ -187,13 +187,18 @@ class CircuitBreaker(Guards):
         self._shadowed = None  # see _shadow_count
         # The fast path needs no clock reading: no slow-call timing, no time buckets, and
         # nobody to tell about each call.
+        self._call_timeout = policy.call_timeout
         self._fast = (
             self._slow is None
+            and self._call_timeout is None
             and is_failure is None
             and (policy.window is None or policy.window.kind == "count")
             and not self._call_sinks
         )
-        self._timed = self._slow is not None or bool(self._call_sinks)  # a call's start
+        # A call's start: for slow-call timing, the call timeout and call sinks.
+        self._timed = (
+            self._slow is not None or self._call_timeout is not None or bool(self._call_sinks)
+        )
         self._rejects_inline = self._enforce and not self._call_sinks
         if store is not None and type(self)._overrides_are_final:
             raise TypeError(f"{type(self).__name__} keeps its state in memory: it takes no store")
@@ -368,7 +373,10 @@ class CircuitBreaker(Guards):
         # Only slow-call timing and call sinks need the start; the end is read in _record.
         started = self._clock.monotonic() if self._timed else 0.0
         try:
-            result = func(*args, **kwargs)
+            if self._call_timeout is None:
+                result = func(*args, **kwargs)
+            else:
+                result = self._timed_call(func, args, kwargs)
         except BaseException as exc:
             self._record_exception(exc, gen, started)
             raise
@@ -448,7 +456,10 @@ class CircuitBreaker(Guards):
         # Only slow-call timing and call sinks need the start; the end is read in _record.
         started = self._clock.monotonic() if self._timed else 0.0
         try:
-            result = await func(*args, **kwargs)
+            if self._call_timeout is None:
+                result = await func(*args, **kwargs)
+            else:
+                result = await self._timed_await(func, args, kwargs)
         except BaseException as exc:
             self._record_exception(exc, gen, started)
             raise

@@ -14,6 +14,7 @@ it is while degraded.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import logging
@@ -177,6 +178,27 @@ class LocalEngine(Transitions):
             return FAILED, float(verdict)
         return FAILED, None
 
+    @staticmethod
+    def _timed_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a call under ``call_timeout`` (the sync twin of :meth:`_timed_await`).
+
+        A thread cannot be interrupted, so it runs to the end, and :meth:`_record` judges a
+        late return a failure.
+        """
+        return func(*args, **kwargs)
+
+    async def _timed_await(
+        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Await a call under ``call_timeout``.
+
+        Past it the call is cancelled and the builtin ``TimeoutError`` raised, which
+        :meth:`_record` judges a failure (it came late). A cancellation from outside stays
+        neutral.
+        """
+        async with asyncio.timeout(self._call_timeout):
+            return await func(*args, **kwargs)
+
     def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
         """Settle a permit (see :class:`~breaker_fsm.Permit`): record its outcome."""
         if gen >= 0:
@@ -243,10 +265,23 @@ class LocalEngine(Transitions):
     def _tell_call(self, outcome: int, started: float, exc: BaseException | None) -> None:
         """Hand a call's outcome to the call sinks (a shadow call's, or a shared one's)."""
         now = self._clock.monotonic()
-        slow = self._slow
-        if outcome >= 0 and slow is not None and now - started > slow:
-            outcome |= SLOW
+        if outcome >= 0:
+            outcome = self._timed_outcome(outcome, now - started)
         self._emit_call(call_record(self.name, outcome, started, now, exc))
+
+    def _timed_outcome(self, outcome: int, took: float) -> int:
+        """``outcome`` (not neutral) of a call that took ``took`` seconds.
+
+        Slow when it took longer than ``slow_call_duration``; a failure, whatever the
+        policy's exception lists say, when it took ``call_timeout`` or longer.
+        """
+        slow = self._slow
+        if slow is not None and took > slow:
+            outcome |= SLOW
+        timeout = self._call_timeout
+        if timeout is not None and took >= timeout:
+            outcome |= FAILED
+        return outcome
 
     def _emit_call(self, record: CallRecord) -> None:
         """Hand ``record`` to every call sink; a sink that raises is logged and counted."""
@@ -380,8 +415,8 @@ class LocalEngine(Transitions):
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets
             now = self._clock.monotonic() if at is None else at
-            if outcome >= 0 and self._slow is not None and now - started > self._slow:
-                outcome |= SLOW
+            if outcome >= 0:
+                outcome = self._timed_outcome(outcome, now - started)
             if self._call_sinks and tell:
                 self._emit_call(call_record(self.name, outcome, started, now, exc))
         event = None

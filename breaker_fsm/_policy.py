@@ -301,6 +301,13 @@ class BreakerPolicy(BaseModel):
     half_open_timeout: Seconds | None = Field(
         default=None, description="seconds a half-open episode may last without a decision"
     )
+    call_timeout: Seconds | None = Field(
+        default=None,
+        description=(
+            "seconds a call may take: acall cancels it then (TimeoutError, a failure); call "
+            "cannot interrupt a thread, so it records a late return as a failure"
+        ),
+    )
     enforce: bool = Field(
         default=True,
         description=(

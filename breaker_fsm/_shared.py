@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from ._guard import Permit
 from ._machine import STATES
 from ._mirror import LOCAL_GEN, Mirror, StoreLink
-from ._outcome import SLOW, Admission
+from ._outcome import Admission
 from ._policy import BreakerPolicy
 from ._store import EVENT_CODES, Seed
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
@@ -114,7 +114,10 @@ class SharedBreaker(Mirror):
             return cast(R, await self._arefused(args, kwargs))
         started = self._clock.monotonic()
         try:
-            result = await func(*args, **kwargs)
+            if self._call_timeout is None:
+                result = await func(*args, **kwargs)
+            else:
+                result = await self._timed_await(func, args, kwargs)
         except BaseException as exc:
             outcome, hint = self._judge_exception(exc)
             if self._call_sinks:
@@ -297,8 +300,8 @@ class SharedBreaker(Mirror):
         The jitter is drawn only if the outcome could open the breaker.
         """
         now = self._clock.monotonic()
-        if outcome >= 0 and self._slow is not None and now - started > self._slow:
-            outcome |= SLOW
+        if outcome >= 0:
+            outcome = self._timed_outcome(outcome, now - started)
         return outcome, now, self._jitter(self._could_open(outcome)), self._seed(link, now)
 
     def _record_answer(  # noqa: PLR0917 - the record round trip's plan, and its answer

@@ -105,6 +105,7 @@ class Transitions:
         "_audit_capacity",
         "_audit_log",
         "_call_sinks",
+        "_call_timeout",
         "_clock",
         "_enforce",
         "_err",
@@ -156,6 +157,7 @@ class Transitions:
     _audit_capacity: int
     _audit_log: AuditLog | None
     _call_sinks: tuple[CallSink, ...]
+    _call_timeout: float | None
     _clock: Clock
     _enforce: bool
     _err: int
@@ -410,7 +412,7 @@ class Transitions:
                 self._hot = False
                 self._fast = False
             self._call_sinks = sinks
-            self._timed = self._slow is not None or bool(sinks)
+            self._timed = self._slow is not None or self._call_timeout is not None or bool(sinks)
             self._rejects_inline = self._enforce and not sinks
 
     def _next_generation(self, gen: int) -> int:
