@@ -208,3 +208,13 @@ def test_jsonl_sink_on_full_disk_is_counted() -> None:
     with pytest.raises(ZeroDivisionError):
         breaker.call(lambda: 1 / 0)
     assert (breaker.state, breaker.metrics().sink_errors) == ("open", 1)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_trail_written_before_origins_still_reads_and_verifies() -> None:
+    """A checked-in trail in the first format (no origin, life or hash) reads and verifies."""
+    records = read_jsonl(FIXTURES / "trail-v1.jsonl")
+    assert {r.breaker for r in records} == {"users-api", "billing"}
+    assert verify(records) == 10
