@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -29,13 +28,13 @@ from ._machine import STATES, legal_moves
 from .exceptions import AuditError
 
 __all__ = [
+    "SHARED_LIFE",
     "AuditLog",
     "AuditSummary",
     "BreakerSummary",
     "Chain",
     "JsonlSink",
     "LoggingSink",
-    "SHARED_LIFE",
     "Sink",
     "Transition",
     "digest",
@@ -99,15 +98,14 @@ class Transition(BaseModel):
 
 
 def canonical(record: Transition) -> bytes:
-    """The bytes a record's hash covers: its fields as sorted, compact, ASCII JSON.
+    """The bytes a record's hash covers: its JSON line without the fields that are ``None``.
 
-    Fields that are ``None`` are left out, so a record hashes the same before and after a
-    later version adds an optional field. ``at`` is in Python's ISO 8601 form and floats in
-    ``repr`` form, which a JSON round trip preserves.
+    Leaving ``None`` out keeps a record's hash the same when a later version adds an
+    optional field (which must default to ``None``). The form is pydantic's serialization,
+    which a JSON round trip preserves; ``tests/fixtures/trail-v2.jsonl`` pins it, so a
+    change that would orphan the chains of trails already written fails a test.
     """
-    data = {name: value for name, value in record.__dict__.items() if value is not None}
-    data["at"] = record.at.isoformat()
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("ascii")
+    return record.model_dump_json(exclude_none=True).encode("utf-8")
 
 
 def digest(record: Transition) -> str:

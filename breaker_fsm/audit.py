@@ -15,7 +15,6 @@
 """
 
 from ._audit import (
-    SHARED_LIFE,
     AuditLog,
     AuditSummary,
     BreakerSummary,
@@ -43,7 +42,6 @@ __all__ = [
     "Chain",
     "JsonlSink",
     "LoggingSink",
-    "SHARED_LIFE",
     "Sink",
     "Transition",
     "digest",

@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +26,9 @@ from breaker_fsm.audit import (
     verify,
 )
 from breaker_fsm.testing import FakeClock
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer, StoreFactory
 
 
 def record(seq: int, event: str, source: str, target: str, breaker: str = "b") -> Transition:
@@ -232,6 +235,20 @@ def test_trail_written_before_origins_still_reads_and_verifies() -> None:
     records = read_jsonl(FIXTURES / "trail-v1.jsonl")
     assert {r.breaker for r in records} == {"users-api", "billing"}
     assert verify(records) == 10
+
+
+def test_trail_written_with_origins_and_chains_still_verifies() -> None:
+    """A checked-in trail with origins and hash chains verifies: the canonical form is pinned.
+
+    Two lives of one service, and a fleet whose members both wrote seq 3 alone. If the
+    bytes a record hashes ever change, every chain already written would break: this fails.
+    """
+    records = read_jsonl(FIXTURES / "trail-v2.jsonl")
+    assert all(r.origin is not None for r in records)
+    summary = verify(records)
+    assert summary == 15
+    lives = {name: (b.lives, b.outages) for name, b in summary.breakers.items()}
+    assert lives == {"users-api": (2, 0), "billing": (1, 2)}
 
 
 # --------------------------------------------------------------------------- lives and chains
@@ -498,3 +515,34 @@ def test_a_member_rejoining_after_the_fleet_moved_by_one_is_a_new_outage() -> No
     wrong = [*trail[:2], trail[3]]  # nothing explains where seq 3 starts from
     with pytest.raises(AuditError, match="not the previous target of this member's run"):
         verify(wrong)
+
+
+def test_a_real_fleets_trails_verify_across_a_redis_outage(
+    redis_server: RedisServer, redis_stores: StoreFactory, tmp_path: Path
+) -> None:
+    """Two members on one Redis, Redis killed: both write seq 5 alone; merged, they verify."""
+    clock = FakeClock()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    a, b = (
+        CircuitBreaker(
+            "db", policy, clock=clock, store=redis_stores(now=clock.monotonic), sinks=[JsonlSink(p)]
+        )
+        for p in paths
+    )
+    a.send("force_open")
+    a.send("reset")
+    b.send("force_open")
+    b.send("reset")
+    a.call(lambda: None)  # a learns generation 4
+    redis_server.kill()
+    with pytest.raises(ZeroDivisionError):
+        a.call(lambda: 1 / 0)  # trips alone
+    b.send("force_open")  # on its own
+    trails = [read_jsonl(path) for path in paths]
+    assert [(r.seq, r.generation) for r in (trails[0][-1], trails[1][-1])] == [(5, None)] * 2
+    summary = verify(sorted([*trails[0], *trails[1]], key=lambda r: r.at))
+    db = summary.breakers["db"]
+    assert (summary, db.lives, db.outages) == (6, 1, 2)
+    assert db.heads == {a.audit.origin: a.audit.head, b.audit.origin: b.audit.head}
+    assert {r.life for r in a.audit} == {"shared"}
