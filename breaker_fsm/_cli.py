@@ -325,12 +325,9 @@ def verify_command(files: tuple[Path, ...]) -> None:
     located = _read(files)
     try:
         summary = verify(record for _, _, record in located)
-    except AuditError as exc:
-        where = "?"
-        if exc.index is not None:
-            file, line, _ = located[exc.index]
-            where = f"{file}:{line}"
-        raise Fail(f"{where}: {exc}") from None
+    except AuditError as exc:  # verify names the record's position: always set here
+        file, line, _ = located[exc.index if exc.index is not None else -1]
+        raise Fail(f"{file}:{line}: {exc}") from None
     for breaker in summary.breakers.values():
         click.echo(_breaker_line(breaker))
     click.secho(

@@ -546,3 +546,13 @@ def test_a_real_fleets_trails_verify_across_a_redis_outage(
     assert (summary, db.lives, db.outages) == (6, 1, 2)
     assert db.heads == {a.audit.origin: a.audit.head, b.audit.origin: b.audit.head}
     assert {r.life for r in a.audit} == {"shared"}
+
+
+def test_a_copied_record_that_keeps_the_walk_legal_is_caught_by_the_chain() -> None:
+    """Two records of one writer chained to the same predecessor: one was inserted."""
+    _, a = member()
+    trail = [a(1, "trip", "closed", "open"), a(2, "force_open", "open", "forced_open", alone=True)]
+    forged = trail[1].model_copy(update={"event": "disable", "target": "disabled"})
+    with pytest.raises(AuditError, match="chains to the same one before it") as exc:
+        verify([*trail, forged])
+    assert exc.value.index == 2
