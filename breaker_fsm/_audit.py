@@ -576,7 +576,8 @@ class _Verifier:
         (``prev`` None, or the hash of a record older than the trail); every other one must
         name a record of the trail, each a different one.
         """
-        hashes = {digest(record) for _, record in entries}  # a few µs each
+        digests = [digest(record) for _, record in entries]  # a few µs each
+        hashes = set(digests)
         begun = False
         successors: set[str] = set()
         for position, (index, record) in enumerate(entries):
@@ -596,8 +597,8 @@ class _Verifier:
             else:
                 self.flag(index, record, f"prev is not the hash of any record {origin} wrote "
                           "in this trail: one before it was edited, removed or moved")  # fmt: skip
-        ends = [digest(record) for _, record in entries if digest(record) not in successors]
-        self.heads.setdefault(breaker, {})[origin] = ends[-1]
+        ends = [hashed for hashed in digests if hashed not in successors]  # one, when intact
+        self.heads.setdefault(breaker, {})[origin] = ends[-1] if ends else digests[-1]
 
     @staticmethod
     def _follows(before: Transition, record: Transition) -> bool:
