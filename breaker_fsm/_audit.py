@@ -153,8 +153,8 @@ class Chain:
             shared: the breaker shares its state through a store: ``seq`` counts in the
                 fleet's numbering (:data:`SHARED_LIFE`), not in this instance's own.
 
-        Emit the stamped records in the order they were stamped (under the breaker's
-        transition lock), or the chain will not verify in the order they were written.
+        Stamp and emit under the breaker's transition lock, so that a file holds an
+        instance's records in the order of their ``seq``.
         """
         with self._lock:
             if os.getpid() != self._pid:  # a forked child: a new writer

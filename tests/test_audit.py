@@ -518,7 +518,10 @@ def test_a_member_rejoining_after_the_fleet_moved_by_one_is_a_new_outage() -> No
 
 
 def test_a_real_fleets_trails_verify_across_a_redis_outage(
-    redis_server: RedisServer, redis_stores: StoreFactory, tmp_path: Path
+    redis_server: RedisServer,
+    redis_stores: StoreFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Two members on one Redis, Redis killed: both write seq 5 alone; merged, they verify."""
     clock = FakeClock()
@@ -546,6 +549,10 @@ def test_a_real_fleets_trails_verify_across_a_redis_outage(
     assert (summary, db.lives, db.outages) == (6, 1, 2)
     assert db.heads == {a.audit.origin: a.audit.head, b.audit.origin: b.audit.head}
     assert {r.life for r in a.audit} == {"shared"}
+    from breaker_fsm._cli import run  # the cli extra
+
+    assert run(["audit", "verify", *map(str, paths)]) == 0  # the command line merges them
+    assert capsys.readouterr().out.startswith("db: 6 transitions, 1 life, 2 outages, ")
 
 
 def test_a_copied_record_that_keeps_the_walk_legal_is_caught_by_the_chain() -> None:
