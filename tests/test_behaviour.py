@@ -28,6 +28,7 @@ from breaker_fsm import (
     CircuitOpenError,
     CountWindow,
     IllegalTransitionError,
+    TimeWindow,
 )
 from breaker_fsm.testing import FakeClock
 from tests.helpers import Boom, boom, ok
@@ -705,5 +706,29 @@ def test_the_scenario_runs_on_its_engine(
         assert type(breaker).__name__ == (
             "CircuitBreaker" if bench.engine == "memory" else "SharedBreaker"
         )
+
+    run(scenario)
+
+
+def test_a_time_window_ages_out_between_calls(
+    bench: Bench, make: Make, invoke: Invoke, run: Run, clock: FakeClock
+) -> None:
+    """metrics() reads a time window at the time it is asked: calls older than the window
+    no longer count, whether or not a call has been made since."""
+    if bench.engine == "shared":
+        bench.request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="bug: a shared breaker's metrics() reports the time window as of the "
+                "store's last reply (Mirror._window_totals returns link.window unaged)",
+            )
+        )
+    breaker = make(failure_threshold=5, window=TimeWindow(seconds=2), minimum_calls=1)
+
+    async def scenario() -> None:
+        await failed(invoke, breaker)
+        assert (breaker.metrics().window_calls, breaker.metrics().failure_rate) == (1, 1.0)
+        clock.advance(2)
+        assert (breaker.metrics().window_calls, breaker.metrics().failure_rate) == (0, None)
 
     run(scenario)
