@@ -312,12 +312,28 @@ class SharedBreakerVersusModel(RuleBasedStateMachine):
         """Time passes with no calls."""
         self.clock.advance(seconds)
 
-    @precondition(lambda self: self.breaker is not None and self.model.state == OPEN)
+    @precondition(
+        lambda self: (
+            self.breaker is not None
+            and (
+                self.model.state == OPEN
+                or (
+                    self.model.state == HALF_OPEN
+                    and self.model.policy.half_open_timeout is not None
+                )
+            )
+        )
+    )
     @rule(early=st.booleans())
     def advance_to_deadline(self, early: bool) -> None:
-        """Time moves to exactly (or just before) the end of the open episode."""
+        """Time moves to exactly (or just before) the end of the open or half-open episode."""
         model = self.model
-        step = model.opened_at + model.open_duration - self.clock.monotonic()
+        if model.state == OPEN:
+            deadline = model.opened_at + model.open_duration
+        else:
+            assert model.policy.half_open_timeout is not None
+            deadline = model.half_open_since + model.policy.half_open_timeout
+        step = deadline - self.clock.monotonic()
         if early:
             step -= 0.125
         if step > 0:
