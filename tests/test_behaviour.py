@@ -335,6 +335,44 @@ def test_a_refused_call_hands_its_arguments_to_the_fallback(
     run(scenario)
 
 
+def test_slow_calls_count_and_a_slow_call_rate_trips(
+    make: Make, invoke: Invoke, run: Run, clock: FakeClock
+) -> None:
+    """A call longer than slow_call_duration is slow (failed or not); the slow-call rate
+    over the window trips like the failure rate."""
+    breaker = make(
+        failure_threshold=None,
+        window=CountWindow(size=4),
+        minimum_calls=4,
+        slow_call_duration=1.0,
+        slow_call_rate_threshold=0.75,
+    )
+
+    def taking(seconds: float) -> Callable[[], str]:
+        def operation() -> str:
+            clock.advance(seconds)
+            return "done"
+
+        return operation
+
+    async def scenario() -> None:
+        await invoke(breaker, taking(1.0))  # exactly the limit: not slow
+        await invoke(breaker, taking(1.5))
+        with pytest.raises(Boom):
+            await invoke(breaker, lambda: taking(2.0)() and boom())
+        metrics = breaker.metrics()
+        assert (metrics.slow_call_count, metrics.window_calls, metrics.slow_call_rate) == (
+            2,
+            3,
+            None,
+        )
+        await invoke(breaker, taking(3.0))  # 3 of 4 slow
+        assert breaker.state == "open"
+        assert "slow-call rate 0.75" in breaker.audit[-1].reason
+
+    run(scenario)
+
+
 # ------------------------------------------------------------------------ half-open
 
 
@@ -437,6 +475,37 @@ def test_half_open_admits_half_open_max_calls_trials_at_once(
         assert seen == ["second", "third", ("half_open", None)]
         assert breaker.state == "closed"
         assert breaker.metrics().rejected_count == 1
+
+    run(scenario)
+
+
+def test_a_half_open_episode_past_half_open_timeout_retrips_on_the_next_call(
+    make: Make, invoke: Invoke, run: Run, clock: FakeClock
+) -> None:
+    """A trial episode undecided for half_open_timeout is retripped by the next call,
+    which is refused."""
+    breaker = make(
+        failure_threshold=1,
+        reset_timeout=5,
+        half_open_timeout=3,
+        success_threshold=2,
+        half_open_max_calls=2,
+    )
+
+    async def scenario() -> None:
+        await failed(invoke, breaker)
+        clock.advance(5)
+        await invoke(breaker, ok)  # one good trial of two
+        clock.advance(2.75)
+        await invoke(breaker, ok)  # still in time: recovers
+        assert breaker.state == "closed"
+        await failed(invoke, breaker)
+        clock.advance(5)
+        await invoke(breaker, ok)
+        clock.advance(3)
+        assert (await refusal(invoke, breaker)).state == "open"
+        assert events(breaker)[-3:] == ["trip", "attempt_reset", "retrip"]
+        assert breaker.metrics().retry_after == pytest.approx(5)
 
     run(scenario)
 
