@@ -328,7 +328,7 @@ class SharedBreaker(Mirror):
             self._streak = 0
             if link.degraded:
                 self._resynced(link)
-        elif not self._recorded_as_mirrored(link, answer, outcome):
+        elif not self._recorded_as_mirrored(link, answer, outcome, now):
             self._on_reply(link, answer, now)
 
     def _store_send(self, link: StoreLink, event: str, reason: str | None) -> str | None:
