@@ -15,8 +15,11 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.synced
 # The Pythons the classifiers name; the first is the default (.venv) and the lowest's.
 PYTHONS  := 3.11 3.12 3.13
-# uv never downloads an interpreter here: it uses the ones on PATH (pyenv's shims).
+# uv never downloads an interpreter here. Each Python is pyenv's own binary when pyenv has
+# it (its shims answer only for the global version), else whatever uv finds on PATH.
 export UV_PYTHON_DOWNLOADS := never
+PYENV_ROOT ?= $(HOME)/.pyenv
+python-for = $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))),$(1))
 PYTEST_ARGS ?=
 # The extras the test suite needs (not bench's pinned peers, not mutmut): test-latest and
 # test-lowest resolve these, so mutmut's own click>=8.4.2 does not hide our click>=8.1.
@@ -32,7 +35,7 @@ $(UV):
 
 # The locked environment, re-synced whenever the lock or the project's metadata changes.
 $(STAMP): uv.lock pyproject.toml | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --all-extras --python $(word 1,$(PYTHONS)) --quiet
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --all-extras --python $(call python-for,$(word 1,$(PYTHONS))) --quiet
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,11 +51,12 @@ test: $(STAMP)
 # The whole suite on every Python the classifiers name, each from the same lock. The default
 # Python's run is `make test` (with the coverage floor); the others run without coverage.
 test-matrix: | $(UV)
-	@set -e; for v in $(wordlist 2,$(words $(PYTHONS)),$(PYTHONS)); do \
-		echo "== Python $$v (uv.lock)"; \
-		UV_PROJECT_ENVIRONMENT=.venv-$$v $(UV) sync --locked --all-extras --python $$v --quiet; \
-		HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} .venv-$$v/bin/python -m pytest -q -p no:cacheprovider --no-cov $(PYTEST_ARGS); \
-	done
+	@set -e; $(foreach v,$(wordlist 2,$(words $(PYTHONS)),$(PYTHONS)), \
+		echo "== Python $(v) (uv.lock): $(call python-for,$(v))"; \
+		UV_PROJECT_ENVIRONMENT=.venv-$(v) $(UV) sync --locked --all-extras --quiet \
+			--python $(call python-for,$(v)); \
+		HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} .venv-$(v)/bin/python -m pytest -q \
+			-p no:cacheprovider --no-cov $(PYTEST_ARGS);)
 
 # Drift you can see: the same suite against the newest and the lowest versions that
 # pyproject.toml admits, resolved now (not from uv.lock). A new upstream release that breaks
@@ -65,7 +69,7 @@ test-lowest: | $(UV)
 
 # $(1): the environment's folder, $(2): uv's resolution strategy.
 define unlocked-run
-	$(UV) venv --quiet --allow-existing --python $(word 1,$(PYTHONS)) $(1)
+	$(UV) venv --quiet --allow-existing --python $(call python-for,$(word 1,$(PYTHONS))) $(1)
 	$(UV) pip compile pyproject.toml $(TEST_EXTRAS:%=--extra %) --quiet --python $(1)/bin/python \
 		--resolution $(2) --no-header --output-file $(1)/requirements.txt
 	$(UV) pip sync --quiet --python $(1)/bin/python $(1)/requirements.txt
