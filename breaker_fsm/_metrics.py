@@ -51,3 +51,6 @@ class BreakerMetrics:
     """Round trips to the shared store (``store=``) that failed or timed out, lifetime."""
     degraded: bool = False
     """Running on local state because the shared store did not answer."""
+    live: bool = False
+    """A shared breaker whose mirror follows every fleet transition (the store pushes
+    them), so that its calls decide on it; while not live each call asks the store first."""
