@@ -123,12 +123,15 @@ class Mirror(CircuitBreaker):
         """Follow a transition another member made (or the state re-read after a lost push).
 
         Moves the mirror (and the machine, if built) without recording anything; a reply
-        older than the mirror, or any while degraded (the next answer resyncs), is ignored.
+        older than the mirror is ignored. A degraded breaker takes it as the store's
+        first answer: the shared state wins over the local one.
         """
         link = self._link
         self._check_policy(link, reply)
+        if link.degraded:
+            self._resynced(link)
         with self._lock:
-            if link.degraded or reply.epoch < link.epoch:
+            if reply.epoch < link.epoch:
                 return
             if reply.epoch == link.epoch and reply.gen <= self._gen:
                 return

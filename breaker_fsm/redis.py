@@ -404,12 +404,20 @@ class RedisStore:
         """The state of each key as a reply (``None`` if it has none): one pipelined trip."""
         client = self._sync_client()
         script = self._peek_script
-        client.script_load(script.text)  # a new or restarted server has none
         args = PEEK_ARGS.pack(UNPINNED if self.now is None else self.now())
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.execute_command("EVALSHA", script.sha, 1, key, args)  # type: ignore[no-untyped-call]
-        return [_reply(raw) if raw else None for raw in pipe.execute()]
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.execute_command("EVALSHA", script.sha, 1, key, args)  # type: ignore[no-untyped-call]
+            raws = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(raw, self.no_script) for raw in raws):
+                client.script_load(script.text)  # a new or restarted server: once
+                continue
+            break
+        for raw in raws:
+            if isinstance(raw, Exception):
+                raise raw
+        return [_reply(raw) if raw else None for raw in raws]
 
     def _scripts(self, policy: BreakerPolicy) -> tuple[_Script, _Script, _Script]:
         ttl_ms = int(min(ttl_seconds(policy, self.ttl), 10 * 365 * 86400.0) * 1000)
