@@ -89,12 +89,10 @@ class PushChannel:
 
     def _ensure(self) -> None:
         """Start the subscription thread unless it runs (in this process: after a fork)."""
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+        if self._running():
             return
         with self._lock:
-            thread = self._thread
-            if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            if self._running():
                 return
             self._stop.set()  # a thread of a closed channel, still winding down
             self._stop = stop = threading.Event()
@@ -107,12 +105,26 @@ class PushChannel:
             )
             self._thread.start()
 
+    def _running(self) -> bool:
+        """Whether this process's subscription thread runs, and is not winding down."""
+        thread = self._thread
+        return (
+            thread is not None
+            and self._pid == os.getpid()
+            and not self._stop.is_set()
+            and thread.is_alive()
+        )
+
     # ------------------------------------------------------------------ the thread
 
     def _run(self, stop: threading.Event) -> None:
-        """Subscribe, re-read, listen; after a loss, again (backing off to retry_interval)."""
+        """Subscribe, re-read, listen; after a loss, again (backing off to retry_interval).
+
+        The thread ends when the store is closed or no breaker follows it any longer (a
+        new one starts it again).
+        """
         delay = 0.0
-        while not stop.is_set():
+        while not stop.is_set() and self._following(stop):
             pubsub: Any = None
             try:
                 pubsub = self.store._sync_client().pubsub()
@@ -146,7 +158,7 @@ class PushChannel:
         """Dispatch pushes until the connection fails or stays silent past ``SILENCE``."""
         heard = time.monotonic()
         next_ping = heard + PING
-        while not stop.is_set():
+        while not stop.is_set() and self._following(stop):
             message = pubsub.get_message(timeout=POLL)
             now = time.monotonic()
             if message is not None:
@@ -162,6 +174,14 @@ class PushChannel:
                 next_ping = now + PING
             elif now - heard > SILENCE:
                 raise TimeoutError(f"the server has not answered for {SILENCE:g}s")
+
+    def _following(self, stop: threading.Event) -> bool:
+        """Whether any breaker still follows; if none, this thread is done."""
+        with self._lock:
+            if any(self._followers.values()):
+                return True
+            stop.set()
+            return False
 
     def _dispatch(self, data: bytes) -> None:
         """Move every follower of the key but the one whose script made the transition."""

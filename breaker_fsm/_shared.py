@@ -104,7 +104,8 @@ class SharedBreaker(Mirror):
         if gen == _ASK:
             token = link.entry.push_token()
             try:
-                reply = await link.entry.aacquire(self._jitter(), self._seed(link, now))
+                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
+                reply = await link.entry.aacquire(u, self._seed(link, now))
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 gen = self._admit()
@@ -160,7 +161,8 @@ class SharedBreaker(Mirror):
         if gen == _ASK:
             token = link.entry.push_token()
             try:
-                reply = link.entry.acquire(self._jitter(), self._seed(link, now))
+                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
+                reply = link.entry.acquire(u, self._seed(link, now))
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
