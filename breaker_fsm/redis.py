@@ -22,12 +22,19 @@ in its own audit trail with ``seq`` and ``generation`` equal to that number, so 
 fleet's trails merged and sorted by ``seq`` are one walk that
 :func:`breaker_fsm.audit.verify` accepts.
 
+**Push.** A script that makes a transition also publishes it on
+``{namespace}:transitions``; the store subscribes (one connection and one daemon thread,
+:mod:`breaker_fsm._push`) and moves the mirror of every breaker bound to it, so that each
+process learns every other process's transitions within milliseconds, without a round
+trip. While the subscription is down, every call asks Redis first; when it is back, every
+bound breaker's state is re-read before its mirror is trusted again.
+
 **Round trips.** A call in ``closed`` costs one ``EVALSHA`` (its outcome); nothing is
-read before the call: the process trusts the state it mirrors. While ``open`` a call
-costs none: the process learned how long the episode has left (measured on the server's
-clock, never by comparing two hosts' clocks) and rejects locally until then. After that,
-one *acquire* round trip admits a trial (plus its *record*). A mirror in ``forced_open``
-or ``disabled`` asks again at most every ``sync_interval`` seconds.
+read before the call: the live mirror is current. While ``open`` a call costs none: the
+process learned how long the episode has left (measured on the server's clock, never by
+comparing two hosts' clocks) and rejects locally until then. After that, one *acquire*
+round trip admits a trial (plus its *record*). Without push (``push=False``) a mirror in
+``forced_open`` or ``disabled`` asks again at most every ``sync_interval`` seconds.
 
 **Degrading.** When Redis fails or does not answer within ``timeout``, the call goes on
 with the breaker's local state under the same policy, continuing from the state last
