@@ -81,6 +81,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out bench-results
 	$(BIN)/python benchmarks/bench_redis.py --out bench-results  # shared state on a real redis-server
+	$(BIN)/python benchmarks/bench_replay.py --out bench-results  # replay: 1,000,000 calls, 3 policies
 
 # This checkout against another revision (BASE=rev, default HEAD~1), path by path, both
 # timed in the same run in alternating fresh processes: bench-results/compare.md.

@@ -8,6 +8,8 @@
 
 from ._audit import Transition
 from ._breaker import BreakerMetrics, CircuitBreaker
+from ._calls import CallRecord
+from ._circuit import circuit, circuit_registry
 from ._clock import Clock, SystemClock
 from ._machine import BreakerMachine
 from ._policy import BreakerPolicy, BreakerStats, CountWindow, TimeWindow
@@ -20,6 +22,7 @@ from .exceptions import (
     IllegalTransitionError,
     PolicyFileError,
     RegistryError,
+    ReplayError,
 )
 
 __version__ = "0.1.0"
@@ -32,6 +35,7 @@ __all__ = [
     "BreakerPolicy",
     "BreakerRegistry",
     "BreakerStats",
+    "CallRecord",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
@@ -40,8 +44,11 @@ __all__ = [
     "IllegalTransitionError",
     "PolicyFileError",
     "RegistryError",
+    "ReplayError",
     "SystemClock",
     "TimeWindow",
     "Transition",
     "__version__",
+    "circuit",
+    "circuit_registry",
 ]

@@ -99,12 +99,23 @@ class JsonlSink:
 
     The file is opened for each record (transitions are rare), so a rotated or recreated
     file is picked up and a vanished directory is reported on the next write.
+
+    Raises:
+        FileNotFoundError: the file's directory does not exist (checked here, not at the
+            first transition, which would be during an outage).
+        NotADirectoryError: what should be the file's directory is not one.
     """
 
     __slots__ = ("path",)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        folder = self.path.parent
+        if not folder.is_dir():
+            where = f"JsonlSink({str(self.path)!r}): its directory {str(folder)!r}"
+            if folder.exists():
+                raise NotADirectoryError(f"{where} is not a directory")
+            raise FileNotFoundError(f"{where} does not exist")
 
     def __call__(self, record: Transition) -> None:
         """Write ``record`` as one line."""

@@ -15,8 +15,10 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
+from ._arguments import check_arguments, check_sink, check_sinks
 from ._clock import SYSTEM_CLOCK, Clock
-from ._local import LocalEngine, count_of
+from ._guard import Guards, guard_async_generator, guard_generator
+from ._local import count_of
 from ._machine import STATES
 from ._metrics import BreakerMetrics
 from ._outcome import NEUTRAL, Admission
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from ._audit import AuditLog, Sink
+    from ._calls import CallSink
     from ._store import SharedStore
 
 __all__ = [
@@ -64,7 +67,7 @@ def _default_policy() -> BreakerPolicy:
     return BreakerPolicy()
 
 
-class CircuitBreaker(LocalEngine):
+class CircuitBreaker(Guards):
     """A circuit breaker around calls to one dependency.
 
     Args:
@@ -81,11 +84,17 @@ class CircuitBreaker(LocalEngine):
             seconds (not a bool) also asks that, if this failure trips the breaker, the
             episode stay open at least that long (an HTTP ``Retry-After``), capped by
             ``max_reset_timeout``.
+        is_failure_exception: predicate on each exception the policy records as a
+            failure: a true verdict keeps it a failure (a number of seconds is also an
+            open-duration hint, as for ``is_failure``), a false one makes it a success (an
+            ``HTTPStatusError`` for a 404 is an answer, not an outage).
         rng: random source for open-duration jitter; seed it for reproducible runs.
         audit_capacity: how many records ``breaker.audit`` keeps.
         store: share this breaker's state with every breaker of the same name in every
             process using the same store (:class:`breaker_fsm.redis.RedisStore`);
             ``None`` (the default) keeps it in memory.
+        call_sinks: callables that receive a :class:`~breaker_fsm.CallRecord` after each
+            call (refusals included); a breaker with none pays nothing for the feature.
 
     >>> breaker = CircuitBreaker("users-api", BreakerPolicy(failure_threshold=2))
     >>> breaker.call(lambda: "ok")
@@ -108,7 +117,7 @@ class CircuitBreaker(LocalEngine):
 
         return cast(Self, super().__new__(SharedBreaker))
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one place sets every slot
         self,
         name: str,
         policy: BreakerPolicy | None = None,
@@ -120,21 +129,36 @@ class CircuitBreaker(LocalEngine):
         rng: random.Random | None = None,
         audit_capacity: int = 1000,
         store: SharedStore | None = None,
+        call_sinks: Iterable[CallSink] = (),
+        is_failure_exception: Callable[[BaseException], bool | float | None] | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError("a breaker needs a non-empty name")
+        sinks = check_arguments(  # every argument, before anything is built: see _arguments
+            name,
+            policy,
+            clock=clock,
+            fallback=fallback,
+            sinks=sinks,
+            is_failure=is_failure,
+            rng=rng,
+            audit_capacity=audit_capacity,
+            store=store,
+        )
         self.name = name
         self.policy = policy = policy if policy is not None else _default_policy()
         self._clock = clock if clock is not None else SYSTEM_CLOCK
         self._fallback = fallback
         self._sinks = tuple(sinks)
         self._is_failure = is_failure
+        if is_failure_exception is not None and not callable(is_failure_exception):
+            raise TypeError(
+                "CircuitBreaker is_failure_exception must be callable or None, got "
+                f"{type(is_failure_exception).__name__} {is_failure_exception!r}"
+            )
+        self._is_failure_exception = is_failure_exception
         if rng is None and policy.reset_timeout_jitter:
             rng = _default_rng()  # jitter with no rng given still de-synchronises a fleet
         self._rng = rng
-        if audit_capacity < 1:  # the log itself is built on the first transition
-            raise ValueError(f"audit capacity must be >= 1, got {audit_capacity}")
-        self._audit_capacity = audit_capacity
+        self._audit_capacity = audit_capacity  # the log itself is built on the first transition
         self._audit_log = None
         self._lock = threading.Lock()
         self._tlock_obj = None
@@ -144,7 +168,9 @@ class CircuitBreaker(LocalEngine):
         self._recorded = policy.record_exceptions
         self._ignored = policy.ignore_exceptions
         # Every Exception is a failure (the default): the fast path classifies nothing.
-        self._plain = not self._ignored and Exception in self._recorded
+        self._plain = (
+            not self._ignored and Exception in self._recorded and is_failure_exception is None
+        )
         self._threshold = (
             policy.failure_threshold if policy.failure_threshold is not None else _NO_THRESHOLD
         )
@@ -154,11 +180,26 @@ class CircuitBreaker(LocalEngine):
         self._slow = policy.slow_call_duration
         self._slow_rate = policy.slow_call_rate_threshold
         # The fast path needs no clock reading: no slow-call timing, no time buckets.
+        self._call_sinks = cast(
+            "tuple[CallSink, ...]", check_sinks(call_sinks, "CircuitBreaker call_sinks")
+        )
+        self._enforce = policy.enforce
+        self._shadowed = None  # see _shadow_count
+        # The fast path needs no clock reading: no slow-call timing, no time buckets, and
+        # nobody to tell about each call.
+        self._call_timeout = policy.call_timeout
         self._fast = (
             self._slow is None
+            and self._call_timeout is None
             and is_failure is None
             and (policy.window is None or policy.window.kind == "count")
+            and not self._call_sinks
         )
+        # A call's start: for slow-call timing, the call timeout and call sinks.
+        self._timed = (
+            self._slow is not None or self._call_timeout is not None or bool(self._call_sinks)
+        )
+        self._rejects_inline = self._enforce and not self._call_sinks
         if store is not None and type(self)._overrides_are_final:
             raise TypeError(f"{type(self).__name__} keeps its state in memory: it takes no store")
 
@@ -197,6 +238,20 @@ class CircuitBreaker(LocalEngine):
         """The audit sinks, in call order."""
         return self._sinks
 
+    @property
+    def call_sinks(self) -> tuple[CallSink, ...]:
+        """The call sinks, in call order."""
+        return self._call_sinks
+
+    def add_call_sink(self, sink: CallSink) -> None:
+        """Send a :class:`~breaker_fsm.CallRecord` of every later call to ``sink`` too.
+
+        From then on the breaker leaves its inlined fast paths (they never check for
+        sinks, so a breaker without one pays nothing for the feature).
+        """
+        check_sink(sink, "add_call_sink's sink")
+        self._set_call_sinks((*self._call_sinks, sink))
+
     def add_sink(self, sink: Sink) -> None:
         """Send every later transition to ``sink`` too."""
         with self._tlock:
@@ -211,9 +266,14 @@ class CircuitBreaker(LocalEngine):
             err = self._err
             calls, failures, slow = self._window_totals(now)
             rated = calls > 0 and calls >= self._min_calls
-            retry_after = None
+            retry_after = due = None
             if state == OPEN:
                 retry_after = max(0.0, self._open_duration - (now - self._opened_at))
+                due = "attempt_reset" if retry_after == 0.0 else None
+            elif state == HALF_OPEN:
+                timeout = self.policy.half_open_timeout
+                if timeout is not None and now - self._half_open_since >= timeout:
+                    due = "retrip"
             return BreakerMetrics(
                 name=self.name,
                 state=STATES[state],
@@ -232,11 +292,13 @@ class CircuitBreaker(LocalEngine):
                 retry_after=retry_after,
                 transitions=self._seq,
                 sink_errors=self._sink_errors,
+                shadow_rejected_count=0 if self._shadowed is None else count_of(self._shadowed),
+                due=due,
             )
 
     # ------------------------------------------------------------------ running calls
 
-    def call(  # noqa: PLR0912, PLR0915 - the hot paths are inlined on purpose
+    def call(  # noqa: PLR0911, PLR0912, PLR0915 - the hot paths are inlined on purpose
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Run ``func(*args, **kwargs)`` through the breaker.
@@ -289,14 +351,14 @@ class CircuitBreaker(LocalEngine):
                     self._record_success(gen)
             return result
         state = self._state
-        if state == OPEN:  # refused right here: no lock, one clock reading
+        if state == OPEN and self._rejects_inline:  # refused right here: no lock, one reading
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 next(self._rejections or self._rejected)
                 if self._fallback is None:
                     raise CircuitOpenError(self.name, _OPEN_NAME, retry_after)
                 return cast(R, self._fallback(*args, **kwargs))
-        elif state == FORCED_OPEN and self._overrides_are_final:
+        elif state == FORCED_OPEN and self._overrides_are_final and self._rejects_inline:
             next(self._rejections or self._rejected)
             if self._fallback is None:
                 raise CircuitOpenError(self.name, _FORCED_NAME, None)
@@ -305,11 +367,16 @@ class CircuitBreaker(LocalEngine):
         if gen < 0:
             if gen == _BYPASS:
                 return func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, self._run_unrecorded(func, args, kwargs))
             return cast(R, self._refused(args, kwargs))
-        # Only slow-call detection needs the start; the end is read once, in _record.
-        started = self._clock.monotonic() if self._slow is not None else 0.0
+        # Only slow-call timing and call sinks need the start; the end is read in _record.
+        started = self._clock.monotonic() if self._timed else 0.0
         try:
-            result = func(*args, **kwargs)
+            if self._call_timeout is None:
+                result = func(*args, **kwargs)
+            else:
+                result = self._timed_call(func, args, kwargs)
         except BaseException as exc:
             self._record_exception(exc, gen, started)
             raise
@@ -319,7 +386,7 @@ class CircuitBreaker(LocalEngine):
             self._record_result(result, gen, started)
         return result
 
-    async def acall(  # noqa: PLR0912, PLR0915 - the hot paths are inlined on purpose
+    async def acall(  # noqa: PLR0911, PLR0912, PLR0915 - the hot paths are inlined on purpose
         self, func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``func(*args, **kwargs)`` through the breaker; see :meth:`call`.
@@ -367,14 +434,14 @@ class CircuitBreaker(LocalEngine):
                     self._record_success(gen)
             return result
         state = self._state
-        if state == OPEN:  # refused right here: no lock, one clock reading
+        if state == OPEN and self._rejects_inline:  # refused right here: no lock, one reading
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 next(self._rejections or self._rejected)
                 if self._fallback is None:
                     raise CircuitOpenError(self.name, _OPEN_NAME, retry_after)
                 return cast(R, await self._answer(self._fallback, args, kwargs))
-        elif state == FORCED_OPEN and self._overrides_are_final:
+        elif state == FORCED_OPEN and self._overrides_are_final and self._rejects_inline:
             next(self._rejections or self._rejected)
             if self._fallback is None:
                 raise CircuitOpenError(self.name, _FORCED_NAME, None)
@@ -383,10 +450,16 @@ class CircuitBreaker(LocalEngine):
         if gen < 0:
             if gen == _BYPASS:
                 return await func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, await self._arun_unrecorded(func, args, kwargs))
             return cast(R, await self._arefused(args, kwargs))
-        started = self._clock.monotonic() if self._slow is not None else 0.0
+        # Only slow-call timing and call sinks need the start; the end is read in _record.
+        started = self._clock.monotonic() if self._timed else 0.0
         try:
-            result = await func(*args, **kwargs)
+            if self._call_timeout is None:
+                result = await func(*args, **kwargs)
+            else:
+                result = await self._timed_await(func, args, kwargs)
         except BaseException as exc:
             self._record_exception(exc, gen, started)
             raise
@@ -405,7 +478,26 @@ class CircuitBreaker(LocalEngine):
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a function (``def`` or ``async def``) so that every call goes through."""
+        """Decorate a function so that every call goes through the breaker.
+
+        ``def`` and ``async def`` go through :meth:`call` and :meth:`acall`. A generator
+        function (sync or async) is admitted when iteration starts; an exception it raises
+        is judged and re-raised, and exhaustion or an early ``close()`` is a success.
+        """
+        if inspect.isgeneratorfunction(func):
+
+            @functools.wraps(func)
+            def generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return guard_generator(self, func, args, kwargs)
+
+            return generator_wrapper
+        if inspect.isasyncgenfunction(func):
+
+            @functools.wraps(func)
+            def async_generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return guard_async_generator(self, func, args, kwargs)
+
+            return async_generator_wrapper
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import reprlib
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +23,14 @@ from ._audit import Transition, jsonl_lines, read_jsonl, verify
 from ._machine import STATES, BreakerMachine
 from ._policy import BreakerPolicy
 from .diagram import FORMATS, render
-from .exceptions import AuditError, DiagramError, PolicyFileError
+from .exceptions import AuditError, DiagramError, PolicyFileError, ReplayError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from rich.console import Console
+
+    from .replay import Replay
 
 __all__ = ["cli", "run"]
 
@@ -81,8 +84,8 @@ def _plural(count: int, word: str) -> str:
 def cli() -> None:
     """A circuit breaker built as an audited finite-state machine.
 
-    Render its state diagram, check policy files, read and verify audit trails, or run the
-    demo.
+    Render its state diagram, check and explain policy files, read and verify audit trails,
+    replay recorded calls against candidate policies, or run the demo.
     """
 
 
@@ -178,6 +181,45 @@ def check(file: Path, section: str | None) -> None:
 
 #: Error types whose message already names the input (the policy's own validators).
 _SAYS_INPUT = frozenset({"value_error"})
+
+
+@policy.command(name="explain")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--section",
+    metavar="TABLE",
+    help='Dotted path of the table holding the policy, e.g. "tool.breaker_fsm".',
+)
+def explain_command(file: Path, section: str | None) -> None:
+    """Say in words when the policy in FILE trips and recovers.
+
+    Warns about rules that can never fire and open durations that grow without limit; the
+    exit status is 0 either way (1 only when FILE is not a valid policy).
+    """
+    from .replay import explain
+
+    explanation = explain(_load_policy(file, section))
+    wrap = textwrap.TextWrapper(width=88, subsequent_indent="  ", break_on_hyphens=False)
+    click.echo(wrap.fill(f"Trips {explanation.trips}."))
+    click.echo(wrap.fill(f"Recovers: {explanation.recovers}."))
+    for warning in explanation.warnings:
+        click.secho(wrap.fill(f"Warning: {warning}."), fg="yellow")
+
+
+def _load_policy(file: Path, section: str | None = None) -> BreakerPolicy:
+    """Load a policy file as ``policy check`` does, or fail listing every invalid field."""
+    try:
+        return BreakerPolicy.from_file(file, section=section)
+    except PolicyFileError as exc:
+        raise Fail(str(exc)) from None
+    except ValidationError as exc:
+        problems = [
+            f"  {_field_path(error['loc'])}: {error['msg']}"
+            + ("" if error["type"] in _SAYS_INPUT else f" (got {_short(error['input'])})")
+            for error in exc.errors(include_url=False)
+        ]
+        header = f"{file}: invalid policy, {_plural(exc.error_count(), 'error')}"
+        raise Fail("\n".join([header, *problems])) from None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -280,6 +322,146 @@ def _line_of(file: Path, index: int | None) -> str:
     text = file.read_text(encoding="utf-8")
     numbers = [n for n, line in enumerate(jsonl_lines(text), start=1) if line.strip()]
     return str(numbers[index]) if index is not None and 0 <= index < len(numbers) else "?"
+
+
+# --------------------------------------------------------------------------- simulate
+
+#: The plot formats ``--plot`` writes, by suffix.
+PLOT_SUFFIXES = (".png", ".svg")
+
+
+@cli.command(name="simulate")
+@click.argument("calls_file", metavar="CALLS", type=click.Path(path_type=Path))
+@click.option(
+    "-p",
+    "--policy",
+    "policy_files",
+    metavar="FILE",
+    multiple=True,
+    required=True,
+    help="A candidate policy (JSON or TOML, as policy check reads it); repeat to compare.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object a policy.")
+@click.option(
+    "--plot",
+    metavar="OUT.png|OUT.svg",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw one timeline per policy (needs matplotlib: the plot extra).",
+)
+@click.option("--seed", type=int, help="Seed of the open-duration jitter [default: 0].")
+def simulate_command(
+    calls_file: Path,
+    policy_files: tuple[str, ...],
+    as_json: bool,
+    plot: Path | None,
+    seed: int | None,
+) -> None:
+    """Replay the calls recorded in CALLS against each --policy.
+
+    CALLS is JSON Lines as CallLogSink writes it (at, outcome, duration), or CSV (.csv) with
+    the same columns. Calls replay one after another on a simulated clock; calls recorded as
+    refused are skipped (their outcome is unknown). One row (or JSON object) per policy, in
+    the order given.
+    """
+    from .replay import plot as draw
+    from .replay import read_calls, require_matplotlib, simulate
+
+    if plot is not None:
+        if plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise click.UsageError(f"--plot writes .png or .svg, not {plot.name!r}")
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            raise Fail(str(exc)) from None
+    policies = [_load_policy(Path(name)) for name in policy_files]
+    try:
+        calls = read_calls(calls_file)
+    except ReplayError as exc:
+        raise Fail(str(exc)) from None
+    replays = [simulate(candidate, calls, seed=seed) for candidate in policies]
+    if plot is not None:
+        try:
+            draw(plot, calls, replays, labels=policy_files)
+        except OSError as exc:
+            raise Fail(f"{plot}: cannot write: {exc.strerror or exc}") from None
+    if as_json:
+        rows = [
+            {"policy": name, **replay.as_dict()}
+            for name, replay in zip(policy_files, replays, strict=True)
+        ]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _replay_table(calls_file, policy_files, replays)
+    if plot is not None:
+        click.echo(f"wrote {plot}", err=True)
+
+
+def _replay_table(calls_file: Path, names: Sequence[str], replays: Sequence[Replay]) -> None:
+    """One row per policy: plain text when piped, a rich table on a terminal."""
+    header = (
+        "policy",
+        "calls",
+        "ran",
+        "refused",
+        "trips",
+        "retrips",
+        "recovers",
+        "first trip",
+        "open s",
+        "failures let through",
+        "successes refused",
+    )
+    rows = [
+        (
+            name,
+            str(replay.calls),
+            str(replay.ran),
+            str(replay.refused),
+            str(replay.transitions["trip"]),
+            str(replay.transitions["retrip"]),
+            str(replay.transitions["recover"]),
+            "-" if replay.first_trip_at is None else _seconds(replay.first_trip_at),
+            _seconds(replay.open_seconds),
+            str(replay.failures_let_through),
+            str(replay.successes_refused),
+        )
+        for name, replay in zip(names, replays, strict=True)
+    ]
+    notes = []
+    skipped, overlapped = replays[0].skipped, replays[0].overlapped  # the same for every policy
+    if skipped:
+        notes.append(f"{_plural(skipped, 'call')} recorded as refused skipped (outcome unknown)")
+    if overlapped:
+        notes.append(
+            f"{_plural(overlapped, 'call')} started while an earlier call was still running "
+            "(replayed one after another, each at its own start)"
+        )
+    console = _console()
+    if console is not None:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=Text(str(calls_file)), title_justify="left")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+        for note in notes:
+            console.print(Text(f"note: {note}"))
+        return
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        click.echo("  ".join(cells).rstrip())
+    for note in notes:
+        click.echo(f"note: {note}")
+
+
+def _seconds(value: float) -> str:
+    """Seconds to the millisecond, without trailing zeros."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 # --------------------------------------------------------------------------- demo

@@ -14,11 +14,14 @@ it is while degraded.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._calls import CallRecord, call_record
 from ._detector import window_trips
 from ._machine import STATES
 from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, Admission, judge_exception
@@ -30,7 +33,8 @@ __all__ = ["LocalEngine", "count_of"]
 
 _log = logging.getLogger("breaker_fsm")
 
-_REFUSED, _BYPASS = Admission.REFUSED, Admission.BYPASS
+
+_REFUSED, _BYPASS, _SHADOW = Admission.REFUSED, Admission.BYPASS, Admission.SHADOW
 
 
 def count_of(counter: itertools.count[int]) -> int:
@@ -101,15 +105,27 @@ class LocalEngine(Transitions):
 
     def _refused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Count a refusal, then raise ``CircuitOpenError`` or return the fallback's value."""
+        if self._fallback is None:
+            raise self._refusal()
+        self._count_refusal()
+        return self._fallback(*args, **kwargs)
+
+    def _count_refusal(self) -> None:
+        """Count a refused call, and tell the call sinks."""
         next(self._rejections or self._rejected)
-        if self._fallback is not None:
-            return self._fallback(*args, **kwargs)
+        if self._call_sinks:
+            now = self._clock.monotonic()
+            self._emit_call(CallRecord(self.name, "refused", False, now, None))
+
+    def _refusal(self) -> CircuitOpenError:
+        """Count a refused call; the ``CircuitOpenError`` to raise (no fallback)."""
+        self._count_refusal()
         state = self._state
         retry_after = None
         if state == OPEN:
             elapsed = self._clock.monotonic() - self._opened_at
             retry_after = max(0.0, self._open_duration - elapsed)
-        raise CircuitOpenError(self.name, STATES[state], retry_after)
+        return CircuitOpenError(self.name, STATES[state], retry_after)
 
     async def _arefused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """:meth:`_refused` for awaited calls: an awaitable fallback's value is awaited."""
@@ -120,24 +136,39 @@ class LocalEngine(Transitions):
 
     # ------------------------------------------------------------------ outcomes
 
-    def _judge_exception(self, exc: BaseException) -> int:
-        """The outcome of a call that raised ``exc`` (see :func:`judge_exception`)."""
-        return judge_exception(exc, self._recorded, self._ignored)
+    def _judge_exception(self, exc: BaseException) -> tuple[int, float | None]:
+        """The outcome of a call that raised ``exc``, and its open-duration hint.
+
+        The policy classifies it (:func:`judge_exception`); an exception it records as a
+        failure is then judged by ``is_failure_exception``, when given, as ``is_failure``
+        judges a result.
+        """
+        outcome = judge_exception(exc, self._recorded, self._ignored)
+        predicate = self._is_failure_exception
+        if outcome != FAILED or predicate is None:
+            return outcome, None
+        return self._verdict(predicate, exc, "is_failure_exception")
 
     def _judge_result(self, result: object) -> tuple[int, float | None]:
-        """The outcome of a call that returned ``result``, and its open-duration hint.
-
-        Judged by ``is_failure``: a true verdict is a failure, and a verdict that is a
-        number (not a bool) is also the hint. A predicate that raises is logged and
-        counted, and the call is neutral.
-        """
+        """The outcome of a call that returned ``result``, and its open-duration hint."""
         predicate = self._is_failure
         if predicate is None:
             return SUCCESS, None
+        return self._verdict(predicate, result, "is_failure")
+
+    def _verdict(
+        self, predicate: Callable[[Any], object], value: object, label: str
+    ) -> tuple[int, float | None]:
+        """A failure predicate's verdict on ``value``: the outcome and the hint.
+
+        A true verdict is a failure, and one that is a number of seconds (not a bool) is
+        also the open-duration hint. A predicate that raises is logged and counted, and
+        the call is neutral.
+        """
         try:
-            verdict = predicate(result)
+            verdict = predicate(value)
         except Exception:
-            _log.exception("breaker %r: is_failure predicate raised", self.name)
+            _log.exception("breaker %r: %s predicate raised", self.name, label)
             with self._lock:
                 self._sink_errors += 1
             return NEUTRAL, None
@@ -147,9 +178,120 @@ class LocalEngine(Transitions):
             return FAILED, float(verdict)
         return FAILED, None
 
+    @staticmethod
+    def _timed_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a call under ``call_timeout`` (the sync twin of :meth:`_timed_await`).
+
+        A thread cannot be interrupted, so it runs to the end, and :meth:`_record` judges a
+        late return a failure.
+        """
+        return func(*args, **kwargs)
+
+    async def _timed_await(
+        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Await a call under ``call_timeout``.
+
+        Past it the call is cancelled and the builtin ``TimeoutError`` raised, which
+        :meth:`_record` judges a failure (it came late). A cancellation from outside stays
+        neutral.
+        """
+        async with asyncio.timeout(self._call_timeout):
+            return await func(*args, **kwargs)
+
+    def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
+        """Settle a permit (see :class:`~breaker_fsm.Permit`): record its outcome."""
+        if gen >= 0:
+            self._record(gen, outcome, started, exc=exc)
+        elif gen == _SHADOW and self._call_sinks:
+            self._tell_call(outcome, started, exc)
+
+    async def _acomplete(
+        self, gen: int, outcome: int, started: float, exc: BaseException | None
+    ) -> None:
+        """:meth:`_complete` for asyncio code (in memory there is nothing to await)."""
+        self._complete(gen, outcome, started, exc)
+
     def _record_exception(self, exc: BaseException, gen: int, started: float) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral."""
-        self._record(gen, judge_exception(exc, self._recorded, self._ignored), started)
+        outcome, hint = self._judge_exception(exc)
+        self._record(gen, outcome, started, hint, exc=exc)
+
+    # ------------------------------------------------------------------ shadow mode, call sinks
+
+    @property
+    def _shadow_count(self) -> itertools.count[int]:
+        """Calls a shadow-mode breaker would have refused (``next()`` is atomic)."""
+        counter = self._shadowed
+        return counter if counter is not None else built(self, "_shadowed", itertools.count)
+
+    def _run_unrecorded(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Shadow mode: run a call an enforcing breaker would have refused, unrecorded.
+
+        The breaker never sees its outcome (an enforcing one would not have run it), so
+        its state and trail stay exactly an enforcing breaker's; call sinks still learn
+        the outcome, which is what a replay of other policies needs.
+        """
+        next(self._shadowed or self._shadow_count)
+        if not self._call_sinks:
+            return func(*args, **kwargs)
+        started = self._clock.monotonic()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._tell_call(self._judge_exception(exc)[0], started, exc)
+            raise
+        self._tell_call(self._judge_result(result)[0], started, None)
+        return result
+
+    async def _arun_unrecorded(
+        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`_run_unrecorded` for awaited calls."""
+        next(self._shadowed or self._shadow_count)
+        if not self._call_sinks:
+            return await func(*args, **kwargs)
+        started = self._clock.monotonic()
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            self._tell_call(self._judge_exception(exc)[0], started, exc)
+            raise
+        self._tell_call(self._judge_result(result)[0], started, None)
+        return result
+
+    def _tell_call(self, outcome: int, started: float, exc: BaseException | None) -> None:
+        """Hand a call's outcome to the call sinks (a shadow call's, or a shared one's)."""
+        now = self._clock.monotonic()
+        if outcome >= 0:
+            outcome = self._timed_outcome(outcome, now - started)
+        self._emit_call(call_record(self.name, outcome, started, now, exc))
+
+    def _timed_outcome(self, outcome: int, took: float) -> int:
+        """``outcome`` (not neutral) of a call that took ``took`` seconds.
+
+        Slow when it took longer than ``slow_call_duration``; a failure, whatever the
+        policy's exception lists say, when it took ``call_timeout`` or longer.
+        """
+        slow = self._slow
+        if slow is not None and took > slow:
+            outcome |= SLOW
+        timeout = self._call_timeout
+        if timeout is not None and took >= timeout:
+            outcome |= FAILED
+        return outcome
+
+    def _emit_call(self, record: CallRecord) -> None:
+        """Hand ``record`` to every call sink; a sink that raises is logged and counted."""
+        for sink in self._call_sinks:
+            try:
+                sink(record)
+            except Exception:
+                _log.exception("breaker %r: call sink %r failed", self.name, sink)
+                with self._lock:
+                    self._sink_errors += 1
 
     def _record_result(self, result: object, gen: int, started: float) -> None:
         """Record a call that returned ``result``, judged by ``is_failure``."""
@@ -234,6 +376,7 @@ class LocalEngine(Transitions):
             and not self._streak
             and (slow is None or now - started <= slow)
             and gen == self._gen
+            and not self._call_sinks
         ):
             next(self._ok)
             next(tally)  # folded into the newest bucket under the lock
@@ -251,24 +394,31 @@ class LocalEngine(Transitions):
         if outcome > 0 and outcome & SLOW:
             self._slow_calls += 1
 
-    def _record(  # noqa: PLR0912 - one locked section on purpose
+    def _record(  # noqa: PLR0912, PLR0917 - one locked section on purpose
         self,
         gen: int,
         outcome: int,
         started: float,
         open_hint: float | None = None,
         at: float | None = None,
+        exc: BaseException | None = None,
+        *,
+        tell: bool = True,
     ) -> None:
         """Count one outcome and fire the transition it makes due, if any.
 
         ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
-        a clock reading already taken for this outcome.
+        a clock reading already taken for this outcome; ``exc`` what the call raised (for
+        call sinks, which hear of the call first, then of any transition it causes, unless
+        ``tell`` is false: the caller told them).
         """
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets
             now = self._clock.monotonic() if at is None else at
-            if outcome >= 0 and self._slow is not None and now - started > self._slow:
-                outcome |= SLOW
+            if outcome >= 0:
+                outcome = self._timed_outcome(outcome, now - started)
+            if self._call_sinks and tell:
+                self._emit_call(call_record(self.name, outcome, started, now, exc))
         event = None
         lock = self._lock
         lock.acquire()
@@ -309,9 +459,11 @@ class LocalEngine(Transitions):
                     self._permits -= 1
                 elif outcome & FAILED:
                     self._trial_fail += 1
+                    self._streak += 1  # a failed trial extends the streak that tripped
                     event = "retrip"
                 else:
                     self._trial_ok += 1
+                    self._streak = 0
                     if self._trial_ok >= self.policy.success_threshold:
                         event = "recover"
         finally:

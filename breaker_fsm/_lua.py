@@ -220,6 +220,8 @@ local function go(target, ev)
     S.h = now()
   elseif target == CLOSED then
     S.k, S.n, S.d = 0, 0, RESET_TIMEOUT
+  end
+  if target == HALF or target == CLOSED then  -- a fresh measurement
     S.wc, S.wf, S.ws, S.wp, S.wh = 0, 0, 0, 0, -1
     if W then redis.call('DEL', W) end
     WDIRTY = false
@@ -318,10 +320,10 @@ if S.g == g0 then
         DIRTY = true
       end
     elseif o % 2 == 1 then
-      S.tf = S.tf + 1
+      S.tf, S.k = S.tf + 1, S.k + 1
       go(OPEN, E_RETRIP)
     else
-      S.to = S.to + 1
+      S.to, S.k = S.to + 1, 0
       DIRTY = true
       if S.to >= SUCCESS then go(CLOSED, E_RECOVER) end
     end

@@ -51,6 +51,13 @@ class BreakerMetrics:
     """Round trips to the shared store (``store=``) that failed or timed out, lifetime."""
     degraded: bool = False
     """Running on local state because the shared store did not answer."""
+    shadow_rejected_count: int = 0
+    """Shadow mode (``enforce=False``): calls an enforcing breaker would have refused (they
+    ran, unrecorded, as an enforcing breaker would never have seen them)."""
+    due: str | None = None
+    """The transition the next call makes first, when the clock already says so:
+    ``"attempt_reset"`` (open, its duration elapsed) or ``"retrip"`` (a half-open episode
+    past ``half_open_timeout``). A breaker runs no timers: ``state`` changes on that call."""
     live: bool = False
     """A shared breaker whose mirror follows every fleet transition (the store pushes
     them), so that its calls decide on it; while not live each call asks the store first."""

@@ -257,6 +257,9 @@ class Mirror(CircuitBreaker):
         if moved and state == CLOSED:
             self._streak = 0
             link.window = _NO_WINDOW
+        elif moved and state == HALF_OPEN:
+            self._streak = reply.streak
+            link.window = _NO_WINDOW  # the trials are a fresh measurement
         else:
             self._streak = reply.streak
             link.window = reply[7:10]

@@ -28,6 +28,9 @@ class Admission(IntEnum):
     """Refused: counted as a rejection, then ``CircuitOpenError`` or the fallback."""
     BYPASS = -2
     """``disabled``: the call runs and nothing is recorded."""
+    SHADOW = -3
+    """Shadow mode (``enforce=False``): a call an enforcing breaker would refuse runs, and
+    only call sinks hear of it."""
 
 
 def judge_exception(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -41,10 +44,38 @@ __all__ = ["BreakerPolicy", "BreakerStats", "CountWindow", "TimeWindow"]
 
 
 def _seconds(value: object) -> object:
-    """Accept ``timedelta`` wherever a duration in seconds is expected."""
+    """Accept ``timedelta`` and ISO 8601 durations wherever seconds are expected."""
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text.lstrip("+-").startswith("P"):
+            return _iso_seconds(text)
     return value
+
+
+@functools.cache
+def _timedelta() -> TypeAdapter[timedelta]:
+    """The ISO 8601 duration parser of pydantic (built on first use)."""
+    return TypeAdapter(timedelta)
+
+
+def _iso_seconds(text: str) -> float:
+    """Seconds in an ISO 8601 duration (``PT30S``, ``PT1M30S``, ``P1DT2H``, ``P1W``).
+
+    Years and months are refused: they have no fixed length, and ``P1M`` (a month, which
+    pydantic reads as 30 days) is too easily written for ``PT1M`` (a minute).
+    """
+    date_part = text.partition("T")[0]
+    if "Y" in date_part or "M" in date_part:
+        raise ValueError(
+            "years and months have no fixed length: use weeks or days (P30D), "
+            "or PT1M for one minute"
+        )
+    try:
+        return _timedelta().validate_python(text).total_seconds()
+    except ValidationError:
+        raise ValueError("not an ISO 8601 duration such as PT30S, PT1M30S or P1DT2H") from None
 
 
 def _exception_class(value: object) -> type[Exception]:
@@ -90,26 +121,83 @@ ExceptionClass = Annotated[
     WithJsonSchema({"type": "string", "description": "dotted name of an Exception subclass"}),
 ]
 ExceptionClasses = Annotated[tuple[ExceptionClass, ...], BeforeValidator(_exception_tuple)]
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0, allow_inf_nan=False)]
+_DURATION_SCHEMA = {"type": "string", "format": "duration", "description": "ISO 8601: PT30S"}
+Seconds = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    Field(gt=0, allow_inf_nan=False),
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, _DURATION_SCHEMA]}),
+]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
+# The largest windows a policy accepts. Every breaker allocates its window up front, and a
+# registry may hold thousands of per-host breakers with the same policy, so the bound is
+# what one breaker may cost at most (measured on CPython 3.11 with tracemalloc):
+#
+# - a count window's ring is 1 byte a call (a bytearray), rebuilt on every recover and
+#   reset: 100,000 calls are 98 KiB and 2 µs to rebuild; 10**8 were 95 MiB and 70 ms (page
+#   faults), per breaker. A window is there to trip within seconds or minutes: 100,000
+#   calls are 100 s of traffic at 1,000 calls a second, and a larger window reacts more
+#   slowly still (a longer horizon is what a time window is for);
+# - a time window keeps three lists of one-second buckets, 24 bytes a second, and a call
+#   after a quiet gap clears the skipped buckets under the breaker's lock: an hour is
+#   84 KiB and at most 3,600 buckets (about 1 ms, once per gap); a day would be 2 MiB and
+#   26 ms under the lock.
+MAX_COUNT_WINDOW = 100_000
+MAX_TIME_WINDOW = 3_600
+
+
+def _at_most(limit: int, advice: str) -> AfterValidator:
+    """An after-validator refusing values above ``limit``, with ``advice`` in the error."""
+
+    def check(value: int) -> int:
+        if value > limit:
+            raise ValueError(f"must be <= {limit:,}, got {value:,}: {advice}")
+        return value
+
+    return AfterValidator(check)
+
+
 class CountWindow(BaseModel):
-    """Judge the last ``size`` calls."""
+    """Judge the last ``size`` calls (at most ``MAX_COUNT_WINDOW``, 100,000)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["count"] = "count"
-    size: int = Field(default=100, ge=1, description="number of most recent calls judged")
+    size: Annotated[
+        int,
+        _at_most(
+            MAX_COUNT_WINDOW,
+            "a count window allocates a byte a call up front; for longer, use a TimeWindow",
+        ),
+    ] = Field(
+        default=100,
+        ge=1,
+        json_schema_extra={"maximum": MAX_COUNT_WINDOW},
+        description="number of most recent calls judged",
+    )
 
 
 class TimeWindow(BaseModel):
-    """Judge the calls of the last ``seconds`` seconds, in one-second buckets."""
+    """Judge the calls of the last ``seconds`` seconds, in one-second buckets (an hour at most)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["time"] = "time"
-    seconds: int = Field(default=60, ge=1, description="length of the window in seconds")
+    seconds: Annotated[
+        int,
+        BeforeValidator(_seconds),
+        _at_most(MAX_TIME_WINDOW, "a time window keeps one-second buckets for an hour at most"),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": MAX_TIME_WINDOW},
+                    _DURATION_SCHEMA,
+                ]
+            }
+        ),
+    ] = Field(default=60, ge=1, description="length of the window in seconds")
 
 
 Window = Annotated[CountWindow | TimeWindow, Field(discriminator="kind")]
@@ -212,6 +300,20 @@ class BreakerPolicy(BaseModel):
     )
     half_open_timeout: Seconds | None = Field(
         default=None, description="seconds a half-open episode may last without a decision"
+    )
+    call_timeout: Seconds | None = Field(
+        default=None,
+        description=(
+            "seconds a call may take: acall cancels it then (TimeoutError, a failure); call "
+            "cannot interrupt a thread, so it records a late return as a failure"
+        ),
+    )
+    enforce: bool = Field(
+        default=True,
+        description=(
+            "refuse calls while open (False: shadow mode: every call runs, the breaker "
+            "decides and audits as if enforcing, and counts what it would have refused)"
+        ),
     )
 
     # ------------------------------------------------------------------ cross-field rules
@@ -400,28 +502,47 @@ class BreakerPolicy(BaseModel):
         Every variable that starts with ``prefix`` names a field (case-insensitive); an
         unknown one is an error. Values are JSON where they parse as JSON (numbers, ``null``,
         ``{"kind": "count", "size": 100}``, lists), else plain strings; exception lists may
-        also be comma-separated names.
+        also be comma-separated names, and durations ISO 8601 (``PT30S``).
+
+        Raises:
+            pydantic.ValidationError: a value is invalid, or a variable names no field; each
+                error's location starts with the variable's name
+                (``BREAKER_RESET_TIMEOUT``), not the field's.
         """
+        # Hand-written, not pydantic-settings: the core depends on pydantic alone, an extra
+        # would make from_env behave differently with and without it, and pydantic-settings
+        # names the field in its errors, not the variable (pydantic-settings issue #24).
         env = os.environ if environ is None else environ
         data: dict[str, object] = {}
+        variables: dict[str, str] = {}  # field -> the variable that set it
         for key, raw in env.items():
             if not key.upper().startswith(prefix.upper()):
                 continue
             name = key[len(prefix) :].lower()
+            variables[name] = key
             try:
                 data[name] = json.loads(raw)
             except ValueError:
                 data[name] = raw
-        return cls._validate_titled(data, f"BreakerPolicy from environment ({prefix}*)")
+        return cls._validate_titled(data, f"BreakerPolicy from environment ({prefix}*)", variables)
 
     @classmethod
-    def _validate_titled(cls, data: object, title: str) -> BreakerPolicy:
+    def _validate_titled(
+        cls, data: object, title: str, sources: Mapping[str, str] | None = None
+    ) -> BreakerPolicy:
+        """Validate ``data``; errors are titled ``title``, fields renamed by ``sources``."""
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            renamed = sources or {}
+            for error in errors:
+                field = error["loc"][0] if error["loc"] else None
+                if isinstance(field, str) and field in renamed:
+                    error["loc"] = (renamed[field], *error["loc"][1:])
             raise ValidationError.from_exception_data(
                 title,
-                exc.errors(include_url=False),  # type: ignore[arg-type]  # same error dicts
+                errors,  # type: ignore[arg-type]  # same error dicts
             ) from None
 
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._arguments import check_arguments, check_sink, check_sinks
 from ._breaker import BreakerMetrics, CircuitBreaker
 from ._machine import legal_moves
 from ._policy import BreakerPolicy
@@ -91,11 +92,12 @@ class BreakerRegistry:
         if max_breakers is not None and max_breakers < 1:
             raise ValueError(f"max_breakers must be >= 1 or None, got {max_breakers!r}")
         _check_kwargs(breaker_kwargs)
+        check_arguments("default", default_policy, clock=clock, store=store, **breaker_kwargs)
         self.default_policy = default_policy if default_policy is not None else BreakerPolicy()
         self.clock = clock
         self.store = store
         self.max_breakers = max_breakers
-        self._sinks: tuple[Sink, ...] = tuple(sinks)
+        self._sinks: tuple[Sink, ...] = check_sinks(sinks, "BreakerRegistry sinks")
         self._defaults = breaker_kwargs
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -275,6 +277,7 @@ class BreakerRegistry:
 
     def add_sink(self, sink: Sink) -> None:
         """Send every later transition of every breaker, existing and future, to ``sink``."""
+        check_sink(sink, "BreakerRegistry.add_sink sink")
         with self._lock:
             self._sinks = (*self._sinks, sink)
             for entry in self._entries.values():

@@ -22,9 +22,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from ._guard import Permit
 from ._machine import STATES
 from ._mirror import LOCAL_GEN, Mirror, StoreLink
-from ._outcome import SLOW, Admission
+from ._outcome import Admission
 from ._policy import BreakerPolicy
 from ._store import EVENT_CODES, Seed
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
@@ -55,7 +56,7 @@ class SharedBreaker(Mirror):
     def __init__(
         self, name: str, policy: BreakerPolicy | None = None, *, store: SharedStore, **options: Any
     ) -> None:
-        super().__init__(name, policy, **options)
+        super().__init__(name, policy, store=store, **options)  # checked with the others there
         self._fast = self._hot = False  # every call goes through the mirror
         self._link = StoreLink(
             store.bind(name, self.policy), Seed(CLOSED, 0, 0, self.policy.reset_timeout, 0.0)
@@ -67,7 +68,7 @@ class SharedBreaker(Mirror):
     def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """:meth:`CircuitBreaker.call` on the shared state."""
         link = self._link
-        if self._state == OPEN and link.live:  # the mirror refuses alone until its deadline
+        if self._state == OPEN and link.live and self._rejects_inline:  # refused alone
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 return cast(R, self._refused(args, kwargs))
@@ -78,16 +79,22 @@ class SharedBreaker(Mirror):
         if gen < 0:
             if gen == _BYPASS:
                 return func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, self._run_unrecorded(func, args, kwargs))
             return cast(R, self._refused(args, kwargs))
         started = self._clock.monotonic()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            outcome = self._judge_exception(exc)
-            if not self._store_local(link, gen, outcome, started, None):
-                self._store_record(link, gen, outcome, started, None)
+            outcome, hint = self._judge_exception(exc)
+            if self._call_sinks:
+                self._tell_call(outcome, started, exc)
+            if not self._store_local(link, gen, outcome, started, hint):
+                self._store_record(link, gen, outcome, started, hint)
             raise
         outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
+        if self._call_sinks:
+            self._tell_call(outcome, started, None)
         if not self._store_local(link, gen, outcome, started, hint):
             self._store_record(link, gen, outcome, started, hint)
         return result
@@ -98,34 +105,36 @@ class SharedBreaker(Mirror):
         """:meth:`CircuitBreaker.acall` on the shared state: the store's asyncio twins."""
         link = self._link
         now = self._clock.monotonic()
-        if self._state == OPEN and link.live and self._open_duration > now - self._opened_at:
+        if (
+            self._state == OPEN
+            and link.live
+            and self._rejects_inline
+            and self._open_duration > now - self._opened_at
+        ):
             return cast(R, await self._arefused(args, kwargs))  # the mirror refuses alone
-        gen = self._store_plan(link, now)
-        if gen == _ASK:
-            token = link.entry.push_token()
-            try:
-                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
-                reply = await link.entry.aacquire(u, self._seed(link, now))
-            except Exception as exc:
-                self._store_failed(link, exc, now)
-                gen = self._admit()
-            else:
-                gen = self._store_admitted(link, reply, now, token)
-        elif gen == _LOCAL:
-            gen = self._admit()
+        gen = await self._store_aadmit(link, now)
         if gen < 0:
             if gen == _BYPASS:
                 return await func(*args, **kwargs)
+            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+                return cast(R, await self._arun_unrecorded(func, args, kwargs))
             return cast(R, await self._arefused(args, kwargs))
         started = self._clock.monotonic()
         try:
-            result = await func(*args, **kwargs)
+            if self._call_timeout is None:
+                result = await func(*args, **kwargs)
+            else:
+                result = await self._timed_await(func, args, kwargs)
         except BaseException as exc:
-            outcome = self._judge_exception(exc)
-            if not self._store_local(link, gen, outcome, started, None):
-                await self._store_arecord(link, gen, outcome, started, None)
+            outcome, hint = self._judge_exception(exc)
+            if self._call_sinks:
+                self._tell_call(outcome, started, exc)
+            if not self._store_local(link, gen, outcome, started, hint):
+                await self._store_arecord(link, gen, outcome, started, hint)
             raise
         outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
+        if self._call_sinks:
+            self._tell_call(outcome, started, None)
         if not self._store_local(link, gen, outcome, started, hint):
             await self._store_arecord(link, gen, outcome, started, hint)
         return result
@@ -153,6 +162,62 @@ class SharedBreaker(Mirror):
         return self._send_local(event, reason)
 
     # ------------------------------------------------------------------ the mirror
+
+    # ------------------------------------------------------------------ permits
+
+    def acquire(self) -> Permit:
+        """:meth:`CircuitBreaker.acquire` on the shared state."""
+        link = self._link
+        if self._state == CLOSED and link.live and not link.degraded:
+            return self._permit(self._gen)
+        return self._permit(self._store_admit(link))
+
+    async def aacquire(self) -> Permit:
+        """:meth:`CircuitBreaker.aacquire` on the shared state, on the asyncio client."""
+        link = self._link
+        return self._permit(await self._store_aadmit(link, self._clock.monotonic()))
+
+    def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
+        """Settle a permit on the shared state (one round trip, as after a call)."""
+        if gen < 0:
+            super()._complete(gen, outcome, started, exc)
+            return
+        if self._call_sinks:
+            self._tell_call(outcome, started, exc)
+        link = self._link
+        if not self._store_local(link, gen, outcome, started, None):
+            self._store_record(link, gen, outcome, started, None)
+
+    async def _acomplete(
+        self, gen: int, outcome: int, started: float, exc: BaseException | None
+    ) -> None:
+        """:meth:`_complete` on the asyncio client."""
+        if gen < 0:
+            super()._complete(gen, outcome, started, exc)
+            return
+        if self._call_sinks:
+            self._tell_call(outcome, started, exc)
+        link = self._link
+        if not self._store_local(link, gen, outcome, started, None):
+            await self._store_arecord(link, gen, outcome, started, None)
+
+    # ------------------------------------------------------------------ the round trips
+
+    async def _store_aadmit(self, link: StoreLink, now: float) -> int:
+        """:meth:`_store_admit` on the asyncio client."""
+        gen = self._store_plan(link, now)
+        if gen == _ASK:
+            token = link.entry.push_token()
+            try:
+                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
+                reply = await link.entry.aacquire(u, self._seed(link, now))
+            except Exception as exc:
+                self._store_failed(link, exc, now)
+                return self._admit()
+            return self._store_admitted(link, reply, now, token)
+        if gen == _LOCAL:
+            return self._admit()
+        return gen
 
     def _store_admit(self, link: StoreLink) -> int:
         """Admit a call (sync): from the mirror, with one round trip, or on local state."""
@@ -222,7 +287,7 @@ class SharedBreaker(Mirror):
         if (self._clock.monotonic() < link.retry_at if link.degraded else gen >= LOCAL_GEN) or (
             outcome < 0 and self._state != HALF_OPEN
         ):
-            self._record(gen, outcome, started, hint)
+            self._record(gen, outcome, started, hint, tell=False)
             return True
         return False
 
@@ -258,8 +323,8 @@ class SharedBreaker(Mirror):
         The jitter is drawn only if the outcome could open the breaker.
         """
         now = self._clock.monotonic()
-        if outcome >= 0 and self._slow is not None and now - started > self._slow:
-            outcome |= SLOW
+        if outcome >= 0:
+            outcome = self._timed_outcome(outcome, now - started)
         return outcome, now, self._jitter(self._could_open(outcome)), self._seed(link, now)
 
     def _record_answer(  # noqa: PLR0917 - the record round trip's plan, and its answer
@@ -279,7 +344,7 @@ class SharedBreaker(Mirror):
         """
         if isinstance(answer, Exception):
             self._store_failed(link, answer, now)
-            self._record(gen, outcome, started, hint)
+            self._record(gen, outcome, started, hint, tell=False)
         elif answer is None:
             next(self._ok)
             self._streak = 0

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import random
 
     from ._audit import Sink
+    from ._calls import CallSink
     from ._clock import Clock
     from ._window import CountRing, TimeBuckets
 
@@ -103,7 +104,10 @@ class Transitions:
         "__weakref__",
         "_audit_capacity",
         "_audit_log",
+        "_call_sinks",
+        "_call_timeout",
         "_clock",
+        "_enforce",
         "_err",
         "_fallback",
         "_fast",
@@ -112,6 +116,7 @@ class Transitions:
         "_hot",
         "_ignored",
         "_is_failure",
+        "_is_failure_exception",
         "_lock",
         "_machine",
         "_min_calls",
@@ -126,8 +131,10 @@ class Transitions:
         "_rate",
         "_recorded",
         "_rejections",
+        "_rejects_inline",
         "_rng",
         "_seq",
+        "_shadowed",
         "_sink_errors",
         "_sinks",
         "_slow",
@@ -136,6 +143,7 @@ class Transitions:
         "_state",
         "_streak",
         "_threshold",
+        "_timed",
         "_tlock_obj",
         "_trial_fail",
         "_trial_ok",
@@ -148,7 +156,10 @@ class Transitions:
     policy: BreakerPolicy
     _audit_capacity: int
     _audit_log: AuditLog | None
+    _call_sinks: tuple[CallSink, ...]
+    _call_timeout: float | None
     _clock: Clock
+    _enforce: bool
     _err: int
     _fallback: Callable[..., Any] | None
     _fast: bool
@@ -157,6 +168,7 @@ class Transitions:
     _hot: bool
     _ignored: tuple[type[BaseException], ...]
     _is_failure: Callable[[Any], bool | float | None] | None
+    _is_failure_exception: Callable[[BaseException], bool | float | None] | None
     _lock: threading.Lock
     _machine: BreakerMachine | None
     _min_calls: int
@@ -171,8 +183,10 @@ class Transitions:
     _rate: float
     _recorded: tuple[type[BaseException], ...]
     _rejections: itertools.count[int] | None
+    _rejects_inline: bool
     _rng: random.Random | None
     _seq: int
+    _shadowed: itertools.count[int] | None
     _sink_errors: int
     _sinks: tuple[Sink, ...]
     _slow: float | None
@@ -181,6 +195,7 @@ class Transitions:
     _state: int
     _streak: int
     _threshold: int
+    _timed: bool
     _tlock_obj: threading.RLock | None
     _trial_fail: int
     _trial_ok: int
@@ -376,6 +391,8 @@ class Transitions:
                 self._opened_at = now
             elif code == HALF_OPEN:
                 self._half_open_since = now
+                if self._window is not None:
+                    self._window.clear()  # the trials are a fresh measurement
             elif code == CLOSED:
                 self._streak = 0
                 if self._window is not None:
@@ -384,6 +401,19 @@ class Transitions:
             self._seq += 1
             self._hot = self._fast and code == CLOSED
         self._emit(record)
+
+    def _set_call_sinks(self, sinks: tuple[CallSink, ...]) -> None:
+        """Install call sinks; a breaker with any leaves its inlined fast paths for good.
+
+        ``_hot`` is cleared before the flags it is derived from, as in :meth:`_apply`.
+        """
+        with self._tlock, self._lock:
+            if sinks:
+                self._hot = False
+                self._fast = False
+            self._call_sinks = sinks
+            self._timed = self._slow is not None or self._call_timeout is not None or bool(sinks)
+            self._rejects_inline = self._enforce and not sinks
 
     def _next_generation(self, gen: int) -> int:
         """The generation after ``gen``: a transition starts a new one."""

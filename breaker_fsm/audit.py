@@ -20,11 +20,15 @@ from ._audit import (
     read_jsonl,
     verify,
 )
+from ._calls import CallLogSink, CallRecord, CallSink
 from .exceptions import AuditError
 
 __all__ = [
     "AuditError",
     "AuditLog",
+    "CallLogSink",
+    "CallRecord",
+    "CallSink",
     "JsonlSink",
     "LoggingSink",
     "Sink",

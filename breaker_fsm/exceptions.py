@@ -8,14 +8,15 @@
     ├── AuditError              an audit trail that is not a legal walk, or a corrupt line
     ├── DiagramError            a diagram format that needs a missing tool (Graphviz, pydot)
     ├── PolicyFileError         a policy file that is missing, unreadable or malformed
-    └── RegistryError           a registry asked for a breaker that conflicts with its own
+    ├── RegistryError           a registry asked for a breaker that conflicts with its own
+    └── ReplayError             a call log (or call) that cannot be read or replayed
 
 Invalid policy *values* raise pydantic's ``ValidationError``, which names the field.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 __all__ = [
     "AuditError",
@@ -25,11 +26,27 @@ __all__ = [
     "IllegalTransitionError",
     "PolicyFileError",
     "RegistryError",
+    "ReplayError",
 ]
 
 
 class BreakerError(Exception):
-    """Base class of every breaker_fsm error."""
+    """Base class of every breaker_fsm error.
+
+    Every breaker_fsm error pickles (multiprocessing, Celery and RQ move errors between
+    processes) whatever its ``__init__`` takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, and ``args`` holds the formatted
+        # message, not what ``__init__`` takes. Rebuild without ``__init__`` instead, the
+        # way pickle rebuilds any plain object: the same ``args``, then the attributes.
+        return (_rebuild, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuild(cls: type[BreakerError], args: tuple[Any, ...]) -> BreakerError:
+    """An unpickled error before its attributes are restored: ``args`` set, no ``__init__``."""
+    return cls.__new__(cls, *args)
 
 
 class CircuitOpenError(BreakerError):
@@ -140,3 +157,26 @@ class RegistryError(BreakerError):
     policy (or different creation arguments): the existing breaker is never replaced
     silently.
     """
+
+
+class ReplayError(BreakerError):
+    """Recorded calls could not be read or replayed (:mod:`breaker_fsm.replay`).
+
+    Attributes:
+        path: the call log, when the calls came from a file.
+        line: 1-based line of the bad record in that file.
+        index: 0-based position of the bad call among those given to ``simulate``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.index = index
+        super().__init__(message)

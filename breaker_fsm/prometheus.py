@@ -18,10 +18,12 @@ metric                                         type     meaning
 ``circuitbreaker_transitions_total{name,       counter  transitions by event (``trip``,
 event}``                                                ``recover``...; zeros included)
 ``circuitbreaker_failure_rate{name}``          gauge    failed share of the window, 0–1;
-                                                        -1 when not computable
+                                                        -1 when not computable (the window
+                                                        starts afresh in half_open)
 ``circuitbreaker_slow_call_rate{name}``        gauge    slow share of the window, 0–1; -1
 ``circuitbreaker_buffered_calls{name}``        gauge    calls in the sliding window
-``circuitbreaker_consecutive_failures{name}``  gauge    the current failure streak
+``circuitbreaker_consecutive_failures{name}``  gauge    the current failure streak (failed
+                                                        trials extend it)
 ``circuitbreaker_sink_errors_total{name}``     counter  audit sinks or predicates that raised
 ``circuitbreaker_store_errors_total{name}``    counter  failed round trips to the shared
                                                         store (``store=``); 0 without one
@@ -182,22 +184,24 @@ class BreakerCollector:
             ),
             GaugeMetricFamily(
                 f"{ns}_failure_rate",
-                "Failed share of the sliding window (0-1); -1 when not computable",
+                "Failed share of the sliding window (0-1): closed state's calls, frozen while "
+                "open, afresh in half_open; -1 below minimum_calls or without a window",
                 labels=["name"],
             ),
             GaugeMetricFamily(
                 f"{ns}_slow_call_rate",
-                "Slow share of the sliding window (0-1); -1 when not computable",
+                "Slow share of the sliding window (0-1), like failure_rate; -1 when not computable",
                 labels=["name"],
             ),
             GaugeMetricFamily(
                 f"{ns}_buffered_calls",
-                "Calls in the sliding window",
+                "Calls in the sliding window (0 on entering half_open or closed)",
                 labels=["name"],
             ),
             GaugeMetricFamily(
                 f"{ns}_consecutive_failures",
-                "Current streak of consecutive failures",
+                "Current streak of consecutive failures (failed trial calls extend it; a "
+                "success or entering closed ends it)",
                 labels=["name"],
             ),
             CounterMetricFamily(

@@ -326,8 +326,13 @@ class RedisStore:
         push: bool = True,
         now: Callable[[], float] | None = None,
     ) -> None:
-        import redis
-        import redis.asyncio
+        try:  # here, not at import: the module imports without redis-py
+            import redis
+            import redis.asyncio
+        except ImportError as exc:
+            raise ImportError(
+                "breaker_fsm.redis needs redis-py: pip install 'breaker-fsm[redis]'"
+            ) from exc
 
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")

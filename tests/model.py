@@ -10,8 +10,12 @@ Readings of the spec this model commits to (the report lists them):
   under the second it ended in, and it is slow when ``ended - started > slow_call_duration``.
 * The trip rules are evaluated after each outcome that enters the window (never on a
   neutral outcome, a clock advance or a ``metrics()`` read).
-* The consecutive-failure streak is a ``closed``-state counter like the window: trial calls
-  do not change it, it stays readable while open, and entering ``closed`` clears it.
+* The consecutive-failure streak runs across states, as pybreaker's and circuitbreaker's
+  counters do: a failed trial call extends it, a successful one ends it, it stays readable
+  while open, and entering ``closed`` clears it.
+* The window is the ``closed`` state's measurement: it stays frozen while open (it shows
+  what tripped the breaker) and entering ``half_open`` or ``closed`` starts it afresh
+  (resilience4j's half-open state measures anew).
 * Lifetime totals are decided at admission: a call admitted in a recording state is counted
   when it completes even if a transition happened meanwhile (it only stops counting
   *against the new state*); a call admitted while ``disabled`` is never counted.
@@ -242,6 +246,8 @@ class ReferenceBreaker:
             self.opened_at = now
         elif target == HALF_OPEN:
             self.half_open_since = now
+            if self.window is not None:
+                self.window.clear()
         elif target == CLOSED:
             self.streak = 0
             self.open_episodes = 0
@@ -345,9 +351,11 @@ class ReferenceBreaker:
                 self.permits -= 1
             elif outcome == "failed":
                 self.trial_failed += 1
+                self.streak += 1
                 self.transition("retrip", ended, hint)
             else:
                 self.trial_ok += 1
+                self.streak = 0
                 if self.trial_ok >= self.policy.success_threshold:
                     self.transition("recover", ended)
 

@@ -189,7 +189,9 @@ def test_logging_sink(caplog: pytest.LogCaptureFixture) -> None:
 def test_jsonl_sink_to_vanished_directory_is_counted(tmp_path: Path) -> None:
     """A JsonlSink whose directory disappears fails visibly but never fails the call."""
     path = tmp_path / "gone" / "audit.jsonl"
+    path.parent.mkdir()
     breaker = CircuitBreaker("v", BreakerPolicy(failure_threshold=1), sinks=[JsonlSink(path)])
+    path.parent.rmdir()  # after construction, which checks that the directory exists
     with pytest.raises(ZeroDivisionError):
         breaker.call(lambda: 1 / 0)
     assert breaker.state == "open"

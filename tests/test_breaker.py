@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from typing import Any, NoReturn
@@ -20,7 +21,7 @@ from breaker_fsm import (
 )
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, fail, ok
+from tests.helpers import Boom, boom, fail, ok
 
 
 def events(breaker: CircuitBreaker) -> list[str]:
@@ -974,3 +975,186 @@ def test_shared_breaker_draws_jitter_only_when_a_call_could_open(
     if jitter:
         assert -jitter <= twin.uniform(-jitter, jitter)  # the failure's one draw
     assert rng.random() == twin.random()
+
+
+# ---------------------------------------------------------------------- pinned by mutation testing
+
+
+def test_async_fast_path_base_exception_is_neutral() -> None:
+    """A BaseException in an awaited call on the fast path counts as neutral."""
+    breaker = CircuitBreaker("a")
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(breaker.acall(cancelled))
+    m = breaker.metrics()
+    assert (m.ignored_count, m.error_count, m.success_count) == (1, 0, 0)
+
+
+def test_async_failures_trip_a_count_window_breaker() -> None:
+    """Awaited failures with a count window (fast path) count and trip."""
+    breaker = CircuitBreaker(
+        "a", BreakerPolicy(failure_threshold=2, window=CountWindow(size=10), minimum_calls=10)
+    )
+
+    async def down() -> None:
+        raise Boom
+
+    async def run() -> None:
+        for _ in range(2):
+            with contextlib.suppress(Boom):
+                await breaker.acall(down)
+
+    asyncio.run(run())
+    assert breaker.state == "open"
+
+
+def test_async_failure_started_before_a_transition_is_not_counted() -> None:
+    """An awaited call that began before a reset does not add to the new streak."""
+    breaker = CircuitBreaker("a", BreakerPolicy(failure_threshold=5))
+
+    async def run() -> None:
+        gate = asyncio.Event()
+
+        async def late_failure() -> None:
+            await gate.wait()
+            raise Boom
+
+        task = asyncio.create_task(breaker.acall(late_failure))
+        await asyncio.sleep(0)
+        breaker.send("force_open")
+        breaker.send("reset")
+        gate.set()
+        with contextlib.suppress(Boom):
+            await task
+
+    asyncio.run(run())
+    m = breaker.metrics()
+    assert (m.failure_count, m.error_count) == (0, 1)
+
+
+def test_count_window_fast_path_streak_and_rate_rules() -> None:
+    """On the count-window fast path the streak trips at the threshold, not before."""
+    policy = BreakerPolicy(
+        failure_threshold=3,
+        window=CountWindow(size=10),
+        minimum_calls=10,
+        failure_rate_threshold=0.5,
+    )
+    breaker = CircuitBreaker("w", policy)
+    for expected in (1, 2):
+        with contextlib.suppress(Boom):
+            breaker.call(boom)
+        assert (breaker.state, breaker.metrics().failure_count) == ("closed", expected)
+    with contextlib.suppress(Boom):
+        breaker.call(boom)
+    assert breaker.state == "open"
+
+
+def test_count_window_fast_path_rate_below_threshold_does_not_trip() -> None:
+    """A failure that leaves the window's rate under the line does not trip it."""
+    policy = BreakerPolicy(
+        failure_threshold=None,
+        window=CountWindow(size=10),
+        minimum_calls=4,
+        failure_rate_threshold=0.5,
+    )
+    breaker = CircuitBreaker("w", policy)
+    for _ in range(3):
+        breaker.call(int)
+    for _ in range(2):
+        with contextlib.suppress(Boom):
+            breaker.call(boom)
+        assert breaker.state == "closed"  # 1 of 4, then 2 of 5: under the line
+    with contextlib.suppress(Boom):
+        breaker.call(boom)
+    assert breaker.state == "open"  # 3 of 6
+
+
+def test_refusal_in_half_open_passes_arguments_to_the_fallback() -> None:
+    """A call refused because every trial permit is taken gets the fallback with its args."""
+    clock = FakeClock()
+    seen: list[object] = []
+    breaker = CircuitBreaker(
+        "h",
+        BreakerPolicy(failure_threshold=1, reset_timeout=1),
+        clock=clock,
+        fallback=lambda *a, **k: seen.append((a, k)),
+    )
+    with contextlib.suppress(Boom):
+        breaker.call(boom)
+    clock.advance(1)
+    breaker.call(lambda: breaker.call(int, 7, base=8))  # the nested call finds no permit
+    assert seen == [((7,), {"base": 8})]
+
+
+def test_refusal_after_a_half_open_timeout_reports_the_new_open_episode() -> None:
+    """A call that retrips a timed-out half-open breaker is refused with its retry_after."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "t",
+        BreakerPolicy(
+            failure_threshold=1,
+            reset_timeout=0.5,  # under a second: max(0.0, …) is pinned, not max(1.0, …)
+            success_threshold=2,
+            half_open_max_calls=2,
+            half_open_timeout=1,
+        ),
+        clock=clock,
+    )
+    with contextlib.suppress(Boom):
+        breaker.call(boom)
+    clock.advance(10)
+    breaker.call(int)  # admitted: one trial success of two, still half-open
+    assert breaker.state == "half_open"
+    clock.advance(3)
+    with pytest.raises(CircuitOpenError) as exc:
+        breaker.call(int)
+    assert (exc.value.breaker, exc.value.state) == ("t", "open")
+    assert exc.value.retry_after == breaker.metrics().open_duration
+
+
+def test_is_failure_predicate_errors_are_logged_and_each_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each raising is_failure predicate is logged with the breaker's name and counted."""
+
+    def predicate(_: object) -> bool:
+        raise RuntimeError("bug")
+
+    breaker = CircuitBreaker("p", is_failure=predicate)
+    with caplog.at_level(logging.ERROR, logger="breaker_fsm"):
+        breaker.call(int)
+        breaker.call(int)
+    assert breaker.metrics().sink_errors == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "breaker 'p': is_failure predicate raised"
+    ] * 2
+
+
+def test_is_failure_verdicts_that_are_not_numbers_give_no_open_hint() -> None:
+    """A True or truthy non-numeric verdict is a failure without an open-duration hint."""
+    for verdict in (True, "yes"):
+        breaker = CircuitBreaker(
+            "v",
+            BreakerPolicy(failure_threshold=1, reset_timeout=0.5),
+            is_failure=lambda _r, v=verdict: v,
+        )
+        breaker.call(int)
+        assert (breaker.state, breaker.metrics().open_duration) == ("open", 0.5)
+
+
+def test_illegal_send_messages() -> None:
+    """send() names why an event is refused: illegal here, unknown, or guard not holding."""
+    breaker = CircuitBreaker("s")
+    with pytest.raises(IllegalTransitionError) as exc:
+        breaker.send("recover")
+    assert str(exc.value) == "event 'recover' is not allowed in state 'closed'"
+    with pytest.raises(IllegalTransitionError) as exc:
+        breaker.send("explode")
+    assert exc.value.detail == "unknown event"
+    with pytest.raises(IllegalTransitionError) as exc:
+        breaker.send("trip")
+    assert exc.value.detail == "its guard does not hold"

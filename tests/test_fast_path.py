@@ -305,7 +305,7 @@ def test_outcomes_under_the_rate_line_never_build_the_machine(policy: BreakerPol
 
 def test_audit_capacity_is_still_validated_up_front() -> None:
     """A bad audit capacity fails at construction, although the log is built later."""
-    with pytest.raises(ValueError, match="audit capacity must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="audit_capacity must be an int >= 1, got 0"):
         CircuitBreaker("x", audit_capacity=0)
 
 

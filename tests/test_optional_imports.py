@@ -73,6 +73,15 @@ for module, extra in [("breaker_fsm.httpx", "httpx"), ("breaker_fsm.prometheus",
     else:
         raise AssertionError(f"{module} imported without its extra")
 
+import breaker_fsm.redis  # imports without redis-py: only a store needs it
+
+try:
+    breaker_fsm.redis.RedisStore("redis://localhost")
+except ImportError as exc:
+    assert "breaker-fsm[redis]" in str(exc), exc
+else:
+    raise AssertionError("RedisStore built without redis-py")
+
 out = io.StringIO()
 run(out=out)
 assert out.getvalue().startswith("httpx is not installed"), out.getvalue()[:200]
@@ -83,8 +92,85 @@ print("ok")
     assert result.stdout.strip().endswith("ok")
 
 
-@pytest.mark.parametrize("module", ["breaker_fsm.httpx", "breaker_fsm.prometheus"])
+@pytest.mark.parametrize(
+    "module", ["breaker_fsm.httpx", "breaker_fsm.prometheus", "breaker_fsm.redis"]
+)
 def test_integrations_import_with_their_extra(module: str) -> None:
     """The integration modules import when their library is there (it is, in dev installs)."""
     result = python(f"import {module}")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("library", "use", "extra"),
+    [
+        ("httpx", "import breaker_fsm.httpx", "httpx"),
+        ("prometheus_client", "import breaker_fsm.prometheus", "prometheus"),
+        ("redis", "import breaker_fsm.redis; breaker_fsm.redis.RedisStore('redis://x')", "redis"),
+    ],
+)
+def test_each_integration_names_its_extra_when_only_its_library_is_missing(
+    library: str, use: str, extra: str
+) -> None:
+    """Using an integration without its library raises ImportError with the pip command."""
+    result = python(
+        BLOCKER.replace(repr(set(OPTIONAL)), repr({library}))
+        + f"""
+try:
+    {use}
+except ImportError as exc:
+    print(exc)
+"""
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"needs {library.partition('_')[0]}" in result.stdout
+    assert f"pip install 'breaker-fsm[{extra}]'" in result.stdout
+
+
+def test_command_line_names_the_cli_extra() -> None:
+    """Without click the command line exits 2 and says to install the cli extra."""
+    result = python(
+        BLOCKER.replace(repr(set(OPTIONAL)), repr({"click"}))
+        + """
+from breaker_fsm.__main__ import main
+
+print("status", main(["policy", "schema"]))
+"""
+    )
+    assert result.returncode == 0, result.stderr
+    assert "status 2" in result.stdout
+    assert "pip install 'breaker-fsm[cli]'" in result.stderr
+
+
+def test_command_line_runs_without_rich() -> None:
+    """rich is only for terminals: without it the command line prints plain text."""
+    result = python(
+        BLOCKER.replace(repr(set(OPTIONAL)), repr({"rich"}))
+        + """
+from breaker_fsm.__main__ import main
+
+print("status", main(["policy", "schema"]))
+"""
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("status 0")
+    assert '"failure_threshold"' in result.stdout
+
+
+def test_dot_diagram_names_the_diagrams_extra() -> None:
+    """Without pydot a DOT diagram raises DiagramError with the pip command; Mermaid works."""
+    result = python(
+        BLOCKER
+        + """
+from breaker_fsm import BreakerMachine, DiagramError
+from breaker_fsm.diagram import render
+
+assert render(BreakerMachine).startswith("stateDiagram-v2")
+try:
+    render(BreakerMachine, "dot")
+except DiagramError as exc:
+    print(exc)
+"""
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'breaker-fsm[diagrams]'" in result.stdout

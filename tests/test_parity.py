@@ -56,7 +56,8 @@ def test_lua_operator_table_matches_the_machine(state: str, redis_stores: StoreF
 class _Sync(ast.NodeTransformer):
     """Rewrites an async body to its sync twin: ``await x`` is ``x``, and the awaited
     fallback helpers are the sync ones (``_answer(f, args, kwargs)`` is ``f(*args,
-    **kwargs)``, ``_arefused`` is ``_refused``)."""
+    **kwargs)``, ``_arefused`` is ``_refused``, ``_arun_unrecorded`` is
+    ``_run_unrecorded``, ``_timed_await`` is ``_timed_call``)."""
 
     def visit_Await(self, node: ast.Await) -> Any:
         return self.visit(node.value)
@@ -64,8 +65,10 @@ class _Sync(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> Any:
         self.generic_visit(node)
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "_arefused":
-            func.attr = "_refused"
+        if isinstance(func, ast.Attribute) and func.attr in ("_arefused", "_arun_unrecorded"):
+            func.attr = func.attr.replace("_a", "_", 1)
+        if isinstance(func, ast.Attribute) and func.attr == "_timed_await":
+            func.attr = "_timed_call"
         if isinstance(func, ast.Attribute) and func.attr == "_answer":
             target, args, kwargs = node.args
             return ast.Call(

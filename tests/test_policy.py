@@ -278,7 +278,7 @@ def test_from_env_unknown_variable_is_an_error() -> None:
     """A prefixed variable that names no field is refused, naming it."""
     with pytest.raises(ValidationError) as exc:
         BreakerPolicy.from_env(environ={"BREAKER_FAILURE_TRESHOLD": "3"})
-    assert "failure_treshold" in _field_errors(exc)
+    assert "BREAKER_FAILURE_TRESHOLD" in _field_errors(exc)
     assert "environment" in exc.value.title
 
 
@@ -364,3 +364,105 @@ def test_exception_classification() -> None:
     assert p.is_failure_exception(FileNotFoundError()) is None
     assert p.is_failure_exception(KeyboardInterrupt()) is None
     assert p.is_failure_exception(ValueError()) is False
+
+
+# ---------------------------------------------------------------------- pinned by mutation testing
+
+
+def test_half_open_timed_out_needs_a_timeout_and_a_start() -> None:
+    """half_open_timed_out is False without a timeout or a start, and inclusive at it."""
+    stats = BreakerStats(now=15.0, half_open_since=10.0)
+    assert not BreakerPolicy().half_open_timed_out(stats)
+    timed = BreakerPolicy(half_open_timeout=5)
+    assert not timed.half_open_timed_out(BreakerStats(now=15.0))
+    assert not timed.half_open_timed_out(BreakerStats(now=14.9, half_open_since=10.0))
+    assert timed.half_open_timed_out(stats)
+
+
+def test_from_file_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:
+    """Every PolicyFileError carries the file's path and says exactly what is wrong."""
+    cases = {
+        "p.yaml": ("", "unknown policy file type: use .json or .toml", None),
+        "missing.json": (None, "no such file", None),
+        "bad.json": ('{"a": }', "invalid JSON: Expecting value", 1),
+        "bad.toml": ("a =", "invalid TOML: Invalid value (at end of document)", None),
+        "empty.toml": ("", "no [tool.breaker] table", None),
+    }
+    for name, (text, message, line) in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text, encoding="utf-8")
+        with pytest.raises(PolicyFileError) as exc:
+            BreakerPolicy.from_file(path, section="tool.breaker")
+        where = str(path) if line is None else f"{path}:{line}"
+        assert (exc.value.path, exc.value.line, str(exc.value)) == (
+            str(path),
+            line,
+            f"{where}: {message}",
+        )
+
+
+def test_from_env_keeps_non_json_values_as_strings() -> None:
+    """A value that is not JSON is passed on as the plain string."""
+    p = BreakerPolicy.from_env(environ={"BREAKER_RECORD_EXCEPTIONS": "OSError"})
+    assert p.record_exceptions == (OSError,)
+
+
+def test_cross_field_errors_are_titled_and_carry_the_input() -> None:
+    """A cross-field error is a BreakerPolicy ValidationError with the offending input."""
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy(half_open_max_calls=1, success_threshold=2)
+    assert exc.value.title == "BreakerPolicy"
+    [error] = exc.value.errors()
+    assert (error["loc"], error["input"]) == (("half_open_max_calls",), 1)
+
+
+def test_comma_separated_exception_names_without_spaces() -> None:
+    """A comma-separated string of exception names, with or without spaces, is a tuple."""
+    p = BreakerPolicy.from_env(environ={"BREAKER_RECORD_EXCEPTIONS": "KeyError,OSError"})
+    assert p.record_exceptions == (KeyError, OSError)
+
+
+def test_exception_name_errors_say_what_is_wrong() -> None:
+    """An unresolvable or non-exception name is refused with a message naming it."""
+    with pytest.raises(ValidationError, match=r"'nowhere\.Missing' does not name an importable"):
+        BreakerPolicy(record_exceptions=["nowhere.Missing"])
+    with pytest.raises(ValidationError, match="<class 'int'> is not an Exception subclass"):
+        BreakerPolicy(record_exceptions=["int"])
+
+
+def test_cross_field_error_messages() -> None:
+    """The cross-field rules explain themselves."""
+    with pytest.raises(ValidationError, match="no trip rule is active: set failure_threshold"):
+        BreakerPolicy(failure_threshold=None)
+    with pytest.raises(ValidationError, match=r"must be >= success_threshold \(2\), got 1"):
+        BreakerPolicy(half_open_max_calls=1, success_threshold=2)
+
+
+def test_open_duration_elapsed_is_measured_from_the_opening() -> None:
+    """The open duration has elapsed only once now - opened_at reaches it."""
+    policy = BreakerPolicy(reset_timeout=5)
+    assert not policy.open_duration_elapsed(BreakerStats(now=12, opened_at=10, open_duration=5))
+    assert policy.open_duration_elapsed(BreakerStats(now=15, opened_at=10, open_duration=5))
+
+
+def test_audit_counters_are_named() -> None:
+    """A transition's counters carry the guard's evidence under fixed names."""
+    stats = BreakerStats(
+        now=0.0,
+        consecutive_failures=1,
+        window_calls=2,
+        window_failures=3,
+        window_slow=4,
+        trial_successes=5,
+        trial_failures=6,
+    )
+    counters = stats.as_counters()
+    assert {k: counters[k] for k in list(counters)[:6]} == {
+        "consecutive_failures": 1,
+        "window_calls": 2,
+        "window_failures": 3,
+        "window_slow": 4,
+        "trial_successes": 5,
+        "trial_failures": 6,
+    }

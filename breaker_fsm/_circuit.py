@@ -1,0 +1,126 @@
+"""``circuit``: the one-line decorator, for code coming from the ``circuitbreaker`` package.
+
+>>> from breaker_fsm import circuit
+>>> @circuit(failure_threshold=3, reset_timeout="PT30S")
+... def fetch_user(user_id):
+...     return {"id": user_id}
+>>> fetch_user(42)
+{'id': 42}
+>>> circuit_registry[f"{__name__}.fetch_user"].policy.failure_threshold
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+from ._policy import BreakerPolicy
+from ._registry import BreakerRegistry
+
+if TYPE_CHECKING:
+    import random
+
+__all__ = ["circuit", "circuit_registry"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The registry ``circuit`` keeps its breakers in unless given another: one breaker per
+#: name, so every function decorated under one name shares one breaker.
+circuit_registry = BreakerRegistry()
+
+_POLICY_FIELDS = frozenset(BreakerPolicy.model_fields)
+
+
+@overload
+def circuit(name: F, /) -> F: ...
+
+
+@overload
+def circuit(
+    name: str | None = None,
+    *,
+    policy: BreakerPolicy | None = None,
+    registry: BreakerRegistry | None = None,
+    fallback: Callable[..., Any] | None = None,
+    is_failure: Callable[[Any], bool | float | None] | None = None,
+    rng: random.Random | None = None,
+    audit_capacity: int | None = None,
+    **policy_fields: Any,
+) -> Callable[[F], F]: ...
+
+
+def circuit(
+    name: str | Callable[..., Any] | None = None,
+    *,
+    policy: BreakerPolicy | None = None,
+    registry: BreakerRegistry | None = None,
+    fallback: Callable[..., Any] | None = None,
+    is_failure: Callable[[Any], bool | float | None] | None = None,
+    rng: random.Random | None = None,
+    audit_capacity: int | None = None,
+    **policy_fields: Any,
+) -> Any:
+    """Guard a function (``def`` or ``async def``) with the breaker called ``name``.
+
+    ``@circuit`` alone, or ``@circuit(failure_threshold=3, reset_timeout=10)``: keywords
+    that name a :class:`~breaker_fsm.BreakerPolicy` field make the breaker's policy, and
+    ``fallback``, ``is_failure``, ``rng`` and ``audit_capacity`` are passed to its
+    :class:`~breaker_fsm.CircuitBreaker`. The breaker is created when the function is
+    decorated (so a bad argument fails at import) and kept in ``registry``
+    (:data:`circuit_registry` by default): functions decorated under one name share one
+    breaker, and a second decoration that asks for a different policy or fallback raises
+    :class:`~breaker_fsm.RegistryError`. The clock, audit sinks and shared store are the
+    registry's: pass ``registry=BreakerRegistry(clock=..., sinks=..., store=...)``.
+
+    Args:
+        name: the breaker's name; the function's module and qualified name
+            (``"app.users.fetch_user"``) by default.
+        policy: a whole policy, instead of policy fields.
+        registry: where the breaker is kept; :data:`circuit_registry` by default.
+        fallback: see :class:`~breaker_fsm.CircuitBreaker`.
+        is_failure: see :class:`~breaker_fsm.CircuitBreaker`.
+        rng: see :class:`~breaker_fsm.CircuitBreaker`.
+        audit_capacity: see :class:`~breaker_fsm.CircuitBreaker`.
+        **policy_fields: :class:`~breaker_fsm.BreakerPolicy` fields.
+
+    Raises:
+        TypeError: a keyword that is neither a policy field nor a breaker argument, or
+            ``policy`` together with policy fields.
+        pydantic.ValidationError: an invalid policy field.
+        RegistryError: the name's breaker exists with another policy or arguments.
+    """
+    if callable(name):  # bare @circuit: the function itself came as the name
+        return circuit()(name)
+    unknown = set(policy_fields) - _POLICY_FIELDS
+    if unknown:
+        raise TypeError(
+            f"circuit() got unexpected keyword argument(s) {', '.join(sorted(unknown))}: "
+            "it takes BreakerPolicy fields (failure_threshold, reset_timeout, ...) and "
+            "fallback, is_failure, rng, audit_capacity, policy, registry"
+        )
+    if policy is not None and policy_fields:
+        raise TypeError(
+            f"circuit() takes policy= or policy fields, not both (got policy and "
+            f"{', '.join(sorted(policy_fields))})"
+        )
+    if policy_fields:
+        policy = BreakerPolicy(**policy_fields)
+    breaker_kwargs = {
+        key: value
+        for key, value in (
+            ("fallback", fallback),
+            ("is_failure", is_failure),
+            ("rng", rng),
+            ("audit_capacity", audit_capacity),
+        )
+        if value is not None
+    }
+    where = circuit_registry if registry is None else registry
+
+    def decorate(func: F) -> F:
+        breaker_name = name if name is not None else f"{func.__module__}.{func.__qualname__}"
+        breaker = where.get(breaker_name, policy, **breaker_kwargs)
+        return cast(F, breaker(func))
+
+    return decorate

@@ -1,0 +1,216 @@
+"""Guarding work beyond ``call``: permits, ``with breaker:``, and generators.
+
+:meth:`Guards.acquire` is the first half of a call (admission), :class:`Permit` the
+second (recording the outcome); ``call`` does both around an operation, these let the
+caller do them around anything: a block of code, a stream, work whose outcome is known
+elsewhere (gobreaker's ``TwoStepCircuitBreaker``, resilience4j's
+``tryAcquirePermission``/``onSuccess``/``onError``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from ._local import LocalEngine
+from ._outcome import FAILED, NEUTRAL, SUCCESS, Admission
+from ._transitions import CLOSED
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Guards", "Permit", "guard_async_generator", "guard_generator"]
+
+_BYPASS, _SHADOW = Admission.BYPASS, Admission.SHADOW
+
+#: The permits that ``with breaker:`` blocks hold in this thread or task, innermost last.
+_HELD: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
+    "breaker_fsm_held_permits", default=()
+)
+
+
+class Permit:
+    """Permission to run one operation through a breaker; settle it exactly once.
+
+    ``success()``, ``failure()`` or ``release()`` (neutral: counted neither way, any
+    half-open trial slot given back) record the outcome; settling twice raises
+    ``RuntimeError``. Until settled it holds its half-open trial slot. As a context
+    manager it settles by how the block ends: normally, a success; by an exception, as
+    ``call`` judges that exception. Slow-call timing runs from acquire to settle.
+    """
+
+    __slots__ = ("_breaker", "_gen", "_settled", "_started")
+
+    def __init__(self, breaker: LocalEngine, gen: int, started: float) -> None:
+        self._breaker = breaker
+        self._gen = gen
+        self._started = started
+        self._settled = False
+
+    def __repr__(self) -> str:
+        status = "settled" if self._settled else "held"
+        return f"<Permit of {self._breaker.name!r}, {status}>"
+
+    @property
+    def settled(self) -> bool:
+        """Whether the outcome has been recorded."""
+        return self._settled
+
+    def success(self) -> None:
+        """The operation succeeded."""
+        self._breaker._complete(self._gen, self._take(SUCCESS), self._started, None)
+
+    def failure(self, exc: BaseException | None = None) -> None:
+        """The operation failed (``exc``, if given, goes to call sinks)."""
+        self._breaker._complete(self._gen, self._take(FAILED), self._started, exc)
+
+    def release(self) -> None:
+        """Give the permit back without an outcome (neutral)."""
+        self._breaker._complete(self._gen, self._take(NEUTRAL), self._started, None)
+
+    def _take(self, outcome: int) -> int:
+        """Mark the permit settled, exactly once, whichever thread settles it."""
+        with self._breaker._lock:
+            if self._settled:
+                raise RuntimeError(f"{self!r} is already settled: a permit settles once")
+            self._settled = True
+        return outcome
+
+    def _judge(self, exc: BaseException | None) -> int:
+        """The outcome of a block that ended with ``exc`` (``None``: normally)."""
+        return SUCCESS if exc is None else self._breaker._judge_exception(exc)[0]
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._settled:
+            self._breaker._complete(self._gen, self._take(self._judge(exc)), self._started, exc)
+
+    async def __aenter__(self) -> Permit:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._settled:
+            outcome = self._take(self._judge(exc))
+            await self._breaker._acomplete(self._gen, outcome, self._started, exc)
+
+
+class Guards(LocalEngine):
+    """``acquire``/``aacquire`` and ``with``/``async with`` on a breaker."""
+
+    __slots__ = ()
+
+    def acquire(self) -> Permit:
+        """Admit one operation now: a :class:`Permit` to settle when it is done.
+
+        Raises:
+            CircuitOpenError: refused (the fallback is not used: there is no call to
+                answer for).
+        """
+        gen = self._gen  # read first, as call() does: a stale outcome is then dropped
+        if self._state != CLOSED:
+            gen = self._admit()
+        return self._permit(gen)
+
+    async def aacquire(self) -> Permit:
+        """:meth:`acquire` for asyncio code.
+
+        A shared breaker asks the store without blocking the event loop.
+        """
+        return self.acquire()
+
+    def _permit(self, gen: int) -> Permit:
+        """The permit of an admission, or the refusal."""
+        if gen >= 0:
+            return Permit(self, gen, self._clock.monotonic() if self._timed else 0.0)
+        if gen == _BYPASS:
+            return Permit(self, gen, 0.0)
+        if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+            next(self._shadowed or self._shadow_count)
+            return Permit(self, _SHADOW, self._clock.monotonic())
+        raise self._refusal()
+
+    def __enter__(self) -> Permit:
+        permit = self.acquire()
+        _HELD.set((*_HELD.get(), permit))
+        return permit
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release_held().__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Permit:
+        permit = await self.aacquire()
+        _HELD.set((*_HELD.get(), permit))
+        return permit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._release_held().__aexit__(exc_type, exc, tb)
+
+    def _release_held(self) -> Permit:
+        """The innermost permit this thread or task holds on this breaker, let go."""
+        held = _HELD.get()
+        for index in range(len(held) - 1, -1, -1):
+            if held[index]._breaker is self:
+                _HELD.set(held[:index] + held[index + 1 :])
+                return held[index]
+        raise RuntimeError(f"{self!r}: a with block ends that this task never entered")
+
+
+def guard_generator(
+    breaker: Guards, func: Callable[..., Generator[Any, Any, Any]], args: Any, kwargs: Any
+) -> Generator[Any, Any, Any]:
+    """Iterate ``func(*args, **kwargs)`` under one permit, taken when iteration starts.
+
+    An exception the generator raises is judged as ``call`` judges it and re-raised;
+    exhaustion, or an early ``close()``, is a success.
+    """
+    permit = breaker.acquire()
+    try:
+        result = yield from func(*args, **kwargs)
+    except GeneratorExit:
+        permit.success()
+        raise
+    except BaseException as exc:
+        permit.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    permit.success()
+    return result
+
+
+async def guard_async_generator(
+    breaker: Guards, func: Callable[..., AsyncIterator[Any]], args: Any, kwargs: Any
+) -> AsyncIterator[Any]:
+    """:func:`guard_generator` for async generators (values only: ``asend`` is not relayed)."""
+    permit = await breaker.aacquire()
+    try:
+        async for item in func(*args, **kwargs):
+            yield item
+    except GeneratorExit:
+        await permit.__aexit__(None, None, None)
+        raise
+    except BaseException as exc:
+        await permit.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await permit.__aexit__(None, None, None)

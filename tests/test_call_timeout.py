@@ -1,0 +1,126 @@
+"""``BreakerPolicy.call_timeout``: a timeout the breaker owns and counts.
+
+The async tests run on an event loop whose clock is the test's FakeClock, so a timeout
+expires when the test advances the clock, never by waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker
+from breaker_fsm.testing import FakeClock
+
+
+class FakeTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` is a FakeClock's monotonic reading."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def time(self) -> float:
+        return self.clock.monotonic()
+
+
+def run(clock: FakeClock, main: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``main()`` on a FakeTimeLoop."""
+    with asyncio.Runner(loop_factory=lambda: FakeTimeLoop(clock)) as runner:
+        return runner.run(main())
+
+
+async def hang_until_advanced(clock: FakeClock, seconds: float) -> None:
+    """Let the other task block, then move the clock on by ``seconds``."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+    clock.advance(seconds)
+
+
+async def forever() -> None:
+    """A dependency that never answers."""
+    await asyncio.get_running_loop().create_future()
+
+
+def test_acall_times_out_and_counts_a_failure(clock: FakeClock) -> None:
+    """Past call_timeout acall cancels the call, raises the builtin TimeoutError and
+    records a failure, even when record_exceptions would not count TimeoutError."""
+    policy = BreakerPolicy(failure_threshold=2, call_timeout=5, record_exceptions=(KeyError,))
+    records: list[CallRecord] = []
+    breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
+
+    async def main() -> None:
+        for _ in range(2):
+            advancer = asyncio.create_task(hang_until_advanced(clock, 5))
+            with pytest.raises(TimeoutError) as caught:
+                await breaker.acall(forever)
+            assert type(caught.value) is TimeoutError
+            await advancer
+
+    run(clock, main)
+    assert breaker.state == "open"
+    assert breaker.metrics().error_count == 2
+    assert [(r.outcome, r.duration) for r in records] == [("failure", 5.0)] * 2
+
+
+def test_a_call_in_time_is_not_touched(clock: FakeClock) -> None:
+    """A call that answers before call_timeout returns its value and counts a success."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(call_timeout=5), clock=clock)
+
+    async def quick() -> str:
+        clock.advance(4.5)
+        return "ok"
+
+    assert run(clock, lambda: breaker.acall(quick)) == "ok"
+    assert breaker.metrics().success_count == 1
+
+
+def test_wait_for_outside_acall_stays_neutral(clock: FakeClock) -> None:
+    """A timeout the caller owns (asyncio.wait_for around acall) cancels the call: that is
+    neutral, not a failure of the dependency; call_timeout inside trips the breaker."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1), clock=clock)
+
+    async def main() -> None:
+        advancer = asyncio.create_task(hang_until_advanced(clock, 1))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(breaker.acall(forever), 1)
+        await advancer
+
+    run(clock, main)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.error_count, metrics.ignored_count) == ("closed", 0, 1)
+
+
+def test_call_records_a_late_return_as_a_failure(clock: FakeClock) -> None:
+    """call cannot interrupt a thread: a call that returns after call_timeout keeps its
+    result, and is recorded as a failure."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1, call_timeout=2), clock=clock)
+
+    def slow() -> str:
+        clock.advance(2)
+        return "late"
+
+    assert breaker.call(slow) == "late"
+    assert breaker.state == "open"
+    assert breaker.audit[-1].event == "trip"
+
+
+def test_a_permit_settled_late_is_a_failure(clock: FakeClock) -> None:
+    """call_timeout applies from acquire to settle, as slow-call timing does."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(call_timeout=1), clock=clock)
+    permit = breaker.acquire()
+    clock.advance(1)
+    permit.success()
+    assert breaker.metrics().error_count == 1
+
+
+def test_call_timeout_round_trips_and_is_checked() -> None:
+    """call_timeout is a duration: JSON round-trips, ISO-8601 accepted, zero refused."""
+    policy = BreakerPolicy(call_timeout="PT1.5S")
+    assert policy.call_timeout == 1.5
+    assert BreakerPolicy.model_validate_json(policy.model_dump_json()) == policy
+    with pytest.raises(ValueError, match="call_timeout"):
+        BreakerPolicy(call_timeout=0)

@@ -1,0 +1,329 @@
+"""Guarding work beyond ``call``: ``with``/``async with``, permits, generators (DESIGN-level
+contract in the README's "Ways to guard a dependency"), in memory and shared."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
+from breaker_fsm.testing import FakeClock
+from tests.helpers import Boom, fail
+from tests.redis_server import StoreFactory
+
+Make = Callable[..., CircuitBreaker]
+
+
+@pytest.fixture(params=["memory", "shared"])
+def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
+    """``make(options, **policy)``: a breaker (with ``options``) in memory or sharing Redis
+    state (``make.stores``)."""
+    made: list[Any] = []
+
+    def build(options: dict[str, Any] | None = None, **policy: Any) -> CircuitBreaker:
+        options = dict(options or {})
+        if request.param == "shared":
+            stores: StoreFactory = request.getfixturevalue("redis_stores")
+            options["store"] = stores(now=clock.monotonic)
+            made.append(options["store"])
+        return CircuitBreaker("svc", BreakerPolicy(**policy), clock=clock, **options)
+
+    build.stores = made  # type: ignore[attr-defined]
+    return build
+
+
+def run(make: Make, scenario: Callable[[], Any]) -> None:
+    """Run an asyncio scenario, closing any shared store's asyncio client on its loop."""
+
+    async def main() -> None:
+        try:
+            await scenario()
+        finally:
+            for store in make.stores:  # type: ignore[attr-defined]
+                await store.aclose()
+
+    asyncio.run(main())
+
+
+def test_with_block_records_success_and_failure(make: Make) -> None:
+    """An exception leaving the block is judged as in call() and re-raised; a normal exit
+    is a success."""
+    breaker = make(failure_threshold=2)
+    with breaker:
+        pass
+    with pytest.raises(Boom), breaker:
+        raise Boom("down")
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.error_count, metrics.failure_count) == (1, 1, 1)
+    with pytest.raises(Boom), breaker:
+        raise Boom("down")
+    assert breaker.state == "open"
+    with pytest.raises(CircuitOpenError), breaker:
+        pytest.fail("a refused block must not run")
+
+
+def test_with_block_ignores_the_fallback(clock: FakeClock) -> None:
+    """A refused with block raises CircuitOpenError even when the breaker has a fallback."""
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1), clock=clock, fallback=lambda: "cached"
+    )
+    fail(breaker)
+    assert breaker.call(lambda: "never") == "cached"
+    with pytest.raises(CircuitOpenError), breaker:
+        pass
+
+
+def test_async_with_block(make: Make) -> None:
+    """async with admits, judges and records like with."""
+    breaker = make(failure_threshold=1)
+
+    async def scenario() -> None:
+        async with breaker:
+            await asyncio.sleep(0)
+        with pytest.raises(Boom):
+            async with breaker:
+                raise Boom("down")
+        with pytest.raises(CircuitOpenError):
+            async with breaker:
+                pass
+
+    run(make, scenario)
+    assert breaker.metrics().success_count == 1
+    assert breaker.state == "open"
+
+
+def test_permit_settles_exactly_once(make: Make) -> None:
+    """A permit records one outcome; settling it again raises RuntimeError and records
+    nothing more."""
+    breaker = make(failure_threshold=3)
+    permit = breaker.acquire()
+    assert not permit.settled
+    permit.failure(Boom("down"))
+    assert permit.settled
+    for settle in (permit.success, permit.failure, permit.release):
+        with pytest.raises(RuntimeError, match="already settled"):
+            settle()
+    metrics = breaker.metrics()
+    assert (metrics.error_count, metrics.success_count, metrics.total_requests) == (1, 0, 1)
+
+
+def test_permit_release_is_neutral_and_gives_back_the_trial(make: Make, clock: FakeClock) -> None:
+    """release() counts neither way and gives the half-open trial slot back."""
+    breaker = make(failure_threshold=1, reset_timeout=5)
+    fail(breaker)
+    clock.advance(5)
+    trial = breaker.acquire()
+    assert breaker.state == "half_open"
+    with pytest.raises(CircuitOpenError):
+        breaker.acquire()  # the one trial slot is held
+    trial.release()
+    second = breaker.acquire()  # given back
+    second.success()
+    assert breaker.state == "closed"
+    assert breaker.metrics().ignored_count == 1
+
+
+def test_async_permits(make: Make, clock: FakeClock) -> None:
+    """aacquire gives a permit that settles like acquire's; async with on a permit too."""
+    breaker = make(failure_threshold=1, reset_timeout=5)
+
+    async def scenario() -> None:
+        permit = await breaker.aacquire()
+        permit.failure()
+        assert breaker.state == "open"
+        with pytest.raises(CircuitOpenError):
+            await breaker.aacquire()
+        clock.advance(5)
+        async with await breaker.aacquire():
+            pass
+
+    run(make, scenario)
+    assert breaker.state == "closed"
+
+
+def test_half_open_permits_are_exact_across_threads(clock: FakeClock) -> None:
+    """However many threads race for permits in half_open, exactly half_open_max_calls win."""
+    breaker = CircuitBreaker(
+        "svc",
+        BreakerPolicy(
+            failure_threshold=1, reset_timeout=1, half_open_max_calls=3, success_threshold=3
+        ),
+        clock=clock,
+    )
+    fail(breaker)
+    clock.advance(1)
+    won: list[Any] = []
+    refused: list[CircuitOpenError] = []
+    barrier = threading.Barrier(16)
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            won.append(breaker.acquire())
+        except CircuitOpenError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=race) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(won), len(refused)) == (3, 13)
+    for permit in won:
+        permit.success()
+    assert breaker.state == "closed"
+
+
+def test_slow_call_timing_runs_from_acquire_to_settle(clock: FakeClock) -> None:
+    """A permit settled after slow_call_duration counts a slow call."""
+    policy = BreakerPolicy(window=CountWindow(size=10), slow_call_duration=1.0)
+    breaker = CircuitBreaker("svc", policy, clock=clock)
+    permit = breaker.acquire()
+    clock.advance(2)
+    permit.success()
+    assert breaker.metrics().slow_call_count == 1
+
+
+def test_nested_with_blocks_on_two_breakers(clock: FakeClock) -> None:
+    """Nested with blocks settle their own permits, innermost first."""
+    outer = CircuitBreaker("outer", clock=clock)
+    inner = CircuitBreaker("inner", clock=clock)
+    with pytest.raises(Boom), outer, inner:
+        raise Boom("down")
+    assert (outer.metrics().error_count, inner.metrics().error_count) == (1, 1)
+
+
+def test_exit_without_enter_is_an_error(clock: FakeClock) -> None:
+    """Leaving a with block this task never entered raises RuntimeError."""
+    breaker = CircuitBreaker("svc", clock=clock)
+    with pytest.raises(RuntimeError, match="never entered"):
+        breaker.__exit__(None, None, None)
+
+
+def test_disabled_permits_record_nothing(clock: FakeClock) -> None:
+    """While disabled, a permit is granted and settling it records nothing."""
+    breaker = CircuitBreaker("svc", clock=clock)
+    breaker.send("disable")
+    with breaker:
+        pass
+    breaker.acquire().failure()
+    assert breaker.metrics().total_requests == 0
+
+
+def test_generator_failure_mid_iteration_is_a_failure(make: Make) -> None:
+    """@breaker on a generator: admitted when iteration starts; an exception raised
+    mid-iteration is judged a failure and re-raised."""
+    breaker = make(failure_threshold=5)
+
+    @breaker
+    def rows() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise Boom("connection lost")
+
+    stream = rows()
+    assert breaker.metrics().total_requests == 0  # nothing admitted before iteration
+    assert next(stream) == 1
+    with pytest.raises(Boom):
+        list(stream)
+    assert breaker.metrics().error_count == 1
+
+
+def test_generator_exhaustion_and_early_close_are_successes(make: Make) -> None:
+    """Exhausting a guarded generator, or closing it early, records a success."""
+    breaker = make()
+
+    @breaker
+    def numbers(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    assert list(numbers(3)) == [0, 1, 2]
+    stream = numbers(10)
+    assert next(stream) == 0
+    stream.close()
+    assert breaker.metrics().success_count == 2
+
+
+def test_generator_is_refused_when_open(clock: FakeClock) -> None:
+    """A guarded generator on an open breaker raises CircuitOpenError at its first next()."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1), clock=clock)
+    fail(breaker)
+
+    @breaker
+    def rows() -> Iterator[int]:
+        yield 1
+
+    with pytest.raises(CircuitOpenError):
+        next(rows())
+
+
+def test_async_generator(make: Make) -> None:
+    """@breaker on an async generator: failures judged, exhaustion and aclose successes."""
+    breaker = make(failure_threshold=5)
+
+    @breaker
+    async def events(fail_after: int | None) -> AsyncIterator[int]:
+        for i in range(3):
+            if fail_after is not None and i == fail_after:
+                raise Boom("stream broke")
+            yield i
+
+    async def scenario() -> None:
+        assert [i async for i in events(None)] == [0, 1, 2]
+        with pytest.raises(Boom):
+            [i async for i in events(1)]
+        stream = events(None)
+        assert await stream.__anext__() == 0
+        await stream.aclose()
+
+    run(make, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.error_count) == (2, 1)
+
+
+def test_is_failure_exception_looks_at_the_exception(make: Make) -> None:
+    """A predicate decides which recorded exceptions are failures: a 404 is an answer,
+    a 503 an outage (a number is also an open-duration hint)."""
+
+    class HTTPError(Exception):
+        def __init__(self, status: int) -> None:
+            super().__init__(status)
+            self.status = status
+
+    def outage(exc: BaseException) -> bool | float:
+        status = getattr(exc, "status", 500)
+        return 30.0 if status == 429 else status >= 500
+
+    breaker = make({"is_failure_exception": outage}, failure_threshold=2, reset_timeout=1)
+
+    def status(code: int) -> None:
+        raise HTTPError(code)
+
+    for code in (404, 404, 503):
+        with pytest.raises(HTTPError):
+            breaker.call(status, code)
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.error_count, breaker.state) == (2, 1, "closed")
+    with pytest.raises(HTTPError):
+        breaker.call(status, 429)
+    assert breaker.state == "open"
+    assert breaker.metrics().open_duration == 30.0  # the hint: at least 30 s
+
+
+def test_a_raising_exception_predicate_is_neutral_and_counted(clock: FakeClock) -> None:
+    """An is_failure_exception that raises is logged and counted; the call is neutral."""
+
+    def broken(exc: BaseException) -> bool:
+        raise RuntimeError("predicate bug")
+
+    breaker = CircuitBreaker("svc", clock=clock, is_failure_exception=broken)
+    with pytest.raises(Boom):
+        breaker.call(lambda: (_ for _ in ()).throw(Boom("down")))
+    metrics = breaker.metrics()
+    assert (metrics.ignored_count, metrics.error_count, metrics.sink_errors) == (1, 0, 1)
+    with pytest.raises(TypeError, match="is_failure_exception"):
+        CircuitBreaker("svc", is_failure_exception=404)  # type: ignore[arg-type]

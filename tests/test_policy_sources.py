@@ -1,0 +1,204 @@
+"""Durations as ISO 8601, environment errors that name the variable, bounded windows."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CountWindow, TimeWindow
+from breaker_fsm._policy import MAX_COUNT_WINDOW, MAX_TIME_WINDOW
+
+#: Every duration field of the policy (seconds, float), with a window so slow calls work.
+DURATIONS = ("reset_timeout", "slow_call_duration", "max_reset_timeout", "half_open_timeout")
+
+
+def policy_with(field: str, value: object) -> BreakerPolicy:
+    """A policy with ``field`` set to ``value`` (and what that field needs beside it)."""
+    extra: dict[str, object] = {"window": CountWindow(size=10), "reset_timeout": 0.25}
+    extra.pop(field, None)
+    return BreakerPolicy.model_validate({**extra, field: value})
+
+
+def locations(exc: pytest.ExceptionInfo[ValidationError]) -> set[str]:
+    """Each error's location, dotted."""
+    return {".".join(str(part) for part in error["loc"]) for error in exc.value.errors()}
+
+
+# ----------------------------------------------------------------------------- ISO 8601
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("PT30S", 30.0), ("PT1M30S", 90.0), ("P1DT2H", 93_600.0), ("PT0.5S", 0.5), ("P1W", 604_800.0)],
+)
+def test_iso_durations_are_accepted_for_every_duration_field(
+    field: str, text: str, seconds: float
+) -> None:
+    """Each duration field reads an ISO 8601 duration as seconds."""
+    assert getattr(policy_with(field, text), field) == seconds
+
+
+def test_iso_durations_tolerate_case_and_spaces() -> None:
+    """Lower case and surrounding spaces (common in env files) are read too."""
+    assert BreakerPolicy(reset_timeout=" pt2m ").reset_timeout == 120.0
+
+
+def test_number_strings_and_timedeltas_still_work() -> None:
+    """Seconds as a string and timedelta are read as before."""
+    assert BreakerPolicy(reset_timeout="2.5").reset_timeout == 2.5
+    assert BreakerPolicy(reset_timeout=timedelta(minutes=1)).reset_timeout == 60.0
+
+
+@pytest.mark.parametrize("text", ["P1M", "P1Y", "P1Y2M3DT4H", "p2m"])
+def test_years_and_months_are_refused(text: str) -> None:
+    """P1M is a month, easily meant as PT1M: calendar units are refused with that advice."""
+    with pytest.raises(ValidationError, match="PT1M for one minute") as exc:
+        BreakerPolicy(reset_timeout=text)
+    assert locations(exc) == {"reset_timeout"}
+
+
+@pytest.mark.parametrize("text", ["PT", "P", "PTXS", "P1H", "PT1H2D", "P 1D"])
+def test_malformed_iso_durations_are_refused(text: str) -> None:
+    """A string that starts like an ISO duration but is not one names the expected form."""
+    with pytest.raises(ValidationError, match="not an ISO 8601 duration such as PT30S"):
+        BreakerPolicy(reset_timeout=text)
+
+
+@pytest.mark.parametrize("text", ["PT0S", "-PT5S"])
+def test_iso_durations_must_be_positive(text: str) -> None:
+    """A zero or negative duration is refused like a zero or negative number."""
+    with pytest.raises(ValidationError, match="greater than 0"):
+        BreakerPolicy(reset_timeout=text)
+
+
+def test_iso_durations_from_json_toml_and_env(tmp_path: Path) -> None:
+    """The same durations load from JSON, TOML and the environment, and dump as seconds."""
+    expected = BreakerPolicy(reset_timeout=90, window=TimeWindow(seconds=120), half_open_timeout=5)
+    json_file = tmp_path / "policy.json"
+    json_file.write_text(
+        json.dumps(
+            {
+                "reset_timeout": "PT1M30S",
+                "window": {"kind": "time", "seconds": "PT2M"},
+                "half_open_timeout": "PT5S",
+            }
+        )
+    )
+    toml_file = tmp_path / "policy.toml"
+    toml_file.write_text(
+        'reset_timeout = "PT1M30S"\nhalf_open_timeout = "PT5S"\n'
+        '[window]\nkind = "time"\nseconds = "PT2M"\n'
+    )
+    env = {
+        "BREAKER_RESET_TIMEOUT": "PT1M30S",
+        "BREAKER_WINDOW": '{"kind": "time", "seconds": "PT2M"}',
+        "BREAKER_HALF_OPEN_TIMEOUT": "PT5S",
+    }
+    assert BreakerPolicy.from_file(json_file) == expected
+    assert BreakerPolicy.from_file(toml_file) == expected
+    assert BreakerPolicy.from_env(environ=env) == expected
+    dumped = json.loads(expected.model_dump_json())
+    assert (dumped["reset_timeout"], dumped["window"]["seconds"]) == (90.0, 120)
+
+
+def test_time_window_reads_durations() -> None:
+    """A time window's length is a duration too: ISO 8601 or timedelta, whole seconds."""
+    assert TimeWindow(seconds="PT1M").seconds == 60
+    assert TimeWindow(seconds=timedelta(minutes=2)).seconds == 120
+    with pytest.raises(ValidationError, match="fractional part"):
+        TimeWindow(seconds="PT1.5S")
+
+
+def test_json_schema_shows_durations_as_numbers_or_iso_strings() -> None:
+    """The schema admits what validation admits: seconds, or a string in duration format."""
+    schema = BreakerPolicy.model_json_schema()
+    reset = schema["properties"]["reset_timeout"]["anyOf"]
+    assert {"type": "number", "exclusiveMinimum": 0} in reset
+    assert any(branch.get("format") == "duration" for branch in reset)
+    seconds = schema["$defs"]["TimeWindow"]["properties"]["seconds"]["anyOf"]
+    assert {"type": "integer", "minimum": 1, "maximum": MAX_TIME_WINDOW} in seconds
+
+
+# ----------------------------------------------------------------------------- from_env errors
+
+
+def test_from_env_errors_name_the_variable() -> None:
+    """A bad value is reported under its environment variable, as it was spelled."""
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy.from_env(
+            environ={"BREAKER_RESET_TIMEOUT": "-1", "Breaker_Minimum_Calls": "x"}
+        )
+    assert locations(exc) == {"BREAKER_RESET_TIMEOUT", "Breaker_Minimum_Calls"}
+    assert "BREAKER_RESET_TIMEOUT\n  Input should be greater than 0" in str(exc.value)
+
+
+def test_from_env_nested_errors_start_with_the_variable() -> None:
+    """An error inside a JSON value keeps its path below the variable's name."""
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy.from_env("APP_", environ={"APP_WINDOW": '{"kind": "count", "size": 0}'})
+    assert locations(exc) == {"APP_WINDOW.count.size"}
+
+
+def test_from_env_iso_error_names_the_variable() -> None:
+    """An ISO duration with months is refused under the variable that holds it."""
+    with pytest.raises(ValidationError, match="PT1M for one minute") as exc:
+        BreakerPolicy.from_env(environ={"BREAKER_HALF_OPEN_TIMEOUT": "P1M"})
+    assert locations(exc) == {"BREAKER_HALF_OPEN_TIMEOUT"}
+
+
+def test_other_loaders_keep_field_names() -> None:
+    """Only from_env renames: a dict's errors still name the field."""
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy.model_validate({"reset_timeout": -1})
+    assert locations(exc) == {"reset_timeout"}
+
+
+# ----------------------------------------------------------------------------- window bounds
+
+
+def test_count_window_size_is_bounded() -> None:
+    """CountWindow(size=10**8) is refused with the bound and why; the bound itself is fine."""
+    assert CountWindow(size=MAX_COUNT_WINDOW).size == 100_000
+    with pytest.raises(ValidationError) as exc:
+        CountWindow(size=10**8)
+    message = str(exc.value)
+    assert "must be <= 100,000, got 100,000,000" in message
+    assert "use a TimeWindow" in message
+    schema = CountWindow.model_json_schema()["properties"]["size"]
+    assert (schema["minimum"], schema["maximum"]) == (1, MAX_COUNT_WINDOW)
+
+
+def test_time_window_is_bounded_to_an_hour() -> None:
+    """TimeWindow allows an hour of one-second buckets, not a day."""
+    assert TimeWindow(seconds="PT1H").seconds == MAX_TIME_WINDOW
+    with pytest.raises(ValidationError, match="must be <= 3,600, got 86,400"):
+        TimeWindow(seconds="P1D")
+
+
+def test_bounded_window_errors_reach_the_policy_and_its_loaders() -> None:
+    """The bound applies however the window arrives: nested, from a dict or the environment."""
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy.model_validate({"window": {"kind": "count", "size": MAX_COUNT_WINDOW + 1}})
+    assert locations(exc) == {"window.count.size"}
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy.from_env(environ={"BREAKER_WINDOW": '{"kind": "time", "seconds": 3601}'})
+    assert locations(exc) == {"BREAKER_WINDOW.time.seconds"}
+
+
+def test_largest_count_window_works_in_a_breaker() -> None:
+    """A breaker with the largest count window trips by rate as a small one does."""
+    policy = BreakerPolicy(
+        failure_threshold=None, window=CountWindow(size=MAX_COUNT_WINDOW), minimum_calls=4
+    )
+    breaker = CircuitBreaker("big", policy)
+    for _ in range(2):
+        breaker.call(lambda: "ok")
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+    assert breaker.state == "open"

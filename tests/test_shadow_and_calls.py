@@ -1,0 +1,224 @@
+"""Shadow mode (``enforce=False``) and call sinks, in memory and shared, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker, CircuitOpenError, CountWindow
+from breaker_fsm.audit import CallLogSink
+from breaker_fsm.testing import FakeClock
+from tests.helpers import Boom, boom, fail
+from tests.redis_server import StoreFactory
+
+Make = Callable[..., CircuitBreaker]
+
+
+@pytest.fixture(params=["memory", "shared"])
+def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
+    """``make(policy, **breaker_options)``: a breaker in memory or sharing Redis state."""
+
+    made: list[Any] = []
+
+    def build(policy: BreakerPolicy, **options: Any) -> CircuitBreaker:
+        if request.param == "shared":
+            stores: StoreFactory = request.getfixturevalue("redis_stores")
+            options["store"] = stores(now=clock.monotonic)
+            made.append(options["store"])
+        return CircuitBreaker("svc", policy, clock=clock, **options)
+
+    build.stores = made  # type: ignore[attr-defined]  # asyncio tests close them on their loop
+    return build
+
+
+def script(breaker: CircuitBreaker, clock: FakeClock, outcomes: str) -> list[str]:
+    """Run one call a second, "s" succeeding and "f" failing; what each call did."""
+    seen = []
+    for outcome in outcomes:
+        ran: list[bool] = []
+
+        def op(outcome: str = outcome, ran: list[bool] = ran) -> str:
+            ran.append(True)
+            if outcome == "f":
+                raise Boom("down")
+            return "ok"
+
+        try:
+            breaker.call(op)
+            seen.append("ok")
+        except Boom:
+            seen.append("failed")
+        except CircuitOpenError:
+            seen.append("refused")
+        assert bool(ran) == (seen[-1] != "refused")
+        clock.advance(1)
+    return seen
+
+
+def test_shadow_mode_runs_every_call_and_audits_as_enforcing(make: Make, clock: FakeClock) -> None:
+    """A shadow breaker refuses nothing, yet its transitions and audit trail are exactly
+    those of an enforcing breaker fed the same calls; what it would refuse is counted."""
+    outcomes = "ssfffsssfsssssfsfffsss"
+    policy = {"failure_threshold": 3, "reset_timeout": 3}
+    own_clock = FakeClock()
+    enforcing = CircuitBreaker("svc", BreakerPolicy(**policy), clock=own_clock)
+    expected = script(enforcing, own_clock, outcomes)
+    breaker = make(BreakerPolicy(**policy, enforce=False))
+    seen = script(breaker, clock, outcomes)
+    assert expected.count("refused") >= 3
+    assert seen == ["failed" if o == "f" else "ok" for o in outcomes]
+    walk = [(r.event, r.source, r.target, r.monotonic) for r in enforcing.audit]
+    assert [(r.event, r.source, r.target, r.monotonic) for r in breaker.audit] == walk
+    metrics = breaker.metrics()
+    assert metrics.rejected_count == 0
+    assert metrics.shadow_rejected_count == expected.count("refused")
+    assert enforcing.metrics().rejected_count == expected.count("refused")
+
+
+def test_shadow_mode_shows_in_the_policy_json() -> None:
+    """enforce round-trips through JSON and defaults to True."""
+    assert BreakerPolicy().enforce is True
+    policy = BreakerPolicy(enforce=False)
+    assert BreakerPolicy.model_validate_json(policy.model_dump_json()) == policy
+
+
+def test_call_sink_receives_every_outcome(make: Make, clock: FakeClock) -> None:
+    """Each call gives one CallRecord: success, failure (with the exception), ignored,
+    refused; start and duration come from the breaker's clock."""
+    records: list[CallRecord] = []
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5, ignore_exceptions=(KeyError,))
+    breaker = make(policy, call_sinks=[records.append])
+
+    def slow_ok() -> str:
+        clock.advance(0.25)
+        return "ok"
+
+    def ignored() -> None:
+        raise KeyError("not an outage")
+
+    assert breaker.call(slow_ok) == "ok"
+    with pytest.raises(KeyError):
+        breaker.call(ignored)
+    fail(breaker)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(slow_ok)
+    assert [r.outcome for r in records] == ["success", "ignored", "failure", "refused"]
+    assert records[0].duration == pytest.approx(0.25)
+    assert records[0].start == 0.0
+    assert isinstance(records[2].exception, Boom)
+    assert records[3].duration is None
+    assert all(r.breaker == "svc" for r in records)
+
+
+def test_call_sinks_are_async_too(make: Make, clock: FakeClock) -> None:
+    """acall tells the call sinks the same way."""
+    records: list[CallRecord] = []
+    breaker = make(BreakerPolicy(failure_threshold=1, reset_timeout=5))
+    breaker.add_call_sink(records.append)
+
+    async def aok() -> str:
+        return "ok"
+
+    async def aboom() -> None:
+        raise Boom("down")
+
+    async def scenario() -> None:
+        await breaker.acall(aok)
+        with pytest.raises(Boom):
+            await breaker.acall(aboom)
+        with pytest.raises(CircuitOpenError):
+            await breaker.acall(aok)
+        for store in make.stores:  # type: ignore[attr-defined]
+            await store.aclose()
+
+    asyncio.run(scenario())
+    assert [r.outcome for r in records] == ["success", "failure", "refused"]
+
+
+def test_slow_calls_are_marked(clock: FakeClock) -> None:
+    """A call slower than slow_call_duration is marked slow in its record."""
+    records: list[CallRecord] = []
+    policy = BreakerPolicy(window=CountWindow(size=10), slow_call_duration=1.0)
+    breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
+    breaker.call(lambda: clock.advance(2))
+    breaker.call(lambda: clock.advance(0.5))
+    assert [(r.outcome, r.slow) for r in records] == [("success", True), ("success", False)]
+
+
+def test_a_failing_call_sink_never_fails_the_call(clock: FakeClock) -> None:
+    """A sink that raises is logged and counted in sink_errors; the call's result stands."""
+
+    def broken(record: CallRecord) -> None:
+        raise RuntimeError("sink down")
+
+    breaker = CircuitBreaker("svc", clock=clock, call_sinks=[broken])
+    assert breaker.call(lambda: 7) == 7
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert breaker.metrics().sink_errors == 2
+
+
+def test_no_call_sink_keeps_the_fast_path(clock: FakeClock) -> None:
+    """Without call sinks the breaker stays on its inlined path; adding one leaves it."""
+    breaker = CircuitBreaker("svc", clock=clock)
+    assert breaker._hot
+    breaker.add_call_sink(lambda record: None)
+    assert not breaker._hot
+    breaker.send("force_open")
+    breaker.send("reset")
+    assert not breaker._hot  # a transition does not bring the fast path back
+
+
+def test_shadow_mode_tells_call_sinks_the_real_outcome(clock: FakeClock) -> None:
+    """The calls a shadow breaker would have refused still reach call sinks, with their
+    real outcome: what a replay of other policies needs."""
+    records: list[CallRecord] = []
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, enforce=False)
+    breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
+    fail(breaker)
+    assert breaker.state == "open"
+    assert breaker.call(lambda: "ran anyway") == "ran anyway"
+    fail(breaker)
+    assert [r.outcome for r in records] == ["failure", "success", "failure"]
+    assert breaker.metrics().shadow_rejected_count == 2
+    assert breaker.metrics().error_count == 1  # only the recorded failure
+
+
+def test_call_log_sink_writes_json_lines(tmp_path: Path, clock: FakeClock) -> None:
+    """CallLogSink writes one JSON object a line with at, outcome and duration."""
+    path = tmp_path / "calls.jsonl"
+    with CallLogSink(path) as sink:
+        breaker = CircuitBreaker(
+            "svc", BreakerPolicy(failure_threshold=1), clock=clock, call_sinks=[sink]
+        )
+        breaker.call(lambda: clock.advance(0.5))
+        clock.advance(1)
+        fail(breaker)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: None)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["at"], line["outcome"], line["duration"]) for line in lines] == [
+        (0.0, "success", 0.5),
+        (1.5, "failure", 0.0),
+        (1.5, "refused", None),
+    ]
+    assert lines[1]["exception"] == "Boom"
+
+
+def test_call_log_sink_needs_its_directory(tmp_path: Path) -> None:
+    """A CallLogSink pointed at a missing directory fails when built, naming it."""
+    with pytest.raises(FileNotFoundError, match="missing"):
+        CallLogSink(tmp_path / "missing" / "calls.jsonl")
+
+
+def test_call_sinks_must_be_callables(clock: FakeClock) -> None:
+    """call_sinks=["file.jsonl"] is refused at construction, with a hint."""
+    with pytest.raises(TypeError, match="call_sinks"):
+        CircuitBreaker("svc", clock=clock, call_sinks="calls.jsonl")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="add_call_sink"):
+        CircuitBreaker("svc", clock=clock).add_call_sink(3)  # type: ignore[arg-type]
