@@ -1,12 +1,24 @@
-"""The audit trail: transition records, the bounded in-memory log, sinks, reading, verifying."""
+"""The audit trail: transition records, the bounded in-memory log, sinks, reading, verifying.
+
+Each record says which breaker instance wrote it (``origin``), which numbering its ``seq``
+belongs to (``life``) and the hash of the record its writer wrote before it (``prev``), so
+that a file several lives of a service appended to, or a fleet's merged trails, verify as
+the walks they are, and an edited, deleted or moved record is caught. Records written
+before these fields existed (all three ``None``) read and verify as they always did.
+"""
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import os
+import secrets
+import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +28,26 @@ from ._machine import STATES, legal_moves
 from .exceptions import AuditError
 
 __all__ = [
+    "SHARED_LIFE",
     "AuditLog",
+    "AuditSummary",
+    "BreakerSummary",
+    "Chain",
     "JsonlSink",
     "LoggingSink",
     "Sink",
     "Transition",
+    "digest",
     "read_jsonl",
     "verify",
 ]
 
 #: Anything that takes a :class:`Transition`; called synchronously for every record.
 Sink = Callable[["Transition"], object]
+
+#: The ``life`` of the records of a breaker that shares its state through a store: the
+#: fleet's one numbering (the shared generation), whoever wrote them.
+SHARED_LIFE = "shared"
 
 
 class Transition(BaseModel):
@@ -48,6 +69,23 @@ class Transition(BaseModel):
     generation: int | None = Field(
         default=None, description="episode generation (shared across a fleet on Redis)"
     )
+    origin: str | None = Field(
+        default=None,
+        min_length=1,
+        description='the breaker instance that wrote the record: "host:pid:token"',
+    )
+    life: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the numbering seq belongs to: the writer's origin (a new instance "
+        f"starts a new life at seq 1), or {SHARED_LIFE!r} for a fleet sharing one store",
+    )
+    prev: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="hex sha256 of the canonical form of the record the same origin wrote "
+        "before this one (none for its first)",
+    )
 
     def to_json(self) -> str:
         """One compact JSON line (without the newline)."""
@@ -59,24 +97,129 @@ class Transition(BaseModel):
         return cls(at=datetime.fromtimestamp(wall, UTC), **fields)
 
 
-class AuditLog:
-    """The most recent ``capacity`` records of one breaker, counting what it dropped."""
+def canonical(record: Transition) -> bytes:
+    """The bytes a record's hash covers: its JSON line without the fields that are ``None``.
 
-    __slots__ = ("_records", "dropped")
+    Leaving ``None`` out keeps a record's hash the same when a later version adds an
+    optional field (which must default to ``None``). The form is pydantic's serialization,
+    which a JSON round trip preserves; ``tests/fixtures/trail-v2.jsonl`` pins it, so a
+    change that would orphan the chains of trails already written fails a test.
+    """
+    return record.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def digest(record: Transition) -> str:
+    """The hex sha256 of ``record``'s canonical form: the ``prev`` of the record after it.
+
+    The digest of a trail's newest record is its *head*: write it somewhere the trail's
+    writer cannot rewrite (a log line, a metric) to anchor the chain.
+    """
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+_host: str | None = None
+
+
+def _origin() -> str:
+    """A new ``host:pid:token`` naming one breaker instance in this process."""
+    global _host  # noqa: PLW0603 - looked up once per process, not once per breaker
+    if _host is None:
+        _host = socket.gethostname() or "localhost"
+    return f"{_host}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Chain:
+    """Stamps the records of one breaker instance with ``origin``, ``life`` and ``prev``.
+
+    The writer's records form one hash chain: each one's ``prev`` is the :func:`digest` of
+    the record it stamped before (``None`` for the first). A forked child gets an origin
+    (and a chain) of its own on its first record.
+    """
+
+    __slots__ = ("_lock", "_pid", "head", "origin")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.origin = _origin()
+        #: The digest of the last record stamped, or ``None`` before the first.
+        self.head: str | None = None
+
+    def stamp(self, record: Transition, *, shared: bool = False) -> Transition:
+        """``record`` with this instance's origin, its life and the hash of the previous one.
+
+        Args:
+            record: a record built and validated by the breaker.
+            shared: the breaker shares its state through a store: ``seq`` counts in the
+                fleet's numbering (:data:`SHARED_LIFE`), not in this instance's own.
+
+        Stamp and emit under the breaker's transition lock, so that a file holds an
+        instance's records in the order of their ``seq``.
+        """
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked child: a new writer
+                self._pid = os.getpid()
+                self.origin = _origin()
+                self.head = None
+            origin = self.origin
+            stamped = record.model_copy(
+                update={
+                    "origin": origin,
+                    "life": SHARED_LIFE if shared else origin,
+                    "prev": self.head,
+                }
+            )
+            self.head = digest(stamped)
+        return stamped
+
+    def __repr__(self) -> str:
+        return f"Chain(origin={self.origin!r}, head={self.head!r})"
+
+
+class AuditLog:
+    """The most recent ``capacity`` records of one breaker, counting what it dropped.
+
+    It also holds the breaker instance's :class:`Chain`: :meth:`record` stamps a record,
+    keeps it and returns it for the sinks.
+    """
+
+    __slots__ = ("_records", "chain", "dropped")
 
     def __init__(self, capacity: int = 1000) -> None:
         if capacity < 1:
             raise ValueError(f"audit capacity must be >= 1, got {capacity}")
         self._records: collections.deque[Transition] = collections.deque(maxlen=capacity)
         self.dropped = 0
+        self.chain = Chain()
 
     @property
     def capacity(self) -> int:
         """How many records the log keeps."""
         return self._records.maxlen or 0
 
+    @property
+    def origin(self) -> str:
+        """The ``origin`` this breaker instance writes into its records."""
+        return self.chain.origin
+
+    @property
+    def head(self) -> str | None:
+        """The :func:`digest` of the newest record, or ``None`` while the log is empty.
+
+        Anchor it outside the trail (log it now and then, or export it as a metric): a
+        trail whose newest record no longer hashes to an anchored head was rewritten.
+        """
+        records = self._records
+        return digest(records[-1]) if records else None
+
+    def record(self, record: Transition, *, shared: bool = False) -> Transition:
+        """Stamp ``record`` (:meth:`Chain.stamp`), keep it, and return it for the sinks."""
+        stamped = self.chain.stamp(record, shared=shared)
+        self.append(stamped)
+        return stamped
+
     def append(self, record: Transition) -> None:
-        """Keep ``record``, dropping the oldest when full."""
+        """Keep ``record`` as it is, dropping the oldest when full."""
         if len(self._records) == self._records.maxlen:
             self.dropped += 1
         self._records.append(record)
@@ -170,6 +313,11 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Transition]:
         AuditError: the file cannot be read, or a line is not a valid record (the error
             names the line number in ``line``).
     """
+    return [record for _, record in read_numbered(path)]
+
+
+def read_numbered(path: str | os.PathLike[str]) -> list[tuple[int, Transition]]:
+    """:func:`read_jsonl`, each record with its 1-based line number in the file."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -177,12 +325,12 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Transition]:
         raise AuditError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditError(f"{file}: cannot read: {exc}") from None
-    records: list[Transition] = []
+    records: list[tuple[int, Transition]] = []
     for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
         try:
-            records.append(Transition.model_validate_json(line))
+            records.append((number, Transition.model_validate_json(line)))
         except ValidationError as exc:
             raise AuditError(f"{file}:{number}: {_describe(exc)}", line=number) from None
     return records
@@ -197,56 +345,302 @@ def _describe(exc: ValidationError) -> str:
     return f"field {where!r}: {first['msg']}{more}"
 
 
-def verify(records: Iterable[Transition]) -> int:
-    """Check that ``records`` are a legal walk of :class:`~breaker_fsm.BreakerMachine`.
+@dataclass(frozen=True, slots=True)
+class BreakerSummary:
+    """What :func:`verify` found in one breaker's records."""
 
-    Records of several breakers may be interleaved (a registry-wide sink); each breaker's
-    records are checked as their own walk, from its first record: ``seq`` gapless, every
-    ``source`` equal to the previous ``target``, every event legal from its source and
-    leading to the recorded target.
+    breaker: str
+    #: Records checked.
+    transitions: int
+    #: Numberings (``life``) the records belong to: one per instance of a breaker on its
+    #: own, one for a fleet's shared walk, one for records without a life (the first format).
+    lives: int
+    #: Runs of records a fleet member made alone while its store did not answer.
+    outages: int
+    #: Earliest and latest ``at``, and the time between them.
+    first: datetime
+    last: datetime
+    span: timedelta
+    #: The :func:`digest` of its last record, in trail order.
+    head: str
+    #: Each writer's (``origin``'s) head: the digest of the newest record of its chain,
+    #: which is what that instance's ``breaker.audit.head`` said when it wrote it.
+    heads: dict[str, str] = field(default_factory=dict)
 
-    A breaker that shares its state through a store (``breaker_fsm.redis``) numbers its
-    records with the shared generation (``generation == seq``), and records the
-    transitions it made alone, while the store was unreachable, with ``generation=None``.
-    So, per breaker, the records with a generation are one walk, and each run of records
-    without one that follows a record with one is a walk of its own, from its first record
-    (it started from the state the process had mirrored). A trail without any generation,
-    or with a generation on every record, is one walk, as always.
+    @property
+    def restarts(self) -> int:
+        """Gaps between lives: each later life began with a new instance."""
+        return self.lives - 1
+
+
+class AuditSummary(int):
+    """The number of records :func:`verify` checked (an ``int``, as it always was).
+
+    ``breakers`` maps each breaker's name to its :class:`BreakerSummary`, in trail order.
+    """
+
+    breakers: dict[str, BreakerSummary]
+
+    def __new__(cls, breakers: dict[str, BreakerSummary]) -> AuditSummary:
+        """The total of ``breakers``' transitions, with them attached."""
+        summary = super().__new__(cls, sum(b.transitions for b in breakers.values()))
+        summary.breakers = breakers
+        return summary
+
+
+def instant(at: datetime) -> timedelta:
+    """``at`` as a distance from 0001-01-01 UTC: comparable, and never overflows."""
+    return (at.replace(tzinfo=None) - datetime.min) - (at.utcoffset() or timedelta(0))
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One breaker's running totals while :func:`verify` walks a trail."""
+
+    first: tuple[timedelta, datetime]
+    last: tuple[timedelta, datetime]
+    record: Transition
+    transitions: int = 0
+    outages: int = 0
+    lives: set[str | None] = field(default_factory=set)
+
+    def add(self, record: Transition) -> None:
+        when = (instant(record.at), record.at)
+        self.first = min(self.first, when, key=lambda pair: pair[0])
+        self.last = max(self.last, when, key=lambda pair: pair[0])
+        self.record = record
+        self.transitions += 1
+        self.lives.add(record.life or record.origin)
+
+    def summary(self, breaker: str, heads: dict[str, str]) -> BreakerSummary:
+        return BreakerSummary(
+            breaker=breaker,
+            transitions=self.transitions,
+            lives=len(self.lives),
+            outages=self.outages,
+            first=self.first[1],
+            last=self.last[1],
+            span=self.last[0] - self.first[0],
+            head=digest(self.record),
+            heads=heads,
+        )
+
+
+Entry = tuple[int, Transition]  # a record and its position in the trail
+
+
+def _generation(record: Transition) -> int:
+    """The generation of a record known to have one."""
+    return record.generation if record.generation is not None else 0
+
+
+def verify(records: Iterable[Transition]) -> AuditSummary:
+    """Check that ``records`` are legal walks of :class:`~breaker_fsm.BreakerMachine`.
+
+    Every record's event must lead from its ``source`` to its ``target``. Records of several
+    breakers may be interleaved (a registry-wide sink, several files merged); each breaker
+    is checked on its own, and within a breaker each numbering (``life``) is a walk of its
+    own, from its first record: ``seq`` gapless, each ``source`` the previous ``target``.
+
+    - A breaker on its own numbers its records in its instance's life: a file that several
+      lives of a service appended to holds several walks, and the gaps between them are
+      restarts, not errors.
+    - A fleet sharing one store (``life == SHARED_LIFE``): the records with a generation are
+      one walk in generation order, whoever wrote them. Those without one, which a member
+      made alone while the store did not answer, are that member's runs: each run is a walk
+      that starts from the state the shared walk had at the generation it continues
+      (checked when that record is in the trail), and a member never goes back to an
+      older generation when it rejoins or degrades again.
+    - Records that carry an ``origin`` are checked against their writer's hash chain: each
+      ``prev`` must be the :func:`digest` of the record the same origin wrote before it. So
+      an edited record, or a deleted or moved one, fails even when the walk stays legal.
+    - Records without ``origin`` (written before origins existed) are checked as they
+      always were: per breaker, records with a generation form one walk, and each run
+      without one after a record with one is a walk of its own.
 
     Returns:
-        The number of records checked.
+        An :class:`AuditSummary`: the number of records checked, with ``breakers``.
 
     Raises:
         AuditError: naming the first bad record's ``seq`` (and its position in ``index``).
     """
-    moves = legal_moves()
-    last: dict[str, Transition] = {}  # the last record with a generation, per breaker
-    local: dict[str, Transition] = {}  # the last record of the current run without one
-    count = 0
+    checker = _Verifier()
     for index, record in enumerate(records):
-        prev = (local if record.generation is None else last).get(record.breaker)
-        problem = None
+        checker.check(index, record)
+    return checker.finish()
+
+
+class _Verifier:
+    """The state of one :func:`verify`: the last record of every walk, chain and run."""
+
+    def __init__(self) -> None:
+        self.moves = legal_moves()
+        self.problems: dict[int, tuple[Transition, str]] = {}
+        self.tallies: dict[str, _Tally] = {}
+        self.walks: dict[tuple[str, str | None], Transition] = {}  # last record of each walk
+        self.legacy_shared: dict[str, Transition] = {}  # first format, with a generation
+        self.writers: dict[tuple[str, str], list[Entry]] = {}  # each writer's records
+        self.heads: dict[str, dict[str, str]] = {}  # per breaker, each writer's head
+        self.shared: dict[str, list[Entry]] = {}  # each fleet's shared records
+        self.runs: dict[tuple[str, str], Transition] = {}  # a member's current local run
+        self.marks: dict[tuple[str, str], int] = {}  # the newest generation a member reached
+        self.starts: list[tuple[Entry, bool]] = []  # local runs' first records (and strict)
+
+    def flag(self, index: int, record: Transition, problem: str) -> None:
+        """Note the first problem found at ``index``."""
+        self.problems.setdefault(index, (record, problem))
+
+    def step(self, index: int, record: Transition, previous: Transition | None) -> None:
+        """Check that ``record`` follows ``previous`` in one walk."""
+        if previous is None:
+            return
+        if record.seq != previous.seq + 1:
+            self.flag(index, record, f"seq {record.seq} follows seq {previous.seq}: "
+                      f"expected {previous.seq + 1}")  # fmt: skip
+        elif record.source != previous.target:
+            self.flag(index, record, f"source {record.source!r} is not the previous target "
+                      f"{previous.target!r}")  # fmt: skip
+
+    def check(self, index: int, record: Transition) -> None:
+        """Check one record, in trail order."""
+        name = record.breaker
+        tally = self.tallies.get(name)
+        if tally is None:
+            when = (instant(record.at), record.at)
+            tally = self.tallies[name] = _Tally(when, when, record)
+        tally.add(record)
         if record.source not in STATES or record.target not in STATES:
-            problem = f"unknown state in {record.source!r} -> {record.target!r}"
-        elif moves.get((record.event, record.source)) != record.target:
-            problem = f"{record.event!r} does not lead from {record.source!r} to {record.target!r}"
-        elif prev is not None and record.seq != prev.seq + 1:
-            problem = f"seq {record.seq} follows seq {prev.seq}: expected {prev.seq + 1}"
-        elif prev is not None and record.source != prev.target:
-            problem = f"source {record.source!r} is not the previous target {prev.target!r}"
-        if problem is not None:
+            self.flag(index, record, f"unknown state in {record.source!r} -> {record.target!r}")
+        elif self.moves.get((record.event, record.source)) != record.target:
+            self.flag(index, record, f"{record.event!r} does not lead from {record.source!r} "
+                      f"to {record.target!r}")  # fmt: skip
+        elif record.origin is None:
+            self.first_format(index, record, tally)
+        else:
+            life = record.life or record.origin
+            if life != SHARED_LIFE:  # an instance's own numbering
+                self.step(index, record, self.walks.get((name, life)))
+                self.walks[name, life] = record
+            elif record.generation is not None:
+                self.shared_record(index, record, record.origin, record.generation)
+            else:
+                self.local_record(index, record, record.origin, tally)
+            self.writers.setdefault((name, record.origin), []).append((index, record))
+
+    def first_format(self, index: int, record: Transition, tally: _Tally) -> None:
+        """A record without origin: the rules trails were verified by before origins."""
+        name = record.breaker
+        if record.generation is None:
+            if (name, None) not in self.walks and name in self.legacy_shared:
+                tally.outages += 1
+            self.step(index, record, self.walks.get((name, None)))
+            self.walks[name, None] = record
+        else:
+            self.step(index, record, self.legacy_shared.get(name))
+            self.legacy_shared[name] = record
+            self.walks.pop((name, None), None)  # a later record without one starts a new walk
+
+    def shared_record(self, index: int, record: Transition, origin: str, generation: int) -> None:
+        """A fleet's shared record: walked by generation in :meth:`finish`."""
+        writer = (record.breaker, origin)
+        self.shared.setdefault(record.breaker, []).append((index, record))
+        # Not necessarily increasing: a reply that a newer one overtook is recorded late.
+        self.marks[writer] = max(generation, self.marks.get(writer, generation))
+        self.runs.pop(writer, None)
+
+    def local_record(self, index: int, record: Transition, origin: str, tally: _Tally) -> None:
+        """A fleet member's record made alone, numbered on from its mirror's generation."""
+        writer = (record.breaker, origin)
+        run = self.runs.get(writer)
+        if run is None or record.seq != run.seq + 1:  # a new outage
+            mark = self.marks.get(writer)
+            if mark is not None and record.seq - 1 < mark:
+                self.flag(index, record, f"degraded at generation {record.seq - 1} after "
+                          f"{origin} had reached generation {mark}")  # fmt: skip
+            self.marks[writer] = record.seq - 1
+            self.starts.append(((index, record), False))
+            tally.outages += 1
+        elif record.source != run.target:
+            # The same run gone wrong, or the next outage of a member that rejoined while
+            # the fleet moved on by one: only the shared walk can tell (in finish).
+            self.starts.append(((index, record), True))
+            tally.outages += 1
+        self.runs[writer] = record
+
+    def chain(self, breaker: str, origin: str, entries: list[Entry]) -> None:
+        """Check one writer's hash chain: its records linked by ``prev``, in any order.
+
+        The links, not the trail's order, give the order the writer stamped its records
+        (a fleet member may record a reply that a newer one overtook after it, and
+        ``verify`` may be given a trail sorted by ``seq``). One record may start the chain
+        (``prev`` None, or the hash of a record older than the trail); every other one must
+        name a record of the trail, each a different one.
+        """
+        digests = [digest(record) for _, record in entries]  # a few µs each
+        hashes = set(digests)
+        begun = False
+        successors: set[str] = set()
+        for position, (index, record) in enumerate(entries):
+            prev = record.prev
+            if prev is not None and prev in hashes:
+                if prev in successors:
+                    self.flag(index, record, f"another record of {origin} chains to the same "
+                              "one before it: one of them was inserted or copied")  # fmt: skip
+                successors.add(prev)
+            elif not begun:
+                begun = True  # the first record the trail holds of this writer
+            elif position and self._follows(entries[position - 1][1], record):
+                before_index, before = entries[position - 1]
+                self.flag(before_index, before, f"the hash chain breaks between this record "
+                          f"and seq {record.seq}: this record was edited, or records after it "
+                          "were removed")  # fmt: skip
+            else:
+                self.flag(index, record, f"prev is not the hash of any record {origin} wrote "
+                          "in this trail: one before it was edited, removed or moved")  # fmt: skip
+        ends = [hashed for hashed in digests if hashed not in successors]  # one, when intact
+        self.heads.setdefault(breaker, {})[origin] = ends[-1] if ends else digests[-1]
+
+    @staticmethod
+    def _follows(before: Transition, record: Transition) -> bool:
+        """``record`` is numbered right after ``before`` in the same life."""
+        return record.seq == before.seq + 1 and record.life == before.life
+
+    def finish(self) -> AuditSummary:
+        """Check the chains, walk each fleet's shared records by generation, check the joins."""
+        for (breaker, origin), entries in self.writers.items():
+            self.chain(breaker, origin, entries)
+        generations: dict[str, dict[int, Transition]] = {}
+        for name, entries in self.shared.items():
+            walk = generations[name] = {}
+            previous: Transition | None = None
+            for index, record in sorted(entries, key=lambda entry: _generation(entry[1])):
+                if record.seq != _generation(record):
+                    self.flag(index, record, f"seq {record.seq} is not its generation "
+                              f"{record.generation}")  # fmt: skip
+                self.step(index, record, previous)
+                walk[_generation(record)] = previous = record
+        for (index, record), strict in self.starts:
+            base = generations.get(record.breaker, {}).get(record.seq - 1)
+            if base is not None and base.target != record.source:
+                self.flag(index, record, f"degraded at generation {base.seq}, which left "
+                          f"{base.target!r}, but starts from {record.source!r}")  # fmt: skip
+            elif strict and base is None:
+                self.flag(index, record, f"source {record.source!r} is not the previous "
+                          "target of this member's run")  # fmt: skip
+        if self.problems:
+            index = min(self.problems)
+            record, problem = self.problems[index]
             raise AuditError(
                 f"breaker {record.breaker!r}, seq {record.seq}: {problem}",
                 seq=record.seq,
                 index=index,
             )
-        if record.generation is None:
-            local[record.breaker] = record
-        else:
-            last[record.breaker] = record
-            local.pop(record.breaker, None)  # a later record without one starts a new walk
-        count += 1
-    return count
+        return AuditSummary(
+            {
+                name: tally.summary(name, self.heads.get(name, {}))
+                for name, tally in self.tallies.items()
+            }
+        )
 
 
 def dump_jsonl(records: Iterable[Transition]) -> str:

@@ -8,10 +8,11 @@ ever prints a traceback.
 
 from __future__ import annotations
 
+import heapq
 import json
 import reprlib
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ import click
 from pydantic import ValidationError
 
 from . import __version__
-from ._audit import Transition, jsonl_lines, read_jsonl, verify
+from ._audit import BreakerSummary, Transition, instant, read_numbered, verify
 from ._machine import STATES, BreakerMachine
 from ._policy import BreakerPolicy
 from .diagram import FORMATS, render
@@ -72,8 +73,8 @@ def _console() -> Console | None:
     return console if console.is_terminal else None
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 # --------------------------------------------------------------------------- the group
@@ -241,24 +242,39 @@ def _short(value: object, limit: int = 60) -> str:
 def audit() -> None:
     """Read and verify audit trails.
 
-    A trail is a JSON Lines file, one transition a line, as JsonlSink writes it.
+    A trail is a JSON Lines file, one transition a line, as JsonlSink writes it. Several
+    files (a service's rotated files, a fleet's members) are merged by time, each file's
+    own order kept.
     """
 
 
-def _read(file: Path) -> list[Transition]:
-    try:
-        return read_jsonl(file)
-    except AuditError as exc:
-        raise Fail(str(exc)) from None
+#: A record, and the file and line it was read from.
+Located = tuple[Path, int, Transition]
+
+
+def _read(files: Sequence[Path]) -> list[Located]:
+    """The records of ``files`` merged by ``at``; each file's own order is kept."""
+    per_file: list[list[Located]] = []
+    for file in files:
+        try:
+            numbered = read_numbered(file)
+        except AuditError as exc:
+            raise Fail(str(exc)) from None
+        per_file.append([(file, line, record) for line, record in numbered])
+    return list(heapq.merge(*per_file, key=lambda located: instant(located[2].at)))
+
+
+def _names(files: Sequence[Path]) -> str:
+    return ", ".join(map(str, files))
 
 
 @audit.command()
-@click.argument("file", type=click.Path(path_type=Path))
-def show(file: Path) -> None:
-    """Print the audit trail in FILE as a table."""
-    records = _read(file)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def show(files: tuple[Path, ...]) -> None:
+    """Print the audit trail in FILES as a table, merged by time."""
+    records = [record for _, _, record in _read(files)]
     if not records:
-        click.echo(f"{file}: no transitions")
+        click.echo(f"{_names(files)}: no transitions")
         return
     header = ("time", "breaker", "event", "source → target", "reason")
     rows = [
@@ -276,7 +292,7 @@ def show(file: Path) -> None:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=Text(str(file)), title_justify="left")
+        table = Table(title=Text(_names(files)), title_justify="left")
         for name in header:  # time and event stay on one line; the others may wrap
             table.add_column(name, no_wrap=name in ("time", "event"), min_width=8)
         for row in rows:  # Text, not str: "[...]" in a reason is not rich markup
@@ -298,30 +314,56 @@ def _utc(at: datetime) -> str:
 
 
 @audit.command(name="verify")
-@click.argument("file", type=click.Path(path_type=Path))
-def verify_command(file: Path) -> None:
-    """Check that the trail in FILE is a legal walk of the machine.
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def verify_command(files: tuple[Path, ...]) -> None:
+    """Check that the trails in FILES, merged, are legal walks of the machine.
 
-    Exits 0 with a one-line summary, or 1 naming the first bad line.
+    Prints one line per breaker (transitions, lives, outages, time span and the head
+    hash to compare with an anchored one) and exits 0, or exits 1 naming the file and
+    line of the first bad record.
     """
-    records = _read(file)
+    located = _read(files)
     try:
-        count = verify(records)
-    except AuditError as exc:
-        raise Fail(f"{file}:{_line_of(file, exc.index)}: {exc}") from None
-    breakers = len({record.breaker for record in records})
+        summary = verify(record for _, _, record in located)
+    except AuditError as exc:  # verify names the record's position: always set here
+        file, line, _ = located[exc.index if exc.index is not None else -1]
+        raise Fail(f"{file}:{line}: {exc}") from None
+    for breaker in summary.breakers.values():
+        click.echo(_breaker_line(breaker))
     click.secho(
-        f"{file}: OK, {_plural(count, 'transition')} of {_plural(breakers, 'breaker')}, "
-        "a legal walk of BreakerMachine",
+        f"OK: {_plural(summary, 'transition')} of {_plural(len(summary.breakers), 'breaker')} "
+        f"in {_plural(len(files), 'file')}, legal walks of BreakerMachine",
         fg="green",
     )
 
 
-def _line_of(file: Path, index: int | None) -> str:
-    """The line number of the ``index``-th record: read_jsonl skips blank lines only."""
-    text = file.read_text(encoding="utf-8")
-    numbers = [n for n, line in enumerate(jsonl_lines(text), start=1) if line.strip()]
-    return str(numbers[index]) if index is not None and 0 <= index < len(numbers) else "?"
+def _breaker_line(breaker: BreakerSummary) -> str:
+    restarts = f" ({_plural(breaker.restarts, 'restart')})" if breaker.restarts else ""
+    return (
+        f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
+        f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "
+        f"{_plural(breaker.outages, 'outage')}, "
+        f"{_utc(breaker.first)} → {_utc(breaker.last)} ({_duration(breaker.span)}), "
+        f"head {breaker.head[:16]}"
+    )
+
+
+def _duration(span: timedelta) -> str:
+    """A span as ``3d 4h 5m 6.5s``, leading zero units left out."""
+    seconds = span.total_seconds()
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, seconds = divmod(seconds, size)
+        if count or parts:
+            parts.append(f"{int(count)}{unit}")
+    parts.append(f"{seconds:.3g}s")
+    return " ".join(parts)
+
+
+@audit.command(name="schema")
+def audit_schema() -> None:
+    """Print the JSON Schema of an audit record (Transition), one line of a trail."""
+    click.echo(json.dumps(Transition.model_json_schema(), indent=2))
 
 
 # --------------------------------------------------------------------------- simulate

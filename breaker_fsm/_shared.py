@@ -52,6 +52,7 @@ class SharedBreaker(Mirror):
     __slots__ = ()
 
     _overrides_are_final = False  # a mirrored forced_open may be stale: ask now and then
+    _audit_shared = True  # its records number in the store's shared walk
 
     def __init__(
         self, name: str, policy: BreakerPolicy | None = None, *, store: SharedStore, **options: Any

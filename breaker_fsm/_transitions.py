@@ -201,6 +201,9 @@ class Transitions:
     _trial_ok: int
     _window: CountRing | TimeBuckets | None
 
+    #: Whether ``seq`` counts in a store's shared numbering (the records' ``life``).
+    _audit_shared = False
+
     # Built on first use: a breaker that never leaves ``closed`` needs none of these, and
     # they are most of its size (the audit log alone is about 800 bytes).
 
@@ -424,8 +427,8 @@ class Transitions:
         return reason, gen
 
     def _emit(self, record: Transition) -> None:
-        """Append ``record`` to the audit log and hand it to every sink."""
-        self._audit.append(record)
+        """Stamp ``record`` (origin, life, hash chain), keep it and hand it to every sink."""
+        record = self._audit.record(record, shared=self._audit_shared)
         for sink in self._sinks:
             try:
                 sink(record)

@@ -946,7 +946,7 @@ def test_shared_breaker_classifies_exceptions_and_results(
     assert (m.success_count, m.error_count, m.ignored_count, m.sink_errors) == (2, 1, 2, 2)
     assert (m.failure_count, m.degraded) == (1, False)
     assert [(r.msg, r.args) for r in caplog.records] == [
-        ("breaker %r: is_failure predicate raised", ("svc",))
+        ("breaker %r: %s predicate raised", ("svc", "is_failure"))
     ] * 2
 
 

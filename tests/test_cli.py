@@ -61,11 +61,11 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def write_trail(path: Path) -> Path:
-    """Five real transitions of one breaker, as JsonlSink writes them."""
+def write_trail(path: Path, name: str = "users-api") -> Path:
+    """Five real transitions of one breaker instance, as JsonlSink writes them."""
     clock = FakeClock(start=1000.0)
     breaker = CircuitBreaker(
-        "users-api",
+        name,
         BreakerPolicy(failure_threshold=1, reset_timeout=1),
         clock=clock,
         sinks=[JsonlSink(path)],
@@ -126,6 +126,7 @@ def test_console_script_is_installed() -> None:
         ["audit"],
         ["audit", "show"],
         ["audit", "verify"],
+        ["audit", "schema"],
         ["demo"],
     ],
     ids=lambda c: " ".join(c) or "breaker-fsm",
@@ -165,7 +166,8 @@ def test_python_dash_m_runs_the_same_command_line() -> None:
         (["diagram", "--colour"], "No such option '--colour'"),
         (["diagram", "--format", "png"], "png is binary: write it to a file with --output FILE"),
         (["policy", "check"], "Missing argument 'FILE'"),
-        (["audit", "verify", "a", "b"], "unexpected extra argument (b)"),
+        (["audit", "verify"], "Missing argument 'FILES...'"),
+        (["audit", "show"], "Missing argument 'FILES...'"),
     ],
     ids=lambda v: v if isinstance(v, str) else " ".join(v),
 )
@@ -404,12 +406,16 @@ def test_audit_show_empty_trail(tmp_path: Path) -> None:
 
 
 def test_audit_verify_accepts_a_legal_trail(trail: Path) -> None:
-    """audit verify exits 0 with a one-line summary of a legal trail."""
+    """audit verify exits 0 with one line per breaker and an OK line."""
     done = breaker_fsm("audit", "verify", trail)
     assert done.returncode == 0
-    assert done.stdout == (
-        f"{trail}: OK, 5 transitions of 1 breaker, a legal walk of BreakerMachine\n"
+    breaker_line, ok = done.stdout.splitlines()
+    assert re.fullmatch(
+        r"users-api: 5 transitions, 1 life, 0 outages, "
+        r"2026-01-01 00:00:00\.000Z → 2026-01-01 00:00:01\.000Z \(1s\), head [0-9a-f]{16}",
+        breaker_line,
     )
+    assert ok == "OK: 5 transitions of 1 breaker in 1 file, legal walks of BreakerMachine"
     assert done.stderr == ""
 
 
@@ -424,12 +430,12 @@ def test_audit_verify_names_the_first_bad_line(trail: Path) -> None:
 def test_audit_verify_summary_counts_breakers(tmp_path: Path) -> None:
     """Interleaved trails of several breakers verify each on its own and count them."""
     first = write_trail(tmp_path / "a.jsonl").read_text("utf-8").splitlines()
-    second = [line.replace("users-api", "billing") for line in first]
+    second = write_trail(tmp_path / "b.jsonl", "billing").read_text("utf-8").splitlines()
     merged = tmp_path / "merged.jsonl"
     merged.write_text("\n".join(x for pair in zip(first, second, strict=True) for x in pair))
     done = breaker_fsm("audit", "verify", merged)
     assert done.returncode == 0
-    assert "OK, 10 transitions of 2 breakers" in done.stdout
+    assert "OK: 10 transitions of 2 breakers in 1 file" in done.stdout
 
 
 @pytest.mark.parametrize("command", ["show", "verify"])
@@ -466,6 +472,79 @@ def test_audit_unreadable_files_give_one_line(
         path.write_bytes(b"\xff\xfe\x00")
     line = one_error_line(breaker_fsm("audit", command, path))
     assert line.startswith(f"Error: {path}: {message}")
+
+
+def test_audit_verify_merges_the_files_of_several_lives(tmp_path: Path) -> None:
+    """Several files, old format and new, merge: each breaker's lives counted, exit 0."""
+    first = write_trail(tmp_path / "first.jsonl")
+    second = write_trail(tmp_path / "second.jsonl")
+    fixture = ROOT / "tests" / "fixtures" / "trail-v1.jsonl"
+    done = breaker_fsm("audit", "verify", first, second, fixture)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("users-api: 15 transitions, 3 lives (2 restarts), 0 outages, ")
+    assert lines[1].startswith("billing: 5 transitions, 1 life, 0 outages, ")
+    assert lines[2] == "OK: 20 transitions of 2 breakers in 3 files, legal walks of BreakerMachine"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        ("edit", "seq 3: the hash chain breaks between this record and seq 4"),
+        ("delete", "seq 4: seq 4 follows seq 2: expected 3"),
+        ("swap", "seq 4: seq 4 follows seq 2: expected 3"),
+    ],
+)
+def test_audit_verify_names_the_file_and_line_of_a_tampered_record(
+    tmp_path: Path, tamper: str, message: str
+) -> None:
+    """An edited, deleted or moved record in one of several files names that file:line."""
+    first = write_trail(tmp_path / "first.jsonl")
+    second = write_trail(tmp_path / "second.jsonl", "billing")
+    lines = second.read_text("utf-8").splitlines()
+    if tamper == "edit":
+        lines[2] = lines[2].replace('"reason":"', '"reason":"quietly ')
+    elif tamper == "delete":
+        del lines[2]
+    else:
+        lines[2], lines[3] = lines[3], lines[2]
+    second.write_text("\n".join(lines) + "\n", "utf-8")
+    line = one_error_line(breaker_fsm("audit", "verify", first, second))
+    assert line == f"Error: {second}:3: breaker 'billing', {message}" + (
+        ": this record was edited, or records after it were removed" if tamper == "edit" else ""
+    )
+
+
+def test_audit_show_merges_several_files(tmp_path: Path) -> None:
+    """audit show takes several files and prints their records merged by time."""
+    first = write_trail(tmp_path / "first.jsonl")
+    second = write_trail(tmp_path / "second.jsonl", "billing")
+    done = breaker_fsm("audit", "show", first, second)
+    assert done.returncode == 0
+    rows = done.stdout.splitlines()[1:]
+    assert len(rows) == 10
+    assert [row.split()[2] for row in rows[:2]] == ["users-api", "billing"]
+    assert rows == sorted(rows, key=lambda row: row[:24])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert (
+        breaker_fsm("audit", "show", empty, empty).stdout == f"{empty}, {empty}: no transitions\n"
+    )
+
+
+def test_audit_schema_covers_identity_and_chain() -> None:
+    """audit schema prints the record's JSON Schema, with origin, life and prev."""
+    done = breaker_fsm("audit", "schema")
+    assert done.returncode == 0
+    schema = json.loads(done.stdout)
+    assert schema["title"] == "Transition"
+    properties = schema["properties"]
+    assert {"origin", "life", "prev", "generation"} <= set(properties)
+    assert {"seq", "breaker", "event", "source", "target", "at", "monotonic"} <= set(
+        schema["required"]
+    )
+    assert "origin" not in schema["required"]
+    assert {"type": "string", "pattern": "^[0-9a-f]{64}$"} in properties["prev"]["anyOf"]
 
 
 # --------------------------------------------------------------------------- demo and extras
