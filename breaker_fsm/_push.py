@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PushChannel"]
 
-_log = logging.getLogger("breaker_fsm")
+_log = logging.getLogger("breaker_fsm.redis")  # a child of the breakers' logger
 
 POLL = 0.1  # seconds a read waits before the thread looks at its stop flag again
 PING = 1.0  # seconds between PINGs on an idle subscription

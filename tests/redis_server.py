@@ -413,9 +413,12 @@ def redis_stores(redis_server: RedisServer) -> Iterator[StoreFactory]:
 
 @pytest.fixture
 def dead_redis_store() -> Iterator[RedisStore]:
-    """A RedisStore on a loopback port nothing listens on: refused at once (retry in 60 s)."""
+    """A RedisStore on a loopback port nothing listens on: refused at once (retry in 60 s).
+
+    It does not push (``push=False``): no subscription keeps trying in the background.
+    """
     from breaker_fsm.redis import RedisStore
 
-    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60)
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60, push=False)
     yield store
     store.close()
