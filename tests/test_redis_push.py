@@ -9,6 +9,7 @@ arrive is measured in ``make bench``, never asserted here.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -462,3 +463,23 @@ def test_tls_options_pass_through_to_both_clients(redis_stores: StoreFactory) ->
         "RedisStore(rediss://user:***@cache.invalid:6380/2?ssl_cert_reqs=none"
         "&ssl_ca_certs=/ca.pem, namespace='breaker_fsm')"
     )
+
+
+def test_the_subscription_ends_with_its_last_breaker(
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """The push thread holds breakers weakly and ends when none is left; a new one restarts it."""
+    store = redis_stores(now=clock.monotonic)
+    breaker = CircuitBreaker("svc", POLICY, clock=clock, store=store)
+    wait_live(breaker)
+    push = store._push
+    assert push is not None
+    thread = push._thread
+    assert thread is not None
+    del breaker
+    gc.collect()
+    wait_until(lambda: not thread.is_alive(), "the thread ends")
+    again = CircuitBreaker("svc", POLICY, clock=clock, store=store)
+    wait_live(again)
+    assert push._thread is not thread
+    assert store.pushing
