@@ -90,30 +90,46 @@ def check_arguments(
     return check_sinks(sinks, "CircuitBreaker sinks")
 
 
-def check_sinks(sinks: object, label: str) -> tuple[Sink, ...]:
-    """``sinks`` as a tuple, each one checked callable; ``label`` names the argument."""
+def check_sinks(sinks: object, label: str, *, calls: bool = False) -> tuple[Sink, ...]:
+    """``sinks`` as a tuple, each one checked callable; ``label`` names the argument.
+
+    ``calls``: these are call sinks (they receive ``CallRecord``), not audit sinks.
+    """
     if isinstance(sinks, str | bytes | os.PathLike) or not isinstance(sinks, Iterable):
         raise TypeError(
-            f"{label} must be an iterable of callables, got {_got(sinks)}{_file_hint(sinks)}"
+            f"{label} must be an iterable of callables, got {_got(sinks)}"
+            f"{_file_hint(sinks, calls=calls)}"
         )
     found = tuple(sinks)
     for index, sink in enumerate(found):
-        check_sink(sink, f"{label}[{index}]")
+        check_sink(sink, f"{label}[{index}]", calls=calls)
     return found
 
 
-def check_sink(sink: object, label: str) -> None:
-    """Refuse a sink that is not callable; ``label`` names the argument."""
+def check_sink(sink: object, label: str, *, calls: bool = False) -> None:
+    """Refuse a sink that is not callable, or a file sink of the other kind."""
+    from ._audit import JsonlSink
+    from ._calls import CallLogSink
+
+    receives = "CallRecord" if calls else "Transition"
     if not callable(sink):
         raise TypeError(
-            f"{label} must be callable (it receives each Transition), "
-            f"got {_got(sink)}{_file_hint(sink)}"
+            f"{label} must be callable (it receives each {receives}), "
+            f"got {_got(sink)}{_file_hint(sink, calls=calls)}"
+        )
+    wrong, right = (JsonlSink, "CallLogSink") if calls else (CallLogSink, "JsonlSink")
+    if isinstance(sink, wrong):
+        raise TypeError(
+            f"{label} receives each {receives}, but {sink!r} writes the other kind of "
+            f"record: use breaker_fsm.audit.{right}({str(sink.path)!r})"
         )
 
 
-def _file_hint(value: object) -> str:
-    """A hint for a sink given as a file name: wrap it in ``JsonlSink``."""
+def _file_hint(value: object, *, calls: bool = False) -> str:
+    """A hint for a sink given as a file name: wrap it in ``JsonlSink`` (``CallLogSink``)."""
     if isinstance(value, str | os.PathLike):
         path = os.fspath(value)
+        if calls:
+            return f": to log the calls to a file, use breaker_fsm.audit.CallLogSink({path!r})"
         return f": to write the trail to a file, use breaker_fsm.audit.JsonlSink({path!r})"
     return ""

@@ -181,7 +181,7 @@ class CircuitBreaker(Guards):
         self._slow_rate = policy.slow_call_rate_threshold
         # The fast path needs no clock reading: no slow-call timing, no time buckets.
         self._call_sinks = cast(
-            "tuple[CallSink, ...]", check_sinks(call_sinks, "CircuitBreaker call_sinks")
+            "tuple[CallSink, ...]", check_sinks(call_sinks, "CircuitBreaker call_sinks", calls=True)
         )
         self._enforce = policy.enforce
         self._shadowed = None  # see _shadow_count
@@ -249,11 +249,12 @@ class CircuitBreaker(Guards):
         From then on the breaker leaves its inlined fast paths (they never check for
         sinks, so a breaker without one pays nothing for the feature).
         """
-        check_sink(sink, "add_call_sink's sink")
+        check_sink(sink, "add_call_sink's sink", calls=True)
         self._set_call_sinks((*self._call_sinks, sink))
 
     def add_sink(self, sink: Sink) -> None:
         """Send every later transition to ``sink`` too."""
+        check_sink(sink, "add_sink's sink")
         with self._tlock:
             self._sinks = (*self._sinks, sink)
 
@@ -316,7 +317,7 @@ class CircuitBreaker(Guards):
                 # No empty dict to build and merge for the common call without keywords.
                 result = func(*args, **kwargs) if kwargs else func(*args)  # type: ignore[call-arg]
             except Exception as exc:
-                if not self._plain:  # the policy ignores or leaves out some exceptions
+                if not self._plain or type(exc) is TypeError:  # see _judge_raised
                     self._record_exception(exc, gen, 0.0)
                 elif self._window is not None:
                     self._record_failure(gen)
@@ -399,7 +400,7 @@ class CircuitBreaker(Guards):
             try:
                 result = await (func(*args, **kwargs) if kwargs else func(*args))  # type: ignore[call-arg]
             except Exception as exc:
-                if not self._plain:  # the policy ignores or leaves out some exceptions
+                if not self._plain or type(exc) is TypeError:  # see _judge_raised
                     self._record_exception(exc, gen, 0.0)
                 elif self._window is not None:
                     self._record_failure(gen)

@@ -214,8 +214,27 @@ class LocalEngine(Transitions):
 
     def _record_exception(self, exc: BaseException, gen: int, started: float) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral."""
-        outcome, hint = self._judge_exception(exc)
+        outcome, hint = self._judge_raised(exc)
         self._record(gen, outcome, started, hint, exc=exc)
+
+    def _judge_raised(self, exc: BaseException) -> tuple[int, float | None]:
+        """:meth:`_judge_exception` for an exception that ``call``/``acall`` caught.
+
+        They call the operation in their own frame. A ``TypeError`` raised right there, not
+        inside the operation, means that the call could not be made: the operation is not
+        callable, the arguments do not fit it, or ``acall`` was handed a function whose
+        result cannot be awaited. That is the
+        caller's mistake, not the dependency's answer: it is neutral (any half-open permit
+        is given back), and a note on the exception says so.
+        """
+        tb = exc.__traceback__
+        if type(exc) is TypeError and tb is not None and tb.tb_next is None:
+            exc.add_note(
+                f"breaker {self.name!r}: not counted as a failure: the call could not be made "
+                "(call() takes a function, acall() an async function)"
+            )
+            return NEUTRAL, None
+        return self._judge_exception(exc)
 
     # ------------------------------------------------------------------ shadow mode, call sinks
 

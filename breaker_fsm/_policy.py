@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -308,7 +309,7 @@ class BreakerPolicy(BaseModel):
             "cannot interrupt a thread, so it records a late return as a failure"
         ),
     )
-    enforce: bool = Field(
+    enforce: StrictBool = Field(
         default=True,
         description=(
             "refuse calls while open (False: shadow mode: every call runs, the breaker "

@@ -31,7 +31,9 @@ _log = logging.getLogger("breaker_fsm")
 EVENTS: tuple[str, ...] = tuple(sorted({event for event, _ in legal_moves()}))
 
 #: ``CircuitBreaker`` keyword arguments a registry (or ``get``) may set for new breakers.
-_BREAKER_KWARGS = frozenset({"fallback", "is_failure", "rng", "audit_capacity"})
+_BREAKER_KWARGS = frozenset(
+    {"fallback", "is_failure", "is_failure_exception", "rng", "audit_capacity", "call_sinks"}
+)
 
 
 class _Entry:
@@ -124,7 +126,8 @@ class BreakerRegistry:
             policy: the policy for a new breaker (the registry's default when ``None``).
                 For an existing breaker it must equal the one it has, or be ``None``.
             **breaker_kwargs: ``CircuitBreaker`` keyword arguments for a new breaker
-                (``fallback``, ``is_failure``, ``rng``, ``audit_capacity``), over the
+                (``fallback``, ``is_failure``, ``is_failure_exception``, ``rng``,
+                ``audit_capacity``, ``call_sinks``), over the
                 registry's defaults. For an existing breaker each must equal what it was
                 created with.
 

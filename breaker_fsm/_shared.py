@@ -87,7 +87,7 @@ class SharedBreaker(Mirror):
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            outcome, hint = self._judge_exception(exc)
+            outcome, hint = self._judge_raised(exc)
             if self._call_sinks:
                 self._tell_call(outcome, started, exc)
             if not self._store_local(link, gen, outcome, started, hint):
@@ -127,7 +127,7 @@ class SharedBreaker(Mirror):
             else:
                 result = await self._timed_await(func, args, kwargs)
         except BaseException as exc:
-            outcome, hint = self._judge_exception(exc)
+            outcome, hint = self._judge_raised(exc)
             if self._call_sinks:
                 self._tell_call(outcome, started, exc)
             if not self._store_local(link, gen, outcome, started, hint):

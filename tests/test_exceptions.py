@@ -16,6 +16,7 @@ from breaker_fsm.exceptions import (
     IllegalTransitionError,
     PolicyFileError,
     RegistryError,
+    ReplayError,
 )
 
 #: Every exception class ``breaker_fsm.exceptions`` defines, found by looking: a new one
@@ -40,6 +41,7 @@ EXAMPLES: dict[type[BaseException], BaseException] = {
     IllegalTransitionError: IllegalTransitionError("disable", "forced_open", "operator"),
     PolicyFileError: PolicyFileError("policy.toml", "invalid TOML", line=4),
     RegistryError: RegistryError("breaker 'payments' already exists"),
+    ReplayError: ReplayError("calls.jsonl:2: not a call", path="calls.jsonl", line=2, index=1),
 }
 
 
@@ -53,7 +55,7 @@ def public_attributes(exc: BaseException) -> dict[str, object]:
 def test_the_module_defines_the_documented_exceptions() -> None:
     """The discovery below finds every exception of the module (so none escapes the test)."""
     assert set(CLASSES) == {getattr(exceptions, name) for name in exceptions.__all__}
-    assert len(CLASSES) == 7
+    assert len(CLASSES) == 8
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)

@@ -327,3 +327,52 @@ def test_a_raising_exception_predicate_is_neutral_and_counted(clock: FakeClock) 
     assert (metrics.ignored_count, metrics.error_count, metrics.sink_errors) == (1, 0, 1)
     with pytest.raises(TypeError, match="is_failure_exception"):
         CircuitBreaker("svc", is_failure_exception=404)  # type: ignore[arg-type]
+
+
+def test_a_call_that_cannot_be_made_is_not_a_failure(make: Make) -> None:
+    """A TypeError raised by the call itself (not callable, wrong arguments, acall of a
+    plain function) is the caller's mistake: neutral, noted, never a trip; one raised
+    inside the operation is the dependency's and counts."""
+    breaker = make(failure_threshold=1)
+
+    def takes_one(x: int) -> int:
+        return x
+
+    def broken() -> None:
+        raise TypeError("the dependency's own bug")
+
+    with pytest.raises(TypeError) as caught:
+        breaker.call(42)  # type: ignore[arg-type]
+    assert "not counted as a failure" in "".join(caught.value.__notes__)
+    with pytest.raises(TypeError):
+        breaker.call(takes_one, 1, 2)  # type: ignore[call-arg]
+
+    async def scenario() -> None:
+        with pytest.raises(TypeError) as caught:
+            await breaker.acall(takes_one, 1)  # type: ignore[arg-type]
+        assert "acall() an async function" in "".join(caught.value.__notes__)
+
+    run(make, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.error_count, metrics.ignored_count) == ("closed", 0, 3)
+    with pytest.raises(TypeError):
+        breaker.call(broken)
+    assert breaker.state == "open"
+
+
+def test_a_wrong_style_call_in_half_open_gives_its_permit_back(clock: FakeClock) -> None:
+    """acall(sync_fn) during a trial neither retrips nor keeps the trial slot."""
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=1), clock=clock
+    )
+    fail(breaker)
+    clock.advance(1)
+
+    async def scenario() -> None:
+        with pytest.raises(TypeError):
+            await breaker.acall(lambda: "sync")  # type: ignore[arg-type, return-value]
+
+    asyncio.run(scenario())
+    assert breaker.state == "half_open"
+    assert breaker.call(lambda: "trial") == "trial"
+    assert breaker.state == "closed"

@@ -128,24 +128,32 @@ class BreakerVersusModel(RuleBasedStateMachine):
         """A breaker with a fake clock, a seeded rng and a collecting sink, and its model."""
         self.clock = FakeClock(start)
         self.clock_start = start
-        self.records: list[Transition] = []
-        sinks: list[Any] = [self.records.append]
-        if failing_sink:
-            sinks.insert(0, _failing_sink)
         self.failing_sink = failing_sink
         self.use_fallback = use_fallback
         self.use_predicate = use_predicate
+        self.policy, self.seed = policy, seed
+        self.file: list[Transition] = []  # a JsonlSink's file: every life of the service
+        self.lives = 0
+        self._start_life()
+        self.loop = asyncio.new_event_loop()
+
+    def _start_life(self) -> None:
+        """A new breaker instance (a process start) and a fresh model; the file goes on."""
+        self.records: list[Transition] = []
+        sinks: list[Any] = [self.records.append, self.file.append]
+        if self.failing_sink:
+            sinks.insert(0, _failing_sink)
         self.breaker = CircuitBreaker(
             "model-test",
-            policy,
+            self.policy,
             clock=self.clock,
-            fallback=_fallback if use_fallback else None,
+            fallback=_fallback if self.use_fallback else None,
             sinks=sinks,
-            is_failure=_is_failure if use_predicate else None,
-            rng=random.Random(seed),
+            is_failure=_is_failure if self.use_predicate else None,
+            rng=random.Random(self.seed),
         )
-        self.model = ReferenceBreaker(policy, random.Random(seed))
-        self.loop = asyncio.new_event_loop()
+        self.model = ReferenceBreaker(self.policy, random.Random(self.seed))
+        self.lives += 1
 
     def teardown(self) -> None:
         """Close the event loop the async calls ran on."""
@@ -376,6 +384,37 @@ class BreakerVersusModel(RuleBasedStateMachine):
         """An event fired by name: operator events, guarded events, an unknown name."""
         self._send(event)
 
+    @rule(
+        event=st.sampled_from(EVENTS),
+        reason=st.one_of(
+            st.none(), st.text(max_size=12), st.integers(), st.binary(max_size=4), st.just([])
+        ),
+    )
+    def send_with_reason(self, event: str, reason: object) -> None:
+        """An operator's reason: a str is recorded as given; anything else is refused with a
+        TypeError before anything happens (state, machine and trail untouched)."""
+        assert self.breaker is not None
+        if reason is not None and not isinstance(reason, str):
+            before = (self.breaker.state, len(self.breaker.audit))
+            with pytest.raises(TypeError, match="reason"):
+                self.breaker.send(event, reason=reason)  # type: ignore[arg-type]
+            assert (self.breaker.state, len(self.breaker.audit)) == before
+            return
+        legal = self.model.send(event, self.clock.monotonic())
+        try:
+            self.breaker.send(event, reason=reason)
+        except IllegalTransitionError:
+            assert not legal
+        else:
+            assert legal
+            if reason:
+                assert self.breaker.audit[-1].reason == reason
+
+    @rule()
+    def restart(self) -> None:
+        """The service restarts: a new instance appends to the same file, seq from 1."""
+        self._start_life()
+
     # ------------------------------------------------------------------ invariants
 
     @precondition(lambda self: self.breaker is not None)
@@ -424,6 +463,12 @@ class BreakerVersusModel(RuleBasedStateMachine):
                 assert any(rule in record.reason for rule in rules), (record.reason, rules)
         assert verify(records) == len(records)
         assert self.records == records
+        # The file holds every life: it verifies as a whole, each life its own walk, the
+        # gaps between lives reported as restarts.
+        summary = verify(self.file)
+        assert summary == len(self.file)
+        if self.file:
+            assert summary.breakers["model-test"].lives == len({r.life for r in self.file})
         if records:
             machine = self.breaker.machine
             assert {s.id for s in machine.configuration} == {self.model.state}
