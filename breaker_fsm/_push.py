@@ -41,6 +41,18 @@ PING = 1.0  # seconds between PINGs on an idle subscription
 SILENCE = 3.0  # seconds without a word from the server: the subscription is dead
 CHUNK = 500  # breakers re-read per pipelined round trip
 
+_CHANNELS: weakref.WeakSet[PushChannel] = weakref.WeakSet()  # for the fork hook
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no subscription thread: every mirror asks until it has one."""
+    for channel in list(_CHANNELS):
+        channel._forked()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class PushChannel:
     """One store's subscription to its transitions, and the mirrors it moves."""
@@ -57,6 +69,7 @@ class PushChannel:
         self._stop = threading.Event()
         self._closed = False
         self._outage = False  # a loss was logged; the next subscription says it is back
+        _CHANNELS.add(self)
 
     def __repr__(self) -> str:
         return f"<push channel {self.channel.decode()!r} {'up' if self.up else 'down'}>"
@@ -104,6 +117,17 @@ class PushChannel:
                 target=self._run, args=(stop,), name="breaker_fsm push", daemon=True
             )
             self._thread.start()
+
+    def _forked(self) -> None:
+        """In a forked child: nothing is live, and no lock is held by a thread that is gone."""
+        self._lock = threading.Lock()
+        self._thread = None
+        self._stop = threading.Event()
+        self.up = False
+        self.token += 1
+        for followers in self._followers.values():
+            for mirror in list(followers):
+                mirror._link.live = False
 
     def _running(self) -> bool:
         """Whether this process's subscription thread runs, and is not winding down."""

@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import ssl
+import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -483,3 +485,33 @@ def test_the_subscription_ends_with_its_last_breaker(
     wait_live(again)
     assert push._thread is not thread
     assert store.pushing
+
+
+def test_a_forked_child_asks_until_its_own_subscription_is_up(
+    redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """After fork (a pre-forking server) the child's mirrors are not live: it asks, resubscribes."""
+    a, b = members(redis_stores, clock)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, never return into pytest
+        code = 1
+        try:
+            if not b.metrics().live and b.call(lambda: "asks") == "asks":  # and subscribes
+                deadline = time.monotonic() + PATIENCE
+                while not b.metrics().live:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("no subscription in the child")
+                    time.sleep(0.001)
+                fail(a)  # the child's a trips the fleet: its b follows by push
+                while b.state != "open":
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("no push in the child")
+                    time.sleep(0.001)
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    wait_until(state_is(b, "open"), "the parent follows the child's trip")
