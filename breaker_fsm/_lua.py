@@ -408,6 +408,7 @@ if now ~= now then
 end
 local t = 0
 if s[1] == OPEN then t = now - s[12] elseif s[1] == HALF then t = now - s[13] end
+if t < 0 then t = 0 end  -- "now" was read before a script that began the state
 return struct.pack(REPLY, s[1], s[2], s[3], 0, s[1], 0, s[4], s[5], s[6], s[7], s[15],
   s[16], s[10], s[11], t, 0, s[17])
 """
