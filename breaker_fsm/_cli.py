@@ -160,19 +160,7 @@ def check(file: Path, section: str | None) -> None:
     Prints the effective policy (defaults filled in) as JSON, or exits 1 listing every
     invalid field by its path.
     """
-    try:
-        loaded = BreakerPolicy.from_file(file, section=section)
-    except PolicyFileError as exc:
-        raise Fail(str(exc)) from None
-    except ValidationError as exc:
-        problems = [
-            f"  {_field_path(error['loc'])}: {error['msg']}"
-            + ("" if error["type"] in _SAYS_INPUT else f" (got {_short(error['input'])})")
-            for error in exc.errors(include_url=False)
-        ]
-        header = f"{file}: invalid policy, {_plural(exc.error_count(), 'error')}"
-        raise Fail("\n".join([header, *problems])) from None
-    text = loaded.model_dump_json(indent=2)
+    text = _load_policy(file, section).model_dump_json(indent=2)
     console = _console()
     if console is None:
         click.echo(text)

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import AsyncIterator, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._local import LocalEngine
 from ._outcome import FAILED, NEUTRAL, SUCCESS, Admission
 from ._transitions import CLOSED
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["Guards", "Permit", "guard_async_generator", "guard_generator"]
 
@@ -84,25 +81,17 @@ class Permit:
     def __enter__(self) -> Permit:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         if not self._settled:
+            exc = exc_info[1]
             self._breaker._complete(self._gen, self._take(self._judge(exc)), self._started, exc)
 
     async def __aenter__(self) -> Permit:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         if not self._settled:
+            exc = exc_info[1]
             outcome = self._take(self._judge(exc))
             await self._breaker._acomplete(self._gen, outcome, self._started, exc)
 
@@ -147,26 +136,16 @@ class Guards(LocalEngine):
         _HELD.set((*_HELD.get(), permit))
         return permit
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._release_held().__exit__(exc_type, exc, tb)
+    def __exit__(self, *exc_info: Any) -> None:
+        self._release_held().__exit__(*exc_info)
 
     async def __aenter__(self) -> Permit:
         permit = await self.aacquire()
         _HELD.set((*_HELD.get(), permit))
         return permit
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._release_held().__aexit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._release_held().__aexit__(*exc_info)
 
     def _release_held(self) -> Permit:
         """The innermost permit this thread or task holds on this breaker, let go."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from typing import TYPE_CHECKING, Any, cast
 
 from statemachine.exceptions import TransitionNotAllowed
@@ -54,10 +55,25 @@ class Mirror(CircuitBreaker):
         )
 
     def _window_totals(self, now: float) -> tuple[int, int, int]:
-        """The shared window as last mirrored, or the local one while degraded."""
-        if self._link.degraded:
+        """The shared window as last mirrored, or the local one while degraded.
+
+        A time window's figures are those of the store's last reply, and read empty once
+        a whole window has passed since (every outcome in it has expired); in between they
+        are not aged (the mirror holds totals, not buckets).
+        """
+        link = self._link
+        if link.degraded:
             return super()._window_totals(now)
-        return cast(tuple[int, int, int], self._link.window)
+        seconds = self._window_seconds
+        if seconds is not None and math.floor(now) - math.floor(link.window_at) >= seconds:
+            return (0, 0, 0)
+        return cast(tuple[int, int, int], link.window)
+
+    @property
+    def _window_seconds(self) -> int | None:
+        """The length of the policy's time window, ``None`` without one."""
+        window = self.policy.window
+        return window.seconds if window is not None and window.kind == "time" else None
 
     # ------------------------------------------------------------------ the local walk
 
@@ -77,7 +93,9 @@ class Mirror(CircuitBreaker):
         """A local transition's record says so, and belongs to no shared generation."""
         return f"{_LOCAL_REASON}: {reason}", None
 
-    def _recorded_as_mirrored(self, link: StoreLink, reply: StoreReply, outcome: int) -> bool:
+    def _recorded_as_mirrored(
+        self, link: StoreLink, reply: StoreReply, outcome: int, now: float
+    ) -> bool:
         """Count an outcome in the lifetime totals; mirror a reply of the common kind.
 
         The common kind (closed, same episode, nothing performed) is mirrored right here,
@@ -94,7 +112,7 @@ class Mirror(CircuitBreaker):
                 and not link.degraded
             ):
                 self._streak = reply.streak
-                link.window = reply[7:10]
+                link.window, link.window_at = reply[7:10], now
                 return True
         return False
 
@@ -169,7 +187,7 @@ class Mirror(CircuitBreaker):
                     return  # overtaken by a newer reply
                 if reply.gen == self._gen and reply.state == self._state:
                     self._streak = reply.streak  # same episode: refresh the counters
-                    link.window = reply[7:10]
+                    link.window, link.window_at = reply[7:10], now
                     self._trial_ok, self._trial_fail = reply.trial_successes, reply.trial_failures
                     if reply.state == OPEN:  # asked a little early: the server's timing
                         self._opened_at = now - reply.elapsed
@@ -262,7 +280,7 @@ class Mirror(CircuitBreaker):
             link.window = _NO_WINDOW  # the trials are a fresh measurement
         else:
             self._streak = reply.streak
-            link.window = reply[7:10]
+            link.window, link.window_at = reply[7:10], now
         deadline = 0.0
         if state == OPEN:
             self._opened_at = now - reply.elapsed
@@ -351,6 +369,7 @@ class StoreLink:
         "retry_at",
         "seed",
         "window",
+        "window_at",
     )
 
     def __init__(self, entry: SharedState, seed: Seed) -> None:
@@ -359,6 +378,7 @@ class StoreLink:
         self.deadline = 0.0  # local monotonic end of the mirrored open episode
         self.epoch = -1  # which incarnation of the store entry the mirror follows
         self.window: tuple[int, ...] = _NO_WINDOW  # shared window totals, last mirrored
+        self.window_at = 0.0  # when they were mirrored (local monotonic)
         self.recheck_at = 0.0  # when an override's mirror is asked again
         self.degraded = False
         self.retry_at = 0.0  # degraded: when the store is tried again

@@ -180,27 +180,26 @@ class SharedBreaker(Mirror):
 
     def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
         """Settle a permit on the shared state (one round trip, as after a call)."""
-        if gen < 0:
-            super()._complete(gen, outcome, started, exc)
-            return
-        if self._call_sinks:
-            self._tell_call(outcome, started, exc)
-        link = self._link
-        if not self._store_local(link, gen, outcome, started, None):
-            self._store_record(link, gen, outcome, started, None)
+        if not self._completed_locally(gen, outcome, started, exc):
+            self._store_record(self._link, gen, outcome, started, None)
 
     async def _acomplete(
         self, gen: int, outcome: int, started: float, exc: BaseException | None
     ) -> None:
         """:meth:`_complete` on the asyncio client."""
+        if not self._completed_locally(gen, outcome, started, exc):
+            await self._store_arecord(self._link, gen, outcome, started, None)
+
+    def _completed_locally(
+        self, gen: int, outcome: int, started: float, exc: BaseException | None
+    ) -> bool:
+        """Settle a permit without a round trip if none is due; whether it was settled."""
         if gen < 0:
             super()._complete(gen, outcome, started, exc)
-            return
+            return True
         if self._call_sinks:
             self._tell_call(outcome, started, exc)
-        link = self._link
-        if not self._store_local(link, gen, outcome, started, None):
-            await self._store_arecord(link, gen, outcome, started, None)
+        return self._store_local(self._link, gen, outcome, started, None)
 
     # ------------------------------------------------------------------ the round trips
 
@@ -351,7 +350,7 @@ class SharedBreaker(Mirror):
             self._streak = 0
             if link.degraded:
                 self._resynced(link)
-        elif not self._recorded_as_mirrored(link, answer, outcome):
+        elif not self._recorded_as_mirrored(link, answer, outcome, now):
             self._on_reply(link, answer, now)
 
     def _store_send(self, link: StoreLink, event: str, reason: str | None) -> str | None:

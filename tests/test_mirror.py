@@ -1,0 +1,593 @@
+"""The shared breaker's mirror, against a scripted in-memory ``SharedState`` (no Redis).
+
+A :class:`ScriptedState` answers each round trip with the next reply (or exception) a test
+scripted, and keeps the arguments it was sent: so each test pins what the mirror sends and
+what it makes of one kind of reply, including replies a live store rarely gives on cue
+(an overtaken generation, an entry recreated under a new epoch, a refusal from a server
+whose clock disagrees). Every test runs through ``call``/``send`` and ``acall``/``asend``:
+the asyncio paths must use the entry's ``a``-prefixed twins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import pytest
+
+from breaker_fsm import (
+    BreakerPolicy,
+    CircuitBreaker,
+    CircuitOpenError,
+    CountWindow,
+    IllegalTransitionError,
+)
+from breaker_fsm._machine import STATES
+from breaker_fsm._outcome import FAILED, NEUTRAL, SUCCESS
+from breaker_fsm._store import EVENT_CODES, Seed, SharedState, SharedStore, StoreReply
+from breaker_fsm.testing import FakeClock
+from tests.helpers import Boom, boom, ok
+
+CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = range(5)
+
+
+class Unscripted(BaseException):
+    """A round trip no reply was scripted for (a BaseException: the breaker must not
+    mistake it for an outage and degrade)."""
+
+
+class Call(NamedTuple):
+    """One round trip the scripted entry received."""
+
+    op: str
+    args: tuple[Any, ...]
+
+
+class ScriptedState:
+    """A ``SharedState`` whose answers are scripted: a queue of replies or exceptions."""
+
+    def __init__(self, retry_interval: float = 5.0, sync_interval: float = 30.0) -> None:
+        self.retry_interval = retry_interval
+        self.sync_interval = sync_interval
+        self.answers: deque[StoreReply | BaseException | None] = deque()
+        self.calls: list[Call] = []
+
+    def script(self, *answers: StoreReply | BaseException | None) -> None:
+        """Queue the answers of the next round trips, in order."""
+        self.answers.extend(answers)
+
+    def _answer(self, op: str, *args: Any) -> Any:
+        self.calls.append(Call(op, args))
+        if not self.answers:
+            raise Unscripted(f"no answer scripted for {op}{args}")
+        answer = self.answers.popleft()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def record(
+        self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
+    ) -> StoreReply | None:
+        return self._answer("record", gen, outcome, u, hint, seed)
+
+    def acquire(self, u: float, seed: Seed) -> StoreReply:
+        return self._answer("acquire", u, seed)
+
+    def operator(self, event: int, u: float, seed: Seed) -> StoreReply:
+        return self._answer("operator", event, u, seed)
+
+    async def arecord(
+        self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
+    ) -> StoreReply | None:
+        return self._answer("arecord", gen, outcome, u, hint, seed)
+
+    async def aacquire(self, u: float, seed: Seed) -> StoreReply:
+        return self._answer("aacquire", u, seed)
+
+    async def aoperator(self, event: int, u: float, seed: Seed) -> StoreReply:
+        return self._answer("aoperator", event, u, seed)
+
+
+class ScriptedStore:
+    """A ``SharedStore`` that binds every breaker to one scripted entry."""
+
+    def __init__(self, entry: ScriptedState) -> None:
+        self.entry = entry
+        self.bound: list[tuple[str, BreakerPolicy]] = []
+
+    def bind(self, name: str, policy: BreakerPolicy) -> ScriptedState:
+        self.bound.append((name, policy))
+        return self.entry
+
+
+def reply(
+    state: str = "closed",
+    *,
+    gen: int = 0,
+    epoch: int = 1,
+    event: str = "",
+    source: str | None = None,
+    ok: int = 1,
+    streak: int = 0,
+    window: tuple[int, int, int] = (0, 0, 0),
+    trials: tuple[int, int] = (0, 0),
+    episode: int = 0,
+    open_duration: float = 10.0,
+    elapsed: float = 0.0,
+    justified: float = 0.0,
+) -> StoreReply:
+    """A store's reply, by state and event names."""
+    code = STATES.index(state)
+    return StoreReply(
+        code,
+        gen,
+        epoch,
+        EVENT_CODES[event] if event else 0,
+        code if source is None else STATES.index(source),
+        ok,
+        streak,
+        *window,
+        *trials,
+        episode,
+        open_duration,
+        elapsed,
+        justified,
+    )
+
+
+def tripped(gen: int = 1, *, epoch: int = 1, streak: int = 1, **fields: Any) -> StoreReply:
+    """A record reply reporting that this outcome tripped the breaker."""
+    fields.setdefault("episode", 1)
+    return reply(
+        "open", gen=gen, epoch=epoch, event="trip", source="closed", streak=streak, **fields
+    )
+
+
+Make = Callable[..., CircuitBreaker]
+Invoke = Callable[..., Any]
+Send = Callable[..., str]
+Twin = Callable[[str], str]
+
+
+@pytest.fixture
+def entry() -> ScriptedState:
+    """The scripted store entry of the test's breakers."""
+    return ScriptedState()
+
+
+@pytest.fixture
+def make(entry: ScriptedState, clock: FakeClock) -> Make:
+    """``make(options={...}, **policy)``: a shared breaker "svc" on the scripted entry."""
+
+    def build(*, options: dict[str, Any] | None = None, **policy: Any) -> CircuitBreaker:
+        policy.setdefault("reset_timeout", 10)
+        store = ScriptedStore(entry)
+        breaker = CircuitBreaker(
+            "svc", BreakerPolicy(**policy), clock=clock, store=store, **(options or {})
+        )
+        assert store.bound == [("svc", breaker.policy)]
+        return breaker
+
+    return build
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """``call``/``send`` and the entry's sync operations, or ``acall``/``asend`` and twins."""
+    return str(request.param)
+
+
+@pytest.fixture
+def twin(mode: str) -> Twin:
+    """The name of the entry operation that ``mode`` must use: ``record`` or ``arecord``."""
+    return lambda op: op if mode == "sync" else f"a{op}"
+
+
+@pytest.fixture
+def invoke(mode: str) -> Invoke:
+    """``invoke(breaker, func, *args, **kwargs)``: through ``call``, or ``acall`` awaited."""
+
+    def run(breaker: CircuitBreaker, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if mode == "sync":
+            return breaker.call(func, *args, **kwargs)
+
+        async def operation(*a: Any, **k: Any) -> Any:
+            return func(*a, **k)
+
+        return asyncio.run(breaker.acall(operation, *args, **kwargs))
+
+    return run
+
+
+@pytest.fixture
+def send(mode: str) -> Send:
+    """``send(breaker, event, reason=None)``: through ``send``, or ``asend`` awaited."""
+
+    def run(breaker: CircuitBreaker, event: str, reason: str | None = None) -> str:
+        if mode == "sync":
+            return breaker.send(event, reason=reason)
+        return asyncio.run(breaker.asend(event, reason=reason))
+
+    return run
+
+
+def failed(invoke: Invoke, breaker: CircuitBreaker, times: int = 1) -> None:
+    """``times`` failed calls through ``breaker``, each re-raising ``Boom``."""
+    for _ in range(times):
+        with pytest.raises(Boom):
+            invoke(breaker, boom)
+
+
+def refused(invoke: Invoke, breaker: CircuitBreaker) -> CircuitOpenError:
+    """A call ``breaker`` refuses: its ``CircuitOpenError``."""
+    with pytest.raises(CircuitOpenError) as info:
+        invoke(breaker, lambda: pytest.fail("a refused call ran"))
+    return info.value
+
+
+SEED = Seed(CLOSED, 0, 0, 10.0, 0.0)  # a fresh breaker's: closed, generation 0
+
+
+# ------------------------------------------------------------------------ the fake itself
+
+
+def test_the_scripted_entry_and_store_meet_the_protocols(entry: ScriptedState) -> None:
+    """The fake is a SharedState and its store a SharedStore, so the mirror sees no
+    difference from RedisStore's; an unscripted round trip is an error, not an outage."""
+    assert isinstance(entry, SharedState)
+    assert isinstance(ScriptedStore(entry), SharedStore)
+    with pytest.raises(Unscripted):
+        entry.record(0, 0, 0.0, None, SEED)
+
+
+# ------------------------------------------------------------------------ closed
+
+
+def test_a_closed_call_is_admitted_by_the_mirror_and_recorded_in_one_round_trip(
+    make: Make, entry: ScriptedState, invoke: Invoke, twin: Twin
+) -> None:
+    """No round trip admits a closed call; its outcome goes to the store with the
+    generation it was admitted under, and an empty reply is a success that ends the streak."""
+    breaker = make(failure_threshold=3)
+    entry.script(reply(streak=1), None)
+    failed(invoke, breaker)
+    assert breaker.metrics().failure_count == 1
+    assert invoke(breaker, ok, "value") == "value"
+    assert entry.calls == [
+        (twin("record"), (0, FAILED, 0.0, None, SEED)),
+        (twin("record"), (0, SUCCESS, 0.0, None, SEED)),
+    ]
+    metrics = breaker.metrics()
+    assert (metrics.failure_count, metrics.success_count, metrics.error_count) == (0, 1, 1)
+    assert (metrics.state, metrics.degraded, metrics.store_errors) == ("closed", False, 0)
+
+
+def test_the_shared_streak_and_window_are_the_mirrors(
+    make: Make, entry: ScriptedState, invoke: Invoke
+) -> None:
+    """The streak and window metrics() reports are the store's, as its last reply said."""
+    breaker = make(failure_threshold=5, window=CountWindow(size=10), minimum_calls=5)
+    entry.script(reply(streak=4, window=(9, 6, 0)))
+    failed(invoke, breaker)
+    metrics = breaker.metrics()
+    assert (metrics.failure_count, metrics.window_calls) == (4, 9)
+    assert metrics.failure_rate == pytest.approx(6 / 9)
+    assert (metrics.error_count, metrics.transitions) == (1, 0)  # lifetime totals: this process
+
+
+def test_a_neutral_outcome_outside_half_open_makes_no_round_trip(
+    make: Make, entry: ScriptedState, invoke: Invoke
+) -> None:
+    """A neutral call cannot change a closed store entry: it is only counted here."""
+    breaker = make(failure_threshold=1, ignore_exceptions=(KeyError,))
+    with pytest.raises(KeyError):
+        invoke(breaker, lambda: {}["x"])
+    assert entry.calls == []
+    assert breaker.metrics().ignored_count == 1
+
+
+# ------------------------------------------------------------------------ transitions
+
+
+def test_a_reply_reporting_a_trip_opens_the_mirror_under_the_replys_generation(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """The trip the store made goes through the machine and the audit trail with the
+    store's generation; the mirror then refuses alone, on the server's timing."""
+    breaker = make(failure_threshold=2)
+    entry.script(reply(streak=1), tripped(gen=3, streak=2, window=(2, 2, 0), elapsed=1.5))
+    failed(invoke, breaker, 2)
+    assert breaker.state == "open"
+    assert breaker.machine.current_state_value == "open"
+    [record] = breaker.audit
+    assert (record.event, record.source, record.target) == ("trip", "closed", "open")
+    assert (record.seq, record.generation) == (3, 3)
+    assert record.counters["consecutive_failures"] == 2
+    assert "2 consecutive failures" in record.reason
+    metrics = breaker.metrics()
+    assert (metrics.transitions, metrics.failure_count, metrics.open_duration) == (3, 2, 10.0)
+    assert metrics.retry_after == pytest.approx(8.5)  # the store opened it 1.5 s ago
+    clock.advance(8)
+    assert refused(invoke, breaker).retry_after == pytest.approx(0.5)
+    assert len(entry.calls) == 2  # refused by the mirror: no round trip
+
+
+def test_the_store_admits_a_trial_and_its_outcome_recovers(
+    make: Make, entry: ScriptedState, invoke: Invoke, twin: Twin, clock: FakeClock
+) -> None:
+    """Past the mirrored deadline one acquire asks the store; the trial runs under the
+    reply's generation and the recover reply closes the mirror."""
+    breaker = make(failure_threshold=1)
+    entry.script(tripped(gen=1))
+    failed(invoke, breaker)
+    clock.advance(10)
+    half_open = reply(
+        "half_open", gen=2, event="attempt_reset", source="open", episode=1, justified=10.0
+    )
+    recovered = reply("closed", gen=3, event="recover", source="half_open", trials=(1, 0))
+    entry.script(half_open, recovered)
+    seen: list[str] = []
+    assert invoke(breaker, lambda: seen.append(breaker.state) or "trial") == "trial"
+    assert seen == ["half_open"]
+    assert [c.op for c in entry.calls] == [twin("record"), twin("acquire"), twin("record")]
+    assert entry.calls[2].args[:2] == (2, SUCCESS)  # admitted under the store's generation
+    assert [(r.event, r.generation) for r in breaker.audit] == [
+        ("trip", 1),
+        ("attempt_reset", 2),
+        ("recover", 3),
+    ]
+    assert (breaker.state, breaker.metrics().transitions) == ("closed", 3)
+
+
+def test_a_refused_acquire_refuses_on_the_servers_timing(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """A mirror that asks a little early takes the server's elapsed time: retry_after is
+    what the server has left, and the mirror refuses alone until then."""
+    breaker = make(failure_threshold=1)
+    entry.script(tripped(gen=1))
+    failed(invoke, breaker)
+    clock.advance(10)
+    entry.script(reply("open", gen=1, ok=0, episode=1, elapsed=7.0))
+    assert refused(invoke, breaker).retry_after == pytest.approx(3.0)
+    clock.advance(2.5)
+    assert refused(invoke, breaker).retry_after == pytest.approx(0.5)
+    assert len(entry.calls) == 2
+    assert breaker.metrics().rejected_count == 2
+
+
+def test_a_full_half_open_refuses_and_a_disabled_store_bypasses(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """An acquire refused in half_open raises CircuitOpenError(half_open, None); a store
+    that says disabled lets the call run, unrecorded."""
+    breaker = make(failure_threshold=1)
+    entry.script(tripped(gen=1))
+    failed(invoke, breaker)
+    clock.advance(10)
+    entry.script(reply("half_open", gen=2, ok=0, episode=1))
+    error = refused(invoke, breaker)
+    assert (error.state, error.retry_after) == ("half_open", None)
+    assert breaker.state == "half_open"
+    entry.script(reply("disabled", gen=3, ok=0))
+    assert invoke(breaker, ok, "ran") == "ran"
+    assert breaker.state == "disabled"
+    assert breaker.metrics().total_requests == 1  # the first failure only
+    assert len(entry.calls) == 3  # the bypassed call recorded nothing
+
+
+def test_an_older_generation_never_rolls_the_mirror_back(
+    make: Make, entry: ScriptedState, invoke: Invoke
+) -> None:
+    """A reply of an older generation than the mirror's (overtaken on the way) is ignored;
+    an overtaken transition is recorded in the trail but moves nothing."""
+    breaker = make(failure_threshold=3)
+    entry.script(reply(gen=5, epoch=7, streak=1))
+    failed(invoke, breaker)
+    assert (breaker.state, breaker.metrics().transitions) == ("closed", 5)
+    entry.script(reply("open", gen=3, epoch=7, episode=1))
+    failed(invoke, breaker)
+    assert (breaker.state, breaker.metrics().transitions) == ("closed", 5)
+    entry.script(tripped(gen=4, epoch=7, streak=3))
+    failed(invoke, breaker)
+    assert (breaker.state, breaker.metrics().transitions) == ("closed", 5)
+    assert breaker.machine.current_state_value == "closed"
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", 4)]
+
+
+def test_a_recreated_entry_is_adopted_whatever_its_generation(
+    make: Make, entry: ScriptedState, invoke: Invoke
+) -> None:
+    """A reply under a new epoch (the entry was lost and recreated) is adopted whole,
+    even with a lower generation."""
+    breaker = make(failure_threshold=3)
+    entry.script(reply(gen=5, epoch=7, streak=1))
+    failed(invoke, breaker)
+    entry.script(reply("open", gen=2, epoch=8, streak=3, episode=2, open_duration=20.0))
+    failed(invoke, breaker)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.transitions, metrics.open_duration) == ("open", 2, 20.0)
+    assert metrics.retry_after == pytest.approx(20.0)
+    assert breaker.machine.current_state_value == "open"
+    assert list(breaker.audit) == []  # adopted, not a transition this process made
+
+
+# ------------------------------------------------------------------------ what is sent
+
+
+def test_the_seed_carries_the_mirrored_episode(
+    make: Make, entry: ScriptedState, invoke: Invoke, send: Send, clock: FakeClock
+) -> None:
+    """Every round trip sends the mirrored state to recreate a lost entry: an open one
+    with the seconds it has left."""
+    breaker = make(failure_threshold=1)
+    entry.script(tripped(gen=4, episode=2, open_duration=20.0))
+    failed(invoke, breaker)
+    clock.advance(6)
+    entry.script(reply("closed", gen=5, event="reset", source="open"))
+    assert send(breaker, "reset") == "closed"
+    assert entry.calls[-1].args == (EVENT_CODES["reset"], 0.0, Seed(OPEN, 4, 2, 20.0, 14.0))
+
+
+def test_jitter_is_drawn_only_for_what_could_open(
+    make: Make, entry: ScriptedState, invoke: Invoke
+) -> None:
+    """A failure sends a jitter drawn from the breaker's rng; a success without a window,
+    which cannot trip, draws none."""
+    breaker = make(failure_threshold=3, reset_timeout_jitter=0.5, options={"rng": random.Random(7)})
+    draws = random.Random(7)
+    entry.script(reply(streak=1), None, reply(streak=1))
+    failed(invoke, breaker)
+    invoke(breaker, ok)
+    failed(invoke, breaker)
+    sent = [c.args[2] for c in entry.calls]
+    assert sent == [draws.uniform(-0.5, 0.5), 0.0, draws.uniform(-0.5, 0.5)]
+
+
+def test_a_retry_after_hint_and_a_slow_call_reach_the_store(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """is_failure's seconds go as the hint; the caller times a slow call and says so."""
+    breaker = make(
+        failure_threshold=5,
+        window=CountWindow(size=10),
+        slow_call_duration=1.0,
+        options={"is_failure": lambda result: 30.0 if result == 503 else False},
+    )
+    entry.script(reply(streak=1), reply())
+
+    def slow() -> str:
+        clock.advance(2)
+        return "slow"
+
+    assert invoke(breaker, ok, 503) == 503
+    assert invoke(breaker, slow) == "slow"
+    assert [c.args[1::2] for c in entry.calls] == [(FAILED, 30.0), (2, None)]  # SLOW == 2
+    assert breaker.metrics().slow_call_count == 1
+
+
+def test_a_neutral_trial_is_sent_to_return_its_permit(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """In half_open a neutral outcome goes to the store, which holds the permits."""
+    breaker = make(failure_threshold=1)
+    entry.script(tripped(gen=1))
+    failed(invoke, breaker)
+    clock.advance(10)
+    entry.script(
+        reply("half_open", gen=2, event="attempt_reset", source="open", justified=10.0),
+        reply("half_open", gen=2),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        invoke(breaker, lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert entry.calls[-1].args[:2] == (2, NEUTRAL)
+    assert breaker.metrics().ignored_count == 1
+
+
+# ------------------------------------------------------------------------ operator events
+
+
+def test_an_operator_reply_that_performs_returns_the_new_state(
+    make: Make, entry: ScriptedState, send: Send, twin: Twin
+) -> None:
+    """send() applies the event in the store; its transition is recorded with the reason."""
+    breaker = make(failure_threshold=1)
+    entry.script(reply("forced_open", gen=1, event="force_open", source="closed"))
+    assert send(breaker, "force_open", reason="maintenance") == "forced_open"
+    assert entry.calls == [(twin("operator"), (EVENT_CODES["force_open"], 0.0, SEED))]
+    [record] = breaker.audit
+    assert (record.event, record.reason, record.generation) == ("force_open", "maintenance", 1)
+    assert breaker.state == "forced_open"
+
+
+@pytest.mark.parametrize(
+    ("ok", "detail"), [(0, "not allowed in state 'forced_open'"), (2, "its guard does not hold")]
+)
+def test_an_operator_reply_that_refuses_raises_illegal_transition(
+    make: Make, entry: ScriptedState, send: Send, ok: int, detail: str
+) -> None:
+    """ok=0 (not legal) or 2 (guard) raises IllegalTransitionError naming the event and
+    the store's state, which the mirror adopts; nothing is recorded."""
+    breaker = make(failure_threshold=1)
+    entry.script(reply("forced_open", gen=6, ok=ok))
+    with pytest.raises(IllegalTransitionError, match=detail) as info:
+        send(breaker, "disable")
+    assert (info.value.event, info.value.state) == ("disable", "forced_open")
+    assert (breaker.state, breaker.metrics().transitions) == ("forced_open", 6)
+    assert list(breaker.audit) == []
+
+
+def test_an_unknown_event_raises_without_a_round_trip(
+    make: Make, entry: ScriptedState, send: Send
+) -> None:
+    """An event the machine does not know is refused before asking the store."""
+    breaker = make(failure_threshold=1)
+    with pytest.raises(IllegalTransitionError, match="unknown event"):
+        send(breaker, "explode")
+    assert entry.calls == []
+
+
+# ------------------------------------------------------------------------ outages
+
+
+def test_a_store_error_degrades_warns_once_and_the_next_answer_resyncs(
+    make: Make,
+    entry: ScriptedState,
+    invoke: Invoke,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception from the store puts the breaker on local state with one warning; it
+    asks again only after retry_interval, and the first answer puts it back."""
+    caplog.set_level(logging.INFO, logger="breaker_fsm")
+    breaker = make(failure_threshold=2)
+    entry.script(reply(epoch=3), ConnectionError("store down"))
+    invoke(breaker, ok)  # the mirror follows epoch 3
+    failed(invoke, breaker)  # counted locally
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.store_errors, metrics.failure_count) == (True, 1, 1)
+    failed(invoke, breaker)  # before retry_interval: no round trip; trips locally
+    assert len(entry.calls) == 2
+    [local] = breaker.audit
+    assert (local.event, local.generation) == ("trip", None)
+    assert local.reason.startswith("local (shared store unavailable): 2 consecutive failures")
+    clock.advance(10)  # past the local episode and the retry time: the store is asked
+    entry.script(TimeoutError("still down"))
+    assert invoke(breaker, ok, "local trial") == "local trial"  # admitted on local state
+    assert (breaker.state, breaker.metrics().store_errors) == ("closed", 2)
+    clock.advance(5)
+    entry.script(reply(gen=9, epoch=3, streak=1))  # the same entry, moved on meanwhile
+    failed(invoke, breaker)
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.state, metrics.transitions) == (False, "closed", 9)
+    assert metrics.failure_count == 1  # the store's streak, not the local one
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "breaker 'svc': shared store unavailable (ConnectionError: store down); running on "
+        "local state, retrying every 5s"
+    ]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == ["breaker 'svc': shared store answers again; back on shared state"]
+
+
+def test_an_operator_event_while_the_store_is_down_applies_locally(
+    make: Make, entry: ScriptedState, send: Send, caplog: pytest.LogCaptureFixture
+) -> None:
+    """send() during an outage changes this process's state only, and says so."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    breaker = make(failure_threshold=1)
+    entry.script(ConnectionError("store down"))
+    assert send(breaker, "force_open", reason="maintenance") == "forced_open"
+    assert send(breaker, "reset") == "closed"  # before retry_interval: no round trip
+    assert len(entry.calls) == 1
+    assert [(r.event, r.generation) for r in breaker.audit] == [
+        ("force_open", None),
+        ("reset", None),
+    ]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "this process's state only" in messages[-1]
+    assert breaker.metrics().degraded
