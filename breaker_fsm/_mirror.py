@@ -159,8 +159,8 @@ class Mirror(CircuitBreaker):
 
     def _check_policy(self, link: StoreLink, reply: StoreReply) -> None:
         """Warn (once) when the shared state was written under another policy."""
-        theirs = reply.fingerprint
-        if theirs and theirs != link.entry.fingerprint and not link.policy_warned:
+        theirs, ours = reply.fingerprint, getattr(link.entry, "fingerprint", 0)
+        if theirs and ours and theirs != ours and not link.policy_warned:
             link.policy_warned = True
             _log.warning(
                 "breaker %r: another member of the fleet shares it under a different policy "
@@ -168,7 +168,7 @@ class Mirror(CircuitBreaker):
                 "decisions mix both; give every process the same policy for this name",
                 self.name,
                 theirs,
-                link.entry.fingerprint,
+                ours,
             )
 
     def _on_reply(
@@ -365,6 +365,7 @@ class StoreLink:
         "errors",
         "live",
         "policy_warned",
+        "pushing",
         "recheck_at",
         "retry_at",
         "seed",
@@ -387,4 +388,5 @@ class StoreLink:
         # read the state (set by the store's push channel; always, for a store that does
         # not push).
         self.live = False
+        self.pushing = False  # the entry pushes (a PushingState): ask it for push tokens
         self.policy_warned = False

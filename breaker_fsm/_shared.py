@@ -27,7 +27,7 @@ from ._machine import STATES
 from ._mirror import LOCAL_GEN, Mirror, StoreLink
 from ._outcome import Admission
 from ._policy import BreakerPolicy
-from ._store import EVENT_CODES, Seed
+from ._store import EVENT_CODES, PushingState, Seed
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
 from .exceptions import IllegalTransitionError
 
@@ -62,7 +62,12 @@ class SharedBreaker(Mirror):
         self._link = StoreLink(
             store.bind(name, self.policy), Seed(CLOSED, 0, 0, self.policy.reset_timeout, 0.0)
         )
-        self._link.entry.follow(self)  # last: a push may arrive at once
+        entry = self._link.entry
+        if isinstance(entry, PushingState):
+            self._link.pushing = True
+            entry.follow(self)  # last: a push may arrive at once
+        else:  # no pushes: the mirror is trusted as it stands
+            self._link.live = True
 
     # ------------------------------------------------------------------ calls
 
@@ -207,7 +212,7 @@ class SharedBreaker(Mirror):
         """:meth:`_store_admit` on the asyncio client."""
         gen = self._store_plan(link, now)
         if gen == _ASK:
-            token = link.entry.push_token()
+            token = cast("PushingState", link.entry).push_token() if link.pushing else None
             try:
                 u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
                 reply = await link.entry.aacquire(u, self._seed(link, now))
@@ -224,7 +229,7 @@ class SharedBreaker(Mirror):
         now = self._clock.monotonic()
         gen = self._store_plan(link, now)
         if gen == _ASK:
-            token = link.entry.push_token()
+            token = cast("PushingState", link.entry).push_token() if link.pushing else None
             try:
                 u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
                 reply = link.entry.acquire(u, self._seed(link, now))
@@ -268,7 +273,7 @@ class SharedBreaker(Mirror):
         """
         self._on_reply(link, reply, now)
         if not link.live:
-            link.entry.confirm_push(link, token)
+            cast("PushingState", link.entry).confirm_push(link, token)
         if reply.ok == 1:
             return reply.gen
         return _BYPASS if reply.state == DISABLED else _REFUSED
