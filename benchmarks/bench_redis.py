@@ -4,7 +4,9 @@ Targets (issue 6), all measured in the same run, interleaved, as medians over ro
 
 - the success path of a shared breaker costs at most 1.2x one plain ``GET`` round trip made
   with the same kind of client (its one ``EVALSHA`` is the round trip);
-- the open path (a rejection: no round trip) costs at most 2x a local in-memory rejection.
+- the open path (a rejection: no round trip) costs at most 2x a local in-memory rejection;
+- a transition made by one member reaches another member's mirror (in another process)
+  within 100 ms: the propagation delay, median and worst over 100 transitions (issue 14).
 
 Round trips wait on a socket, so these cases are timed by the wall clock (``perf_counter``),
 not by the thread's CPU time as the in-memory benchmarks are.
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import statistics
 import sys
 import time
@@ -136,6 +139,70 @@ def measure(server: RedisServer, rounds: int, target: float) -> tuple[Results, d
     return results, trips
 
 
+def _follower(url: str, name: str, conn: Any) -> None:
+    """Another process's member of breaker ``name``: reports when its mirror changes state.
+
+    It polls its own state every 0.1 ms (what its next call would read) and sends the
+    new state with the time it saw it (``perf_counter``: the system-wide monotonic clock).
+    """
+    store = RedisStore(url, timeout=1.0)
+    breaker = CircuitBreaker(
+        name, BreakerPolicy(failure_threshold=1, reset_timeout=LONG), store=store
+    )
+    while not breaker.metrics().live:
+        time.sleep(0.001)
+    seen = breaker.state  # before the leader may move it
+    conn.send("live")
+    while not conn.poll():
+        state = breaker.state
+        if state != seen:
+            conn.send((state, time.perf_counter()))
+            seen = state
+        time.sleep(0.0001)
+    store.close()
+
+
+def propagation(server: RedisServer, transitions: int = 100) -> list[float]:
+    """Seconds from the start of one member's transition to another process's mirror showing it.
+
+    Alternates a trip (a failed call) and an operator ``reset``: ``transitions`` in all.
+    Measured from before the round trip that makes the transition, so each figure
+    includes that round trip.
+    """
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    follower = context.Process(target=_follower, args=(server.url, "propagation", child))
+    follower.start()
+    store = RedisStore(server.url, timeout=1.0)
+    leader = CircuitBreaker(
+        "propagation", BreakerPolicy(failure_threshold=1, reset_timeout=LONG), store=store
+    )
+    leader.call(op)  # connect, load the scripts
+    delays = []
+    try:
+        assert parent.recv() == "live"
+        for index in range(transitions):
+            start = time.perf_counter()
+            if index % 2 == 0:
+                with contextlib.suppress(ZeroDivisionError):
+                    leader.call(lambda: 1 / 0)
+                expected = "open"
+            else:
+                leader.send("reset")
+                expected = "closed"
+            assert leader.state == expected, leader.state
+            if not parent.poll(10):
+                raise RuntimeError(f"transition {index} never reached the other process")
+            state, seen = parent.recv()
+            assert state == expected, (index, state)
+            delays.append(seen - start)
+    finally:
+        parent.send("stop")
+        follower.join(10)
+        store.close()
+    return delays
+
+
 async def _warm_async(store: RedisStore, breaker: CircuitBreaker) -> Any:
     await breaker.acall(aop)
     return store._async_client()
@@ -182,7 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     rounds, target = (5, 0.005) if args.quick else (args.rounds, 0.01)
     with RedisServer() as server:
         results, trips = measure(server, rounds, target)
+        delays = propagation(server)
     figures = report(results, trips)
+    figures["propagation_ms"] = {
+        "transitions": len(delays),
+        "median": statistics.median(delays) * 1e3,
+        "worst": max(delays) * 1e3,
+    }
+    figures["targets"]["a transition reaches every member within 100 ms (worst of 100)"] = (
+        max(delays) <= 0.1
+    )
     lines = [
         "## Shared state on Redis (wall clock, median over rounds)",
         "",
@@ -196,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         f"- shared open-path rejection ÷ local rejection: "
         f"{figures['reject_shared_vs_local']:.2f}x (target ≤ 2x)",
         f"- EVALSHA per 100 calls: {figures['round_trips_per_100_calls']}",
+        f"- propagation delay, one member's transition to another process's mirror, over "
+        f"{figures['propagation_ms']['transitions']} transitions (trip, reset, ...; from "
+        f"before the transition's round trip): median "
+        f"{figures['propagation_ms']['median']:.2f} ms, worst "
+        f"{figures['propagation_ms']['worst']:.2f} ms (target ≤ 100 ms)",
         "",
         *(
             f"- target {'met' if met else 'NOT met'}: {name}"

@@ -8,6 +8,7 @@ table, which are generated from :class:`~breaker_fsm.BreakerMachine`.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ __all__ = [
     "OPERATOR",
     "OPERATOR_ARGS",
     "OPERATOR_LAYOUT",
+    "PEEK",
+    "PEEK_ARGS",
     "PRELUDE",
     "RECORD",
     "RECORD_ARGS",
@@ -37,8 +40,10 @@ __all__ = [
     "START",
     "STATE",
     "UNPINNED",
+    "fingerprint",
     "header",
     "lua_arguments",
+    "lua_string",
     "ttl_seconds",
 ]
 
@@ -52,18 +57,24 @@ __all__ = [
 # ARGV[1], unpacked into A:
 #   A[1]  "now" in seconds (NaN = the server's TIME; tests may pin it)
 #   A[2..6]  the seed: state, gen, episode, open duration, seconds left open
-#   A[7..]  the script's own arguments
-# The state (key H) and every reply are 16 numbers, laid out as STATE and StoreReply.
+#   A[7..]  the script's own arguments, then the caller's origin (8 bytes, last)
+# The state (key H) is 17 numbers, laid out as STATE (a state written before the policy
+# fingerprint existed has 16: read as fingerprint 0); every reply is 17, as StoreReply.
 # Layouts are written once, for Python's struct ("q" 8-byte integer, "d" double), and
 # translated for Redis' (which has no repeat counts and spells the integer "i8").
+#
+# A script that makes a transition (or recreates a lost entry) PUBLISHes it on the
+# store's channel: its reply, the caller's origin and the state key, so that every
+# member's mirror follows at once (breaker_fsm._push); the caller itself skips its own.
 
 
-STATE_LAYOUT = "qqqqqqqqqqdddqqq"  # st g ep k wc wf ws wp wh n | d o h | p to tf
-REPLY_LAYOUT = "qqqqqqqqqqqqqddd"  # st g ep ev src ok k wc wf ws to tf n | d t x
+STATE_LAYOUT = "qqqqqqqqqqdddqqqq"  # st g ep k wc wf ws wp wh n | d o h | p to tf | fp
+REPLY_LAYOUT = "qqqqqqqqqqqqqdddq"  # st g ep ev src ok k wc wf ws to tf n | d t x | fp
 SEED_LAYOUT = "dqqqdd"  # now | seed: st g n d rem
-RECORD_LAYOUT = SEED_LAYOUT + "qqdd"  # gen seen, outcome, u, hint
-ACQUIRE_LAYOUT = SEED_LAYOUT + "d"  # u
-OPERATOR_LAYOUT = SEED_LAYOUT + "qd"  # event, u
+RECORD_LAYOUT = SEED_LAYOUT + "qqddq"  # gen seen, outcome, u, hint, origin
+ACQUIRE_LAYOUT = SEED_LAYOUT + "dq"  # u, origin
+OPERATOR_LAYOUT = SEED_LAYOUT + "qdq"  # event, u, origin
+PEEK_LAYOUT = "d"  # now
 
 
 def lua_layout(layout: str) -> str:
@@ -99,13 +110,17 @@ COMMON = """
 local H, W = KEYS[1], KEYS[2]
 {states}
 local A = {struct.unpack(ARGS, ARGV[1])}
-if V then V = {struct.unpack(STATE, V)} end
+if V then
+  if #V < 136 then V = V .. '\\0\\0\\0\\0\\0\\0\\0\\0' end  -- no fingerprint yet: 0
+  V = {struct.unpack(STATE, V)}
+end
 """
 
 PRELUDE = """
 {events}
 local S, J = nil, nil
-local EV, SRC, X, DIRTY, WDIRTY = 0, 0, 0, false, false
+local EV, SRC, X, DIRTY, WDIRTY, CREATED = 0, 0, 0, false, false, false
+local FP0 = FP  -- the fingerprint of the policy that last wrote the state
 local U, HINT = 0, -1
 local NOW = nil
 
@@ -126,6 +141,7 @@ local function load()
     S = {st = V[1], g = V[2], ep = V[3], k = V[4], wc = V[5], wf = V[6], ws = V[7],
       wp = V[8], wh = V[9], n = V[10], d = V[11], o = V[12], h = V[13], p = V[14],
       to = V[15], tf = V[16]}
+    FP0 = V[17]
     return
   end
   -- Missing (expired, or a server that restarted empty): recreate it from the seed.
@@ -136,12 +152,12 @@ local function load()
   if S.st == OPEN then S.o = now() - (S.d - A[6]) end
   if S.st == HALF then S.h = now() end
   if W then redis.call('DEL', W) end
-  DIRTY = true
+  DIRTY, CREATED = true, true
 end
 
 local function save()
   local v = struct.pack(STATE, S.st, S.g, S.ep, S.k, S.wc, S.wf, S.ws, S.wp, S.wh, S.n,
-    S.d, S.o, S.h, S.p, S.to, S.tf)
+    S.d, S.o, S.h, S.p, S.to, S.tf, FP)
   if S.st >= FORCED then
     redis.call('SET', H, v)  -- an operator override does not expire
   else
@@ -157,7 +173,16 @@ local function reply(ok)
   local src = S.st
   if EV ~= 0 then src = SRC end
   return struct.pack(REPLY, S.st, S.g, S.ep, EV, src, ok, c[1], c[2], c[3], c[4], c[5],
-    c[6], S.n, S.d, t, X)
+    c[6], S.n, S.d, t, X, FP0)
+end
+
+-- The reply; a transition (or a recreated entry) is published to every member too.
+local function finish(ok)
+  local r = reply(ok)
+  if EV ~= 0 or CREATED then
+    redis.call('PUBLISH', CHANNEL, r .. string.sub(ARGV[1], -8) .. H)
+  end
+  return r
 end
 
 -- The trip rules, exactly as BreakerPolicy.trip_reason decides them.
@@ -305,7 +330,7 @@ if S.g == g0 then
   end
 end
 if DIRTY then save() end
-return reply(ok)
+return finish(ok)
 """
 
 # acquire: A[7] = u. Admits a call the caller's mirror cannot admit alone.
@@ -332,7 +357,7 @@ elseif S.st == HALF then
   end
 end
 if DIRTY then save() end
-return reply(ok)
+return finish(ok)
 """
 
 # operator: A[7..8] = event code, u. MOVES (the machine's transition table) says whether
@@ -364,7 +389,28 @@ else
   go(to, ev)
 end
 if DIRTY then save() end
-return reply(ok)
+return finish(ok)
+"""
+
+
+# peek: the state as a reply, changing nothing (a member re-reading after a lost push).
+# Policy-free, so one script serves every breaker; '' when the entry does not exist.
+PEEK = """
+local V = redis.call('GET', KEYS[1])
+if not V then return '' end
+if #V < 136 then V = V .. '\\0\\0\\0\\0\\0\\0\\0\\0' end
+{states}
+local s = {struct.unpack(STATE, V)}
+local now = struct.unpack(ARGS, ARGV[1])
+if now ~= now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local t = 0
+if s[1] == OPEN then t = now - s[12] elseif s[1] == HALF then t = now - s[13] end
+if t < 0 then t = 0 end  -- "now" was read before a script that began the state
+return struct.pack(REPLY, s[1], s[2], s[3], 0, s[1], 0, s[4], s[5], s[6], s[7], s[15],
+  s[16], s[10], s[11], t, 0, s[17])
 """
 
 
@@ -394,6 +440,7 @@ def lua_tables() -> tuple[str, str, str]:
 
 LUA_STATES, LUA_EVENTS, LUA_MOVES = lua_tables()
 COMMON = COMMON.replace("{states}", LUA_STATES)
+PEEK = lua_arguments(PEEK_LAYOUT) + PEEK.replace("{states}", LUA_STATES)
 PRELUDE = PRELUDE.replace("{events}", LUA_EVENTS + "\n" + LUA_MOVES)
 
 STATE = struct.Struct("<" + STATE_LAYOUT)
@@ -401,13 +448,26 @@ REPLY = struct.Struct("<" + REPLY_LAYOUT)
 RECORD_ARGS = struct.Struct("<" + RECORD_LAYOUT)
 ACQUIRE_ARGS = struct.Struct("<" + ACQUIRE_LAYOUT)
 OPERATOR_ARGS = struct.Struct("<" + OPERATOR_LAYOUT)
+PEEK_ARGS = struct.Struct("<" + PEEK_LAYOUT)
 #: The names of the state's fields, for :meth:`RedisStore.describe`.
 FIELDS = (
     "state", "gen", "epoch", "streak", "window_calls", "window_failures", "window_slow",
     "window_slot", "window_head", "episode", "open_duration", "opened_at",
-    "half_open_since", "permits", "trial_successes", "trial_failures",
+    "half_open_since", "permits", "trial_successes", "trial_failures", "fingerprint",
 )  # fmt: skip
 UNPINNED = float("nan")
+
+
+def fingerprint(policy: BreakerPolicy) -> int:
+    """A 48-bit digest of ``policy`` (exact as a Lua number), the same in every process."""
+    digest = hashlib.sha256(policy.model_dump_json().encode()).digest()
+    return int.from_bytes(digest[:6], "big") or 1  # 0 means "written before fingerprints"
+
+
+def lua_string(text: str) -> str:
+    """``text`` as a Lua string literal (every byte outside a safe set escaped)."""
+    safe = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-.{}")
+    return '"' + "".join(chr(b) if b in safe else f"\\{b:03d}" for b in text.encode()) + '"'
 
 
 def lua_number(value: float) -> str:
@@ -422,8 +482,11 @@ def ttl_seconds(policy: BreakerPolicy, floor: float) -> float:
     return max(floor, 2 * longest, 2 * window, 2 * (policy.half_open_timeout or 0.0))
 
 
-def header(policy: BreakerPolicy, ttl_ms: int) -> str:
-    """The policy's figures as Lua constants, prepended to every script of that policy."""
+def header(policy: BreakerPolicy, ttl_ms: int, channel: str) -> str:
+    """The policy's figures as Lua constants, prepended to every script of that policy.
+
+    ``channel``: where the scripts publish the transitions they make.
+    """
     window = policy.window
     kind, size = 0, 0
     if isinstance(window, CountWindow):
@@ -444,5 +507,7 @@ def header(policy: BreakerPolicy, ttl_ms: int) -> str:
         "MAXRESET": policy.max_reset_timeout or -1,
         "HOTIMEOUT": policy.half_open_timeout or -1,
         "TTL": ttl_ms,
+        "FP": fingerprint(policy),
     }
-    return "".join(f"local {name} = {lua_number(value)}\n" for name, value in figures.items())
+    constants = "".join(f"local {name} = {lua_number(value)}\n" for name, value in figures.items())
+    return constants + f"local CHANNEL = {lua_string(channel)}\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["BreakerMetrics"]
 
@@ -58,3 +58,7 @@ class BreakerMetrics:
     """The transition the next call makes first, when the clock already says so:
     ``"attempt_reset"`` (open, its duration elapsed) or ``"retrip"`` (a half-open episode
     past ``half_open_timeout``). A breaker runs no timers: ``state`` changes on that call."""
+    live: bool = field(default=False, compare=False)
+    """A shared breaker whose mirror follows every fleet transition (the store pushes
+    them), so that its calls decide on it; while not live each call asks the store first.
+    The state of a connection, not of the breaker: snapshots compare equal without it."""

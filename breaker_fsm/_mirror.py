@@ -3,7 +3,9 @@
 A shared breaker keeps the store's state in the attributes it inherits (state, gen = seq =
 the shared generation, open timing, streak, trial counts) and follows the store's replies
 here: a reply with a transition goes through the machine and the audit trail like a local
-one (``_store_transition``); any other reply moves the mirror without one (``_adopt``).
+one (``_store_transition``); any other reply moves the mirror without one (``_adopt``), and
+so does a transition another member made, pushed by the store (``_pushed``): only the
+process whose script made a transition records it.
 While the store does not answer, the breaker runs on its local state: the transitions it
 makes alone number from ``LOCAL_GEN`` up, so that they are never mistaken for the shared
 walk's generations, and their records say so.
@@ -49,7 +51,7 @@ class Mirror(CircuitBreaker):
         """A consistent snapshot of the counters; the window is the shared one."""
         link = self._link
         return dataclasses.replace(
-            super().metrics(), store_errors=link.errors, degraded=link.degraded
+            super().metrics(), store_errors=link.errors, degraded=link.degraded, live=link.live
         )
 
     def _window_totals(self, now: float) -> tuple[int, int, int]:
@@ -99,6 +101,7 @@ class Mirror(CircuitBreaker):
         The common kind (closed, same episode, nothing performed) is mirrored right here,
         under the same lock; ``False`` leaves any other reply to :meth:`_on_reply`.
         """
+        self._check_policy(link, reply)
         with self._lock:
             self._count(outcome)
             if (
@@ -134,10 +137,45 @@ class Mirror(CircuitBreaker):
                 link.entry.retry_interval,
             )
 
+    def _pushed(self, reply: StoreReply) -> None:
+        """Follow a transition another member made (or the state re-read after a lost push).
+
+        Moves the mirror (and the machine, if built) without recording anything; a reply
+        older than the mirror is ignored. A degraded breaker takes it as the store's
+        first answer: the shared state wins over the local one.
+        """
+        link = self._link
+        self._check_policy(link, reply)
+        if link.degraded:
+            self._resynced(link)
+        with self._lock:
+            if reply.epoch < link.epoch:
+                return
+            if reply.epoch == link.epoch and reply.gen <= self._gen:
+                return
+            self._adopt(link, reply, self._clock.monotonic(), moved=reply.event != 0)
+        if self._machine is not None:
+            self._sync_machine()
+
+    def _check_policy(self, link: StoreLink, reply: StoreReply) -> None:
+        """Warn (once) when the shared state was written under another policy."""
+        theirs, ours = reply.fingerprint, getattr(link.entry, "fingerprint", 0)
+        if theirs and ours and theirs != ours and not link.policy_warned:
+            link.policy_warned = True
+            _log.warning(
+                "breaker %r: another member of the fleet shares it under a different policy "
+                "(fingerprint %012x in the shared state, %012x here): the fleet's "
+                "decisions mix both; give every process the same policy for this name",
+                self.name,
+                theirs,
+                ours,
+            )
+
     def _on_reply(
         self, link: StoreLink, reply: StoreReply, now: float, reason: str | None = None
     ) -> None:
         """Mirror a store's reply; record the transition its script made, if any."""
+        self._check_policy(link, reply)
         if link.degraded:
             self._resynced(link)
         if reply.event:
@@ -325,6 +363,9 @@ class StoreLink:
         "entry",
         "epoch",
         "errors",
+        "live",
+        "policy_warned",
+        "pushing",
         "recheck_at",
         "retry_at",
         "seed",
@@ -343,3 +384,9 @@ class StoreLink:
         self.degraded = False
         self.retry_at = 0.0  # degraded: when the store is tried again
         self.errors = 0
+        # Whether the mirror may decide alone: no push can have been missed since it last
+        # read the state (set by the store's push channel; always, for a store that does
+        # not push).
+        self.live = False
+        self.pushing = False  # the entry pushes (a PushingState): ask it for push tokens
+        self.policy_warned = False

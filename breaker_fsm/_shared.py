@@ -3,9 +3,11 @@
 ``CircuitBreaker(name, policy, store=...)`` builds one (as ``pathlib.Path`` builds a
 ``PosixPath``); the in-memory breaker never mentions a store. A shared breaker keeps a
 mirror of the shared state in the attributes it inherits (state, gen = seq = the shared
-generation, open timing, streak, trial counts) and asks the store only when the mirror
-cannot decide: each operation is plan (no I/O) → one round trip → handle the reply, so the
-sync and asyncio twins differ by the round trip alone. A store that fails or times out puts
+generation, open timing, streak, trial counts), which the store keeps current by pushing
+every other member's transitions, and asks the store only when the mirror cannot decide
+(or is not live: the push channel is down, or it has not read the state yet): each
+operation is plan (no I/O) → one round trip → handle the reply, so the sync and asyncio
+twins differ by the round trip alone. A store that fails or times out puts
 the breaker on its local state, decided by the inherited in-memory engine with the same
 policy, until a later round trip succeeds; nothing the store raises reaches the caller.
 
@@ -25,7 +27,7 @@ from ._machine import STATES
 from ._mirror import LOCAL_GEN, Mirror, StoreLink
 from ._outcome import Admission
 from ._policy import BreakerPolicy
-from ._store import EVENT_CODES, Seed
+from ._store import EVENT_CODES, PushingState, Seed
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
 from .exceptions import IllegalTransitionError
 
@@ -60,17 +62,26 @@ class SharedBreaker(Mirror):
         self._link = StoreLink(
             store.bind(name, self.policy), Seed(CLOSED, 0, 0, self.policy.reset_timeout, 0.0)
         )
+        entry = self._link.entry
+        if isinstance(entry, PushingState):
+            self._link.pushing = True
+            entry.follow(self)  # last: a push may arrive at once
+        else:  # no pushes: the mirror is trusted as it stands
+            self._link.live = True
 
     # ------------------------------------------------------------------ calls
 
     def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """:meth:`CircuitBreaker.call` on the shared state."""
         link = self._link
-        if self._state == OPEN and self._rejects_inline:  # the mirror refuses alone
+        if self._state == OPEN and link.live and self._rejects_inline:  # refused alone
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 return cast(R, self._refused(args, kwargs))
-        gen = self._gen if self._state == CLOSED and not link.degraded else self._store_admit(link)
+        if self._state == CLOSED and link.live and not link.degraded:
+            gen = self._gen
+        else:
+            gen = self._store_admit(link)
         if gen < 0:
             if gen == _BYPASS:
                 return func(*args, **kwargs)
@@ -102,6 +113,7 @@ class SharedBreaker(Mirror):
         now = self._clock.monotonic()
         if (
             self._state == OPEN
+            and link.live
             and self._rejects_inline
             and self._open_duration > now - self._opened_at
         ):
@@ -162,8 +174,9 @@ class SharedBreaker(Mirror):
     def acquire(self) -> Permit:
         """:meth:`CircuitBreaker.acquire` on the shared state."""
         link = self._link
-        gen = self._gen if self._state == CLOSED and not link.degraded else self._store_admit(link)
-        return self._permit(gen)
+        if self._state == CLOSED and link.live and not link.degraded:
+            return self._permit(self._gen)
+        return self._permit(self._store_admit(link))
 
     async def aacquire(self) -> Permit:
         """:meth:`CircuitBreaker.aacquire` on the shared state, on the asyncio client."""
@@ -199,12 +212,14 @@ class SharedBreaker(Mirror):
         """:meth:`_store_admit` on the asyncio client."""
         gen = self._store_plan(link, now)
         if gen == _ASK:
+            token = cast("PushingState", link.entry).push_token() if link.pushing else None
             try:
-                reply = await link.entry.aacquire(self._jitter(), self._seed(link, now))
+                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
+                reply = await link.entry.aacquire(u, self._seed(link, now))
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
-            return self._store_admitted(link, reply, now)
+            return self._store_admitted(link, reply, now, token)
         if gen == _LOCAL:
             return self._admit()
         return gen
@@ -214,25 +229,30 @@ class SharedBreaker(Mirror):
         now = self._clock.monotonic()
         gen = self._store_plan(link, now)
         if gen == _ASK:
+            token = cast("PushingState", link.entry).push_token() if link.pushing else None
             try:
-                reply = link.entry.acquire(self._jitter(), self._seed(link, now))
+                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
+                reply = link.entry.acquire(u, self._seed(link, now))
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
-            return self._store_admitted(link, reply, now)
+            return self._store_admitted(link, reply, now, token)
         if gen == _LOCAL:
             return self._admit()
         return gen
 
-    def _store_plan(self, link: StoreLink, now: float) -> int:
+    def _store_plan(self, link: StoreLink, now: float) -> int:  # noqa: PLR0911 - one per case
         """An admission decided without a round trip, or how to decide it.
 
         A generation or ``_REFUSED`` when the mirror decides alone, ``_ASK`` for one round
-        trip, ``_LOCAL`` when degraded (the local rules decide).
+        trip (always, while the mirror is not live), ``_LOCAL`` when degraded (the local
+        rules decide).
         """
         state = self._state
         if link.degraded:
             return _LOCAL if now < link.retry_at or state == CLOSED else _ASK
+        if not link.live:
+            return _ASK
         if state == CLOSED:
             return self._gen
         if state == OPEN:
@@ -243,9 +263,17 @@ class SharedBreaker(Mirror):
             return _ASK
         return _BYPASS if state == DISABLED else _REFUSED
 
-    def _store_admitted(self, link: StoreLink, reply: StoreReply, now: float) -> int:
-        """Mirror an ``acquire`` reply; the generation the call runs under, or ``_REFUSED``."""
+    def _store_admitted(
+        self, link: StoreLink, reply: StoreReply, now: float, token: int | None
+    ) -> int:
+        """Mirror an ``acquire`` reply; the generation the call runs under, or ``_REFUSED``.
+
+        ``token``: the push channel's, taken before the round trip; the reply makes a
+        mirror that was not live live again if no push can have been missed since.
+        """
         self._on_reply(link, reply, now)
+        if not link.live:
+            cast("PushingState", link.entry).confirm_push(link, token)
         if reply.ok == 1:
             return reply.gen
         return _BYPASS if reply.state == DISABLED else _REFUSED

@@ -21,9 +21,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from ._mirror import Mirror, StoreLink
     from ._policy import BreakerPolicy
 
-__all__ = ["EVENTS", "EVENT_CODES", "Seed", "SharedState", "SharedStore", "StoreReply"]
+__all__ = [
+    "EVENTS",
+    "EVENT_CODES",
+    "PushingState",
+    "Seed",
+    "SharedState",
+    "SharedStore",
+    "StoreReply",
+]
 
 #: Transition events by code, as a store reports them; code 0 means "no transition".
 EVENTS: tuple[str, ...] = (
@@ -91,6 +100,8 @@ class StoreReply(NamedTuple):
     justified: float
     """For ``attempt_reset``: how long it had been open; for a timed-out ``retrip``: how
     long it had been half-open. 0 otherwise."""
+    fingerprint: int = 0
+    """The fingerprint of the policy that last wrote the state (0: unknown)."""
 
 
 @runtime_checkable
@@ -108,7 +119,8 @@ class SharedState(Protocol):
     """Seconds a degraded breaker waits before it asks the store again."""
     sync_interval: float
     """Seconds a breaker in ``forced_open`` or ``disabled`` trusts its mirror before it
-    asks the store again (so an operator's ``reset`` elsewhere reaches it)."""
+    asks the store again (so an operator's ``reset`` elsewhere reaches it); infinite
+    when the store pushes every transition."""
 
     def record(
         self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
@@ -145,6 +157,39 @@ class SharedState(Protocol):
 
     async def aoperator(self, event: int, u: float, seed: Seed) -> StoreReply:
         """:meth:`operator` for asyncio code."""
+        ...
+
+
+@runtime_checkable
+class PushingState(SharedState, Protocol):
+    """A :class:`SharedState` whose store pushes every transition to the breakers bound to it.
+
+    A breaker on an entry that is not one trusts its mirror and learns the fleet's
+    transitions from its own replies only (as ``RedisStore(push=False)`` does).
+    """
+
+    fingerprint: int
+    """A digest of the policy this entry decides with, kept in the shared state: a reply
+    carrying another one means another member shares the breaker under another policy."""
+
+    def follow(self, mirror: Mirror) -> None:
+        """Keep ``mirror`` current with every transition another member makes.
+
+        The store calls ``mirror._pushed(reply)`` with each, and keeps
+        ``mirror._link.live`` true exactly while nothing can have been missed. A store that
+        cannot push sets it true once.
+        """
+        ...
+
+    def push_token(self) -> int | None:
+        """Taken before a round trip that reads the state (see :meth:`confirm_push`)."""
+        ...
+
+    def confirm_push(self, link: StoreLink, token: int | None) -> None:
+        """The state was read after :meth:`push_token` gave ``token``: ``link`` is live.
+
+        Unless a push can have been missed since.
+        """
         ...
 
 

@@ -22,12 +22,19 @@ in its own audit trail with ``seq`` and ``generation`` equal to that number, so 
 fleet's trails merged and sorted by ``seq`` are one walk that
 :func:`breaker_fsm.audit.verify` accepts.
 
+**Push.** A script that makes a transition also publishes it on
+``{namespace}:transitions``; the store subscribes (one connection and one daemon thread,
+:mod:`breaker_fsm._push`) and moves the mirror of every breaker bound to it, so that each
+process learns every other process's transitions within milliseconds, without a round
+trip. While the subscription is down, every call asks Redis first; when it is back, every
+bound breaker's state is re-read before its mirror is trusted again.
+
 **Round trips.** A call in ``closed`` costs one ``EVALSHA`` (its outcome); nothing is
-read before the call: the process trusts the state it mirrors. While ``open`` a call
-costs none: the process learned how long the episode has left (measured on the server's
-clock, never by comparing two hosts' clocks) and rejects locally until then. After that,
-one *acquire* round trip admits a trial (plus its *record*). A mirror in ``forced_open``
-or ``disabled`` asks again at most every ``sync_interval`` seconds.
+read before the call: the live mirror is current. While ``open`` a call costs none: the
+process learned how long the episode has left (measured on the server's clock, never by
+comparing two hosts' clocks) and rejects locally until then. After that, one *acquire*
+round trip admits a trial (plus its *record*). Without push (``push=False``) a mirror in
+``forced_open`` or ``disabled`` asks again at most every ``sync_interval`` seconds.
 
 **Degrading.** When Redis fails or does not answer within ``timeout``, the call goes on
 with the breaker's local state under the same policy, continuing from the state last
@@ -51,11 +58,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import secrets
 import struct
 import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ._lua import (
     ACQUIRE,
@@ -66,6 +76,8 @@ from ._lua import (
     OPERATOR,
     OPERATOR_ARGS,
     OPERATOR_LAYOUT,
+    PEEK,
+    PEEK_ARGS,
     PRELUDE,
     RECORD,
     RECORD_ARGS,
@@ -76,21 +88,34 @@ from ._lua import (
     START,
     STATE,
     UNPINNED,
+    fingerprint,
     header,
     lua_arguments,
     ttl_seconds,
 )
+from ._push import PushChannel
 from ._store import Seed, StoreReply
 
 if TYPE_CHECKING:
     import redis as redis_sync
     import redis.asyncio as redis_async
 
+    from ._mirror import Mirror, StoreLink
     from ._policy import BreakerPolicy
 
 __all__ = ["RedisStore"]
 
 _log = logging.getLogger("breaker_fsm")
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class _Script:
@@ -139,14 +164,17 @@ def _reply(raw: bytes) -> StoreReply:
 
 
 class _Entry:
-    """One breaker's two keys and the three scripts of its policy."""
+    """One breaker's two keys, the three scripts of its policy, and its push channel."""
 
     __slots__ = (
         "_acquire",
         "_operator",
         "_record",
+        "fingerprint",
         "keys",
         "now",
+        "origin",
+        "push",
         "retry_interval",
         "sync_interval",
     )
@@ -158,48 +186,73 @@ class _Entry:
         self._record, self._acquire, self._operator = store._scripts(policy)
         self.now = store.now
         self.retry_interval = store.retry_interval
-        self.sync_interval = store.sync_interval
+        self.push = store._push
+        # With pushes an override's mirror is as fresh as any other: never asked again.
+        self.sync_interval = store.sync_interval if self.push is None else math.inf
+        self.fingerprint = fingerprint(policy)
+        self.origin = secrets.randbits(63)  # names this entry's own pushes, to skip them
 
     def __repr__(self) -> str:
         return f"<RedisStore entry {self.keys[0].decode()!r}>"
+
+    def follow(self, mirror: Mirror) -> None:
+        """Push every transition of this entry to ``mirror`` (made by others than itself)."""
+        if self.push is None:
+            mirror._link.live = True  # no pushes: the mirror is trusted as it stands
+        else:
+            self.push.follow(self.keys[0], mirror, self.origin)
+
+    def push_token(self) -> int | None:
+        """Before a round trip that reads the state: see :meth:`confirm_push`."""
+        return None if self.push is None else self.push.begin()
+
+    def confirm_push(self, link: StoreLink, token: int | None) -> None:
+        """The state was read under push ``token``: the link's mirror is live (if it holds)."""
+        if self.push is not None:
+            self.push.confirm(link, token)
 
     def record(
         self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
     ) -> StoreReply | None:
         """Count one outcome; see :class:`~breaker_fsm._store.SharedState`."""
         now = UNPINNED if self.now is None else self.now()
-        args = RECORD_ARGS.pack(now, *seed, gen, outcome, u, -1.0 if hint is None else hint)
+        hint = -1.0 if hint is None else hint
+        args = RECORD_ARGS.pack(now, *seed, gen, outcome, u, hint, self.origin)
         raw = self._record.run(self.keys, args)
         return _reply(raw) if raw else None
 
     def acquire(self, u: float, seed: Seed) -> StoreReply:
         """Admit a call the mirror cannot admit alone."""
         now = UNPINNED if self.now is None else self.now()
-        return _reply(self._acquire.run(self.keys, ACQUIRE_ARGS.pack(now, *seed, u)))
+        args = ACQUIRE_ARGS.pack(now, *seed, u, self.origin)
+        return _reply(self._acquire.run(self.keys, args))
 
     def operator(self, event: int, u: float, seed: Seed) -> StoreReply:
         """Apply an operator event."""
         now = UNPINNED if self.now is None else self.now()
-        return _reply(self._operator.run(self.keys, OPERATOR_ARGS.pack(now, *seed, event, u)))
+        args = OPERATOR_ARGS.pack(now, *seed, event, u, self.origin)
+        return _reply(self._operator.run(self.keys, args))
 
     async def arecord(
         self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
     ) -> StoreReply | None:
         """:meth:`record` on the asyncio client."""
         now = UNPINNED if self.now is None else self.now()
-        args = RECORD_ARGS.pack(now, *seed, gen, outcome, u, -1.0 if hint is None else hint)
+        hint = -1.0 if hint is None else hint
+        args = RECORD_ARGS.pack(now, *seed, gen, outcome, u, hint, self.origin)
         raw = await self._record.arun(self.keys, args)
         return _reply(raw) if raw else None
 
     async def aacquire(self, u: float, seed: Seed) -> StoreReply:
         """:meth:`acquire` on the asyncio client."""
         now = UNPINNED if self.now is None else self.now()
-        return _reply(await self._acquire.arun(self.keys, ACQUIRE_ARGS.pack(now, *seed, u)))
+        args = ACQUIRE_ARGS.pack(now, *seed, u, self.origin)
+        return _reply(await self._acquire.arun(self.keys, args))
 
     async def aoperator(self, event: int, u: float, seed: Seed) -> StoreReply:
         """:meth:`operator` on the asyncio client."""
         now = UNPINNED if self.now is None else self.now()
-        args = OPERATOR_ARGS.pack(now, *seed, event, u)
+        args = OPERATOR_ARGS.pack(now, *seed, event, u, self.origin)
         return _reply(await self._operator.arun(self.keys, args))
 
 
@@ -247,9 +300,15 @@ class RedisStore:
             clients the store builds.
         ttl: seconds the keys of an unused breaker live (at least; refreshed on write).
         retry_interval: seconds a degraded breaker runs locally before it asks Redis again.
-        sync_interval: seconds a breaker mirroring ``forced_open`` or ``disabled`` trusts
-            its mirror before asking Redis again.
+        sync_interval: without ``push``: seconds a breaker mirroring ``forced_open`` or
+            ``disabled`` trusts its mirror before asking Redis again.
         async_client: the ``redis.asyncio.Redis`` client for ``acall`` and ``asend``.
+        push: subscribe (one connection and one daemon thread per store) to the
+            transitions every script publishes, so that each breaker's mirror follows the
+            fleet at once; while the subscription is down a call asks Redis first. With
+            ``False`` a breaker learns the fleet's transitions only from the replies to
+            its own round trips (a closed breaker runs one call after another process
+            tripped the fleet): for servers without Pub/Sub, or tests of that path.
         now: for tests only: a function whose value the scripts use instead of the
             server's ``TIME`` (every process sharing a breaker must use the same one).
     """
@@ -264,6 +323,7 @@ class RedisStore:
         retry_interval: float = 1.0,
         sync_interval: float = 1.0,
         async_client: redis_async.Redis | None = None,
+        push: bool = True,
         now: Callable[[], float] | None = None,
     ) -> None:
         try:  # here, not at import: the module imports without redis-py
@@ -299,6 +359,9 @@ class RedisStore:
         self._aclients = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._script_cache: dict[tuple[BreakerPolicy, int], tuple[_Script, _Script, _Script]] = {}
+        self._peek_script = _Script(self, PEEK)
+        self.channel = f"{namespace}:transitions"  # where the scripts publish transitions
+        self._push = PushChannel(self, self.channel) if push else None
         pool = getattr(client, "connection_pool", None)
         if pool is not None and pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
@@ -318,8 +381,13 @@ class RedisStore:
             )
 
     def __repr__(self) -> str:
-        where = self._url or repr(self._client or self._shared_aclient)
+        where = _redacted(self._url) if self._url else repr(self._client or self._shared_aclient)
         return f"RedisStore({where}, namespace={self.namespace!r})"
+
+    @property
+    def pushing(self) -> bool:
+        """Whether the push subscription is up (every breaker's mirror follows the fleet)."""
+        return self._push is not None and self._push.up
 
     # ------------------------------------------------------------------ SharedStore
 
@@ -338,17 +406,37 @@ class RedisStore:
         The state is one string of 16 packed doubles, which is what makes a script cheap;
         this reads it for people (an operator's console, a test).
         """
-        raw = self._sync_client().get(self.keys(name)[0])
+        raw: bytes | None = self._sync_client().get(self.keys(name)[0])  # type: ignore[assignment]
         if raw is None:
             return None
-        return dict(zip(FIELDS, STATE.unpack(raw), strict=True))  # type: ignore[arg-type]
+        raw = raw.ljust(STATE.size, b"\0")  # written before fingerprints: 0
+        return dict(zip(FIELDS, STATE.unpack(raw), strict=True))
+
+    def _peek(self, keys: list[bytes]) -> list[StoreReply | None]:
+        """The state of each key as a reply (``None`` if it has none): one pipelined trip."""
+        client = self._sync_client()
+        script = self._peek_script
+        args = PEEK_ARGS.pack(UNPINNED if self.now is None else self.now())
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.execute_command("EVALSHA", script.sha, 1, key, args)  # type: ignore[no-untyped-call]
+            raws = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(raw, self.no_script) for raw in raws):
+                client.script_load(script.text)  # a new or restarted server: once
+                continue
+            break
+        for raw in raws:
+            if isinstance(raw, Exception):
+                raise raw
+        return [_reply(raw) if raw else None for raw in raws]
 
     def _scripts(self, policy: BreakerPolicy) -> tuple[_Script, _Script, _Script]:
         ttl_ms = int(min(ttl_seconds(policy, self.ttl), 10 * 365 * 86400.0) * 1000)
         key = (policy, ttl_ms)
         scripts = self._script_cache.get(key)
         if scripts is None:
-            head = header(policy, ttl_ms)
+            head = header(policy, ttl_ms, self.channel)
             fast = ""
             if policy.window is None:  # where the gen seen starts in record's argument
                 offset = 1 + struct.calcsize("<" + SEED_LAYOUT)
@@ -451,7 +539,13 @@ class RedisStore:
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
-        """Close the sync client the store built (a client you passed stays open)."""
+        """Stop the push subscription; close the sync client the store built.
+
+        A client you passed stays open. A breaker that calls on after ``close`` starts the
+        subscription again.
+        """
+        if self._push is not None:
+            self._push.close()
         with self._lock:
             client = self._client if self._owns_client else None
             if client is not None:

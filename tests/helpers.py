@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -13,7 +15,11 @@ from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, Transit
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
     from breaker_fsm.testing import FakeClock
-    from tests.redis_server import StoreFactory
+    from tests.redis_server import RedisServer, StoreFactory
+
+#: Seconds a test waits for an event (a push delivered, a subscription up) before it fails:
+#: generous, for a loaded machine; the delay itself is measured in ``make bench``.
+PATIENCE = 10.0
 
 
 class Boom(ConnectionError):
@@ -100,9 +106,89 @@ def through(mode: str, store: RedisStore, scenario: Callable[[Invoke], Awaitable
 def shared(
     redis_stores: StoreFactory, clock: FakeClock, policy: BreakerPolicy, n: int = 2, **kwargs: Any
 ) -> list[CircuitBreaker]:
-    """``n`` breakers named "svc", each on its own store (own clients), time pinned to clock."""
-    options = {"now": clock.monotonic, **kwargs.pop("store_options", {})}
+    """``n`` breakers named "svc", each on its own store (own clients), time pinned to clock.
+
+    The stores do not push (``push=False``, unless ``store_options`` says otherwise): each
+    breaker learns the fleet's state from its own replies only, so that a test decides
+    when it does.
+    """
+    options = {"now": clock.monotonic, "push": False, **kwargs.pop("store_options", {})}
     return [
         CircuitBreaker("svc", policy, clock=clock, store=redis_stores(**options), **kwargs)
         for _ in range(n)
     ]
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = PATIENCE) -> None:
+    """Poll ``condition`` until it holds (waiting for an event, never for a timeout to pass).
+
+    Fails the test, naming ``what``, if it does not hold within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:g}s: {what}")
+        time.sleep(0.001)
+
+
+def wait_live(*breakers: CircuitBreaker) -> None:
+    """Wait until each shared breaker's mirror follows the fleet by push."""
+    for breaker in breakers:
+        wait_until(lambda b=breaker: b.metrics().live, f"{breaker!r} live")
+
+
+class CommandLog:
+    """The commands a redis-server receives, read with ``MONITOR``, by connection.
+
+    ``MONITOR`` marks the commands that the server's own Lua scripts run with client
+    ``lua``: those are not round trips. Neither are a push subscription's (connections in
+    Pub/Sub mode, flag ``P`` in ``CLIENT LIST``). :meth:`sent` returns the rest, sent while
+    an action ran: the round trips of the members' own connections.
+    """
+
+    def __init__(self, server: RedisServer) -> None:
+        self._marks = server.client(socket_timeout=PATIENCE)
+        self._marks.ping()  # connected before any window opens
+        self._client = server.client(socket_timeout=PATIENCE)
+        self._monitor = self._client.monitor().__enter__()
+        self._count = itertools.count()
+
+    def close(self) -> None:
+        self._monitor.__exit__()
+        self._client.close()
+        self._marks.close()
+
+    def begin(self) -> None:
+        """Open a window: from now on, :meth:`end` returns what members sent."""
+        self._subscribers = {
+            entry["addr"] for entry in self._marks.client_list() if "P" in entry["flags"]
+        }
+        self._n = next(self._count)
+        self._marks.echo(f"start-{self._n}")
+        _, mark = self._until(f"start-{self._n}")
+        self._skip = self._subscribers | {f"{mark['client_address']}:{mark['client_port']}"}
+
+    def end(self) -> list[str]:
+        """Close the window: the commands (names, in order) members' connections sent."""
+        self._marks.echo(f"end-{self._n}")
+        seen, _ = self._until(f"end-{self._n}")
+        return [
+            str(command["command"]).split(" ", 1)[0].upper()
+            for command in seen
+            if command["client_type"] != "lua"
+            and f"{command['client_address']}:{command['client_port']}" not in self._skip
+        ]
+
+    def round_trips(self) -> int:
+        """:meth:`end`, counted: every script (``EVALSHA``) is one; nothing else may be sent."""
+        sent = self.end()
+        assert set(sent) <= {"EVALSHA"}, sent
+        return len(sent)
+
+    def _until(self, marker: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        while True:
+            command: dict[str, Any] = self._monitor.next_command()
+            if command["command"] == f"ECHO {marker}":
+                return seen, command
+            seen.append(command)

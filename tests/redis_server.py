@@ -132,11 +132,14 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def answers_ping(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Return True when a server on ``host:port`` answers an inline ``PING`` with ``+PONG``."""
+    """Return True when a server on ``host:port`` answers an inline ``PING``.
+
+    ``+PONG``, or ``-NOAUTH`` from a server that wants a password first: it is up.
+    """
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -149,7 +152,8 @@ class RedisServer:
     """One ``redis-server`` child process on a fixed loopback port.
 
     The port is chosen once (or given) and kept for the object's lifetime, so ``restart()``
-    brings the server back where existing clients will reconnect.
+    brings the server back where existing clients will reconnect. With ``password`` the
+    server requires it (``--requirepass``): :attr:`url` and :meth:`client` carry it.
     """
 
     host: str = LOOPBACK
@@ -162,6 +166,7 @@ class RedisServer:
         startup_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         extra_args: tuple[str, ...] = (),
+        password: str | None = None,
     ) -> None:
         resolved = os.fspath(executable) if executable is not None else find_redis_server()
         if resolved is None:
@@ -172,6 +177,7 @@ class RedisServer:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.extra_args = extra_args
+        self.password = password
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
 
@@ -184,8 +190,9 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{self.host}:{self._port}/0"
+        """``redis://127.0.0.1:PORT/0`` (``redis://:PASSWORD@127.0.0.1:PORT/0`` with one)."""
+        auth = "" if self.password is None else f":{self.password}@"
+        return f"redis://{auth}{self.host}:{self._port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -276,6 +283,7 @@ class RedisServer:
             "socket_connect_timeout": 2.0,
             "socket_timeout": 5.0,
             "retry": Retry(NoBackoff(), 0),
+            "password": self.password,
         }
         options.update(kwargs)
         client: redis.Redis = redis_mod.Redis(host=self.host, port=self._port, db=0, **options)
@@ -314,6 +322,7 @@ class RedisServer:
             "--appendonly", "no",
             "--daemonize", "no",
             "--dir", str(self._dir),
+            *(() if self.password is None else ("--requirepass", self.password)),
             *self.extra_args,
         ]  # fmt: skip
         log_path = self._dir / "redis.log"
@@ -404,9 +413,12 @@ def redis_stores(redis_server: RedisServer) -> Iterator[StoreFactory]:
 
 @pytest.fixture
 def dead_redis_store() -> Iterator[RedisStore]:
-    """A RedisStore on a loopback port nothing listens on: refused at once (retry in 60 s)."""
+    """A RedisStore on a loopback port nothing listens on: refused at once (retry in 60 s).
+
+    It does not push (``push=False``): no subscription keeps trying in the background.
+    """
     from breaker_fsm.redis import RedisStore
 
-    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60)
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=60, push=False)
     yield store
     store.close()

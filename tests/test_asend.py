@@ -27,7 +27,8 @@ def test_asend_reaches_the_other_breakers_of_the_store(
     redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """asend's force_open and reset apply to the shared state, on the asyncio client only."""
-    store = redis_stores(now=clock.monotonic)
+    # Without push: a pushing store's subscription thread has a blocking client of its own.
+    store = redis_stores(now=clock.monotonic, push=False)
     a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
     [b] = shared(redis_stores, clock, POLICY, n=1)
 

@@ -33,6 +33,7 @@ from breaker_fsm.testing import FakeClock
 from tests.helpers import (
     MODES,
     Boom,
+    CommandLog,
     Invoke,
     aboom,
     aok,
@@ -43,6 +44,7 @@ from tests.helpers import (
     run_closing,
     shared,
     through,
+    wait_live,
 )
 from tests.redis_server import StoreFactory
 
@@ -53,21 +55,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.redis_server"]
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
-
-# Commands the scripts run inside Redis (counted by INFO commandstats too), and those the
-# test helpers' own connections send; anything else would be an extra round trip.
-SCRIPT_INTERNAL = {
-    "set",
-    "hmget",
-    "hdel",
-    "hincrby",
-    "pexpire",
-    "del",
-    "time",
-    "getrange",
-    "setrange",
-}
-HOUSEKEEPING = {"info", "config", "client", "hello"}
 
 
 # ---------------------------------------------------------------------------- basics
@@ -199,7 +186,7 @@ def test_retry_after_hint_lengthens_the_episode(
 ) -> None:
     """A number of seconds from is_failure is a floor for the open duration, capped."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     a = CircuitBreaker(
         "svc", policy, clock=clock, store=store, is_failure=lambda r: 7.0 if r == 503 else False
     )
@@ -315,8 +302,10 @@ def test_a_mirrored_override_is_asked_again_after_sync_interval(
 ) -> None:
     """call() and acall() trust a mirrored forced_open only until sync_interval has passed."""
     policy = BreakerPolicy(failure_threshold=2, reset_timeout=5)
-    a = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(now=clock.monotonic))
-    store = redis_stores(now=clock.monotonic)
+    a = CircuitBreaker(
+        "svc", policy, clock=clock, store=redis_stores(now=clock.monotonic, push=False)
+    )
+    store = redis_stores(now=clock.monotonic, push=False)
     b = CircuitBreaker("svc", policy, clock=clock, store=store)
     assert a.send("force_open") == "forced_open"
     assert b.call(lambda: "ran") == "ran"  # its mirror said closed; now it says forced_open
@@ -444,41 +433,48 @@ def test_a_lost_entry_is_recreated_from_the_mirror(
 # ---------------------------------------------------------------------------- round trips
 
 
+@MODES
 def test_round_trips_per_call(
-    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
-    """INFO commandstats: 1 EVALSHA per closed call, 0 while open, 2 for a half-open trial."""
+    """MONITOR, push on: 1 round trip per closed call, 0 while open, 2 for a half-open trial."""
     policy = BreakerPolicy(
         failure_threshold=2, reset_timeout=5, window=CountWindow(size=10), minimum_calls=10
     )
-    [breaker] = shared(redis_stores, clock, policy, n=1)
+    store = redis_stores(now=clock.monotonic)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
+    log = CommandLog(redis_server)
 
-    def round_trips(action: Callable[[], object]) -> int:
-        redis_server.reset_stats()
-        action()
-        stats = redis_server.commandstats()
-        evalsha = stats.pop("evalsha", 0)
-        assert stats.pop("get", 0) == evalsha  # each script reads the state once; nobody else
-        assert set(stats) <= SCRIPT_INTERNAL | HOUSEKEEPING, stats
-        return evalsha
+    async def scenario(invoke: Invoke) -> None:
+        async def trips(*funcs: Callable[[], object]) -> int:
+            log.begin()
+            for func in funcs:
+                with contextlib.suppress(Boom, CircuitOpenError):
+                    await invoke(breaker, func)
+            return log.round_trips()
 
-    # Warm up: connect and load the scripts (a new server answers NOSCRIPT once).
-    fail(breaker)
-    fail(breaker)
-    clock.advance(5)
-    breaker.call(lambda: None)
-    assert breaker.state == "closed"
+        # Warm up: connect and load the scripts (a new server answers NOSCRIPT once).
+        for func in (boom, boom, lambda: "trial"):
+            with contextlib.suppress(Boom):
+                await invoke(breaker, func)
+            clock.advance(5)
+        assert breaker.state == "closed"
+        wait_live(breaker)  # subscribed, and the state read once for this member
+        assert await trips(lambda: "ok") == 1
+        assert await trips(*[lambda: "ok"] * 10) == 10
+        assert await trips(boom) == 1
+        assert await trips(boom) == 1  # this one trips
+        assert breaker.state == "open"
+        assert await trips(*[lambda: "never runs"] * 20) == 0
+        clock.advance(5)
+        assert await trips(lambda: "trial") == 2  # acquire + record
+        assert breaker.state == "closed"
+        assert await trips(lambda: "ok") == 1
 
-    assert round_trips(lambda: breaker.call(lambda: "ok")) == 1
-    assert round_trips(lambda: [breaker.call(lambda: "ok") for _ in range(10)]) == 10
-    assert round_trips(lambda: fail(breaker)) == 1
-    assert round_trips(lambda: fail(breaker)) == 1  # this one trips
-    assert breaker.state == "open"
-    assert round_trips(lambda: [refused(breaker) for _ in range(20)]) == 0
-    clock.advance(5)
-    assert round_trips(lambda: breaker.call(lambda: "trial")) == 2  # acquire + record
-    assert breaker.state == "closed"
-    assert round_trips(lambda: breaker.call(lambda: "ok")) == 1
+    try:
+        through(mode, store, scenario)
+    finally:
+        log.close()
 
 
 # ---------------------------------------------------------------------------- degrading
@@ -657,7 +653,7 @@ def test_the_outage_warning_names_the_error_of_the_failed_round_trip(
     """Whichever round trip meets the outage first, the one warning names the error it raised."""
     mode, round_trip = path.split("-")
     caplog.set_level(logging.WARNING, logger="breaker_fsm")
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
@@ -726,7 +722,7 @@ def test_a_refused_shared_call_hands_its_arguments_to_the_fallback(
     redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """Forced open, call and acall answer with fallback(*args, **kwargs), counted as refused."""
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     breaker = CircuitBreaker(
         "svc",
         BreakerPolicy(failure_threshold=1),
@@ -749,7 +745,7 @@ def test_a_record_that_finds_the_entry_gone_recreates_the_open_episode(
     redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A late outcome recorded after its breaker tripped recreates a lost entry, time left kept."""
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
@@ -793,7 +789,7 @@ def test_a_success_that_trips_the_window_opens_for_reset_timeout(
     policy = BreakerPolicy(
         failure_threshold=None, reset_timeout=5, window=CountWindow(size=2), minimum_calls=2
     )
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
     async def scenario(invoke: Invoke) -> None:
@@ -819,7 +815,7 @@ def test_an_admission_that_retrips_a_timed_out_trial_draws_jitter(
         half_open_max_calls=2,
         success_threshold=2,
     )
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store, rng=random.Random(11))
 
     async def scenario(invoke: Invoke) -> None:
@@ -850,7 +846,7 @@ def test_a_success_that_trips_the_window_draws_jitter(
         window=CountWindow(size=2),
         minimum_calls=2,
     )
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store, rng=random.Random(7))
 
     async def scenario(invoke: Invoke) -> None:
@@ -872,7 +868,7 @@ def test_an_empty_reply_clears_a_stale_streak(
     redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """A success the store answers with nothing (its streak was already 0) clears the mirror's."""
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     policy = BreakerPolicy(failure_threshold=3)
     a = CircuitBreaker("svc", policy, clock=clock, store=store)
     [b] = shared(redis_stores, clock, policy, n=1)
@@ -899,7 +895,7 @@ def test_an_empty_reply_after_an_outage_resyncs(
 ) -> None:
     """The first answer after an outage may be the empty reply to a success: it resyncs too."""
     caplog.set_level(logging.INFO, logger="breaker_fsm")
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=3), clock=clock, store=store)
 
     async def scenario(invoke: Invoke) -> None:
@@ -926,7 +922,7 @@ def test_an_outage_mid_trial_leaves_the_local_permits_to_this_process(
     redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock, mode: str
 ) -> None:
     """The store dies during its only trial: the local half-open admits this process's own one."""
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
     fail(breaker)
@@ -967,7 +963,7 @@ def test_a_learnt_episode_ends_on_time_on_a_clock_of_another_origin(
     fail(b)  # trips at 100
     clock.advance(3)
     own = FakeClock()  # a's monotonic clock starts at 0: the episode began at -3 on it
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     a = CircuitBreaker("svc", policy, clock=own, store=store)
 
     async def scenario(invoke: Invoke) -> None:
@@ -1018,7 +1014,7 @@ def test_acall_uses_the_asyncio_client(
     redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """acall's round trips go through redis.asyncio: the sync client is never built."""
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     [other] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=2, reset_timeout=5), n=1)
     breaker = CircuitBreaker("svc", other.policy, clock=clock, store=store)
 
@@ -1054,7 +1050,7 @@ def test_acall_degrades_and_resyncs(
     redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """acall on a dead server runs locally (no exception from Redis), then resyncs."""
-    store = redis_stores(now=clock.monotonic)
+    store = redis_stores(now=clock.monotonic, push=False)
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
     breaker = CircuitBreaker("svc", policy, clock=clock, store=store)
 
@@ -1089,7 +1085,10 @@ def test_acall_refusals_overrides_and_lost_acquires(
     redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """acall: a full half-open episode refuses, disabled runs, a failed acquire goes local."""
-    store, store2 = redis_stores(now=clock.monotonic), redis_stores(now=clock.monotonic)
+    store, store2 = (
+        redis_stores(now=clock.monotonic, push=False),
+        redis_stores(now=clock.monotonic, push=False),
+    )
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
 
     async def fallback() -> str:
@@ -1159,7 +1158,8 @@ def test_clients_are_derived_from_the_other_kind(
         store = RedisStore(client, now=clock.monotonic, timeout=2.0)
         try:
             breaker = CircuitBreaker("derived", policy, clock=clock, store=store)
-            assert breaker.call(lambda: "sync") == "sync"  # the derived sync client
+            with pytest.raises(CircuitOpenError):  # a new member asks first: refused
+                breaker.call(lambda: "never runs")  # on the derived sync client
             assert breaker.state == "open"  # learned the shared state
             with pytest.raises(CircuitOpenError):
                 await breaker.acall(aok)
@@ -1197,7 +1197,7 @@ def test_registry_passes_the_store_on(redis_stores: StoreFactory, clock: FakeClo
     one = BreakerRegistry(policy, clock=clock, store=redis_stores(now=clock.monotonic))
     two = BreakerRegistry(policy, clock=clock, store=redis_stores(now=clock.monotonic))
     fail(one.get("users-api"))
-    assert two.get("users-api").call(lambda: "learns") == "learns"
+    refused(two.get("users-api"))  # a new member reads the shared state first
     assert two.get("users-api").state == "open"
     assert one.transition_counts()["users-api"]["trip"] == 1
 

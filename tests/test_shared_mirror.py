@@ -40,8 +40,11 @@ pytest.importorskip("redis", reason="redis-py is not installed: pip install redi
 
 @pytest.fixture
 def stores(redis_stores: StoreFactory, clock: FakeClock) -> StoreFactory:
-    """RedisStores on the test server whose scripts read ``clock`` (``now=`` overrides)."""
-    return functools.partial(redis_stores, now=clock.monotonic)
+    """RedisStores on the test server whose scripts read ``clock`` (``now=`` overrides).
+
+    They do not push: these tests pin how replies alone move the mirror.
+    """
+    return functools.partial(redis_stores, now=clock.monotonic, push=False)
 
 
 def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
