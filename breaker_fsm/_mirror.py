@@ -15,8 +15,6 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
-from statemachine.exceptions import TransitionNotAllowed
-
 from ._audit import Transition
 from ._breaker import CircuitBreaker
 from ._machine import STATES
@@ -138,8 +136,6 @@ class Mirror(CircuitBreaker):
                         link.deadline = self._opened_at + self._open_duration
                     return
             self._adopt(link, reply, now, moved=False)
-        if self._machine is not None:
-            self._sync_machine()
 
     def _resynced(self, link: StoreLink) -> None:
         """The store answers again: what it says from now on wins over the local state."""
@@ -160,18 +156,11 @@ class Mirror(CircuitBreaker):
         stats = self._reply_stats(reply)
         extra: dict[str, Any] = {"shared": reply, "reason": reason}
         with self._tlock:
-            if reply.epoch != link.epoch or reply.gen > self._gen:
-                machine = self.machine
-                if machine.current_state_value != source:
-                    machine.current_state_value = source
-                try:
-                    machine.send(event, stats=stats, **extra)
-                except TransitionNotAllowed:  # pragma: no cover - the guards agree with the script
-                    pass
-                else:
-                    return
+            if (reply.epoch != link.epoch or reply.gen > self._gen) and self._dispatch(
+                event, stats, source, **extra
+            ):
+                return
             self._apply(event, source, target, stats, extra)
-            self._sync_machine()
 
     def _apply_shared(
         self, event: str, source: str, target: str, stats: BreakerStats | None, extra: Any
@@ -233,15 +222,6 @@ class Mirror(CircuitBreaker):
         link.seed = Seed(state, reply.gen, reply.episode, reply.open_duration, 0.0)
         if self._window is not None:
             self._window.clear()  # a later outage starts from an empty local window
-
-    def _sync_machine(self) -> None:
-        """Put the machine (if built) in the mirrored state, without a transition."""
-        with self._tlock:
-            machine = self._machine
-            if machine is not None:
-                value = STATES[self._state]
-                if machine.current_state_value != value:
-                    machine.current_state_value = value
 
     def _reply_stats(self, reply: StoreReply) -> BreakerStats:
         """The evidence of a store's transition, for the guards and the audit record.
