@@ -352,24 +352,56 @@ def cycled_fsm(name: str, policy: BreakerPolicy, clock: FakeClock) -> CircuitBre
     return breaker
 
 
+class _FloorModel:
+    """A BreakerMachine model that does nothing: the guard holds, entering a state is free.
+
+    Timing a trip on it shows what python-statemachine itself costs to dispatch this machine
+    with the two callbacks a breaker's transition needs (a guard and ``on_enter_state``).
+    """
+
+    state = "closed"
+
+    def failure_threshold_reached(self, stats: Any = None) -> bool:
+        return True
+
+    open_duration_elapsed = success_threshold_reached = trial_failed = failure_threshold_reached
+
+    def on_enter_state(self, event_data: Any) -> None:
+        pass
+
+
 def transition_rounds(rounds: int, samples: int) -> dict[str, float]:
     """First and later trips against a bare two-state ``send``: interleaved rounds.
 
     Each round times ``samples`` of each (this thread's CPU time, one operation a sample)
-    and keeps their medians; a ratio is the median of the per-round ratios.
+    and keeps their medians; a ratio is the median of the per-round ratios. ``floor``:
+    the same trip on a BreakerMachine whose model does nothing (see :class:`_FloorModel`).
     """
+    from breaker_fsm import BreakerMachine
+
     clock = time.thread_time
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=LONG)
     received: list[Any] = []
     machine = _TwoStates()
     later = CircuitBreaker("later", policy, sinks=[received.append], audit_capacity=10)
     made = itertools.count()
+    model = _FloorModel()
+    floor_machine = BreakerMachine(model=model)
+    floor_trip, floor_reset = floor_machine.trip, floor_machine.reset
 
     def bare() -> float:
         t0 = clock()
         machine.send("go")
         elapsed = clock() - t0
         machine.send("back")
+        return elapsed
+
+    def floor() -> float:
+        model.state = "closed"
+        t0 = clock()
+        floor_trip(stats=None)
+        elapsed = clock() - t0
+        floor_reset()
         return elapsed
 
     def later_trip() -> float:
@@ -386,7 +418,7 @@ def transition_rounds(rounds: int, samples: int) -> dict[str, float]:
             breaker.call(fail)
         return clock() - t0
 
-    cases = {"bare": bare, "later": later_trip, "first": first_trip}
+    cases = {"bare": bare, "floor": floor, "later": later_trip, "first": first_trip}
     for case in cases.values():  # warm-up: the shared machine, caches
         case()
     medians: dict[str, list[float]] = {name: [] for name in cases}
@@ -404,6 +436,10 @@ def transition_rounds(rounds: int, samples: int) -> dict[str, float]:
         ),
         "first_x": statistics.median(
             t / b for t, b in zip(medians["first"], bare_medians, strict=True)
+        ),
+        "floor_us": statistics.median(medians["floor"]) * 1e6,
+        "floor_x": statistics.median(
+            t / b for t, b in zip(medians["floor"], bare_medians, strict=True)
         ),
     }
 
@@ -783,6 +819,10 @@ def scale_markdown(report: Report) -> list[str]:
     lines.append(
         f"| a later trip | {t['later_us']:.0f} µs ({t['later_x']:.2f}× a bare `send`,"
         f" {t['send_us']:.0f} µs) | ≤ {MAX_LATER_RATIO}× |"
+    )
+    lines.append(
+        f"| python-statemachine alone: the same trip on a BreakerMachine whose model does"
+        f" nothing | {t['floor_us']:.0f} µs ({t['floor_x']:.2f}× a bare `send`) | |"
     )
     mb = sc["tripped_registry_bytes"]
     lines.append(
