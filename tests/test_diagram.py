@@ -61,8 +61,8 @@ def test_dot_matches_committed_file() -> None:
 def test_readme_mermaid_block_matches_rendered_diagram() -> None:
     """The README's ```mermaid block is the rendered diagram, byte for byte."""
     readme = (ROOT / "README.md").read_text("utf-8")
-    blocks = re.findall(r"^```mermaid\n(.*?)^```$", readme, flags=re.MULTILINE | re.DOTALL)
-    assert len(blocks) == 1
+    blocks = re.findall(r"^```mermaid\n(stateDiagram.*?)^```$", readme, re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 1  # the machine's; the architecture's flowchart is not derived
     assert blocks[0] == render(BreakerMachine), "README diagram " + STALE
 
 
