@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import os
 import platform
@@ -31,7 +32,8 @@ from _harness import Case, Results, run, runner, sampler
 from statemachine import State, StateMachine
 from subjects import LONG, Boom, Subject, all_subjects, fail, op, sleep_op
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CountWindow
+from breaker_fsm import BreakerPolicy, BreakerRegistry, CircuitBreaker, CountWindow
+from breaker_fsm.testing import FakeClock
 
 PATHS = {
     # key: (title, baseline path, unit)
@@ -58,7 +60,9 @@ class Report:
     garbage: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     threads: dict[str, dict[str, float]] = field(default_factory=dict)
     transition: dict[str, dict[str, float]] = field(default_factory=dict)
+    scale: dict[str, Any] = field(default_factory=dict)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    scale_targets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def log(message: str) -> None:
@@ -267,7 +271,7 @@ def measure_threads(
 
 
 def measure_transitions(report: Report, samples: int) -> None:
-    """Trip (failure -> open, audit record, one sink): first (builds the machine) and later."""
+    """Trip (failure -> open, audit record, one sink): a new breaker's first, and later ones."""
     for key, window in (("fsm", None), ("fsm_count", CountWindow(size=100))):
         policy = BreakerPolicy(failure_threshold=1, reset_timeout=LONG, window=window)
         received: list[Any] = []
@@ -323,6 +327,245 @@ def library_send_us(samples: int) -> float:
         times.append(time.perf_counter() - t0)
         machine.send("back")
     return statistics.median(times) * 1e6
+
+
+# --------------------------------------------------------------------------- scale (issue 17)
+
+#: Issue 17's limits: bytes a breaker may carry over an idle one, the registry of 10,000
+#: tripped breakers, and a transition's cost in bare python-statemachine sends.
+MAX_EXTRA_BYTES = 2048
+MAX_REGISTRY_BYTES = 30e6
+MAX_LATER_RATIO = 1.3
+MAX_FIRST_RATIO = 1.5
+
+
+def cycled_fsm(name: str, policy: BreakerPolicy, clock: FakeClock) -> CircuitBreaker:
+    """A breaker that has tripped, recovered and tripped again (three audit records)."""
+    breaker = CircuitBreaker(name, policy, clock=clock)
+    with contextlib.suppress(Boom):
+        breaker.call(fail)
+    clock.advance(policy.reset_timeout)
+    breaker.call(op)
+    with contextlib.suppress(Boom):
+        breaker.call(fail)
+    assert breaker.state == "open"
+    return breaker
+
+
+class _FloorModel:
+    """A BreakerMachine model that does nothing: the guard holds, entering a state is free.
+
+    Timing a trip on it shows what python-statemachine itself costs to dispatch this machine
+    with the two callbacks a breaker's transition needs (a guard and ``on_enter_state``).
+    """
+
+    state = "closed"
+
+    def failure_threshold_reached(self, stats: Any = None) -> bool:
+        return True
+
+    open_duration_elapsed = success_threshold_reached = trial_failed = failure_threshold_reached
+
+    def on_enter_state(self, event_data: Any) -> None:
+        pass
+
+
+def transition_rounds(rounds: int, samples: int) -> dict[str, float]:
+    """First and later trips against a bare two-state ``send``: interleaved rounds.
+
+    Each round times ``samples`` of each (this thread's CPU time, one operation a sample)
+    and keeps their medians; a ratio is the median of the per-round ratios. ``floor``:
+    the same trip on a BreakerMachine whose model does nothing (see :class:`_FloorModel`).
+    """
+    from breaker_fsm import BreakerMachine
+
+    clock = time.thread_time
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=LONG)
+    received: list[Any] = []
+    machine = _TwoStates()
+    later = CircuitBreaker("later", policy, sinks=[received.append], audit_capacity=10)
+    made = itertools.count()
+    model = _FloorModel()
+    floor_machine = BreakerMachine(model=model)
+    floor_trip, floor_reset = floor_machine.trip, floor_machine.reset
+
+    def bare() -> float:
+        t0 = clock()
+        machine.send("go")
+        elapsed = clock() - t0
+        machine.send("back")
+        return elapsed
+
+    def floor() -> float:
+        model.state = "closed"
+        t0 = clock()
+        floor_trip(stats=None)
+        elapsed = clock() - t0
+        floor_reset()
+        return elapsed
+
+    def later_trip() -> float:
+        later.send("reset")
+        t0 = clock()
+        with contextlib.suppress(Boom):
+            later.call(fail)
+        return clock() - t0
+
+    def first_trip() -> float:
+        breaker = CircuitBreaker(f"first-{next(made)}", policy, sinks=[received.append])
+        t0 = clock()
+        with contextlib.suppress(Boom):
+            breaker.call(fail)
+        return clock() - t0
+
+    cases = {"bare": bare, "floor": floor, "later": later_trip, "first": first_trip}
+    for case in cases.values():  # warm-up: the shared machine, caches
+        case()
+    medians: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, case in cases.items():
+            medians[name].append(statistics.median(case() for _ in range(samples)))
+        received.clear()
+    bare_medians = medians["bare"]
+    return {
+        "send_us": statistics.median(bare_medians) * 1e6,
+        "later_us": statistics.median(medians["later"]) * 1e6,
+        "first_us": statistics.median(medians["first"]) * 1e6,
+        "later_x": statistics.median(
+            t / b for t, b in zip(medians["later"], bare_medians, strict=True)
+        ),
+        "first_x": statistics.median(
+            t / b for t, b in zip(medians["first"], bare_medians, strict=True)
+        ),
+        "floor_us": statistics.median(medians["floor"]) * 1e6,
+        "floor_x": statistics.median(
+            t / b for t, b in zip(medians["floor"], bare_medians, strict=True)
+        ),
+    }
+
+
+def tripped_registry_bytes(count: int) -> float:
+    """Traced bytes of a registry of ``count`` per-host breakers, every one of them tripped."""
+    names = [f"host-{i}.example" for i in range(count)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        registry = BreakerRegistry(BreakerPolicy(failure_threshold=1, reset_timeout=LONG))
+        for name in names:
+            with contextlib.suppress(Boom):
+                registry.get(name).call(fail)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert all(breaker.state == "open" for breaker in registry)
+    return after - before
+
+
+def get_ns(registry: BreakerRegistry, names: list[str], rounds: int) -> float:
+    """Median ns of ``registry.get(name)`` over existing names, in a shuffled order."""
+    import random
+
+    order = random.Random(17).sample(names, min(len(names), 10_000))
+    get = registry.get
+    times = []
+    for _ in range(rounds):
+        t0 = time.thread_time()
+        for name in order:
+            get(name)
+        times.append((time.thread_time() - t0) / len(order))
+    return statistics.median(times) * 1e9
+
+
+def registry_scale(count: int, rounds: int) -> dict[str, float]:
+    """A registry of ``count`` idle breakers: memory, ``get``, and a new name at the bound."""
+    names = [f"host-{i}.example" for i in range(count)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        registry = BreakerRegistry()
+        for name in names:
+            registry.get(name)
+        size = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    unbounded = get_ns(registry, names, rounds)
+    del registry
+    bounded = BreakerRegistry(max_breakers=count)
+    for name in names:
+        bounded.get(name)
+    lru = get_ns(bounded, names, rounds)
+    fresh = (f"new-{i}" for i in itertools.count())
+    evictions = []
+    for _ in range(rounds):
+        t0 = time.thread_time()
+        for _ in range(100):
+            bounded.get(next(fresh))  # at the bound: evicts the least recently used
+        evictions.append((time.thread_time() - t0) / 100)
+    assert len(bounded) == count
+    return {
+        "bytes_each": size / count,
+        "per_mb": 1e6 / (size / count),
+        "get_ns": unbounded,
+        "lru_get_ns": lru,
+        "new_at_bound_us": statistics.median(evictions) * 1e6,
+    }
+
+
+def measure_scale(report: Report, rounds: int, samples: int, sizes: tuple[int, ...]) -> None:
+    """Issue 17: a tripped breaker's bytes, transition times, and registries of many breakers."""
+    clock = FakeClock()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1.0)
+    idle = bytes_per_breaker(lambda name: CircuitBreaker(name, policy, clock=clock))
+    cycled = bytes_per_breaker(lambda name: cycled_fsm(name, policy, clock), count=1000)
+    report.scale["idle_bytes"] = idle
+    report.scale["cycled_bytes"] = cycled
+    log("  transitions")
+    report.scale["transition"] = transition_rounds(rounds, samples)
+    log("  registry of 10,000 tripped breakers")
+    report.scale["tripped_registry_bytes"] = tripped_registry_bytes(10_000)
+    report.scale["registry"] = {}
+    for count in sizes:
+        log(f"  registry of {count:,} breakers")
+        report.scale["registry"][str(count)] = registry_scale(count, rounds=max(3, rounds // 3))
+    evaluate_scale(report)
+
+
+def evaluate_scale(report: Report) -> None:
+    """The issue-17 rows: each goal met or not."""
+    rows = report.scale_targets
+    sc = report.scale
+    extra = sc["cycled_bytes"] - sc["idle_bytes"]
+    t = sc["transition"]
+    mb = sc["tripped_registry_bytes"]
+    rows.extend(
+        [
+            {
+                "target": f"bytes after trip, recover, trip ≤ idle + {MAX_EXTRA_BYTES:,}",
+                "measured": f"{sc['cycled_bytes']:,.0f} B (idle {sc['idle_bytes']:,.0f} B, "
+                f"+{extra:,.0f} B)",
+                "met": extra <= MAX_EXTRA_BYTES,
+            },
+            {
+                "target": f"a later trip ≤ {MAX_LATER_RATIO}× a bare send",
+                "measured": f"{t['later_us']:.0f} µs, {t['later_x']:.2f}× "
+                f"(bare send {t['send_us']:.0f} µs)",
+                "met": t["later_x"] <= MAX_LATER_RATIO,
+            },
+            {
+                "target": f"the first trip ≤ {MAX_FIRST_RATIO}× a bare send, no per-breaker build",
+                "measured": f"{t['first_us']:.0f} µs, {t['first_x']:.2f}×",
+                "met": t["first_x"] <= MAX_FIRST_RATIO,
+            },
+            {
+                "target": "10,000 per-host breakers, all tripped: < 30 MB",
+                "measured": f"{mb / 1e6:.1f} MB ({mb / 2**20:.1f} MiB)",
+                "met": mb < MAX_REGISTRY_BYTES,
+            },
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- targets
@@ -404,7 +647,7 @@ def evaluate_targets(report: Report) -> None:  # noqa: PLR0912 - one row per tar
         )
     b = report.bytes_per_breaker.get("fsm_tripped")
     if b is not None:
-        add("bytes per breaker after a trip: report", f"{b:.0f} B", True, "machine + audit log")
+        add("bytes per breaker after a trip: report", f"{b:.0f} B", True, "audit log, record, lock")
     bare_threads = report.threads.get("bare", {}).get("noop_ratio")
     for key, label in (("fsm", "default policy"), ("fsm_count", "CountWindow(size=100)")):
         t = report.threads.get(key)
@@ -428,7 +671,7 @@ def evaluate_targets(report: Report) -> None:  # noqa: PLR0912 - one row per tar
         if t2 is not None:
             add(
                 f"transition (trip + audit record + one sink), {label}: < 150 µs",
-                f"{t2['later_us']:.0f} µs (first, building the machine: {t2['first_us']:.0f} µs)",
+                f"{t2['later_us']:.0f} µs (the first: {t2['first_us']:.0f} µs)",
                 t2["later_us"] < 150,
                 f"python-statemachine's own send on a two-state machine: "
                 f"{t2['library_send_us']:.0f} µs",
@@ -509,7 +752,7 @@ def write_markdown(report: Report, out: Path) -> str:
         " trip it, so windows are measured by the alternating pattern (rate threshold 1.0)."
         " Two threads ÷ one: calls per process-CPU second for the no-op (under the GIL 1.0 is"
         " the most two threads can get), per wall second for the 1 ms operation."
-        " Bytes per breaker for breaker_fsm after one trip (state machine, audit log and"
+        " Bytes per breaker for breaker_fsm after one trip (transition lock, audit log and"
         f" record built): {report.bytes_per_breaker.get('fsm_tripped', 0):,.0f}.\n"
     )
     lines.append("## Issue 7 targets\n")
@@ -538,7 +781,7 @@ def write_markdown(report: Report, out: Path) -> str:
     lines.append("")
     lines.append("## Transitions (breaker_fsm)\n")
     lines.append(
-        "| policy | first trip (builds the machine) | later trips | the same failed call, no trip"
+        "| policy | first trip | later trips | the same failed call, no trip"
         " | python-statemachine send, two states (its floor) |"
     )
     lines.append("| --- | --- | --- | --- | --- |")
@@ -548,9 +791,64 @@ def write_markdown(report: Report, out: Path) -> str:
             f" | {t['failed_call_us']:.1f} µs | {t['library_send_us']:.0f} µs |"
         )
     lines.append("")
+    lines.extend(scale_markdown(report))
     text = "\n".join(lines)
     (out / "results.md").write_text(text, encoding="utf-8")
     return text
+
+
+def scale_markdown(report: Report) -> list[str]:
+    """Issue 17's table, its targets, and the registry at 1k, 10k and 100k breakers."""
+    sc = report.scale
+    if not sc:
+        return []
+    t = sc["transition"]
+    lines = ["## Issue 17: a tripped breaker, and many of them\n"]
+    lines.append("| | measured | goal |")
+    lines.append("| --- | --- | --- |")
+    lines.append(f"| idle breaker | {sc['idle_bytes']:,.0f} B | |")
+    extra = sc["cycled_bytes"] - sc["idle_bytes"]
+    lines.append(
+        f"| after trip, recover and trip again | {sc['cycled_bytes']:,.0f} B (+{extra:,.0f} B)"
+        f" | ≤ idle + {MAX_EXTRA_BYTES:,} B |"
+    )
+    lines.append(
+        f"| first trip | {t['first_us']:.0f} µs ({t['first_x']:.2f}× a bare `send`)"
+        f" | ≤ {MAX_FIRST_RATIO}× |"
+    )
+    lines.append(
+        f"| a later trip | {t['later_us']:.0f} µs ({t['later_x']:.2f}× a bare `send`,"
+        f" {t['send_us']:.0f} µs) | ≤ {MAX_LATER_RATIO}× |"
+    )
+    lines.append(
+        f"| python-statemachine alone: the same trip on a BreakerMachine whose model does"
+        f" nothing | {t['floor_us']:.0f} µs ({t['floor_x']:.2f}× a bare `send`) | |"
+    )
+    mb = sc["tripped_registry_bytes"]
+    lines.append(
+        f"| registry of 10,000 breakers, all tripped | {mb / 1e6:.1f} MB ({mb / 2**20:.1f} MiB)"
+        " | < 30 MB |"
+    )
+    lines.append("")
+    lines.append("| target | measured | met |")
+    lines.append("| --- | --- | --- |")
+    lines.extend(
+        f"| {row['target']} | {row['measured']} | {'met' if row['met'] else 'not met'} |"
+        for row in report.scale_targets
+    )
+    lines.append("")
+    lines.append(
+        "| registry size | bytes per breaker | breakers per MB | `get` (no bound) |"
+        " `get` (max_breakers = size) | a new name at the bound (evicts one) |"
+    )
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for count, r in sc["registry"].items():
+        lines.append(
+            f"| {int(count):,} | {r['bytes_each']:,.0f} | {r['per_mb']:,.0f} | {r['get_ns']:.0f} ns"
+            f" | {r['lru_get_ns']:.0f} ns | {r['new_at_bound_us']:.0f} µs |"
+        )
+    lines.append("")
+    return lines
 
 
 def write_chart(report: Report, out: Path) -> None:
@@ -633,9 +931,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "31")))
     parser.add_argument("--quick", action="store_true", help="few rounds, for a smoke run")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--only-scale", action="store_true", help="issue 17's figures alone (scale.md)"
+    )
     args = parser.parse_args(argv)
     rounds = 5 if args.quick else args.rounds
     args.out.mkdir(parents=True, exist_ok=True)
+    sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
+    samples = 20 if args.quick else 60
+    if args.only_scale:
+        report = Report(machine=machine_info(rounds))
+        log("scale")
+        measure_scale(report, rounds, samples, sizes)
+        text = "\n".join(scale_markdown(report))
+        (args.out / "scale.md").write_text(text, encoding="utf-8")
+        print(text)
+        return 0
 
     loop = asyncio.new_event_loop()
     subjects = all_subjects(loop)
@@ -655,6 +966,8 @@ def main(argv: list[str] | None = None) -> int:
     measure_transitions(report, samples=40 if args.quick else 300)
     log("threads")
     measure_threads(subjects, loop, report, repeats=1 if args.quick else 9)
+    log("scale")
+    measure_scale(report, rounds, samples, sizes)
     measure_timing(subjects, loop, rounds, report)
     report.machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     evaluate_targets(report)

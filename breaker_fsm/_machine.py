@@ -1,8 +1,9 @@
 """``BreakerMachine``: the states and transitions, the one source of truth.
 
 The diagram, the docs and the audit verifier are all derived from this class. Guards are
-named after methods of :class:`~breaker_fsm.BreakerPolicy`, which a breaker registers
-as a listener of its machine, so the policy decides every guarded transition.
+named after methods of :class:`~breaker_fsm.BreakerPolicy`: a breaker's machine asks them
+of that breaker's policy (through the machine's model, ``_transitions._Binding``), so the
+policy decides every guarded transition. A policy passed as a listener works the same way.
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, cast
 
-from statemachine.exceptions import TransitionNotAllowed
-
 from ._audit import Transition
 from ._breaker import CircuitBreaker
 from ._machine import STATES
@@ -140,9 +138,9 @@ class Mirror(CircuitBreaker):
     def _pushed(self, reply: StoreReply) -> None:
         """Follow a transition another member made (or the state re-read after a lost push).
 
-        Moves the mirror (and the machine, if built) without recording anything; a reply
-        older than the mirror is ignored. A degraded breaker takes it as the store's
-        first answer: the shared state wins over the local one.
+        Moves the mirror (a built machine reads the breaker's state) without recording
+        anything; a reply older than the mirror is ignored. A degraded breaker takes it as
+        the store's first answer: the shared state wins over the local one.
         """
         link = self._link
         self._check_policy(link, reply)
@@ -154,8 +152,6 @@ class Mirror(CircuitBreaker):
             if reply.epoch == link.epoch and reply.gen <= self._gen:
                 return
             self._adopt(link, reply, self._clock.monotonic(), moved=reply.event != 0)
-        if self._machine is not None:
-            self._sync_machine()
 
     def _check_policy(self, link: StoreLink, reply: StoreReply) -> None:
         """Warn (once) when the shared state was written under another policy."""
@@ -194,8 +190,6 @@ class Mirror(CircuitBreaker):
                         link.deadline = self._opened_at + self._open_duration
                     return
             self._adopt(link, reply, now, moved=False)
-        if self._machine is not None:
-            self._sync_machine()
 
     def _resynced(self, link: StoreLink) -> None:
         """The store answers again: what it says from now on wins over the local state."""
@@ -216,18 +210,11 @@ class Mirror(CircuitBreaker):
         stats = self._reply_stats(reply)
         extra: dict[str, Any] = {"shared": reply, "reason": reason}
         with self._tlock:
-            if reply.epoch != link.epoch or reply.gen > self._gen:
-                machine = self.machine
-                if machine.current_state_value != source:
-                    machine.current_state_value = source
-                try:
-                    machine.send(event, stats=stats, **extra)
-                except TransitionNotAllowed:  # pragma: no cover - the guards agree with the script
-                    pass
-                else:
-                    return
+            if (reply.epoch != link.epoch or reply.gen > self._gen) and self._dispatch(
+                event, stats, source, **extra
+            ):
+                return
             self._apply(event, source, target, stats, extra)
-            self._sync_machine()
 
     def _apply_shared(
         self, event: str, source: str, target: str, stats: BreakerStats | None, extra: Any
@@ -292,15 +279,6 @@ class Mirror(CircuitBreaker):
         link.seed = Seed(state, reply.gen, reply.episode, reply.open_duration, 0.0)
         if self._window is not None:
             self._window.clear()  # a later outage starts from an empty local window
-
-    def _sync_machine(self) -> None:
-        """Put the machine (if built) in the mirrored state, without a transition."""
-        with self._tlock:
-            machine = self._machine
-            if machine is not None:
-                value = STATES[self._state]
-                if machine.current_state_value != value:
-                    machine.current_state_value = value
 
     def _reply_stats(self, reply: StoreReply) -> BreakerStats:
         """The evidence of a store's transition, for the guards and the audit record.

@@ -29,6 +29,7 @@ _log = logging.getLogger("breaker_fsm")
 
 #: Every event of the machine, so that transition counts start at zero for each.
 EVENTS: tuple[str, ...] = tuple(sorted({event for event, _ in legal_moves()}))
+_EVENT_INDEX = {event: index for index, event in enumerate(EVENTS)}
 
 #: ``CircuitBreaker`` keyword arguments a registry (or ``get``) may set for new breakers.
 _BREAKER_KWARGS = frozenset(
@@ -37,18 +38,37 @@ _BREAKER_KWARGS = frozenset(
 
 
 class _Entry:
-    """One registered breaker, what it was created with, and its transition counts."""
+    """One registered breaker, what it was created with, and its transition counts.
 
-    __slots__ = ("breaker", "kwargs", "transitions")
+    ``pinned``: taken out of the eviction order because it was not closed when its turn
+    came (see ``BreakerRegistry._make_room``). When a pinned breaker closes again, its
+    sink puts the entry on the registry's ``recovered`` queue (once: ``queued``), and the
+    registry puts it back in the eviction order the next time it makes room.
+    """
 
-    def __init__(self, breaker: CircuitBreaker, kwargs: dict[str, Any]) -> None:
+    __slots__ = ("breaker", "counts", "kwargs", "pinned", "queued", "recovered")
+
+    def __init__(
+        self, breaker: CircuitBreaker, kwargs: dict[str, Any], recovered: collections.deque[_Entry]
+    ) -> None:
         self.breaker = breaker
         self.kwargs = kwargs
-        self.transitions = dict.fromkeys(EVENTS, 0)
+        self.counts = [0] * len(EVENTS)  # by event, in EVENTS order: smaller than a dict
+        self.recovered = recovered
+        self.pinned = False
+        self.queued = False
+
+    @property
+    def transitions(self) -> dict[str, int]:
+        """Transitions so far, by event (zeros included)."""
+        return dict(zip(EVENTS, self.counts, strict=True))
 
     def count(self, record: Transition) -> None:
         """The first sink of every registered breaker: count its transitions by event."""
-        self.transitions[record.event] = self.transitions.get(record.event, 0) + 1
+        self.counts[_EVENT_INDEX[record.event]] += 1
+        if record.target == "closed" and self.pinned and not self.queued:
+            self.queued = True
+            self.recovered.append(self)  # atomic: no registry lock under a breaker's
 
 
 class BreakerRegistry:
@@ -101,7 +121,11 @@ class BreakerRegistry:
         self.max_breakers = max_breakers
         self._sinks: tuple[Sink, ...] = check_sinks(sinks, "BreakerRegistry sinks")
         self._defaults = breaker_kwargs
-        self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+        self._entries: dict[str, _Entry] = {}
+        # With max_breakers: the entries that may be evicted (closed when last looked at),
+        # least recently used first. The others are pinned until they close again.
+        self._lru: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+        self._recovered: collections.deque[_Entry] = collections.deque()
         self._lock = threading.Lock()
         self._evicted = 0
         self._over_bound = False
@@ -151,9 +175,9 @@ class BreakerRegistry:
             entry = self._entries.get(name)
             if entry is not None:
                 if self.max_breakers is not None:
-                    self._entries.move_to_end(name)
+                    self._used(name, entry)
             else:
-                kwargs = {**self._defaults, **breaker_kwargs}
+                kwargs = {**self._defaults, **breaker_kwargs} if breaker_kwargs else self._defaults
                 breaker = CircuitBreaker(
                     name,
                     policy if policy is not None else self.default_policy,
@@ -161,17 +185,26 @@ class BreakerRegistry:
                     store=self.store,
                     **kwargs,
                 )
-                entry = _Entry(breaker, kwargs)
+                entry = _Entry(breaker, kwargs, self._recovered)
                 breaker.add_sink(entry.count)
                 for sink in self._sinks:
                     breaker.add_sink(sink)
                 if self.max_breakers is not None:
                     self._make_room(self.max_breakers - 1)
+                    self._lru[name] = entry
                 self._entries[name] = entry
                 return entry
         if policy is not None or breaker_kwargs:
             self._check(entry, name, policy, breaker_kwargs)
         return entry
+
+    def _used(self, name: str, entry: _Entry) -> None:
+        """Mark ``entry`` as the most recently used (under the lock)."""
+        if not entry.pinned:
+            self._lru.move_to_end(name)
+        elif entry.breaker.state == "closed":  # closed again, and in use
+            entry.pinned = False
+            self._lru[name] = entry
 
     @staticmethod
     def _check(
@@ -195,27 +228,37 @@ class BreakerRegistry:
                 )
 
     def _make_room(self, limit: int) -> None:
-        """Evict least recently used closed breakers until at most ``limit`` remain."""
-        excess = len(self._entries) - limit
-        if excess <= 0:
-            self._over_bound = False
-            return
-        victims = []
-        for name, entry in self._entries.items():
+        """Evict least recently used closed breakers until at most ``limit`` remain.
+
+        O(1) per breaker evicted or pinned: the eviction order holds only breakers that
+        were closed when last looked at. One found not closed is pinned (taken out of the
+        order) rather than skipped, so a mass outage never makes each new name scan the
+        breakers that are open; it comes back when it closes (``_Entry.count``).
+        """
+        lru, entries = self._lru, self._entries
+        while self._recovered:  # pinned breakers that have closed since: evictable again
+            entry = self._recovered.popleft()
+            entry.queued = False
+            name = entry.breaker.name
+            if entry.pinned and entries.get(name) is entry and entry.breaker.state == "closed":
+                entry.pinned = False
+                lru[name] = entry
+                lru.move_to_end(name, last=False)  # unused since it was pinned
+        evicted = 0
+        while len(entries) > limit and lru:
+            name, entry = lru.popitem(last=False)
+            entry.pinned = True  # before the state is read: see _Entry.count
             if entry.breaker.state == "closed":
-                victims.append(name)
-                if len(victims) == excess:
-                    break
-        for name in victims:
-            del self._entries[name]
-        self._evicted += len(victims)
-        if len(victims) < excess:
+                del entries[name]
+                evicted += 1
+        self._evicted += evicted
+        if len(entries) > limit:
             if not self._over_bound:
                 _log.warning(
                     "breaker registry over its bound of %d: no closed breaker to evict "
                     "(every other one is open, half-open or overridden); now %d breakers",
                     self.max_breakers,
-                    len(self._entries) + 1,
+                    len(entries) + 1,
                 )
             self._over_bound = True
         else:

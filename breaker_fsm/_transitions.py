@@ -1,9 +1,16 @@
 """Transitions: the one writer of a breaker's state, and its audit trail.
 
 Every transition, automatic or operator, is dispatched through a
-:class:`~breaker_fsm.BreakerMachine` (built on first use), whose policy guards decide and
-whose listener (:class:`_AuditListener`) calls :meth:`Transitions._apply`. ``_apply`` is
-the only code that writes the state, the generation and the fast-path flag, and it
+:class:`~breaker_fsm.BreakerMachine`. The machine's model is a :class:`_Binding` that
+names a breaker: it reads that breaker's state, answers the machine's guards with that
+breaker's policy, and its ``on_enter_state`` calls :meth:`Transitions._apply`. So one
+machine can serve any breaker, bound per event: a breaker borrows one from a pool shared
+by the whole process (:func:`_borrow`) for each transition, and no breaker builds a machine
+of its own unless its :attr:`~Transitions.machine` is asked for (then every later
+transition of that breaker goes through that one, for the listeners a user adds to it).
+
+``_apply`` is the only code that writes the state, the generation and the fast-path flag
+(the machine's own writes of its state change nothing: the breaker owns it), and it
 writes them in one order, under ``_lock``:
 
 1. ``_hot = False``: from here on, no caller takes the inlined closed-state paths;
@@ -13,9 +20,11 @@ writes them in one order, under ``_lock``:
 3. the state's own figures (permits, trials, open timing, streak, window) and ``_state``;
 4. ``_hot`` again, true only for ``closed`` under a policy the fast path covers.
 
-Transitions are serialised by ``_tlock`` (re-entrant: a sink may read the breaker), never
-held while a user's operation runs. The record is built (and validated) before anything
-is written, so a transition is recorded or nothing changes.
+Transitions of one breaker are serialised by its ``_tlock`` (re-entrant: a sink may read
+the breaker, or send it an event), never held while a user's operation runs; transitions
+of different breakers run in parallel, each on its own borrowed machine. The record is
+built (and validated) before anything is written, so a transition is recorded or nothing
+changes.
 
 This class also declares every slot of a breaker, so the engine modules share one
 layout: ``_local`` (admission and recording in memory), ``_breaker`` (the public runner
@@ -40,6 +49,8 @@ if TYPE_CHECKING:
     import itertools
     import random
 
+    from statemachine.event_data import EventData
+
     from ._audit import Sink
     from ._calls import CallSink
     from ._clock import Clock
@@ -58,6 +69,16 @@ CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = range(5)
 _CODE = {name: code for code, name in enumerate(STATES)}
 _MOVES = legal_moves()
 _LAZY = threading.Lock()  # guards the first creation of a breaker's rarely used parts
+
+
+class _Delivering(threading.local):
+    """Per thread: the records waiting for the sinks of a breaker that is delivering one."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, list[Transition]] = {}
+
+
+_DELIVERING = _Delivering()
 T = TypeVar("T")
 
 
@@ -75,26 +96,115 @@ def built(owner: object, slot: str, build: Callable[[], T]) -> T:
     return value
 
 
-class _AuditListener:
-    """The machine listener that applies each transition and records it.
+class _Binding:
+    """The model of a :class:`~breaker_fsm.BreakerMachine`: the breaker it moves, and its state.
 
-    It hooks ``on_enter_state``, which python-statemachine calls once per transition
-    (self-transitions such as ``reset`` from ``closed`` included), rather than
-    ``after_transition``: a generic transition callback is bound to each of the machine's
-    16 transitions, and costs about 29 KB per machine against 9 KB for the 5 states.
+    python-statemachine keeps a machine's state on its model (``model.state`` here) and
+    asks the model, like a listener, for guards and callbacks. A binding reads the state
+    from the breaker it names and answers the guards with that breaker's policy, and its
+    ``on_enter_state`` applies the transition to that breaker. So which breaker a machine
+    moves is decided per event, by the binding, and one machine can serve any number of
+    breakers: see :func:`_borrow`.
+
+    The breaker owns its state. The machine's own writes of the state (as it enters a
+    target, or puts the source back after an error) only end ``source``, the state a
+    store's transition starts from (see ``Transitions._dispatch``); ``_apply`` writes the
+    breaker's state.
     """
 
-    __slots__ = ("breaker",)
+    __slots__ = ("breaker", "source")
+
+    breaker: Transitions
+    source: str | None
 
     def __init__(self, breaker: Transitions) -> None:
         self.breaker = breaker
+        self.source = None
 
-    def on_enter_state(
-        self, event: str, source: Any, target: Any, stats: BreakerStats | None = None, **kwargs: Any
-    ) -> None:
-        if not source.id:  # the machine entering its initial state as it is built
-            return
-        self.breaker._apply(str(event), str(source.id), str(target.id), stats, kwargs)
+    @property
+    def state(self) -> str:
+        """The state the machine is in: the bound breaker's (or a store transition's source)."""
+        source = self.source
+        return source if source is not None else STATES[self.breaker._state]
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self.source = None  # the machine has moved: from now on, the breaker's own state
+
+    # The guards the machine names, answered by the bound breaker's policy.
+
+    def failure_threshold_reached(self, stats: BreakerStats | None = None) -> bool:
+        """The policy's :meth:`~breaker_fsm.BreakerPolicy.failure_threshold_reached`."""
+        return self.breaker.policy.failure_threshold_reached(stats)
+
+    def open_duration_elapsed(self, stats: BreakerStats | None = None) -> bool:
+        """The policy's :meth:`~breaker_fsm.BreakerPolicy.open_duration_elapsed`."""
+        return self.breaker.policy.open_duration_elapsed(stats)
+
+    def success_threshold_reached(self, stats: BreakerStats | None = None) -> bool:
+        """The policy's :meth:`~breaker_fsm.BreakerPolicy.success_threshold_reached`."""
+        return self.breaker.policy.success_threshold_reached(stats)
+
+    def trial_failed(self, stats: BreakerStats | None = None) -> bool:
+        """The policy's :meth:`~breaker_fsm.BreakerPolicy.trial_failed`."""
+        return self.breaker.policy.trial_failed(stats)
+
+    def on_enter_state(self, event_data: EventData) -> None:
+        """Apply the transition to the bound breaker and record it (``Transitions._apply``).
+
+        ``on_enter_state`` runs once per transition (self-transitions such as ``reset``
+        from ``closed`` included), before the machine's ``after_transition`` callbacks, so
+        listeners a user adds see the breaker in its new state. It takes ``event_data``
+        alone: python-statemachine binds a callback's arguments by name at every call,
+        and one argument is the cheapest to bind.
+        """
+        extra = event_data.trigger_data.kwargs  # what the event was sent with
+        self.breaker._apply(
+            str(event_data.event),
+            str(event_data.source.id),
+            str(event_data.target.id),  # type: ignore[union-attr]  # never a targetless one
+            extra.get("stats"),
+            extra,
+        )
+
+
+#: Every event's name.
+_EVENTS = tuple(sorted({event for event, _ in _MOVES}))
+
+#: A machine, its binding, and its events (python-statemachine builds a bound event object
+#: at each ``send``; calling a kept one does the same without that).
+_Dispatcher = tuple[BreakerMachine, _Binding, dict[str, Callable[..., Any]]]
+
+#: Machines no thread is dispatching through right now; see :func:`_borrow`.
+#: ``list.pop`` and ``list.append`` are atomic: no lock.
+_POOL: list[_Dispatcher] = []
+
+
+def _borrow(breaker: Transitions) -> _Dispatcher:
+    """A machine bound to ``breaker``: a free one from the pool, or a new one.
+
+    A machine is taken out of the pool for one dispatch and put back (:func:`_give_back`),
+    so no two dispatches share one, and the pool holds as many machines as dispatches ever
+    ran at the same time (one per thread that made a transition at that moment, plus one
+    for each transition a sink made from inside another): a handful in a whole process,
+    whatever the number of breakers.
+    """
+    try:
+        dispatcher = _POOL.pop()
+    except IndexError:
+        binding = _Binding(breaker)
+        machine = BreakerMachine(model=binding)
+        return machine, binding, {event: getattr(machine, event) for event in _EVENTS}
+    dispatcher[1].breaker = breaker
+    return dispatcher
+
+
+def _give_back(dispatcher: _Dispatcher) -> None:
+    """Return a borrowed machine to the pool, bound to no breaker."""
+    binding = dispatcher[1]
+    del binding.breaker  # a pooled machine keeps no breaker alive
+    binding.source = None
+    _POOL.append(dispatcher)
 
 
 class Transitions:
@@ -222,27 +332,27 @@ class Transitions:
         return built(self, "_audit_log", lambda: AuditLog(self._audit_capacity))
 
     @property
-    def _listener(self) -> _AuditListener:
-        """A listener for a new machine (one machine per breaker is ever built)."""
-        return _AuditListener(self)
-
-    @property
     def state(self) -> str:
         """The current state's name: ``"closed"``, ``"open"``, ``"half_open"``, and so on."""
         return STATES[self._state]
 
     @property
     def machine(self) -> BreakerMachine:
-        """The python-statemachine instance (built on first use)."""
+        """The breaker's own python-statemachine instance: built on first use, then kept.
+
+        Until then, this breaker's transitions are dispatched through machines shared by
+        every breaker of the process (one borrowed per transition). Once built, every
+        transition of this breaker goes through this one, so listeners added to it see
+        them all. Its state is the breaker's (its model is bound to this breaker): it
+        moves with every transition, however made; setting its ``current_state_value``
+        moves nothing (send an event instead).
+        """
         machine = self._machine
         if machine is None:
             with self._tlock:
                 machine = self._machine
                 if machine is None:
-                    machine = BreakerMachine(listeners=[self.policy, self._listener])
-                    if self._state != CLOSED:  # a shared breaker mirrored a state first
-                        machine.current_state_value = STATES[self._state]
-                    self._machine = machine
+                    machine = self._machine = BreakerMachine(model=_Binding(self))
         return machine
 
     # ------------------------------------------------------------------ transitions
@@ -313,13 +423,42 @@ class Transitions:
         with self._tlock:
             if gen is not None and gen != self._gen:
                 return False  # another caller made a transition first
-            machine = self.machine
-            stats = self._stats()
+            if reason is None:  # fewer keyword arguments: python-statemachine copies them
+                return self._dispatch(event, self._stats())
+            return self._dispatch(event, self._stats(), reason=reason)
+
+    def _dispatch(
+        self, event: str, stats: BreakerStats, source: str | None = None, **extra: Any
+    ) -> bool:
+        """Send ``event`` through a machine bound to this breaker; whether it was taken.
+
+        The breaker's own machine if one was built (:attr:`machine`), else one borrowed
+        from the pool for this event. ``source``: the state the machine starts from, when
+        it is not the breaker's (a transition a shared store made from the state it had).
+        Called under ``_tlock``.
+        """
+        machine = self._machine
+        if machine is not None:
+            binding: _Binding = machine.model
+            outer, binding.source = binding.source, source
             try:
-                machine.send(event, stats=stats, reason=reason)
+                getattr(machine, event)(stats=stats, **extra)
             except TransitionNotAllowed:
                 return False
+            finally:
+                binding.source = outer
             return True
+        dispatcher = _borrow(self)
+        dispatcher[1].source = source
+        try:
+            dispatcher[2][event](stats=stats, **extra)
+            taken = True
+        except TransitionNotAllowed:
+            taken = False
+        # Any other error leaves the machine out of the pool: it keeps only machines
+        # that finished their step.
+        _give_back(dispatcher)
+        return taken
 
     def _stats(self) -> BreakerStats:
         """Snapshot the counters a guard decides on."""
@@ -427,15 +566,34 @@ class Transitions:
         return reason, gen
 
     def _emit(self, record: Transition) -> None:
-        """Stamp ``record`` (origin, life, hash chain), keep it and hand it to every sink."""
+        """Stamp, keep and deliver ``record``: to every sink, in ``seq`` order.
+
+        The audit log stamps it (origin, life, hash chain).
+
+        A sink may make a transition of this breaker (a ``send`` from inside a sink): it
+        is applied at once, and its record is handed to the sinks once the record being
+        delivered has reached them all, so every sink sees the records in order.
+        """
         record = self._audit.record(record, shared=self._audit_shared)
-        for sink in self._sinks:
-            try:
-                sink(record)
-            except Exception:
-                _log.exception("breaker %r: audit sink %r failed", self.name, sink)
-                with self._lock:
-                    self._sink_errors += 1
+        if not self._sinks:
+            return
+        pending = _DELIVERING.pending
+        queue = pending.get(id(self))
+        if queue is not None:  # a sink of this breaker, on this thread, made it
+            queue.append(record)
+            return
+        pending[id(self)] = queue = [record]
+        try:
+            for item in queue:  # grows while a sink makes a transition
+                for sink in self._sinks:
+                    try:
+                        sink(item)
+                    except Exception:
+                        _log.exception("breaker %r: audit sink %r failed", self.name, sink)
+                        with self._lock:
+                            self._sink_errors += 1
+        finally:
+            del pending[id(self)]
 
     def _reason(self, event: str, stats: BreakerStats, open_duration: float) -> str:
         """Why ``event`` fired, in words."""

@@ -347,3 +347,69 @@ def test_registry_grows_past_the_bound_when_nothing_can_be_evicted(
     assert registry.names() == ["d", "e"]
     registry.get("f")
     assert registry.names() == ["e", "f"]
+
+
+def test_making_room_in_an_outage_looks_at_each_open_breaker_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every breaker open, each new name costs O(1): open ones are not scanned again."""
+    registry = BreakerRegistry(ONE_STRIKE, max_breakers=10)
+    for i in range(10):
+        trip(registry.get(f"down-{i}"))
+    reads = 0
+    state = CircuitBreaker.state
+
+    def counted(self: CircuitBreaker) -> str:
+        nonlocal reads
+        reads += 1
+        return state.fget(self)  # type: ignore[misc]
+
+    monkeypatch.setattr(CircuitBreaker, "state", property(counted))
+    with caplog.at_level(logging.ERROR, logger="breaker_fsm"):  # the over-bound warning
+        for i in range(100):
+            trip(registry.get(f"new-{i}"))
+    assert len(registry) == 110
+    assert reads <= 10 + 100 * 2  # each open breaker once, and each new one's own checks
+
+
+def test_a_pinned_breaker_that_closes_can_be_evicted_again() -> None:
+    """An open breaker kept past its turn is evicted once it has closed, before newer ones."""
+    registry = BreakerRegistry(ONE_STRIKE, max_breakers=2)
+    trip(registry.get("a"))
+    registry.get("b")
+    registry.get("c")  # a is open: b goes
+    assert registry.names() == ["a", "c"]
+    registry["a"].send("reset")  # a closes, unused since
+    registry.get("d")
+    assert registry.names() == ["c", "d"]
+
+
+def test_a_pinned_breaker_in_use_again_counts_as_recently_used() -> None:
+    """A closed breaker that get() hands out again rejoins the order as the newest."""
+    registry = BreakerRegistry(ONE_STRIKE, max_breakers=2)
+    trip(registry.get("a"))
+    registry.get("b")
+    registry.get("c")  # a is open and pinned; b goes
+    registry["a"].send("reset")
+    registry.get("a")  # in use again: the most recently used
+    registry.get("d")
+    assert registry.names() == ["a", "d"]
+
+
+def test_transition_counts_by_event_include_zeros() -> None:
+    """transition_counts() names every event of the machine, counted per breaker."""
+    registry = BreakerRegistry(ONE_STRIKE)
+    trip(registry.get("a"))
+    registry.get("a").send("reset")
+    counts = registry.transition_counts()["a"]
+    assert counts["trip"] == counts["reset"] == 1
+    assert set(counts) == {
+        "attempt_reset",
+        "disable",
+        "force_open",
+        "recover",
+        "reset",
+        "retrip",
+        "trip",
+    }
+    assert sum(counts.values()) == 2

@@ -1,0 +1,185 @@
+"""How transitions reach a BreakerMachine: pooled machines bound per event, kept ones on demand.
+
+The README's Architecture section: every transition goes through a ``BreakerMachine`` whose
+model binds it to one breaker; breakers borrow one from a pool shared by the process, and
+only a breaker whose ``machine`` is asked for builds one of its own.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import pytest
+
+from breaker_fsm import BreakerMachine, BreakerPolicy, BreakerStats, CircuitBreaker, Transition
+from breaker_fsm._transitions import _POOL, _Binding
+from breaker_fsm.audit import AuditLog, verify
+from breaker_fsm.testing import FakeClock
+
+from .helpers import fail, ok
+
+ONE_STRIKE = BreakerPolicy(failure_threshold=1, reset_timeout=5)
+
+
+def machines() -> int:
+    """How many BreakerMachine instances are alive."""
+    gc.collect()
+    return sum(isinstance(o, BreakerMachine) for o in gc.get_objects())
+
+
+def test_tripping_many_breakers_builds_no_machine_per_breaker(clock: FakeClock) -> None:
+    """A hundred breakers trip, recover and trip again with no machine of their own."""
+    breakers = [CircuitBreaker(f"host-{i}", ONE_STRIKE, clock=clock) for i in range(100)]
+    fail(breakers[0])  # the pool has a machine from here on
+    before = machines()
+    for breaker in breakers[1:]:
+        fail(breaker)
+    clock.advance(5)
+    for breaker in breakers:
+        breaker.call(ok)
+        fail(breaker)
+    assert machines() == before
+    assert all(b._machine is None and b.state == "open" for b in breakers)
+    assert all(
+        [r.event for r in b.audit] == ["trip", "attempt_reset", "recover", "trip"]
+        for b in breakers[1:]
+    )
+    assert len(_POOL) <= 2  # one per transition in flight at once: this test runs one
+
+
+def test_pooled_machine_keeps_no_breaker_alive(clock: FakeClock) -> None:
+    """A machine back in the pool is bound to no breaker, so breakers can be collected."""
+    fail(CircuitBreaker("gone", ONE_STRIKE, clock=clock))
+    assert _POOL
+    for _, binding, _ in _POOL:
+        assert not hasattr(binding, "breaker")
+        assert binding.source is None
+
+
+def test_machine_is_built_on_demand_and_kept_for_every_later_transition(clock: FakeClock) -> None:
+    """breaker.machine is built once; its listeners see every transition from then on."""
+    breaker = CircuitBreaker("kept", ONE_STRIKE, clock=clock)
+    fail(breaker)  # through a pooled machine
+    seen: list[tuple[str, str, str]] = []
+
+    class Listener:
+        def after_transition(self, event: str, source: Any, target: Any) -> None:
+            seen.append((str(event), str(source.id), str(target.id)))
+
+    machine = breaker.machine
+    assert machine is breaker.machine
+    assert machine.current_state_value == "open"  # the breaker's state, not a fresh machine's
+    machine.add_listener(Listener())  # type: ignore[no-untyped-call]
+    clock.advance(5)
+    breaker.call(ok)  # attempt_reset, then recover
+    breaker.send("force_open")
+    assert seen == [
+        ("attempt_reset", "open", "half_open"),
+        ("recover", "half_open", "closed"),
+        ("force_open", "closed", "forced_open"),
+    ]
+    assert verify(breaker.audit) == 4
+
+
+def test_a_kept_machine_reads_the_breakers_state(clock: FakeClock) -> None:
+    """The machine's state is the breaker's: writing current_state_value moves nothing."""
+    breaker = CircuitBreaker("state", ONE_STRIKE, clock=clock)
+    machine = breaker.machine
+    machine.current_state_value = "disabled"
+    assert (breaker.state, machine.current_state_value) == ("closed", "closed")
+    fail(breaker)
+    assert machine.current_state_value == "open"
+    assert [s.id for s in machine.configuration] == ["open"]
+
+
+@pytest.mark.parametrize(
+    "stats",
+    [
+        BreakerStats(now=0),
+        BreakerStats(now=10, consecutive_failures=3, opened_at=0, open_duration=5),
+        BreakerStats(now=10, trial_successes=2, trial_failures=1, half_open_since=0),
+        None,
+    ],
+)
+def test_binding_answers_every_guard_with_the_bound_breakers_policy(
+    stats: BreakerStats | None,
+) -> None:
+    """Each guard the machine names is answered by the bound breaker's own policy."""
+    conds = {str(c) for s in BreakerMachine.states for t in s.transitions for c in t.cond}
+    policy = BreakerPolicy(failure_threshold=3, success_threshold=2, half_open_max_calls=2)
+    binding = _Binding(CircuitBreaker("guards", policy))
+    for name in conds:
+        assert getattr(binding, name)(stats) == getattr(policy, name)(stats), name
+
+
+def test_breakers_with_different_policies_share_machines(clock: FakeClock) -> None:
+    """The same pooled machine decides each breaker's trip with that breaker's policy."""
+    strict = CircuitBreaker("strict", ONE_STRIKE, clock=clock)
+    lenient = CircuitBreaker("lenient", BreakerPolicy(failure_threshold=3), clock=clock)
+    fail(lenient, times=2)
+    fail(strict)
+    assert (strict.state, lenient.state) == ("open", "closed")
+    fail(lenient)
+    assert lenient.state == "open"
+
+
+def test_a_failed_transition_changes_nothing_and_the_next_one_works(clock: FakeClock) -> None:
+    """An error while a transition is applied leaves the breaker as it was; the pool recovers."""
+
+    class BrokenWall(FakeClock):
+        broken = True
+
+        def wall(self) -> float:
+            if self.broken:
+                raise OSError("no wall clock")
+            return super().wall()
+
+    broken = BrokenWall()
+    breaker = CircuitBreaker("broken", ONE_STRIKE, clock=broken)
+    with pytest.raises(OSError, match="no wall clock"):
+        breaker.send("force_open")
+    assert (breaker.state, len(breaker.audit)) == ("closed", 0)
+    broken.broken = False
+    assert breaker.send("force_open") == "forced_open"
+    assert [r.seq for r in breaker.audit] == [1]
+
+
+def test_a_transition_made_by_a_sink_reaches_every_sink_after_the_current_one(
+    clock: FakeClock,
+) -> None:
+    """A sink's own send is applied at once; every sink still sees the records in seq order."""
+    first: list[int] = []
+    second: list[int] = []
+    answers: list[str] = []
+    breaker: CircuitBreaker
+
+    def operator(record: Transition) -> None:
+        first.append(record.seq)
+        if record.event == "trip":
+            answers.append(breaker.send("force_open", reason="page the on-call"))
+
+    breaker = CircuitBreaker(
+        "sinks", ONE_STRIKE, clock=clock, sinks=[operator, lambda r: second.append(r.seq)]
+    )
+    fail(breaker)
+    assert answers == ["forced_open"]
+    assert first == second == [1, 2]
+    assert verify(breaker.audit) == 2
+
+
+def test_audit_log_keeps_a_foreign_record_as_it_is() -> None:
+    """A record whose counters are not a breaker's is kept whole, and read back the same."""
+    record = Transition.at_wall(
+        0.0,
+        seq=1,
+        breaker="b",
+        event="reset",
+        source="closed",
+        target="closed",
+        monotonic=0.0,
+        counters={"other": 0.5},
+    )
+    log = AuditLog(2)
+    log.append(record)
+    assert log[0] is record
