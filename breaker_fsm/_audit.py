@@ -176,11 +176,57 @@ class Chain:
         return f"Chain(origin={self.origin!r}, head={self.head!r})"
 
 
+#: The names of the counters a breaker's records carry (``BreakerStats.as_counters``), in
+#: order: a kept record stores their values only.
+COUNTERS = (
+    "consecutive_failures",
+    "window_calls",
+    "window_failures",
+    "window_slow",
+    "trial_successes",
+    "trial_failures",
+)
+_FIELD_NAMES = tuple(Transition.model_fields)
+_COUNTERS_AT = _FIELD_NAMES.index("counters")
+#: One object per state and event name, so that kept records share them.
+_NAMES = {name: name for name in (*STATES, *(event for event, _ in legal_moves()))}
+
+_Row = tuple[Any, ...]
+
+
+def _pack(record: Transition) -> _Row | Transition:
+    """``record`` as a tuple of its values: about a quarter of the model's size.
+
+    A record whose counters are not exactly :data:`COUNTERS` is kept as it is.
+    """
+    if tuple(record.counters) != COUNTERS:
+        return record
+    values = [getattr(record, name) for name in _FIELD_NAMES]
+    values[_COUNTERS_AT] = tuple(
+        int(value) if isinstance(value, float) and value.is_integer() else value
+        for value in record.counters.values()
+    )
+    return tuple(_NAMES.get(v, v) if type(v) is str else v for v in values)
+
+
+def _unpack(row: _Row | Transition) -> Transition:
+    """The record a row was packed from (an equal one: it was validated when made)."""
+    if isinstance(row, Transition):
+        return row
+    fields = dict(zip(_FIELD_NAMES, row, strict=True))
+    fields["counters"] = {
+        name: float(value) for name, value in zip(COUNTERS, row[_COUNTERS_AT], strict=True)
+    }
+    return Transition.model_construct(**fields)
+
+
 class AuditLog:
     """The most recent ``capacity`` records of one breaker, counting what it dropped.
 
     It also holds the breaker instance's :class:`Chain`: :meth:`record` stamps a record,
-    keeps it and returns it for the sinks.
+    keeps it and returns it for the sinks. Records are kept as tuples of their values
+    (a per-host breaker in a mass outage must stay small) and built again as they are
+    read: ``log[i]`` equals the record that was kept, and is a new object at each read.
     """
 
     __slots__ = ("_records", "chain", "dropped")
@@ -188,7 +234,7 @@ class AuditLog:
     def __init__(self, capacity: int = 1000) -> None:
         if capacity < 1:
             raise ValueError(f"audit capacity must be >= 1, got {capacity}")
-        self._records: collections.deque[Transition] = collections.deque(maxlen=capacity)
+        self._records: collections.deque[_Row | Transition] = collections.deque(maxlen=capacity)
         self.dropped = 0
         self.chain = Chain()
 
@@ -210,7 +256,7 @@ class AuditLog:
         trail whose newest record no longer hashes to an anchored head was rewritten.
         """
         records = self._records
-        return digest(records[-1]) if records else None
+        return digest(_unpack(records[-1])) if records else None
 
     def record(self, record: Transition, *, shared: bool = False) -> Transition:
         """Stamp ``record`` (:meth:`Chain.stamp`), keep it, and return it for the sinks."""
@@ -222,16 +268,16 @@ class AuditLog:
         """Keep ``record`` as it is, dropping the oldest when full."""
         if len(self._records) == self._records.maxlen:
             self.dropped += 1
-        self._records.append(record)
+        self._records.append(_pack(record))
 
     def __iter__(self) -> Iterator[Transition]:
-        return iter(list(self._records))
+        return map(_unpack, list(self._records))
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, index: int) -> Transition:
-        return self._records[index]
+        return _unpack(self._records[index])
 
     def __repr__(self) -> str:
         return f"AuditLog(len={len(self)}, dropped={self.dropped}, capacity={self.capacity})"
