@@ -89,6 +89,8 @@ class CallLogSink:
     __slots__ = ("_file", "_lock", "path")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"CallLogSink path must be a str or a path, got {type(path).__name__}")
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(

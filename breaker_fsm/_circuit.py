@@ -116,9 +116,15 @@ def circuit(
         )
         if value is not None
     }
+    if registry is not None and not isinstance(registry, BreakerRegistry):
+        raise TypeError(
+            f"circuit() registry must be a BreakerRegistry, got {type(registry).__name__}"
+        )
     where = circuit_registry if registry is None else registry
 
     def decorate(func: F) -> F:
+        if not callable(func):
+            raise TypeError(f"@circuit decorates a function, got {type(func).__name__}")
         breaker_name = name if name is not None else f"{func.__module__}.{func.__qualname__}"
         breaker = where.get(breaker_name, policy, **breaker_kwargs)
         return cast(F, breaker(func))

@@ -176,3 +176,13 @@ def test_circuit_is_exported() -> None:
     """circuit and its registry are part of the package's public surface."""
     assert {"circuit", "circuit_registry"} <= set(breaker_fsm.__all__)
     assert isinstance(circuit_registry, BreakerRegistry)
+
+
+def test_circuit_names_a_bad_registry_or_target() -> None:
+    """circuit(registry={}) and @circuit on something not callable say what is wrong."""
+    from breaker_fsm import circuit
+
+    with pytest.raises(TypeError, match="registry must be a BreakerRegistry, got dict"):
+        circuit(registry={})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="decorates a function, got str"):
+        circuit(name="x")("not a function")  # type: ignore[arg-type]

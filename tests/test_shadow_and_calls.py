@@ -222,3 +222,9 @@ def test_call_sinks_must_be_callables(clock: FakeClock) -> None:
         CircuitBreaker("svc", clock=clock, call_sinks="calls.jsonl")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="add_call_sink"):
         CircuitBreaker("svc", clock=clock).add_call_sink(3)  # type: ignore[arg-type]
+
+
+def test_call_log_sink_names_a_bad_path() -> None:
+    """CallLogSink(123) says what it needs, naming itself."""
+    with pytest.raises(TypeError, match="CallLogSink path must be a str or a path, got int"):
+        CallLogSink(123)  # type: ignore[arg-type]
