@@ -374,10 +374,7 @@ class CircuitBreaker(Guards):
         # Only slow-call timing and call sinks need the start; the end is read in _record.
         started = self._clock.monotonic() if self._timed else 0.0
         try:
-            if self._call_timeout is None:
-                result = func(*args, **kwargs)
-            else:
-                result = self._timed_call(func, args, kwargs)
+            result = func(*args, **kwargs)  # a late return is judged in _record (call_timeout)
         except BaseException as exc:
             self._record_exception(exc, gen, started)
             raise

@@ -178,19 +178,13 @@ class LocalEngine(Transitions):
             return FAILED, float(verdict)
         return FAILED, None
 
-    @staticmethod
-    def _timed_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run a call under ``call_timeout`` (the sync twin of :meth:`_timed_await`).
-
-        A thread cannot be interrupted, so it runs to the end, and :meth:`_record` judges a
-        late return a failure.
-        """
-        return func(*args, **kwargs)
-
     async def _timed_await(
         self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Await a call under ``call_timeout``.
+
+        (``call`` cannot interrupt a thread: it runs the call as it is, and :meth:`_record`
+        judges a late return a failure.)
 
         Past it the call is cancelled and the builtin ``TimeoutError`` raised, which
         :meth:`_record` judges a failure (it came late). A cancellation from outside stays
