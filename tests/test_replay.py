@@ -951,14 +951,17 @@ def test_help_of_the_replay_commands(command: list[str]) -> None:
 
 
 def test_replay_all_is_complete() -> None:
-    """breaker_fsm.replay's __all__ names every public object it defines (ruff sorts it)."""
-    from breaker_fsm import replay
+    """breaker_fsm.replay's __all__ names every public object of it and its parts (ruff sorts it)."""
+    from breaker_fsm import _explain, _replay_calls, _replay_plot, replay
 
+    parts = (replay, _replay_calls, _replay_plot, _explain)
     defined = {
         name
-        for name, value in vars(replay).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == replay.__name__
+        for part in parts
+        for name, value in vars(part).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == part.__name__
     }
+    assert {"Call", "Explanation", "Replay", "explain", "plot", "read_calls"} <= defined
     assert defined <= set(replay.__all__)
     assert {"EVENTS", "MAX_SECONDS", "OUTCOMES", "ReplayError"} <= set(replay.__all__)
     for name in replay.__all__:
