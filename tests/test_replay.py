@@ -951,7 +951,7 @@ def test_help_of_the_replay_commands(command: list[str]) -> None:
 
 
 def test_replay_all_is_complete() -> None:
-    """breaker_fsm.replay's __all__ names every public object of it and its parts (ruff sorts it)."""
+    """replay's __all__ names every public object of it and its parts (ruff sorts it)."""
     from breaker_fsm import _explain, _replay_calls, _replay_plot, replay
 
     parts = (replay, _replay_calls, _replay_plot, _explain)
