@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     from tests.redis_server import RedisServer, StoreFactory
 
 
-def record(seq: int, event: str, source: str, target: str, breaker: str = "b") -> Transition:
+def record(
+    seq: int,
+    event: str,
+    source: str,
+    target: str,
+    breaker: str = "b",
+    *,
+    generation: int | None = None,
+) -> Transition:
+    """A record stamped 2026-01-01, its monotonic time its seq (no origin, life or hash)."""
     return Transition(
         seq=seq,
         breaker=breaker,
@@ -40,6 +49,7 @@ def record(seq: int, event: str, source: str, target: str, breaker: str = "b") -
         target=target,
         at=datetime(2026, 1, 1, tzinfo=UTC),
         monotonic=float(seq),
+        generation=generation,
     )
 
 
@@ -69,7 +79,7 @@ def test_jsonl_round_trip_and_verify(tmp_path: Path) -> None:
     assert [r.event for r in records] == ["trip", "attempt_reset", "recover", "force_open", "reset"]
     assert verify(records) == 5
     assert path.read_text() == dump_jsonl(records)
-    assert repr(JsonlSink(path)).startswith("JsonlSink(")
+    assert repr(JsonlSink(path)) == f"JsonlSink({str(path)!r})"
 
 
 def test_read_jsonl_skips_blank_lines(tmp_path: Path) -> None:
@@ -98,6 +108,36 @@ def test_read_jsonl_names_the_corrupt_line(tmp_path: Path, bad_line: str, messag
     assert exc.value.line == 3
     assert f"{path}:3" in str(exc.value)
     assert message in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[]", "field 'record': Input should be an object"),
+        ('{"seq": 1}', "field 'breaker': Field required (and 5 more)"),
+        (
+            '{"seq":1,"breaker":"b","event":"trip","source":"closed","target":"open",'
+            '"at":"2026-01-01T00:00:00Z","monotonic":1,"counters":{"a":"x"}}',
+            "field 'counters.a': Input should be a valid number, unable to parse string as "
+            "a number",
+        ),
+        (
+            '{"seq":1,"breaker":"b","event":"trip","source":"closed","target":"open",'
+            '"at":"2026-01-01T00:00:00Z","monotonic":"x","counters":{"a":"x"}}',
+            "field 'monotonic': Input should be a valid number, unable to parse string as "
+            "a number (and 1 more)",
+        ),
+    ],
+)
+def test_read_jsonl_describes_the_first_error_exactly(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """The AuditError names the dotted field, pydantic's message and how many more errors."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(AuditError) as exc:
+        read_jsonl(path)
+    assert str(exc.value) == f"{path}:1: {message}"
 
 
 def test_read_jsonl_unreadable(tmp_path: Path) -> None:
@@ -163,6 +203,26 @@ def test_verify_checks_interleaved_breakers_separately() -> None:
     assert verify(trail) == 4
 
 
+def test_verify_checks_the_shared_walk_across_local_runs() -> None:
+    """Records with a generation form one walk: a seq gap between them is caught."""
+    trail = [
+        record(1, "trip", "closed", "open", generation=1),
+        record(3, "attempt_reset", "open", "half_open", generation=3),
+    ]
+    with pytest.raises(AuditError, match="seq 3 follows seq 1"):
+        verify(trail)
+
+
+def test_verify_starts_a_new_local_walk_after_a_shared_record() -> None:
+    """A run of local records after a shared one is its own walk, from its first record."""
+    trail = [
+        record(1, "trip", "closed", "open"),
+        record(2, "attempt_reset", "open", "half_open", generation=2),
+        record(9, "recover", "half_open", "closed"),
+    ]
+    assert verify(trail) == 3
+
+
 def test_transition_rejects_naive_datetimes_and_extra_fields() -> None:
     """Records are strict: timestamps carry a zone, unknown fields are refused."""
     with pytest.raises(ValueError, match="timezone"):
@@ -182,14 +242,16 @@ def test_transition_rejects_naive_datetimes_and_extra_fields() -> None:
 
 
 def test_audit_log_bounds() -> None:
-    """AuditLog keeps `capacity` records, counts drops, and refuses a zero capacity."""
+    """AuditLog keeps `capacity` records (1000 by default, at least 1) and counts drops."""
+    assert AuditLog().capacity == 1000
+    assert AuditLog(1).capacity == 1
     log = AuditLog(2)
     for seq in (1, 2, 3):
         log.append(record(seq, "reset", "closed", "closed"))
     assert [r.seq for r in log] == [2, 3]
     assert (log.dropped, log.capacity, len(log)) == (1, 2, 2)
     assert "dropped=1" in repr(log)
-    with pytest.raises(ValueError, match="capacity"):
+    with pytest.raises(ValueError, match="audit capacity must be >= 1, got 0"):
         AuditLog(0)
 
 
@@ -201,6 +263,19 @@ def test_logging_sink(caplog: pytest.LogCaptureFixture) -> None:
     assert "breaker b #1: trip closed -> open" in caplog.text
     assert caplog.records[0].transition["event"] == "trip"  # type: ignore[attr-defined]
     assert repr(sink) == "LoggingSink('breaker_fsm.audit')"
+
+
+def test_logging_sink_message_extra_and_logger(caplog: pytest.LogCaptureFixture) -> None:
+    """LoggingSink logs one fixed-format line to the given logger, the record in extra."""
+    made = record(1, "trip", "closed", "open").model_copy(update={"reason": "why"})
+    caplog.set_level(logging.INFO)
+    LoggingSink(logging.getLogger("mine"))(made)
+    LoggingSink()(made)
+    first, second = caplog.records
+    assert (first.name, second.name) == ("mine", "breaker_fsm.audit")
+    assert first.getMessage() == "breaker b #1: trip closed -> open (why)"
+    assert first.transition == made.model_dump(mode="json")  # type: ignore[attr-defined]
+    assert isinstance(first.transition["at"], str)  # type: ignore[attr-defined]
 
 
 def test_jsonl_sink_to_vanished_directory_is_counted(tmp_path: Path) -> None:
