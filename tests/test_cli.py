@@ -6,81 +6,20 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker
-from breaker_fsm.audit import JsonlSink
-from breaker_fsm.testing import FakeClock
+from breaker_fsm import BreakerPolicy
+from tests.helpers import SCRIPT, breaker_fsm, one_error_line, write_trail
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).parent / "breaker-fsm"
 NEEDS_DOT = pytest.mark.skipif(
     shutil.which("dot") is None, reason="Graphviz's dot is not on PATH (apt-get install graphviz)"
 )
 Shadow = Callable[..., dict[str, str]]
-#: Variables that would change how output looks; each test sets what it needs.
-STYLE_VARS = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
-
-
-def breaker_fsm(
-    *args: str | Path,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    script: Path | str = SCRIPT,
-) -> subprocess.CompletedProcess[str]:
-    """Run the console script; whatever happens, it never prints a traceback."""
-    environ = {k: v for k, v in os.environ.items() if k not in STYLE_VARS}
-    environ |= {"PYTHONIOENCODING": "utf-8"} | (env or {})
-    command = [str(script), *map(str, args)]
-    done = subprocess.run(
-        command,
-        check=False,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=environ,
-        cwd=cwd,
-        timeout=120,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    assert "Traceback" not in done.stdout, done.stdout
-    return done
-
-
-def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The single ``Error: ...`` line a failure prints, with exit status 1."""
-    assert done.returncode == 1, done
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("Error: ")
-    return lines[0]
-
-
-def write_trail(path: Path, name: str = "users-api") -> Path:
-    """Five real transitions of one breaker instance, as JsonlSink writes them."""
-    clock = FakeClock(start=1000.0)
-    breaker = CircuitBreaker(
-        name,
-        BreakerPolicy(failure_threshold=1, reset_timeout=1),
-        clock=clock,
-        sinks=[JsonlSink(path)],
-    )
-
-    def fail() -> None:
-        raise ConnectionError("down")
-
-    with pytest.raises(ConnectionError):
-        breaker.call(fail)
-    clock.advance(1)
-    breaker.call(lambda: None)
-    breaker.send("force_open")
-    breaker.send("reset", reason="dependency fixed")
-    return path
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import re
 import subprocess
@@ -17,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,19 +29,16 @@ from breaker_fsm import (
     TimeWindow,
     Transition,
 )
-from breaker_fsm._cli import cli
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.replay import Call, Replay, explain, plot, read_calls, simulate
 from breaker_fsm.testing import FakeClock
+from tests.helpers import breaker_fsm, invoke_cli
 from tests.strategies import ServiceError, policies
 
 #: The issue's scenario: one call a second for a minute, failures from t=10 to t=29.
 MINUTE = [Call(float(t), "failure" if 10 <= t <= 29 else "success") for t in range(60)]
 ISSUE_POLICY = BreakerPolicy(failure_threshold=5, reset_timeout=10)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SCRIPT = Path(sys.executable).parent / "breaker-fsm"
-#: Variables that would change how output looks; each test sets what it needs.
-STYLE_VARS = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
 
 
 def events(replay: Replay) -> list[tuple[str, float]]:
@@ -59,35 +54,6 @@ def write_jsonl(path: Path, calls: Sequence[Call], **extra: object) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def breaker_fsm(
-    *args: str | Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real console script; whatever happens, it never prints a traceback."""
-    environ = {k: v for k, v in os.environ.items() if k not in STYLE_VARS}
-    done = subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        check=False,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=environ | {"PYTHONIOENCODING": "utf-8"} | (env or {}),
-        timeout=120,
-    )
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    return done
-
-
-def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    """Run the command line in-process (plain output unless ``env`` asks for a terminal)."""
-    environ: dict[str, str | None] = dict.fromkeys(STYLE_VARS)
-    result = CliRunner().invoke(
-        cli, [str(a) for a in args], prog_name="breaker-fsm", env={**environ, **(env or {})}
-    )
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
 
 
 # --------------------------------------------------------------------------- exact scenarios
@@ -739,22 +705,16 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
     """A plain table, one row per --policy in order, with the trade-off columns."""
-    result = invoke("simulate", files["calls"], "-p", files["strict"], "--policy", files["lenient"])
+    result = invoke_cli(
+        "simulate", files["calls"], "-p", files["strict"], "--policy", files["lenient"]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert re.split(r"\s{2,}", lines[0].strip()) == [
-        "policy",
-        "calls",
-        "ran",
-        "refused",
-        "trips",
-        "retrips",
-        "recovers",
-        "first trip",
-        "open s",
-        "failures let through",
-        "successes refused",
-    ]
+    header = (
+        "policy|calls|ran|refused|trips|retrips|recovers|first trip|open s|"
+        "failures let through|successes refused"
+    )
+    assert re.split(r"\s{2,}", lines[0].strip()) == header.split("|")
     strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "14", "20", "6", "4"]
     lenient = [str(files["lenient"]), "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"]
     assert [lines[1].split(), lines[2].split()] == [strict, lenient]
@@ -763,7 +723,7 @@ def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
 
 def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str, Path]) -> None:
     """--json: a list in --policy order, each naming its policy file as given."""
-    result = invoke(
+    result = invoke_cli(
         "simulate", files["calls"], "-p", files["lenient"], "-p", files["strict"], "--json"
     )
     assert result.exit_code == 0, result.output
@@ -795,7 +755,7 @@ def test_simulate_notes_skipped_and_overlapping_calls(
         tmp_path / "odd.jsonl",
         [Call(0.0, "success", 2.0), Call(1.0, "success"), Call(3.0, "refused")],
     )
-    result = invoke("simulate", calls, "-p", files["strict"], "--seed", "3")
+    result = invoke_cli("simulate", calls, "-p", files["strict"], "--seed", "3")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-2:] == [
         "note: 1 call recorded as refused skipped (outcome unknown)",
@@ -807,7 +767,7 @@ def test_simulate_notes_skipped_and_overlapping_calls(
 def test_simulate_draws_a_rich_table_on_a_terminal(files: dict[str, Path], tmp_path: Path) -> None:
     """On a terminal the table is rich's, notes included."""
     calls = write_jsonl(tmp_path / "c.jsonl", [*MINUTE, Call(60.0, "refused")])
-    result = invoke(
+    result = invoke_cli(
         "simulate", calls, "-p", files["strict"], env={"FORCE_COLOR": "1", "COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
@@ -837,13 +797,13 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
         ([files["calls"], "-p", bad_policy], f"Error: {bad_policy}: invalid policy, 1 error"),
     ]
     for args, error in cases:
-        result = invoke("simulate", *args)
+        result = invoke_cli("simulate", *args)
         assert result.exit_code == 1, result.output
         assert result.stdout == ""
         assert result.stderr.startswith(error), result.stderr
     assert (
         "nope.toml: no such file"
-        in invoke("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
+        in invoke_cli("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
     )
 
 
@@ -858,7 +818,7 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
 )
 def test_simulate_usage_errors_exit_2(args: list[str], message: str) -> None:
     """Usage errors exit 2 with a message, as every command does."""
-    result = invoke("simulate", *args)
+    result = invoke_cli("simulate", *args)
     assert result.exit_code == 2
     assert message in result.stderr
 
@@ -905,7 +865,7 @@ def test_simulate_plot_unwritable_is_one_error(files: dict[str, Path], tmp_path:
     """An output in a missing folder fails with one line naming it, before any table."""
     pytest.importorskip("matplotlib")
     out = tmp_path / "no" / "such" / "timeline.svg"
-    result = invoke("simulate", files["calls"], "-p", files["strict"], "--plot", out)
+    result = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--plot", out)
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith(f"Error: {out}: cannot write: ")
@@ -919,7 +879,7 @@ def test_policy_explain_prints_words_and_warnings(tmp_path: Path) -> None:
         "reset_timeout_multiplier = 2\n",
         encoding="utf-8",
     )
-    result = invoke("policy", "explain", path, "--section", "tool.breaker_fsm")
+    result = invoke_cli("policy", "explain", path, "--section", "tool.breaker_fsm")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "Trips after 3 consecutive failures.",
@@ -934,7 +894,7 @@ def test_policy_explain_bad_file_is_one_error(tmp_path: Path) -> None:
     """A policy file that does not load fails as policy check does."""
     path = tmp_path / "policy.yaml"
     path.write_text("failure_threshold: 3\n", encoding="utf-8")
-    result = invoke("policy", "explain", path)
+    result = invoke_cli("policy", "explain", path)
     assert result.exit_code == 1
     assert result.stderr == f"Error: {path}: unknown policy file type: use .json or .toml\n"
 
