@@ -34,6 +34,14 @@ class Boom(ConnectionError):
     """The dependency's failure (a ``ConnectionError``, as a real outage would raise)."""
 
 
+class Ignored(Exception):
+    """An exception a test's policy lists in ``ignore_exceptions``: it counts neither way."""
+
+
+class Interrupt(BaseException):
+    """A ``BaseException`` that is no ``Exception`` (as ``KeyboardInterrupt``): neutral."""
+
+
 def ok(value: Any = "ok") -> Any:
     """A call that succeeds with ``value``."""
     return value

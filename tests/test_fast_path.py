@@ -11,7 +11,7 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, TimeWindow
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, boom, fail, ok
+from tests.helpers import Boom, Interrupt, boom, fail, ok
 
 
 def test_armed_window_trips_exactly_where_a_naive_window_would() -> None:
@@ -283,10 +283,6 @@ def test_keyword_arguments_still_reach_the_operation() -> None:
     assert breaker.call(echo) == ((), {})
     assert breaker.call(echo, 1, 2) == ((1, 2), {})
     assert breaker.call(echo, 1, key="v") == ((1,), {"key": "v"})
-
-
-class Interrupt(BaseException):
-    """A non-Exception BaseException: neutral."""
 
 
 def drive(breaker: CircuitBreaker, func: Any, is_async: bool) -> Any:

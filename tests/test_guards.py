@@ -1,5 +1,5 @@
-"""Guarding work beyond ``call``: ``with``/``async with``, permits, generators (DESIGN-level
-contract in the README's "Ways to guard a dependency"), in memory and shared."""
+"""Guarding work beyond ``call``: ``with``/``async with``, permits, generators (the contract is
+the README's "Ways to guard a dependency"), in memory and shared."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ def _field_errors(exc: pytest.ExceptionInfo[ValidationError]) -> set[str]:
     return {".".join(str(p) for p in e["loc"]) for e in exc.value.errors()}
 
 
-def test_defaults_match_the_design() -> None:
+def test_defaults_are_the_readme_policy_table() -> None:
     """The six core fields have the defaults the README's policy table states."""
     p = BreakerPolicy()
     assert p.failure_threshold == 5

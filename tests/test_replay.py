@@ -32,12 +32,12 @@ from breaker_fsm import (
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.replay import Call, Replay, explain, plot, read_calls, simulate
 from breaker_fsm.testing import FakeClock
-from tests.helpers import breaker_fsm, invoke_cli
+from tests.helpers import Interrupt, breaker_fsm, invoke_cli
 from tests.strategies import ServiceError, policies
 
-#: The issue's scenario: one call a second for a minute, failures from t=10 to t=29.
+#: The module docstring's scenario: one call a second for a minute, failures from t=10 to t=29.
 MINUTE = [Call(float(t), "failure" if 10 <= t <= 29 else "success") for t in range(60)]
-ISSUE_POLICY = BreakerPolicy(failure_threshold=5, reset_timeout=10)
+SCENARIO_POLICY = BreakerPolicy(failure_threshold=5, reset_timeout=10)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -61,7 +61,7 @@ def write_jsonl(path: Path, calls: Sequence[Call], **extra: object) -> Path:
 
 def test_the_issues_minute_trips_refuses_retrips_and_recovers() -> None:
     """Failures t=10..29: trips at 14, refuses 15-23 and 25-33, retrips at 24, recovers at 34."""
-    replay = simulate(ISSUE_POLICY, MINUTE)
+    replay = simulate(SCENARIO_POLICY, MINUTE)
     # 5th consecutive failure at t=14 trips; open 10 s, so t=24 is the first trial: it fails
     # (retrip); open again until 34, whose trial succeeds.
     assert events(replay) == [
@@ -83,7 +83,7 @@ def test_the_issues_minute_trips_refuses_retrips_and_recovers() -> None:
 def test_durations_move_the_clock_while_a_call_runs() -> None:
     """With 50 ms calls the trip lands at 14.05, so t=24 is still refused and 25 is the trial."""
     calls = [call._replace(duration=0.05) for call in MINUTE]
-    replay = simulate(ISSUE_POLICY, calls)
+    replay = simulate(SCENARIO_POLICY, calls)
     # Open 14.05→24.05: 15..24 refused (10); trial at 25 fails, retrip at 25.05; open until
     # 35.05: 26..35 refused (10), of which 30..35 were successes; the trial at 36 recovers.
     assert events(replay) == [
@@ -151,9 +151,9 @@ def test_an_ignored_trial_releases_its_permit() -> None:
 def test_calls_recorded_as_refused_are_skipped_and_counted() -> None:
     """A recorded refusal has no outcome: skipped, counted apart, not in calls."""
     calls = [Call(0.0, "refused"), *MINUTE, Call(60.0, "refused", 0.5)]
-    replay = simulate(ISSUE_POLICY, calls)
+    replay = simulate(SCENARIO_POLICY, calls)
     assert (replay.calls, replay.skipped, replay.refused) == (60, 2, 18)
-    assert events(replay) == events(simulate(ISSUE_POLICY, MINUTE))
+    assert events(replay) == events(simulate(SCENARIO_POLICY, MINUTE))
     assert (replay.start, replay.end) == (0.0, 59.0)
 
 
@@ -223,7 +223,7 @@ def test_backoff_lengthens_each_retrip() -> None:
 
 def test_nothing_to_replay() -> None:
     """No calls: nothing ran, nothing tripped, no time passed."""
-    replay = simulate(ISSUE_POLICY, [])
+    replay = simulate(SCENARIO_POLICY, [])
     assert (replay.calls, replay.ran, replay.refused, replay.trail) == (0, 0, 0, ())
     assert (replay.first_trip_at, replay.open_seconds, replay.start, replay.end) == (
         None,
@@ -238,20 +238,20 @@ def test_the_trail_is_a_verified_walk_and_tuples_are_calls() -> None:
     """The trail is the breaker's audit records; plain (at, outcome, duration) tuples work."""
     from breaker_fsm.audit import verify
 
-    replay = simulate(ISSUE_POLICY, [tuple(call) for call in MINUTE], name="users-api")
+    replay = simulate(SCENARIO_POLICY, [tuple(call) for call in MINUTE], name="users-api")
     assert verify(replay.trail) == 5
     assert all(isinstance(record, Transition) for record in replay.trail)
     assert {record.breaker for record in replay.trail} == {"users-api"}
-    assert replay.policy is ISSUE_POLICY
+    assert replay.policy is SCENARIO_POLICY
     assert replay.as_dict()["transitions"] == replay.transitions
 
 
 def test_the_policys_exception_classification_does_not_matter() -> None:
     """Recorded outcomes are verdicts already: record/ignore_exceptions change nothing."""
-    picky = ISSUE_POLICY.model_copy(
+    picky = SCENARIO_POLICY.model_copy(
         update={"record_exceptions": (KeyError,), "ignore_exceptions": (Exception,)}
     )
-    assert events(simulate(picky, MINUTE)) == events(simulate(ISSUE_POLICY, MINUTE))
+    assert events(simulate(picky, MINUTE)) == events(simulate(SCENARIO_POLICY, MINUTE))
 
 
 # --------------------------------------------------------------------------- bad calls
@@ -275,7 +275,7 @@ def test_the_policys_exception_classification_does_not_matter() -> None:
 def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> None:
     """A bad call raises ReplayError naming its position; nothing is returned."""
     with pytest.raises(ReplayError) as caught:
-        simulate(ISSUE_POLICY, [Call(0.0, "success"), call])  # type: ignore[list-item]
+        simulate(SCENARIO_POLICY, [Call(0.0, "success"), call])  # type: ignore[list-item]
     assert str(caught.value).startswith(message)
     assert caught.value.index == 1
     assert isinstance(caught.value, BreakerError)
@@ -284,7 +284,7 @@ def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> 
 def test_simulate_rejects_calls_that_are_not_iterable() -> None:
     """Something that is not a sequence of calls is named as such."""
     with pytest.raises(ReplayError, match=r"^call 0: not an \(at, outcome, duration\) call"):
-        simulate(ISSUE_POLICY, 42)  # type: ignore[arg-type]
+        simulate(SCENARIO_POLICY, 42)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- consistency
@@ -295,10 +295,6 @@ call_steps = st.tuples(
     st.sampled_from(["success", "failure", "failure", "ignored"]),
     st.sampled_from([None, 0.0, 0.25, 0.75, 1.5]),
 )
-
-
-class Neutral(BaseException):
-    """Stands for an ignored call in the hand-driven breaker: neutral whatever the policy."""
 
 
 def run_by_hand(policy: BreakerPolicy, calls: Sequence[Call]) -> tuple[list[Transition], int, int]:
@@ -316,9 +312,9 @@ def run_by_hand(policy: BreakerPolicy, calls: Sequence[Call]) -> tuple[list[Tran
             if outcome == "failure":
                 raise ServiceError  # recorded by every policy tests.strategies draws
             if outcome == "ignored":
-                raise Neutral
+                raise Interrupt
 
-        with contextlib.suppress(CircuitOpenError, ServiceError, Neutral):
+        with contextlib.suppress(CircuitOpenError, ServiceError, Interrupt):
             breaker.call(operation)
     metrics = breaker.metrics()
     return trail, metrics.total_requests, metrics.rejected_count
@@ -384,9 +380,9 @@ def test_a_shadow_breakers_call_log_replays_to_its_own_audit_trail(
                     if outcome == "failure":
                         raise ServiceError
                     if outcome == "ignored":
-                        raise Neutral
+                        raise Interrupt
 
-                with contextlib.suppress(ServiceError, Neutral):
+                with contextlib.suppress(ServiceError, Interrupt):
                     breaker.call(operation)
         calls = read_calls(log)
     replay = simulate(shadow_policy, calls)
@@ -487,8 +483,8 @@ def test_a_log_and_its_replay_match_the_calls(tmp_path: Path) -> None:
     """Written as JSON Lines and read back, the minute replays exactly as in memory."""
     path = write_jsonl(tmp_path / "minute.jsonl", MINUTE, breaker="users-api")
     assert read_calls(path) == MINUTE
-    assert events(simulate(ISSUE_POLICY, read_calls(path))) == events(
-        simulate(ISSUE_POLICY, MINUTE)
+    assert events(simulate(SCENARIO_POLICY, read_calls(path))) == events(
+        simulate(SCENARIO_POLICY, MINUTE)
     )
 
 
@@ -666,7 +662,10 @@ def test_plot_writes_a_real_image(tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / f"timeline{suffix}"
     calls = [*MINUTE, Call(59.5, "ignored"), Call(59.75, "refused")]  # not in the rate
-    replays = [simulate(ISSUE_POLICY, calls), simulate(BreakerPolicy(failure_threshold=3), calls)]
+    replays = [
+        simulate(SCENARIO_POLICY, calls),
+        simulate(BreakerPolicy(failure_threshold=3), calls),
+    ]
     plot(path, calls, replays, labels=["strict.toml", "lenient.toml"])
     data = path.read_bytes()
     if suffix == ".png":
@@ -682,7 +681,7 @@ def test_plot_with_no_calls_and_default_labels(tmp_path: Path) -> None:
     """An empty log still draws (empty panels), labelled policy 1, policy 2, ..."""
     pytest.importorskip("matplotlib")
     path = tmp_path / "empty.svg"
-    plot(path, [], [simulate(ISSUE_POLICY, [])])
+    plot(path, [], [simulate(SCENARIO_POLICY, [])])
     assert b"policy 1: refused 0 of 0" in path.read_bytes()
 
 
