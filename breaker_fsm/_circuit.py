@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 from ._policy import BreakerPolicy
 from ._registry import BreakerRegistry
@@ -30,6 +30,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 circuit_registry = BreakerRegistry()
 
 _POLICY_FIELDS = frozenset(BreakerPolicy.model_fields)
+#: The keywords passed on to the breaker (typed in the overload below), when not ``None``.
+_BREAKER_ARGUMENTS: Final = ("fallback", "is_failure", "rng", "audit_capacity")
 
 
 @overload
@@ -55,11 +57,7 @@ def circuit(
     *,
     policy: BreakerPolicy | None = None,
     registry: BreakerRegistry | None = None,
-    fallback: Callable[..., Any] | None = None,
-    is_failure: Callable[[Any], bool | float | None] | None = None,
-    rng: random.Random | None = None,
-    audit_capacity: int | None = None,
-    **policy_fields: Any,
+    **options: Any,
 ) -> Any:
     """Guard a function (``def`` or ``async def``) with the breaker called ``name``.
 
@@ -82,7 +80,8 @@ def circuit(
         is_failure: see :class:`~breaker_fsm.CircuitBreaker`.
         rng: see :class:`~breaker_fsm.CircuitBreaker`.
         audit_capacity: see :class:`~breaker_fsm.CircuitBreaker`.
-        **policy_fields: :class:`~breaker_fsm.BreakerPolicy` fields.
+        **options: ``fallback``, ``is_failure``, ``rng`` and ``audit_capacity`` (above),
+            and :class:`~breaker_fsm.BreakerPolicy` fields.
 
     Raises:
         TypeError: a keyword that is neither a policy field nor a breaker argument, or
@@ -92,6 +91,10 @@ def circuit(
     """
     if callable(name):  # bare @circuit: the function itself came as the name
         return circuit()(name)
+    breaker_kwargs = {
+        key: value for key in _BREAKER_ARGUMENTS if (value := options.pop(key, None)) is not None
+    }
+    policy_fields = options  # what is left: BreakerPolicy fields, checked below
     unknown = set(policy_fields) - _POLICY_FIELDS
     if unknown:
         raise TypeError(
@@ -106,16 +109,6 @@ def circuit(
         )
     if policy_fields:
         policy = BreakerPolicy(**policy_fields)
-    breaker_kwargs = {
-        key: value
-        for key, value in (
-            ("fallback", fallback),
-            ("is_failure", is_failure),
-            ("rng", rng),
-            ("audit_capacity", audit_capacity),
-        )
-        if value is not None
-    }
     if registry is not None and not isinstance(registry, BreakerRegistry):
         raise TypeError(
             f"circuit() registry must be a BreakerRegistry, got {type(registry).__name__}"
