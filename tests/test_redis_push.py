@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
     from breaker_fsm.redis import RedisStore
 
-pytest_plugins = ["tests.redis_server"]
-
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
 POLICY = BreakerPolicy(failure_threshold=1, reset_timeout=30)

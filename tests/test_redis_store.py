@@ -52,8 +52,6 @@ if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
     from tests.redis_server import RedisServer
 
-pytest_plugins = ["tests.redis_server"]
-
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
 
