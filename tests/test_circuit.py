@@ -18,11 +18,7 @@ from breaker_fsm import (
 )
 from breaker_fsm._registry import _BREAKER_KWARGS
 from breaker_fsm.testing import FakeClock
-
-
-def fail() -> None:
-    """Raise the dependency's error."""
-    raise ConnectionError("down")
+from tests.helpers import boom
 
 
 def test_bare_decorator_names_the_breaker_after_the_function() -> None:
@@ -53,7 +49,7 @@ def test_policy_fields_make_the_policy(clock: FakeClock) -> None:
 
     @circuit(failure_threshold=2, reset_timeout="PT10S", registry=registry)
     def call() -> None:
-        fail()
+        boom()
 
     breaker = registry[f"{__name__}.test_policy_fields_make_the_policy.<locals>.call"]
     assert (breaker.policy.failure_threshold, breaker.policy.reset_timeout) == (2, 10.0)
@@ -77,7 +73,7 @@ def test_same_name_shares_one_breaker() -> None:
 
     @circuit(name="users-api", failure_threshold=1, registry=registry)
     def list_users() -> None:
-        fail()
+        boom()
 
     assert registry.names() == ["users-api"]
     with pytest.raises(ConnectionError):
@@ -92,7 +88,7 @@ def test_async_functions_are_guarded() -> None:
 
     @circuit("async-api", failure_threshold=1, registry=registry)
     async def fetch() -> None:
-        fail()
+        boom()
 
     async def main() -> None:
         with pytest.raises(ConnectionError):
