@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
     from breaker_fsm.redis import RedisStore
     from tests.redis_server import RedisServer, StoreFactory
+
+#: Files the tests read: trails and policies written by earlier versions, checked in.
+FIXTURES = Path(__file__).parent / "fixtures"
 
 #: Seconds a test waits for an event (a push delivered, a subscription up) before it fails:
 #: generous, for a loaded machine; the delay itself is measured in ``make bench``.
@@ -74,6 +78,28 @@ def refused(breaker: CircuitBreaker) -> CircuitOpenError:
     with pytest.raises(CircuitOpenError) as info:
         breaker.call(lambda: "never runs")
     return info.value
+
+
+def transition(
+    seq: int,
+    event: str,
+    source: str,
+    target: str,
+    breaker: str = "b",
+    *,
+    generation: int | None = None,
+) -> Transition:
+    """A record stamped 2026-01-01, its monotonic time its seq (no origin, life or hash)."""
+    return Transition(
+        seq=seq,
+        breaker=breaker,
+        event=event,
+        source=source,
+        target=target,
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        monotonic=float(seq),
+        generation=generation,
+    )
 
 
 def merged(*breakers: CircuitBreaker) -> list[Transition]:
