@@ -62,6 +62,12 @@ def check_arguments(
         raise TypeError(
             f"CircuitBreaker policy must be a BreakerPolicy or None, got {_got(policy)}{hint}"
         )
+    for label, value in (("clock", clock), ("rng", rng)):
+        if isinstance(value, type):  # its methods would be unbound: monotonic() needs self
+            raise TypeError(
+                f"CircuitBreaker {label} must be an instance, got the class {value.__name__}: "
+                f"write {label}={value.__name__}()"
+            )
     if clock is not None and not all(
         callable(getattr(clock, method, None)) for method in ("monotonic", "wall")
     ):

@@ -68,6 +68,8 @@ BAD: list[tuple[dict[str, Any], type[Exception], list[str]]] = [
     ({"sinks": print}, TypeError, ["sinks must be an iterable of callables", "got builtin"]),
     ({"clock": lambda: 0}, TypeError, ["clock must have monotonic() and wall()", "function"]),
     ({"clock": OnlyMonotonic()}, TypeError, ["clock must have", "got OnlyMonotonic"]),
+    ({"clock": FakeClock}, TypeError, ["clock must be an instance", "write clock=FakeClock()"]),
+    ({"rng": random.Random}, TypeError, ["rng must be an instance", "write rng=Random()"]),
     ({"rng": 42}, TypeError, ["rng must have a uniform(a, b) method", "got int 42"]),
     ({"rng": random.random}, TypeError, ["rng must have", "builtin_function_or_method"]),
     ({"audit_capacity": 0}, ValueError, ["audit_capacity must be an int >= 1", "got 0"]),

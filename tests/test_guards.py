@@ -4,6 +4,7 @@ contract in the README's "Ways to guard a dependency"), in memory and shared."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -125,6 +126,37 @@ def test_permit_release_is_neutral_and_gives_back_the_trial(make: Make, clock: F
     second.success()
     assert breaker.state == "closed"
     assert breaker.metrics().ignored_count == 1
+
+
+def test_a_lost_half_open_permit_warns_and_gives_its_trial_back(clock: FakeClock) -> None:
+    """A permit garbage-collected unsettled warns; its trial slot is not held for good."""
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock
+    )
+    fail(breaker)
+    clock.advance(5)
+    trial = breaker.acquire()
+    with pytest.warns(ResourceWarning, match=r"<Permit of 'svc', held> was never settled"):
+        del trial
+        gc.collect()
+    second = breaker.acquire()  # the lost trial's slot, given back (neutral)
+    second.success()
+    metrics = breaker.metrics()
+    assert (breaker.state, metrics.ignored_count, metrics.success_count) == ("closed", 1, 1)
+
+
+def test_a_lost_closed_permit_only_warns(clock: FakeClock) -> None:
+    """Unsettled in closed, a permit held no slot: a warning, and nothing recorded."""
+    breaker = CircuitBreaker("svc", clock=clock)
+    permit = breaker.acquire()
+    with pytest.warns(ResourceWarning, match="never settled"):
+        del permit
+        gc.collect()
+    assert breaker.metrics().total_requests == 0
+    settled = breaker.acquire()
+    settled.success()
+    del settled  # settled: no warning (filterwarnings = error would fail the test)
+    gc.collect()
 
 
 def test_async_permits(make: Make, clock: FakeClock) -> None:
