@@ -486,14 +486,22 @@ class CircuitBreaker(Guards):
 
             @functools.wraps(func)
             def generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return guard_generator(self, func, args, kwargs)
+                # A generator function itself, so that inspect (and frameworks) see one.
+                return (yield from guard_generator(self, func, args, kwargs))
 
             return generator_wrapper
         if inspect.isasyncgenfunction(func):
 
             @functools.wraps(func)
-            def async_generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return guard_async_generator(self, func, args, kwargs)
+            async def async_generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                # An async generator function itself, so that inspect sees one; it closes
+                # the guarded stream as it is closed (async for would leave that to the GC).
+                stream = guard_async_generator(self, func, args, kwargs)
+                try:
+                    async for item in stream:
+                        yield item
+                finally:
+                    await stream.aclose()
 
             return async_generator_wrapper
         if inspect.iscoroutinefunction(func):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import warnings
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from typing import Any
 
 from ._local import LOST_PERMITS, LocalEngine
@@ -203,7 +203,7 @@ def guard_generator(
 
 async def guard_async_generator(
     breaker: Guards, func: Callable[..., AsyncIterator[Any]], args: Any, kwargs: Any
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any]:
     """:func:`guard_generator` for async generators (values only: ``asend`` is not relayed)."""
     permit = await breaker.aacquire()
     try:

@@ -28,7 +28,7 @@ from ._machine import STATES
 from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, Admission, judge_exception
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN, Transitions, built
 from ._window import CountRing
-from .exceptions import CircuitOpenError
+from .exceptions import CallTimeoutError, CircuitOpenError
 
 __all__ = ["LocalEngine", "count_of"]
 
@@ -223,19 +223,26 @@ class LocalEngine(Transitions):
         (``call`` cannot interrupt a thread: it runs the call as it is, and :meth:`_record`
         judges a late return a failure.)
 
-        Past it the call is cancelled and the builtin ``TimeoutError`` raised, which
-        :meth:`_record` judges a failure (it came late). A cancellation from outside stays
-        neutral.
+        Past it the call is cancelled and :class:`~breaker_fsm.CallTimeoutError` raised
+        from the cancellation (whose traceback shows where the call hung): always a
+        failure (:func:`judge_exception`). A cancellation from outside stays neutral.
         """
-        async with asyncio.timeout(self._call_timeout):
-            return await func(*args, **kwargs)
+        timeout = self._call_timeout
+        limit = asyncio.timeout(timeout)
+        try:
+            async with limit:
+                return await func(*args, **kwargs)
+        except TimeoutError as exc:
+            if timeout is None or not limit.expired():  # the operation's own TimeoutError
+                raise
+            raise CallTimeoutError(self.name, timeout) from exc.__cause__
 
     def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
         """Settle a permit (see :class:`~breaker_fsm.Permit`): record its outcome."""
         if gen >= 0:
             self._record(gen, outcome, started, exc=exc)
         elif gen == _SHADOW and self._call_sinks:
-            self._tell_call(outcome, started, exc)
+            self._tell_call(outcome, started, exc, shadowed=True)
 
     async def _acomplete(
         self, gen: int, outcome: int, started: float, exc: BaseException | None
@@ -291,9 +298,9 @@ class LocalEngine(Transitions):
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc)[0], started, exc)
+            self._tell_call(self._judge_exception(exc)[0], started, exc, shadowed=True)
             raise
-        self._tell_call(self._judge_result(result)[0], started, None)
+        self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
     async def _arun_unrecorded(
@@ -307,17 +314,19 @@ class LocalEngine(Transitions):
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc)[0], started, exc)
+            self._tell_call(self._judge_exception(exc)[0], started, exc, shadowed=True)
             raise
-        self._tell_call(self._judge_result(result)[0], started, None)
+        self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
-    def _tell_call(self, outcome: int, started: float, exc: BaseException | None) -> None:
+    def _tell_call(
+        self, outcome: int, started: float, exc: BaseException | None, *, shadowed: bool = False
+    ) -> None:
         """Hand a call's outcome to the call sinks (a shadow call's, or a shared one's)."""
         now = self._clock.monotonic()
         if outcome >= 0:
             outcome = self._timed_outcome(outcome, now - started)
-        self._emit_call(call_record(self.name, outcome, started, now, exc))
+        self._emit_call(call_record(self.name, outcome, started, now, exc, shadowed=shadowed))
 
     def _timed_outcome(self, outcome: int, took: float) -> int:
         """``outcome`` (not neutral) of a call that took ``took`` seconds.

@@ -1186,7 +1186,9 @@ def test_an_async_predicate_is_a_predicate_error(caplog: pytest.LogCaptureFixtur
     async def predicate(_exc: BaseException) -> bool:
         return True
 
-    breaker = CircuitBreaker("a", BreakerPolicy(failure_threshold=1), is_failure_exception=predicate)
+    breaker = CircuitBreaker(
+        "a", BreakerPolicy(failure_threshold=1), is_failure_exception=predicate
+    )
     with caplog.at_level(logging.ERROR, logger="breaker_fsm"), pytest.raises(Boom):
         breaker.call(boom)
     metrics = breaker.metrics()
