@@ -478,7 +478,8 @@ class CircuitBreaker(Guards):
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function so that every call goes through the breaker.
 
-        ``def`` and ``async def`` go through :meth:`call` and :meth:`acall`. A generator
+        ``def`` and ``async def`` (or an object whose ``__call__`` is one) go through
+        :meth:`call` and :meth:`acall`. A generator
         function (sync or async) is admitted when iteration starts; an exception it raises
         is judged and re-raised, and exhaustion or an early ``close()`` is a success.
         """
@@ -504,7 +505,10 @@ class CircuitBreaker(Guards):
                     await stream.aclose()
 
             return async_generator_wrapper
-        if inspect.iscoroutinefunction(func):
+        if inspect.iscoroutinefunction(func) or (  # an object with an async __call__ too
+            not inspect.isroutine(func)
+            and inspect.iscoroutinefunction(getattr(func, "__call__", None))
+        ):
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
