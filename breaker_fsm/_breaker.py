@@ -506,8 +506,7 @@ class CircuitBreaker(Guards):
 
             return async_generator_wrapper
         if inspect.iscoroutinefunction(func) or (  # an object with an async __call__ too
-            not inspect.isroutine(func)
-            and inspect.iscoroutinefunction(getattr(func, "__call__", None))
+            not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
         ):
 
             @functools.wraps(func)
