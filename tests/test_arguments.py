@@ -208,6 +208,12 @@ def test_jsonl_sink_directory_must_be_a_directory(tmp_path: Path) -> None:
         JsonlSink(tmp_path / "plain-file" / "audit.jsonl")
 
 
+def test_jsonl_sink_on_a_directory_fails_at_construction(tmp_path: Path) -> None:
+    """A JsonlSink pointed at a directory (not a file in it) fails at construction."""
+    with pytest.raises(IsADirectoryError, match="is a directory: name a file in it"):
+        JsonlSink(tmp_path)
+
+
 def test_jsonl_sink_file_may_not_exist_yet(tmp_path: Path) -> None:
     """Only the directory must exist: the file is created by the first record."""
     path = tmp_path / "audit.jsonl"
