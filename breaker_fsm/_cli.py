@@ -306,11 +306,14 @@ def _utc(at: datetime) -> str:
 def verify_command(files: tuple[Path, ...]) -> None:
     """Check that the trails in FILES, merged, are legal walks of the machine.
 
-    Prints one line per breaker (transitions, lives, outages, time span and the head
-    hash to compare with an anchored one) and exits 0, or exits 1 naming the file and
-    line of the first bad record.
+    Prints one line per breaker (transitions, lives, outages, time span), then the head
+    of each writer's hash chain (to compare with an anchored one), and exits 0; or exits 1
+    naming the file and line of the first bad record. A file with no records is named
+    on stderr.
     """
     located = _read(files)
+    for empty in sorted(set(files) - {file for file, _, _ in located}, key=files.index):
+        click.echo(f"{empty}: no records", err=True)
     try:
         summary = verify(record for _, _, record in located)
     except AuditError as exc:  # verify names the record's position: always set here
@@ -331,9 +334,8 @@ def _breaker_line(breaker: BreakerSummary) -> str:
         f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
         f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "
         f"{_plural(breaker.outages, 'outage')}, "
-        f"{_utc(breaker.first)} → {_utc(breaker.last)} ({_duration(breaker.span)}), "
-        f"head {breaker.head[:16]}"
-    )
+        f"{_utc(breaker.first)} → {_utc(breaker.last)} ({_duration(breaker.span)})"
+    ) + "".join(f"\n  head {head} ({origin})" for origin, head in breaker.heads.items())
 
 
 def _duration(span: timedelta) -> str:

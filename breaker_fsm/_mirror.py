@@ -43,6 +43,7 @@ class Mirror(CircuitBreaker):
 
     __slots__ = ("_link",)
 
+    _reclaims_lost_permits = False  # its half-open permits are the store's
     _link: StoreLink
 
     def metrics(self) -> BreakerMetrics:

@@ -3,6 +3,7 @@ lives and fleets are in test_audit_chain.py)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import AuditError, BreakerPolicy, CircuitBreaker, Transition
+from breaker_fsm import AuditError, BreakerPolicy, BreakerStats, CircuitBreaker, Transition
+from breaker_fsm._audit import COUNTERS
 from breaker_fsm.audit import (
     AuditLog,
     JsonlSink,
@@ -303,3 +305,17 @@ def test_digest_survives_the_json_round_trip(tmp_path: Path) -> None:
     assert [digest(r) for r in read_jsonl(path)] == [digest(r) for r in breaker.audit]
     legacy = read_jsonl(FIXTURES / "trail-v1.jsonl")[0]
     assert digest(legacy) == digest(Transition.model_validate_json(legacy.to_json()))
+
+
+def test_counters_re_sorted_by_a_log_pipeline_still_chain(tmp_path: Path) -> None:
+    """The digest reads counters in the order a breaker writes them: a pipeline that
+    re-serialises JSON with sorted keys (jq -S) leaves the chain intact."""
+    breaker, path = scenario(tmp_path)
+    lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines), "utf-8")
+    records = read_jsonl(path)
+    assert list(records[0].counters) == sorted(COUNTERS)  # really re-sorted
+    assert verify(records) == len(breaker.audit)
+    assert [digest(r) for r in records] == [digest(r) for r in breaker.audit]
+    stats = BreakerStats(now=0.0)
+    assert tuple(stats.as_counters()) == COUNTERS  # the order a breaker writes
