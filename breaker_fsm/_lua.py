@@ -137,14 +137,16 @@ local function now()
 end
 
 local function load()
-  if V then
+  if V and V[2] >= A[3] then
     S = {st = V[1], g = V[2], ep = V[3], k = V[4], wc = V[5], wf = V[6], ws = V[7],
       wp = V[8], wh = V[9], n = V[10], d = V[11], o = V[12], h = V[13], p = V[14],
       to = V[15], tf = V[16]}
     FP0 = V[17]
     return
   end
-  -- Missing (expired, or a server that restarted empty): recreate it from the seed.
+  -- Missing (expired, or a server that restarted empty), or behind the caller's mirror (a
+  -- failover lost transitions that the primary had acknowledged): recreate it from the
+  -- seed, so that the fleet goes on from the newest state a member saw.
   local t = redis.call('TIME')
   S = {st = A[2], g = A[3], ep = tonumber(t[1]) * 1000000 + tonumber(t[2]), k = 0,
     wc = 0, wf = 0, ws = 0, wp = 0, wh = -1, n = A[4], d = A[5], o = 0, h = 0, p = 0,
