@@ -314,3 +314,72 @@ def test_a_new_member_refuses_its_first_call_on_an_open_breaker_on_every_node(
 
     through(mode, store_of(late), scenario)
     assert late.state == "open"
+
+
+# ---------------------------------------------------------------------------- node loss
+
+
+def subscriber_counts(cluster: ClusterNodes) -> dict[int, int]:
+    """The push subscriptions (Pub/Sub connections) on each running node, by port."""
+    counts = {}
+    for server in cluster.servers:
+        if server.running:
+            with server.client() as client:
+                counts[server.port] = sum("P" in c["flags"] for c in client.client_list())
+    return counts
+
+
+def test_a_lost_node_degrades_its_breakers_only_and_they_converge_when_it_returns(
+    cluster: ClusterNodes, stores: Callable[..., RedisStore], clock: FakeClock
+) -> None:
+    """Kill the master that owns one breaker's slot (and holds the push subscriptions).
+
+    That breaker degrades to local state and no call fails; a breaker on another node keeps
+    sharing, pushes included (the subscriptions move to a live node); when the node comes
+    back (empty) the first breaker's members share one state again.
+    """
+    one, two = stores(now=clock.monotonic), stores(now=clock.monotonic)
+    names = cluster.names_per_node()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=30)
+    breakers = {
+        (name, member): CircuitBreaker(name, policy, clock=clock, store=store)
+        for name in names
+        for member, store in enumerate((one, two))
+    }
+    wait_live(*breakers.values())
+    counts = subscriber_counts(cluster)
+    busiest = max(counts, key=lambda port: counts[port])
+    assert counts[busiest] == 2  # both members subscribed on one node (their first)
+    victim = next(s for s in cluster.servers if s.port == busiest)
+    lost = next(n for n in names if cluster.node_of(f"breaker_fsm:{{{n}}}") is victim)
+    kept = next(n for n in names if n != lost)
+    victim.kill()
+    try:
+        lost_a, lost_b = breakers[lost, 0], breakers[lost, 1]
+        assert lost_a.call(lambda: "runs") == "runs"  # no call fails: local state
+        assert lost_a.metrics().degraded
+        fail(lost_a)  # trips locally, alone
+        assert lost_a.state == "open"
+        assert [r.generation for r in lost_a.audit] == [None]  # and its trail says so
+        kept_a, kept_b = breakers[kept, 0], breakers[kept, 1]
+        wait_live(kept_a, kept_b)  # resubscribed on a live node
+        fail(kept_a)
+        wait_until(state_is(kept_b, "open"), "a breaker on a live node still pushes")
+        refused(kept_b)
+        assert not (kept_a.metrics().degraded or kept_b.metrics().degraded)
+        assert lost_b.call(lambda: "runs") == "runs"  # its fleet is split meanwhile
+    finally:
+        victim.start()
+    cluster.wait_ok()
+    clock.advance(30)  # past the local open duration and every retry interval
+    for breaker in (lost_a, lost_b):
+        assert breaker.call(lambda: "runs") == "runs"  # back on the (recreated) entry
+        assert not breaker.metrics().degraded
+    wait_live(lost_a, lost_b)
+    fail(lost_b)
+    wait_until(state_is(lost_a, "open"), "the returned node's breaker pushes again")
+    refused(lost_a)
+    described = one.describe(lost)
+    assert described is not None
+    assert described["state"] == 1.0  # open, shared
+    assert verify([r for r in lost_b.audit if r.generation is not None]) >= 1
