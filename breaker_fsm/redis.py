@@ -674,6 +674,8 @@ class RedisStore:
                 self._owns_client = False
         if client is not None:
             client.close()
+            for sentinel in _sentinels_of(client):  # the ones the store asked, built with it
+                sentinel.close()
 
     async def aclose(self) -> None:
         """Close the asyncio client the store built for the running event loop."""
@@ -681,3 +683,11 @@ class RedisStore:
         client = self._aclients.pop(loop, None)
         if client is not None:
             await client.aclose()
+            for sentinel in _sentinels_of(client):
+                await sentinel.aclose()
+
+
+def _sentinels_of(client: Any) -> list[Any]:
+    """The sentinel clients behind a client from ``Sentinel.master_for`` (else none)."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
