@@ -159,11 +159,10 @@ def _parse(url: str) -> Topology:
     """The topology a ``redis+cluster://`` or ``redis+sentinel://`` URL names."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    tls = {"ssl": True} if scheme.startswith("rediss+") else {}
     user, password, hosts = _hosts(parts.netloc, 26379 if scheme.endswith("sentinel") else 6379)
-    carried: dict[str, Any] = {"username": user, "password": password, **tls}
+    carried: dict[str, Any] = {"username": user, "password": password}
     carried = {k: v for k, v in carried.items() if v is not None}
-    if scheme.endswith("+cluster"):
+    if scheme == "redis+cluster":
         if parts.path.strip("/") not in ("", "0"):
             raise ValueError(f"a Redis Cluster has only database 0, got {url!r}")
         return _cluster_from(hosts, carried)
@@ -195,7 +194,7 @@ def topology_of(client: Any, service_name: str | None) -> Topology | None:  # no
 
     if isinstance(client, str):
         scheme = urlsplit(client).scheme.lower()
-        if scheme in ("redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"):
+        if scheme in ("redis+cluster", "redis+sentinel"):  # TLS: pass a client
             return _parse(client)
         return None
     if isinstance(client, redis.cluster.RedisCluster):

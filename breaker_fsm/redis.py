@@ -47,10 +47,19 @@ first answer puts the breaker back on the shared state. No call fails because Re
 **Keys and expiry.** A breaker has a state key, ``{namespace}:{<name>}`` (16 numbers
 packed in one string: :meth:`RedisStore.describe` decodes it), and with a window a window
 key, ``{namespace}:{<name>}:w`` (a count window's ring, one byte a call, or a time
-window's one-second buckets); both hash to one slot in a cluster. They expire ``ttl``
-seconds (at least twice the longest open duration and the window) after their last write;
-the state of an operator override (``forced_open``, ``disabled``) does not expire. A
-missing entry is recreated from the state the first process to reach it had mirrored.
+window's one-second buckets); both hash to one slot in a cluster, and every script
+touches only them. They expire ``ttl`` seconds (at least twice the longest open duration
+and the window) after their last write; the state of an operator override
+(``forced_open``, ``disabled``) does not expire. A missing entry, or one behind what the
+caller has mirrored (a failover lost transitions), is recreated from the state the first
+process to reach it had mirrored.
+
+**Cluster and Sentinel.** ``RedisStore("redis+cluster://h1:7000,h2:7001")`` shares
+breakers through a Redis Cluster: each breaker lives on the node that owns its slot, and
+the push subscription (a ``PUBLISH`` reaches every node over the cluster bus) moves to
+another node when its node dies. ``RedisStore("redis+sentinel://s1:26379,s2:26379/mymaster")``
+follows the primary that the sentinels name. A dead node or primary degrades only the
+breakers it held, as any outage does.
 """
 
 from __future__ import annotations
@@ -267,12 +276,26 @@ class RedisStore:
     """Breaker state shared through Redis: pass it as ``CircuitBreaker(..., store=...)``.
 
     Args:
-        client: a ``redis://`` URL, a ``redis.Redis`` or a ``redis.asyncio.Redis``. From a
-            URL the store builds its own clients with ``timeout`` and no retries. A client
-            you pass is used as it is: give it a short ``socket_timeout`` and no retries
-            (``retry=Retry(NoBackoff(), 0)``), or a dead Redis slows every call down.
-            The other kind of client (sync for ``call`` and ``send``, asyncio for
-            ``acall`` and ``asend``) is derived from it unless you pass it too.
+        client: where the shared state lives, one of
+
+            - one server: a ``redis://`` (``rediss://``, ``unix://``) URL, a
+              ``redis.Redis`` or a ``redis.asyncio.Redis``;
+            - a Redis Cluster: ``redis+cluster://host:port[,host:port...]`` (the startup
+              nodes), a ``redis.cluster.RedisCluster`` or a
+              ``redis.asyncio.cluster.RedisCluster``;
+            - a primary behind Sentinel:
+              ``redis+sentinel://host:port[,host:port...]/SERVICE[/DB]`` (the sentinels),
+              a ``redis.sentinel.Sentinel`` (or its asyncio twin) with ``service_name``,
+              or a client from its ``master_for``. Each new connection asks the sentinels
+              where the primary is: the store follows a failover by itself.
+
+            From a URL (or a Sentinel) the store builds its own clients with ``timeout``
+            and no retries. A client you pass is used as it is: give it a short
+            ``socket_timeout`` and no retries (``retry=Retry(NoBackoff(), 0)``), or a dead
+            Redis slows every call down. The other kind of client (sync for ``call`` and
+            ``send``, asyncio for ``acall`` and ``asend``) is derived from it unless you
+            pass it too.
+        service_name: with a ``redis.sentinel.Sentinel``: the name of the primary.
         namespace: prefix of every key.
         timeout: seconds to wait for Redis (connect and reply) before degrading, for the
             clients the store builds.
@@ -287,8 +310,22 @@ class RedisStore:
             ``False`` a breaker learns the fleet's transitions only from the replies to
             its own round trips (a closed breaker runs one call after another process
             tripped the fleet): for servers without Pub/Sub, or tests of that path.
+        wait_replicas: after each transition a script makes (never after a plain call),
+            wait until this many replicas have it (``WAIT``), at most ``wait_timeout``
+            seconds. Redis replicates asynchronously: a transition that the primary
+            acknowledged and died before sending is lost by Redis. With ``wait_replicas=1``
+            a confirmed transition is on a replica; one that is not confirmed in time (no
+            replica, a lagging one) is counted in :attr:`unconfirmed` and logged. Either
+            way, a member that saw a lost transition re-seeds it when it next reaches the
+            promoted replica. 0 (the default): no ``WAIT``.
+        wait_timeout: seconds a ``WAIT`` may block; shorter than ``timeout`` (half of it
+            by default).
         now: for tests only: a function whose value the scripts use instead of the
             server's ``TIME`` (every process sharing a breaker must use the same one).
+
+    Attributes:
+        topology: ``"server"``, ``"cluster"`` or ``"sentinel"``: what ``client`` named.
+        unconfirmed: transitions that fewer than ``wait_replicas`` replicas confirmed.
     """
 
     def __init__(
@@ -304,7 +341,7 @@ class RedisStore:
         async_client: redis_async.Redis | None = None,
         push: bool = True,
         wait_replicas: int = 0,
-        wait_timeout: float = 0.1,
+        wait_timeout: float | None = None,
         now: Callable[[], float] | None = None,
     ) -> None:
         try:  # here, not at import: the module imports without redis-py
@@ -327,7 +364,7 @@ class RedisStore:
             ("ttl", ttl),
             ("retry_interval", retry_interval),
             ("sync_interval", sync_interval),
-            ("wait_timeout", wait_timeout),
+            ("wait_timeout", timeout / 2 if wait_timeout is None else wait_timeout),
         ):
             if not value > 0:
                 raise ValueError(f"{label} must be > 0, got {value!r}")
@@ -339,7 +376,13 @@ class RedisStore:
         if wait_replicas < 0:
             raise ValueError(f"wait_replicas must be >= 0, got {wait_replicas!r}")
         self.wait_replicas = int(wait_replicas)
-        self.wait_timeout = float(wait_timeout)
+        self.wait_timeout = self.timeout / 2 if wait_timeout is None else float(wait_timeout)
+        if self.wait_timeout >= self.timeout:
+            raise ValueError(  # WAIT would outlast the socket's timeout: an error, every time
+                f"wait_timeout ({self.wait_timeout:g}s) must be shorter than timeout "
+                f"({self.timeout:g}s)"
+            )
+        self._confirming = True  # the last WAIT was answered: warn when one is not
         #: Transitions that fewer than ``wait_replicas`` replicas confirmed in time.
         self.unconfirmed = 0
         self.now = now
@@ -499,6 +542,8 @@ class RedisStore:
             return
         if acked < self.wait_replicas:
             self._unconfirmed(key, acked)
+        else:
+            self._confirming = True
 
     async def _aconfirm(self, key: bytes) -> None:
         """:meth:`_confirm` on the asyncio client (a cluster's: the sync one, in a thread)."""
@@ -514,6 +559,8 @@ class RedisStore:
             return
         if acked < self.wait_replicas:
             self._unconfirmed(key, acked)
+        else:
+            self._confirming = True
 
     def _wait_sync(self, key: bytes) -> int:
         client: Any = self._sync_client()
@@ -534,11 +581,16 @@ class RedisStore:
         pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
 
     def _unconfirmed(self, key: bytes, why: int | BaseException) -> None:
+        """Count a transition the replicas did not confirm; warn once until one is."""
         self.unconfirmed += 1
+        if not self._confirming:
+            return
+        self._confirming = False
         detail = f"{why} replica(s) acknowledged" if isinstance(why, int) else repr(why)
         _log.warning(
             "%r: a transition of %s is not confirmed by %d replica(s) within %gs (%s): a "
-            "failover now may lose it (the fleet re-seeds it from the members that saw it)",
+            "failover now may lose it (the fleet re-seeds it from the members that saw it); "
+            "counted in .unconfirmed, and said again once a transition is confirmed",
             self,
             key.decode(errors="replace"),
             self.wait_replicas,

@@ -384,3 +384,73 @@ def test_a_lost_node_degrades_its_breakers_only_and_they_converge_when_it_return
     assert described is not None
     assert described["state"] == 1.0  # open, shared
     assert verify([r for r in lost_b.audit if r.generation is not None]) >= 1
+
+
+# ---------------------------------------------------------------------------- WAIT, URLs
+
+
+def test_wait_on_a_cluster_without_replicas_leaves_every_transition_unconfirmed(
+    name: str,
+    stores: Callable[..., RedisStore],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """WAIT 1 goes to the slot's own master; with no replica it is counted, warned once."""
+    store = stores(now=clock.monotonic, wait_replicas=1, wait_timeout=0.01)
+    breaker = CircuitBreaker(name, POLICY, clock=clock, store=store)
+    assert breaker.call(lambda: "no transition, no WAIT") == "no transition, no WAIT"
+    assert store.unconfirmed == 0
+    fail(breaker)
+    assert store.unconfirmed == 1
+
+    async def scenario() -> None:
+        assert await breaker.asend("reset") == "closed"  # the asyncio path, in a thread
+
+    run_closing_one(store, scenario)
+    assert store.unconfirmed == 2
+    assert caplog.text.count("not confirmed by 1 replica") == 1
+    with store._sync_client().get_redis_connection(
+        store._sync_client().get_node_from_key(store.keys(name)[0])
+    ) as node:
+        assert node.exists(store.keys(name)[0] + ":ack")  # written on the slot's master
+
+
+def run_closing_one(store: RedisStore, scenario: Callable[[], Any]) -> None:
+    async def main() -> None:
+        try:
+            await scenario()
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+
+
+def test_store_settings_for_wait_are_checked() -> None:
+    """wait_replicas >= 0, and a WAIT must end before the socket's timeout does."""
+    with pytest.raises(ValueError, match="wait_replicas must be >= 0"):
+        RedisStore("redis://127.0.0.1:1/0", wait_replicas=-1)
+    with pytest.raises(ValueError, match="shorter than timeout"):
+        RedisStore("redis://127.0.0.1:1/0", wait_replicas=1, timeout=0.1, wait_timeout=0.1)
+    assert RedisStore("redis://127.0.0.1:1/0", timeout=0.2).wait_timeout == 0.1
+
+
+def test_cluster_and_sentinel_urls_are_read() -> None:
+    """Users, passwords, default ports and databases; a cluster URL names no database."""
+    from breaker_fsm._topology import _hosts
+
+    assert _hosts("u:p%40ss@h1:7000,h2,[::1]:7002", 6379) == (
+        "u",
+        "p@ss",
+        [("h1", 7000), ("h2", 6379), ("::1", 7002)],
+    )
+    assert _hosts(":pw@h", 26379) == (None, "pw", [("h", 26379)])
+    with pytest.raises(ValueError, match="only database 0"):
+        RedisStore("redis+cluster://127.0.0.1:1/3")
+    store = RedisStore("redis+sentinel://:pw@127.0.0.1:1/primary/2")
+    assert store.topology == "sentinel"
+    client = store._sync_client()  # built, not connected: master_for connects lazily
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["password"], kwargs["db"]) == ("pw", 2)
+    assert "***" in repr(store)
+    assert "pw" not in repr(store)
+    store.close()

@@ -11,6 +11,7 @@ does about them: a member that saw the lost transition re-seeds the store with i
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
 from tests.helpers import fail, merged, refused, run_closing, wait_live, wait_until
@@ -75,6 +76,12 @@ def acknowledged(*breakers: CircuitBreaker) -> int:
     return max((r.generation or 0 for b in breakers for r in b.audit), default=0)
 
 
+def store_of(breaker: CircuitBreaker) -> RedisStore:
+    entry: Any = breaker._link.entry  # type: ignore[attr-defined]
+    store: RedisStore = entry.store
+    return store
+
+
 def state_is(breaker: CircuitBreaker, state: str) -> Callable[[], bool]:
     return lambda: breaker.state == state
 
@@ -99,7 +106,7 @@ def test_a_store_takes_a_sentinel_url_a_sentinel_or_its_primary_client(
             RedisStore("redis+sentinel://127.0.0.1:1")
         by_url = stores(now=clock.monotonic)
         by_sentinel = stores(client=sentinel, service_name=SERVICE, now=clock.monotonic)
-        by_client = stores(client=primary, now=clock.monotonic)
+        by_client = stores(client=primary, now=clock.monotonic, wait_replicas=1)
         assert {s.topology for s in (by_url, by_sentinel, by_client)} == {"sentinel"}
         a, b, c = (
             CircuitBreaker("svc", POLICY, clock=clock, store=s)
@@ -111,13 +118,26 @@ def test_a_store_takes_a_sentinel_url_a_sentinel_or_its_primary_client(
             wait_until(state_is(other, "open"), f"{other!r} mirrors the trip")
             refused(other)
 
-        async def scenario() -> None:  # the asyncio client each derived (or built)
-            assert await c.asend("reset") == "closed"
-            assert await b.asend("force_open") == "forced_open"
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-        run_closing(by_client, scenario, by_sentinel)
+        by_async = stores(
+            client=AsyncSentinel(redis_sentinel.addresses),
+            service_name=SERVICE,
+            now=clock.monotonic,
+        )
+        assert by_async.topology == "sentinel"
+        d = CircuitBreaker("svc", POLICY, clock=clock, store=by_async)
+
+        async def scenario() -> None:  # the asyncio client each derived (or built)
+            assert await c.asend("reset") == "closed"  # WAITs for the replica: confirmed
+            assert await b.asend("force_open") == "forced_open"
+            with pytest.raises(CircuitOpenError):
+                await d.acall(asyncio.sleep, 0)
+
+        run_closing(by_client, scenario, by_sentinel, by_async)
         wait_until(state_is(a, "forced_open"), "a mirrors the override")
         assert verify(merged(a, b, c)) == 3
+        assert by_client.unconfirmed == 0
     finally:
         primary.close()
 
@@ -198,8 +218,7 @@ def test_a_transition_the_primary_never_replicated_is_lost_by_redis_not_by_the_f
         wait_until(state_is(b, "open"), "b mirrors the trip")
     finally:
         crash()
-    store_a: Any = a._link.entry.store  # type: ignore[attr-defined]
-    assert store_a.unconfirmed == wait  # WAIT said so (and logged it), or nothing did
+    assert store_of(a).unconfirmed == wait  # WAIT said so (and logged it), or nothing did
     assert ("not confirmed by 1 replica" in caplog.text) == bool(wait)
     redis_sentinel.wait_promoted(redis_sentinel.replica)
     assert gen_on(redis_sentinel.replica) == 0  # lost by Redis: 1 acknowledged, 0 kept
@@ -253,8 +272,13 @@ def test_the_fleet_loses_no_transition_when_the_primary_dies_under_a_stream_of_t
     assert a.metrics().degraded
     redis_sentinel.wait_promoted(redis_sentinel.replica)
     kept = gen_on(redis_sentinel.replica)
-    print(f"failover stream wait={wait}: acknowledged {acked}, replica kept {kept}")
+    unconfirmed = store_of(a).unconfirmed
+    print(
+        f"failover stream wait={wait}: acknowledged {acked}, kept {kept}, unconfirmed {unconfirmed}"
+    )
     assert kept <= acked
+    if wait:  # what Redis lost, WAIT had said was not on the replica
+        assert acked - kept <= unconfirmed
     clock.advance(RETRY)
     a.send("reset")  # back on shared state: re-seeds the store if it lost anything a saw
     wait_live(a, b)
