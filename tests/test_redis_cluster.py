@@ -25,10 +25,12 @@ from tests.helpers import (
     PATIENCE,
     Boom,
     Invoke,
+    aboom,
     boom,
     fail,
     merged,
     refused,
+    run_closing,
     through,
     wait_live,
     wait_until,
@@ -403,26 +405,19 @@ def test_wait_on_a_cluster_without_replicas_leaves_every_transition_unconfirmed(
     fail(breaker)
     assert store.unconfirmed == 1
 
-    async def scenario() -> None:
-        assert await breaker.asend("reset") == "closed"  # the asyncio path, in a thread
+    async def scenario() -> None:  # the asyncio paths (a cluster's WAIT: in a thread)
+        assert await breaker.asend("reset") == "closed"
+        with pytest.raises(Boom):
+            await breaker.acall(aboom)  # a trip made by record
 
-    run_closing_one(store, scenario)
-    assert store.unconfirmed == 2
+    run_closing(store, scenario)
+    assert breaker.state == "open"
+    assert store.unconfirmed == 3
     assert caplog.text.count("not confirmed by 1 replica") == 1
     with store._sync_client().get_redis_connection(
         store._sync_client().get_node_from_key(store.keys(name)[0])
     ) as node:
         assert node.exists(store.keys(name)[0] + ":ack")  # written on the slot's master
-
-
-def run_closing_one(store: RedisStore, scenario: Callable[[], Any]) -> None:
-    async def main() -> None:
-        try:
-            await scenario()
-        finally:
-            await store.aclose()
-
-    asyncio.run(main())
 
 
 def test_store_settings_for_wait_are_checked() -> None:
