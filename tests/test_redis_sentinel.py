@@ -23,7 +23,7 @@ import pytest
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
-from tests.helpers import fail, merged, refused, run_closing, wait_live, wait_until
+from tests.helpers import PATIENCE, fail, merged, refused, run_closing, wait_live, wait_until
 from tests.redis_cluster import SERVICE, SentinelSet
 from tests.redis_server import RedisServer
 
@@ -131,6 +131,10 @@ def test_a_store_takes_a_sentinel_url_a_sentinel_or_its_primary_client(
         async def scenario() -> None:  # the asyncio client each derived (or built)
             assert await c.asend("reset") == "closed"  # WAITs for the replica: confirmed
             assert await b.asend("force_open") == "forced_open"
+            deadline = asyncio.get_running_loop().time() + PATIENCE
+            while d.state != "forced_open":  # read when its subscription came up, or pushed
+                assert asyncio.get_running_loop().time() < deadline, "d never followed"
+                await asyncio.sleep(0.001)
             with pytest.raises(CircuitOpenError):
                 await d.acall(asyncio.sleep, 0)
 
@@ -285,3 +289,32 @@ def test_the_fleet_loses_no_transition_when_the_primary_dies_under_a_stream_of_t
     wait_until(state_is(b, "closed"), "b follows a's reset")
     assert gen_on(redis_sentinel.replica) > acked  # every acknowledged transition kept
     assert not a.metrics().degraded
+
+
+def test_a_mirror_of_an_expired_entry_follows_its_successor_instead_of_re_seeding_it(
+    redis_server: RedisServer, redis_stores: Any, clock: FakeClock
+) -> None:
+    """Only an entry behind a mirror *of that same entry* is re-seeded (one server suffices).
+
+    A's mirror is at generation 3 when the entry expires; B recreates it and moves it to
+    generation 2 (forced_open). A, which has not heard of it (no push), then reaches the
+    new entry: it takes B's state, and does not put its own older walk back.
+    """
+    a = CircuitBreaker(
+        "svc", POLICY, clock=clock, store=redis_stores(now=clock.monotonic, push=False)
+    )
+    fail(a)  # 1 trip
+    a.send("reset")  # 2
+    fail(a)  # 3 trip
+    with redis_server.client() as client:
+        client.delete("breaker_fsm:{svc}")  # expired
+    b = CircuitBreaker(
+        "svc", POLICY, clock=clock, store=redis_stores(now=clock.monotonic, push=False)
+    )
+    fail(b)  # recreated from b's seed (generation 0): 1 trip
+    assert b.send("force_open") == "forced_open"  # 2
+    assert gen_on(redis_server) == 2
+    clock.advance(30)  # a's mirrored open episode is over: its next call asks the store
+    refused(a)
+    assert a.state == "forced_open"
+    assert gen_on(redis_server) == 2
