@@ -50,9 +50,9 @@ key, ``{namespace}:{<name>}:w`` (a count window's ring, one byte a call, or a ti
 window's one-second buckets); both hash to one slot in a cluster, and every script
 touches only them. They expire ``ttl`` seconds (at least twice the longest open duration
 and the window) after their last write; the state of an operator override
-(``forced_open``, ``disabled``) does not expire. A missing entry, or one behind what the
-caller has mirrored (a failover lost transitions), is recreated from the state the first
-process to reach it had mirrored.
+(``forced_open``, ``disabled``) does not expire. A missing entry, or one behind the
+caller's mirror of that same entry (a failover lost transitions), is recreated from the
+state the first process to reach it had mirrored.
 
 **Cluster and Sentinel.** ``RedisStore("redis+cluster://h1:7000,h2:7001")`` shares
 breakers through a Redis Cluster: each breaker lives on the node that owns its slot, and
