@@ -221,9 +221,13 @@ def test_backoff_lengthens_each_retrip() -> None:
     ]
 
 
-def test_nothing_to_replay() -> None:
-    """No calls: nothing ran, nothing tripped, no time passed."""
-    replay = simulate(SCENARIO_POLICY, [])
+def test_nothing_to_replay_is_an_error() -> None:
+    """No calls at all is a ReplayError; calls that are all skipped replay to nothing."""
+    with pytest.raises(ReplayError, match=r"^no calls to replay$"):
+        simulate(SCENARIO_POLICY, [])
+    with pytest.raises(ReplayError, match=r"^no calls to replay$"):
+        simulate(SCENARIO_POLICY, iter(()))
+    replay = simulate(SCENARIO_POLICY, [Call(5.0, "refused")])
     assert (replay.calls, replay.ran, replay.refused, replay.trail) == (0, 0, 0, ())
     assert (replay.first_trip_at, replay.open_seconds, replay.start, replay.end) == (
         None,
@@ -232,6 +236,7 @@ def test_nothing_to_replay() -> None:
         0.0,
     )
     assert replay.transitions == {"trip": 0, "attempt_reset": 0, "retrip": 0, "recover": 0}
+    assert replay.skipped == 1
 
 
 def test_the_trail_is_a_verified_walk_and_tuples_are_calls() -> None:
@@ -266,10 +271,15 @@ def test_the_policys_exception_classification_does_not_matter() -> None:
         ((2e9, "success", None), "call 1: at must be a number of seconds"),
         ((1.0, "success", -0.5), "call 1: duration must be a number of seconds from 0"),
         ((1.0, "success", math.nan), "call 1: duration must be a number of seconds from 0"),
-        (("1.0", "success", None), "call 1: not an (at, outcome, duration) call"),
-        ((1.0, "success", "0.5"), "call 1: not an (at, outcome, duration) call"),
-        ((1.0, "success"), "call 1: not an (at, outcome, duration) call"),
+        (("1.0", "success", None), "call 1: at must be a number of seconds from -1e+09 to "),
+        (Call("x", "success"), "call 1: at must be a number of seconds from -1e+09 to "),  # type: ignore[arg-type]
+        ((True, "success"), "call 1: at must be a number of seconds"),
+        ((1.0, "success", "0.5"), "call 1: duration must be a number of seconds from 0"),
+        ((1.0,), "call 1: not an (at, outcome, duration) call: a Call, an (at, outcome"),
+        ((1.0, "success", None, "x"), "call 1: not an (at, outcome, duration) call"),
         (None, "call 1: not an (at, outcome, duration) call"),
+        ({"at": 1.0}, "call 1: a call given as a mapping needs 'outcome', got {'at': 1.0}"),
+        ({"outcome": "success", "at": "soon"}, "call 1: at must be a number of seconds"),
     ],
 )
 def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> None:
@@ -285,6 +295,80 @@ def test_simulate_rejects_calls_that_are_not_iterable() -> None:
     """Something that is not a sequence of calls is named as such."""
     with pytest.raises(ReplayError, match=r"^call 0: not an \(at, outcome, duration\) call"):
         simulate(SCENARIO_POLICY, 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("policy", "hint"),
+    [
+        ({"failure_threshold": 3}, r"got dict: build one with BreakerPolicy\(\*\*fields\)"),
+        ("policy.toml", r"got str: load a policy file with BreakerPolicy\.from_file\(path\)"),
+        (Path("policy.toml"), r"got PosixPath: load a policy file with BreakerPolicy\.from_file"),
+        (None, r"got NoneType: e\.g\. BreakerPolicy\(failure_threshold=5\), or BreakerPolicy"),
+    ],
+)
+def test_simulate_says_what_policy_to_pass(policy: object, hint: str) -> None:
+    """A policy that is not a BreakerPolicy is a TypeError naming policy and what to pass."""
+    with pytest.raises(TypeError, match=r"^simulate\(\): policy must be a BreakerPolicy, " + hint):
+        simulate(policy, MINUTE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("calls", ["calls.jsonl", Path("calls.jsonl"), b"calls.jsonl"])
+def test_simulate_given_a_path_says_to_read_it(calls: object) -> None:
+    """A path where the calls go: a TypeError pointing at read_calls(path)."""
+    with pytest.raises(TypeError, match=r"not a path .*: read a call log with read_calls\(path\)"):
+        simulate(SCENARIO_POLICY, calls)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, True])
+def test_simulate_rejects_a_seed_that_is_not_an_int(seed: object) -> None:
+    """seed must be an int (or None): anything else is a TypeError naming seed."""
+    with pytest.raises(TypeError, match=r"^simulate\(\): seed must be an int or None, got "):
+        simulate(SCENARIO_POLICY, MINUTE, seed=seed)  # type: ignore[arg-type]
+
+
+def test_calls_as_mappings_and_pairs_replay_as_calls() -> None:
+    """Dicts (a call log's JSON objects) and (at, outcome) pairs are calls, duration optional."""
+    expected = events(simulate(SCENARIO_POLICY, MINUTE))
+    as_dicts = [
+        {"at": c.at, "outcome": c.outcome, **({"duration": 0.0} if i % 2 else {})}
+        for i, c in enumerate(MINUTE)
+    ]
+    as_pairs = [(int(c.at), c.outcome) for c in MINUTE]
+    assert events(simulate(SCENARIO_POLICY, as_dicts)) == expected
+    assert events(simulate(SCENARIO_POLICY, as_pairs)) == expected
+    mixed: list[object] = [*as_dicts[:20], *as_pairs[20:40], *MINUTE[40:]]
+    assert events(simulate(SCENARIO_POLICY, mixed)) == expected  # type: ignore[arg-type]
+
+
+def test_unsorted_calls_are_sorted_stably_by_at() -> None:
+    """Calls out of order replay sorted by at (equal starts keep their order), as read_calls."""
+    shuffled = list(MINUTE)
+    random.Random(7).shuffle(shuffled)
+    assert events(simulate(SCENARIO_POLICY, shuffled)) == events(simulate(SCENARIO_POLICY, MINUTE))
+    # At t=0 both calls start together: given order decides which one is the trip.
+    same = BreakerPolicy(failure_threshold=1, reset_timeout=10)
+    first = simulate(same, [Call(1.0, "success"), Call(0.0, "failure"), Call(0.0, "success")])
+    second = simulate(same, [Call(1.0, "success"), Call(0.0, "success"), Call(0.0, "failure")])
+    assert (first.ran, first.successes_refused) == (1, 2)
+    assert (second.ran, second.successes_refused) == (2, 1)
+
+
+def test_simulate_picks_one_breaker_from_mappings() -> None:
+    """breaker= keeps one breaker's calls; several breakers and no pick is an error."""
+    users = [{"at": c.at, "outcome": c.outcome, "breaker": "users"} for c in MINUTE]
+    orders = [{"at": c.at + 0.5, "outcome": "failure", "breaker": "orders"} for c in MINUTE]
+    both = [call for pair in zip(users, orders, strict=True) for call in pair]
+    with pytest.raises(ReplayError, match=r"^the calls name 2 breakers \(users, orders\): pick "):
+        simulate(SCENARIO_POLICY, both)
+    expected = events(simulate(SCENARIO_POLICY, MINUTE))
+    assert events(simulate(SCENARIO_POLICY, both, breaker="users")) == expected
+    only_failures = simulate(SCENARIO_POLICY, both, breaker="orders")
+    assert only_failures.failures_let_through == 10  # five to trip, then five failed trials
+    assert events(simulate(SCENARIO_POLICY, users)) == expected  # one breaker: no pick needed
+    with pytest.raises(ReplayError, match=r"^no calls of breaker 'cart' \(the calls: users, ord"):
+        simulate(SCENARIO_POLICY, both, breaker="cart")
+    with pytest.raises(ReplayError, match=r"^no calls of breaker 'cart' \(the calls: none names"):
+        simulate(SCENARIO_POLICY, MINUTE, breaker="cart")
 
 
 # --------------------------------------------------------------------------- consistency
@@ -421,7 +505,7 @@ def test_overlapping_calls_replay_as_a_clock_set_to_each_start(
 
 
 @settings(max_examples=SIMPLE_EXAMPLES)
-@given(policies(), st.lists(st.sampled_from(["success", "ignored"]), max_size=40))
+@given(policies(), st.lists(st.sampled_from(["success", "ignored"]), min_size=1, max_size=40))
 def test_without_failures_nothing_is_refused(policy: BreakerPolicy, outcomes: list[str]) -> None:
     """A stream with no failure (and no slow call) never trips, so nothing is refused."""
     replay = simulate(policy, [Call(i * 0.5, outcome) for i, outcome in enumerate(outcomes)])
@@ -678,10 +762,10 @@ def test_plot_writes_a_real_image(tmp_path: Path, suffix: str) -> None:
 
 
 def test_plot_with_no_calls_and_default_labels(tmp_path: Path) -> None:
-    """An empty log still draws (empty panels), labelled policy 1, policy 2, ..."""
+    """No calls replayed still draws (empty panels), labelled policy 1, policy 2, ..."""
     pytest.importorskip("matplotlib")
     path = tmp_path / "empty.svg"
-    plot(path, [], [simulate(SCENARIO_POLICY, [])])
+    plot(path, [], [simulate(SCENARIO_POLICY, [Call(0.0, "refused")])])
     assert b"policy 1: refused 0 of 0" in path.read_bytes()
 
 
