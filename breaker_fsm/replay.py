@@ -110,8 +110,17 @@ class Replay:
     overlapped: int = 0
     """Calls that started while an earlier call was still running (by recorded durations)."""
 
+    @property
+    def first_trip_after(self) -> float | None:
+        """Seconds from the first call to the first trip (``first_trip_at`` is absolute)."""
+        return None if self.first_trip_at is None else self.first_trip_at - self.start
+
     def as_dict(self) -> dict[str, Any]:
-        """The figures as JSON-ready values (everything except the policy and the trail)."""
+        """The figures as JSON-ready values (everything except the policy and the trail).
+
+        Seconds are rounded to the nanosecond, so float noise from summing durations
+        (``103.99999999999999``) reads as the value it stands for (``104.0``).
+        """
         return {
             "calls": self.calls,
             "ran": self.ran,
@@ -119,13 +128,19 @@ class Replay:
             "skipped": self.skipped,
             "overlapped": self.overlapped,
             "transitions": dict(self.transitions),
-            "first_trip_at": self.first_trip_at,
-            "open_seconds": self.open_seconds,
+            "first_trip_at": _round(self.first_trip_at),
+            "first_trip_after": _round(self.first_trip_after),
+            "open_seconds": _round(self.open_seconds),
             "failures_let_through": self.failures_let_through,
             "successes_refused": self.successes_refused,
-            "start": self.start,
-            "end": self.end,
+            "start": _round(self.start),
+            "end": _round(self.end),
         }
+
+
+def _round(seconds: float | None) -> float | None:
+    """``seconds`` to the nanosecond: float noise removed, every recorded digit kept."""
+    return None if seconds is None else round(seconds, 9)
 
 
 # --------------------------------------------------------------------------- simulating

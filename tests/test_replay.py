@@ -798,7 +798,7 @@ def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
         "failures let through|successes refused"
     )
     assert re.split(r"\s{2,}", lines[0].strip()) == header.split("|")
-    strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "14", "20", "6", "4"]
+    strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "+14s", "20", "6", "4"]
     lenient = [str(files["lenient"]), "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"]
     assert [lines[1].split(), lines[2].split()] == [strict, lenient]
     assert len(lines) == 3
@@ -822,6 +822,7 @@ def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str
         "overlapped": 0,
         "transitions": {"trip": 1, "attempt_reset": 2, "retrip": 1, "recover": 1},
         "first_trip_at": 14.0,
+        "first_trip_after": 14.0,
         "open_seconds": 20.0,
         "failures_let_through": 6,
         "successes_refused": 4,
@@ -854,9 +855,43 @@ def test_simulate_draws_a_rich_table_on_a_terminal(files: dict[str, Path], tmp_p
         "simulate", calls, "-p", files["strict"], env={"FORCE_COLOR": "1", "COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
-    assert "┃" in result.stdout
-    assert "successes refused" in result.stdout
+    assert "─" * 20 in result.stdout  # rich's rule under the headings
+    assert "successes" in result.stdout
     assert "note: 1 call recorded as refused skipped" in result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_the_terminal_table_fits_and_shows_every_path_whole(
+    files: dict[str, Path], tmp_path: Path, columns: int
+) -> None:
+    """At 80 and 100 columns nothing is cut short: paths whole above, every heading whole."""
+    deep = tmp_path / "some" / "very" / "long" / "directory" / "for" / "the" / "policies"
+    deep.mkdir(parents=True)
+    long_name = deep / "a-candidate-policy-with-a-long-name.json"
+    long_name.write_text(files["strict"].read_text("utf-8"), encoding="utf-8")
+    result = invoke_cli(
+        "simulate",
+        files["calls"],
+        "-p",
+        long_name,
+        "-p",
+        files["lenient"],
+        env={"FORCE_COLOR": "1", "COLUMNS": str(columns)},
+    )
+    assert result.exit_code == 0, result.output
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    assert "…" not in text
+    assert max(map(len, text.splitlines())) <= columns
+    unfolded = text.replace("\n", "")  # a path longer than a line is folded, never cut
+    assert f"1: {long_name}" in unfolded
+    assert f"2: {files['lenient']}" in unfolded
+    for heading in ("calls", "refused", "retrips", "recovers", "failures", "successes"):
+        assert heading in text
+    rows = [line.split() for line in text.splitlines() if line[:1] in ("1", "2")]
+    assert rows == [
+        ["1", "60", "42", "18", "1", "1", "1", "+14s", "20", "6", "4"],
+        ["2", "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"],
+    ]
 
 
 def test_simulate_bad_inputs_print_one_error_and_nothing_else(
