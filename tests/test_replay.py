@@ -32,7 +32,7 @@ from breaker_fsm import (
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.replay import Call, Replay, explain, plot, read_calls, simulate
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Interrupt, breaker_fsm, invoke_cli
+from tests.helpers import Interrupt, breaker_fsm, invoke_cli, one_error_line, write_trail
 from tests.strategies import ServiceError, policies
 
 #: The module docstring's scenario: one call a second for a minute, failures from t=10 to t=29.
@@ -638,6 +638,57 @@ def test_unreadable_call_logs(tmp_path: Path) -> None:
         read_calls(binary)
 
 
+def test_read_calls_picks_one_breaker_of_a_shared_log(tmp_path: Path) -> None:
+    """A log of several breakers: pick one with breaker=, else an error listing the names."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text(
+        '{"at": 1, "outcome": "failure", "breaker": "users"}\n'
+        '{"at": 2, "outcome": "success", "breaker": "orders"}\n'
+        '{"at": 3, "outcome": "success", "breaker": "users"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ReplayError) as caught:
+        read_calls(path)
+    assert str(caught.value) == (
+        f"{path}: the calls name 2 breakers (orders, users): pick one with breaker=NAME "
+        "(--breaker NAME on the command line)"
+    )
+    assert read_calls(path, breaker="users") == [Call(1.0, "failure"), Call(3.0, "success")]
+    assert read_calls(path, breaker="orders") == [Call(2.0, "success")]
+    with pytest.raises(
+        ReplayError, match=r": no calls of breaker 'cart' \(the calls name orders, "
+    ):
+        read_calls(path, breaker="cart")
+    csv_path = tmp_path / "calls.csv"
+    csv_path.write_text("at,outcome,breaker\n1,success,a\n2,failure,b\n3,success\n", "utf-8")
+    assert read_calls(csv_path, breaker="b") == [Call(2.0, "failure")]
+    with pytest.raises(ReplayError, match=r"the calls name 2 breakers \(a, b\)"):
+        read_calls(csv_path)
+
+
+def test_read_calls_reads_a_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Excel's UTF-8 CSV starts with a BOM: the first column is still 'at'."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfat,outcome\r\n1,success\r\n")
+    assert read_calls(path) == [Call(1.0, "success")]
+
+
+def test_an_audit_trail_is_not_a_call_log(tmp_path: Path) -> None:
+    """A trail given as calls is named for what it is, at its first line."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    with pytest.raises(ReplayError) as caught:
+        read_calls(trail)
+    assert str(caught.value) == (
+        f"{trail}:1: this looks like an audit trail (it has seq/event), not a call log"
+    )
+
+
+def test_read_calls_wants_a_path() -> None:
+    """Calls where a path goes are a TypeError, not an obscure one from pathlib."""
+    with pytest.raises(TypeError, match=r"^read_calls\(\) takes a path \(str or Path\), got list"):
+        read_calls(MINUTE)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- explain
 
 
@@ -923,6 +974,111 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
         "nope.toml: no such file"
         in invoke_cli("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
     )
+
+
+def test_simulate_picks_a_breaker_with_breaker(files: dict[str, Path], tmp_path: Path) -> None:
+    """--breaker picks one breaker of a shared log; without it the names found are listed."""
+    shared = tmp_path / "shared.jsonl"
+    orders = [Call(c.at + 0.5, "failure") for c in MINUTE]
+    shared.write_text(
+        files["calls"].read_text("utf-8")
+        + write_jsonl(tmp_path / "o.jsonl", orders, breaker="orders").read_text("utf-8"),
+        encoding="utf-8",
+    )
+    line = one_error_line(breaker_fsm("simulate", shared, "-p", files["strict"]))
+    assert line == (
+        f"Error: {shared}: the calls name 2 breakers (orders, users-api): pick one with "
+        "breaker=NAME (--breaker NAME on the command line)"
+    )
+    alone = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--json")
+    picked = invoke_cli(
+        "simulate", shared, "-p", files["strict"], "--breaker", "users-api", "--json"
+    )
+    assert picked.exit_code == 0, picked.output
+    assert json.loads(picked.stdout) == json.loads(alone.stdout)
+    other = invoke_cli("simulate", shared, "-p", files["strict"], "-b", "orders", "--json")
+    assert json.loads(other.stdout)[0]["failures_let_through"] == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.jsonl", b""),
+        ("blank.jsonl", b"\n\n"),
+        ("empty.csv", b""),
+        ("head.csv", b"at,outcome\n"),
+    ],
+)
+def test_simulate_on_a_log_without_calls_says_so(
+    files: dict[str, Path], tmp_path: Path, name: str, content: bytes
+) -> None:
+    """An empty JSONL, a 0-byte CSV or a header-only CSV: 'no calls in FILE', exit 1."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = invoke_cli("simulate", path, "-p", files["strict"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == f"Error: no calls in {path}\n"
+
+
+def test_simulate_reads_the_policy_from_a_section(files: dict[str, Path], tmp_path: Path) -> None:
+    """--section reads each policy from a table; without it a pyproject-like file gets a hint."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "svc"\n[tool.breaker_fsm]\nfailure_threshold = 5\nreset_timeout = 10\n',
+        encoding="utf-8",
+    )
+    hinted = invoke_cli("simulate", files["calls"], "-p", pyproject)
+    assert hinted.exit_code == 1
+    assert hinted.stderr.splitlines()[-1] == (
+        "  hint: is the policy in a table? Pass --section tool.breaker_fsm"
+    )
+    read = invoke_cli(
+        "simulate", files["calls"], "-p", pyproject, "--section", "tool.breaker_fsm", "--json"
+    )
+    strict = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--json")
+    assert read.exit_code == 0, read.output
+    assert [row["refused"] for row in json.loads(read.stdout)] == [18]
+    assert json.loads(read.stdout)[0] | {"policy": ""} == json.loads(strict.stdout)[0] | {
+        "policy": ""
+    }
+    checked = invoke_cli("policy", "check", pyproject)
+    assert "Pass --section tool.breaker_fsm" in checked.stderr
+
+
+def test_simulate_names_every_bad_policy(files: dict[str, Path], tmp_path: Path) -> None:
+    """Two bad --policy files: both are reported, in order, then nothing else."""
+    zero = tmp_path / "zero.json"
+    zero.write_text('{"failure_threshold": 0}', encoding="utf-8")
+    result = invoke_cli(
+        "simulate", files["calls"], "-p", zero, "-p", files["strict"], "-p", tmp_path / "no.toml"
+    )
+    assert (result.exit_code, result.stdout) == (1, "")
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: {zero}: invalid policy, 1 error"
+    assert lines[-1] == f"{tmp_path / 'no.toml'}: no such file"
+
+
+def test_simulate_given_an_audit_trail_says_so(files: dict[str, Path], tmp_path: Path) -> None:
+    """An audit trail passed as the call log: one error saying what it looks like."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    line = one_error_line(breaker_fsm("simulate", trail, "-p", files["strict"]))
+    assert line == (
+        f"Error: {trail}:1: this looks like an audit trail (it has seq/event), not a call log"
+    )
+
+
+def test_simulate_json_rounds_float_noise(tmp_path: Path) -> None:
+    """Seconds with float noise (10.299999999999955) print rounded; first_trip_at absolute."""
+    calls = [Call(1000.0 + i * 0.1, "failure", 0.1) for i in range(3)]
+    calls += [Call(1000.0 + 104 * 0.1 + i * 0.1, "success", 0.1) for i in range(3)]
+    path = write_jsonl(tmp_path / "noisy.jsonl", calls)
+    policy = tmp_path / "once.json"
+    policy.write_text('{"failure_threshold": 1, "reset_timeout": 10}', encoding="utf-8")
+    raw = simulate(BreakerPolicy.from_file(policy), read_calls(path))
+    assert raw.open_seconds == 10.299999999999955  # the noise there is to round
+    row = json.loads(invoke_cli("simulate", path, "-p", policy, "--json").stdout)[0]
+    assert (row["open_seconds"], row["start"], row["end"]) == (10.3, 1000.0, 1010.7)
+    assert (row["first_trip_at"], row["first_trip_after"]) == (1000.1, 0.1)
 
 
 @pytest.mark.parametrize(
