@@ -266,6 +266,12 @@ Located = tuple[Path, int, Transition]
 
 def _read(files: Sequence[Path]) -> list[Located]:
     """The records of ``files`` merged by ``at``; each file's own order is kept."""
+    seen: dict[Path, Path] = {}
+    for file in files:  # a file given twice would double every record and fail its chain
+        same = seen.setdefault(file.resolve(), file)
+        if same is not file:
+            twice = "twice" if same == file else f"twice (as {same} and {file})"
+            raise Fail(f"{file}: the same file is given {twice}")
     per_file: list[list[Located]] = []
     for file in files:
         try:
@@ -353,7 +359,10 @@ def verify_command(files: tuple[Path, ...]) -> None:
 
 
 def _breaker_line(breaker: BreakerSummary) -> str:
-    restarts = f" ({_plural(breaker.restarts, 'restart')})" if breaker.restarts else ""
+    notes = [_plural(breaker.restarts, "restart")] if breaker.restarts else []
+    if breaker.concurrent:
+        notes.append(f"{breaker.concurrent} writing at the same time as another")
+    restarts = f" ({', '.join(notes)})" if notes else ""
     return (
         f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
         f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "
