@@ -15,8 +15,8 @@ refused.
 >>> result.first_trip_at, result.refused, result.transitions["retrip"]
 (14.0, 18, 1)
 
-The replay is sequential: calls run one after another in the order given (:func:`read_calls`
-sorts a log by ``at``). Each call starts at its own ``at`` on the simulated clock and moves the
+The replay is sequential: calls run one after another in order of ``at`` (given out of order,
+they are sorted stably, as :func:`read_calls` sorts a log). Each call starts at its own ``at`` on the simulated clock and moves the
 clock on by its ``duration`` while it runs, so slow-call detection sees the recorded duration
 and the timeline stays the recorded one. Calls that overlapped (a service runs many at once)
 are the approximation: a call that started before the previous one ended still starts at its
