@@ -16,8 +16,8 @@ refused.
 (14.0, 18, 1)
 
 The replay is sequential: calls run one after another in order of ``at`` (given out of order,
-they are sorted stably, as :func:`read_calls` sorts a log). Each call starts at its own ``at`` on the simulated clock and moves the
-clock on by its ``duration`` while it runs, so slow-call detection sees the recorded duration
+they are sorted stably, as :func:`read_calls` sorts a log). Each call starts at its own ``at``
+on the simulated clock and moves the clock on by its ``duration`` while it runs, so slow-call detection sees the recorded duration
 and the timeline stays the recorded one. Calls that overlapped (a service runs many at once)
 are the approximation: a call that started before the previous one ended still starts at its
 own ``at``, so the simulated clock steps back to it (the breaker tolerates a clock that stands
