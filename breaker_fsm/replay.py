@@ -17,15 +17,15 @@ refused.
 
 The replay is sequential: calls run one after another in order of ``at`` (given out of order,
 they are sorted stably, as :func:`read_calls` sorts a log). Each call starts at its own ``at``
-on the simulated clock and moves the clock on by its ``duration`` while it runs, so slow-call detection sees the recorded duration
-and the timeline stays the recorded one. Calls that overlapped (a service runs many at once)
-are the approximation: a call that started before the previous one ended still starts at its
-own ``at``, so the simulated clock steps back to it (the breaker tolerates a clock that stands
-still or steps back), and its outcome is judged before those of calls that started later even
-if they ended first. Calls that started while an earlier one was still running are counted in
-:attr:`Replay.overlapped`. Replaying them one
-after another instead, each waiting for the previous one to end, would stretch a busy
-service's hour into many hours and make every open duration meaningless.
+on the simulated clock and moves the clock on by its ``duration`` while it runs, so slow-call
+detection sees the recorded duration and the timeline stays the recorded one. Calls that
+overlapped (a service runs many at once) are the approximation: a call that started before the
+previous one ended still starts at its own ``at``, so the simulated clock steps back to it (the
+breaker tolerates a clock that stands still or steps back), and its outcome is judged before
+those of calls that started later even if they ended first. Calls that started while an earlier
+one was still running are counted in :attr:`Replay.overlapped`. Replaying them one after
+another instead, each waiting for the previous one to end, would stretch a busy service's hour
+into many hours and make every open duration meaningless.
 
 This module simulates (:func:`simulate`, :class:`Replay`); its parts are ``_replay_calls.py``
 (:class:`Call`, :func:`read_calls`), ``_explain.py`` (:func:`explain`) and ``_replay_plot.py``
