@@ -18,7 +18,7 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, Transition
 from breaker_fsm.audit import JsonlSink
-from breaker_fsm.testing import FakeClock
+from breaker_fsm.testing import DEFAULT_WALL_START, FakeClock
 
 if TYPE_CHECKING:
     from click.testing import Result
@@ -308,9 +308,12 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def write_trail(path: Path, name: str = "users-api") -> Path:
-    """Five real transitions of one breaker instance, as JsonlSink writes them."""
-    clock = FakeClock(start=1000.0)
+def write_trail(path: Path, name: str = "users-api", *, later: float = 0.0) -> Path:
+    """Five real transitions of one breaker instance, as JsonlSink writes them.
+
+    They span one second from FakeClock's wall start, or from ``later`` seconds after it.
+    """
+    clock = FakeClock(start=1000.0, wall_start=DEFAULT_WALL_START + later)
     breaker = CircuitBreaker(
         name,
         BreakerPolicy(failure_threshold=1, reset_timeout=1),
