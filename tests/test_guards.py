@@ -418,6 +418,7 @@ def test_call_of_an_async_function_raises_naming_acall(make: Make, options: Any)
         with pytest.raises(TypeError, match=r"acall\(") as caught:
             breaker.call(fetch)  # type: ignore[arg-type]
         assert "fetch" in str(caught.value)
+
     def plain() -> Any:
         return aok()  # a coroutine from a plain function is caught too
 
