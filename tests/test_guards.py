@@ -68,11 +68,9 @@ def test_with_block_records_success_and_failure(make: Make) -> None:
         pytest.fail("a refused block must not run")
 
 
-def test_with_block_ignores_the_fallback(clock: FakeClock) -> None:
+def test_with_block_ignores_the_fallback(make: Make) -> None:
     """A refused with block raises CircuitOpenError even when the breaker has a fallback."""
-    breaker = CircuitBreaker(
-        "svc", BreakerPolicy(failure_threshold=1), clock=clock, fallback=lambda: "cached"
-    )
+    breaker = make({"fallback": lambda: "cached"}, failure_threshold=1)
     fail(breaker)
     assert breaker.call(lambda: "never") == "cached"
     with pytest.raises(CircuitOpenError), breaker:
@@ -174,15 +172,9 @@ def test_async_permits(make: Make, clock: FakeClock) -> None:
     assert breaker.state == "closed"
 
 
-def test_half_open_permits_are_exact_across_threads(clock: FakeClock) -> None:
+def test_half_open_permits_are_exact_across_threads(make: Make, clock: FakeClock) -> None:
     """However many threads race for permits in half_open, exactly half_open_max_calls win."""
-    breaker = CircuitBreaker(
-        "svc",
-        BreakerPolicy(
-            failure_threshold=1, reset_timeout=1, half_open_max_calls=3, success_threshold=3
-        ),
-        clock=clock,
-    )
+    breaker = make(failure_threshold=1, reset_timeout=1, half_open_max_calls=3, success_threshold=3)
     fail(breaker)
     clock.advance(1)
     won: list[Any] = []
@@ -207,10 +199,41 @@ def test_half_open_permits_are_exact_across_threads(clock: FakeClock) -> None:
     assert breaker.state == "closed"
 
 
-def test_slow_call_timing_runs_from_acquire_to_settle(clock: FakeClock) -> None:
+def test_half_open_permits_are_exact_across_tasks(make: Make, clock: FakeClock) -> None:
+    """However many asyncio tasks race aacquire in half_open, exactly half_open_max_calls
+    win; async with blocks hold theirs until they end."""
+    breaker = make(failure_threshold=1, reset_timeout=1, half_open_max_calls=2, success_threshold=2)
+    fail(breaker)
+    clock.advance(1)
+    entered: list[int] = []
+
+    async def racer(index: int, release: asyncio.Event) -> str:
+        try:
+            async with breaker:
+                entered.append(index)
+                await release.wait()
+        except CircuitOpenError:
+            return "refused"
+        return "ran"
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        tasks = [asyncio.create_task(racer(i, release)) for i in range(12)]
+        while len(entered) < 2 or sum(t.done() for t in tasks) < 10:
+            await asyncio.sleep(0)
+        assert len(entered) == 2  # the two winners hold their trial slots
+        release.set()
+        outcomes = await asyncio.gather(*tasks)
+        assert sorted(outcomes) == ["ran"] * 2 + ["refused"] * 10
+
+    run(make, scenario)
+    assert breaker.state == "closed"
+    assert breaker.metrics().rejected_count == 10
+
+
+def test_slow_call_timing_runs_from_acquire_to_settle(make: Make, clock: FakeClock) -> None:
     """A permit settled after slow_call_duration counts a slow call."""
-    policy = BreakerPolicy(window=CountWindow(size=10), slow_call_duration=1.0)
-    breaker = CircuitBreaker("svc", policy, clock=clock)
+    breaker = make(window=CountWindow(size=10), slow_call_duration=1.0)
     permit = breaker.acquire()
     clock.advance(2)
     permit.success()
@@ -233,9 +256,9 @@ def test_exit_without_enter_is_an_error(clock: FakeClock) -> None:
         breaker.__exit__(None, None, None)
 
 
-def test_disabled_permits_record_nothing(clock: FakeClock) -> None:
+def test_disabled_permits_record_nothing(make: Make) -> None:
     """While disabled, a permit is granted and settling it records nothing."""
-    breaker = CircuitBreaker("svc", clock=clock)
+    breaker = make()
     breaker.send("disable")
     with breaker:
         pass
@@ -278,9 +301,9 @@ def test_generator_exhaustion_and_early_close_are_successes(make: Make) -> None:
     assert breaker.metrics().success_count == 2
 
 
-def test_generator_is_refused_when_open(clock: FakeClock) -> None:
+def test_generator_is_refused_when_open(make: Make) -> None:
     """A guarded generator on an open breaker raises CircuitOpenError at its first next()."""
-    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1), clock=clock)
+    breaker = make(failure_threshold=1)
     fail(breaker)
 
     @breaker
