@@ -369,6 +369,41 @@ def test_is_failure_exception_looks_at_the_exception(make: Make) -> None:
     assert breaker.metrics().open_duration == 30.0  # the hint: at least 30 s
 
 
+def test_is_failure_exception_judges_awaited_calls_too(make: Make) -> None:
+    """acall, async with and an async generator put each recorded exception to the same
+    predicate: a 404 is a success, a 503 a failure."""
+
+    class HTTPError(Exception):
+        def __init__(self, status: int) -> None:
+            super().__init__(status)
+            self.status = status
+
+    breaker = make({"is_failure_exception": lambda exc: exc.status >= 500}, failure_threshold=3)
+
+    async def status(code: int) -> None:
+        raise HTTPError(code)
+
+    @breaker
+    async def stream(code: int) -> AsyncIterator[int]:
+        yield 1
+        raise HTTPError(code)
+
+    async def scenario() -> None:
+        for code in (404, 503):
+            with pytest.raises(HTTPError):
+                await breaker.acall(status, code)
+            with pytest.raises(HTTPError):
+                async with breaker:
+                    raise HTTPError(code)
+            with pytest.raises(HTTPError):
+                async for _ in stream(code):
+                    pass
+
+    run(make, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.error_count, breaker.state) == (3, 3, "open")
+
+
 def test_a_raising_exception_predicate_is_neutral_and_counted(clock: FakeClock) -> None:
     """An is_failure_exception that raises is logged and counted; the call is neutral."""
 

@@ -140,6 +140,39 @@ def test_call_sinks_are_async_too(make: Make, clock: FakeClock) -> None:
     assert [r.outcome for r in records] == ["success", "failure", "refused"]
 
 
+def test_shadow_mode_runs_awaited_calls_it_would_refuse(make: Make) -> None:
+    """acall on a shadow breaker that has tripped: the call runs and returns, unrecorded
+    but for the would-refuse count, and call sinks hear its real outcome."""
+    records: list[CallRecord] = []
+    breaker = make(
+        BreakerPolicy(failure_threshold=1, reset_timeout=10, enforce=False),
+        call_sinks=[records.append],
+    )
+
+    async def aok() -> str:
+        return "ran anyway"
+
+    async def aboom() -> None:
+        raise Boom("down")
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(Boom):
+                await breaker.acall(aboom)
+            assert breaker.state == "open"
+            assert await breaker.acall(aok) == "ran anyway"
+            with pytest.raises(Boom):
+                await breaker.acall(aboom)
+        finally:
+            for store in make.stores:  # type: ignore[attr-defined]
+                await store.aclose()
+
+    asyncio.run(scenario())
+    assert [r.outcome for r in records] == ["failure", "success", "failure"]
+    metrics = breaker.metrics()
+    assert (metrics.shadow_rejected_count, metrics.error_count, metrics.rejected_count) == (2, 1, 0)
+
+
 def test_slow_calls_are_marked(make: Make, clock: FakeClock) -> None:
     """A call slower than slow_call_duration is marked slow in its record."""
     records: list[CallRecord] = []
