@@ -101,9 +101,17 @@ class BreakerRules(RuleBasedStateMachine):
         self._logger.setLevel(logging.CRITICAL)
 
     def teardown(self) -> None:
-        """Close the event loop the async calls ran on; logging as it was."""
+        """Release the permits still held; close the event loop; logging as it was."""
+        self.release_held()
         self.loop.close()
         self._logger.setLevel(self._log_level)
+
+    def release_held(self) -> None:
+        """Release every permit still held (the model is done with them): a permit is
+        never left to the garbage collector, which warns."""
+        for permit, _, _ in self.held:
+            permit.release()
+        self.held.clear()
 
     # ------------------------------------------------------------------ calls
 

@@ -82,8 +82,9 @@ class BreakerVersusModel(BreakerRules):
     def _start_life(self) -> None:
         """A new breaker instance (a process start) and a fresh model; the file goes on.
 
-        Permits the last life held die with it: they are never settled.
+        Permits the last life held are released on it first (its model is gone).
         """
+        self.release_held()
         self.records: list[Transition] = []
         sinks: list[Any] = [self.records.append, self.file.append]
         if self.failing_sink:
@@ -98,7 +99,6 @@ class BreakerVersusModel(BreakerRules):
             rng=random.Random(self.seed),
         )
         self.model = ReferenceBreaker(self.policy, random.Random(self.seed))
-        self.held.clear()
         self.settled.clear()
         self.lives += 1
 

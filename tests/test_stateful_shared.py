@@ -102,7 +102,9 @@ class SharedBreakerVersusModel(BreakerRules):
         self.model = ReferenceBreaker(policy, random.Random(0))  # no jitter: never drawn
 
     def teardown(self) -> None:
-        """Close the store's clients (the asyncio one on its loop), then the loop."""
+        """Release held permits, close the store's clients (the asyncio one on its loop),
+        then the loop."""
+        self.release_held()
         if self.store is not None:
             self.loop.run_until_complete(self.store.aclose())
             self.store.close()
