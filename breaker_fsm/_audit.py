@@ -242,7 +242,7 @@ def _record_of(row: _Row) -> Transition:
             "prev": None if prev is None else prev.hex(),
         },
     )
-    _set(record, "__pydantic_fields_set__", _FIELDS_SET)
+    _set(record, "__pydantic_fields_set__", set(_FIELDS_SET))  # model_copy updates it
     _set(record, "__pydantic_extra__", None)
     _set(record, "__pydantic_private__", None)
     return record

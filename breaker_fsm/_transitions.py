@@ -1,9 +1,9 @@
 """Transitions: the one writer of a breaker's state, and its audit trail.
 
 Every transition, automatic or operator, is dispatched through a
-:class:`~breaker_fsm.BreakerMachine`. The machine's model is a :class:`_Binding` that
-names a breaker: it reads that breaker's state, answers the machine's guards with that
-breaker's policy, and its ``on_enter_state`` calls :meth:`Transitions._apply`. So one
+:class:`~breaker_fsm.BreakerMachine`. The machine's model (a :class:`_Model`) names a
+breaker: it reads that breaker's state, answers the machine's guards with that breaker's
+policy, and its ``on_enter_state`` calls :meth:`Transitions._apply`. So one
 machine can serve any breaker, bound per event: a breaker borrows one from a pool shared
 by the whole process (:func:`_borrow`) for each transition, and no breaker builds a machine
 of its own unless its :attr:`~Transitions.machine` is asked for (then every later

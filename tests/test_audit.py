@@ -220,6 +220,8 @@ def test_a_kept_record_is_the_one_the_sinks_got(tmp_path: Path) -> None:
     assert [r.to_json() for r in kept] == [r.to_json() for r in got]
     assert [type(r.at) for r in kept] == [datetime, datetime]
     assert breaker.audit.head == digest(got[-1])
+    edited = kept[0].model_copy(update={"reason": "edited"})  # a record read back is a model
+    assert (edited.reason, edited.seq, kept[0].reason) == ("edited", 1, got[0].reason)
 
 
 def test_breakers_under_one_policy_share_their_reasons() -> None:
