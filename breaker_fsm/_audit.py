@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -101,15 +102,32 @@ class Transition(BaseModel):
 #: argument handling (about a third of its cost), returning the UTF-8 bytes themselves.
 _to_json = Transition.__pydantic_serializer__.to_json
 
+#: The order in which a breaker writes a record's counters (``BreakerStats.as_counters``).
+COUNTERS: tuple[str, ...] = (
+    "consecutive_failures",
+    "window_calls",
+    "window_failures",
+    "window_slow",
+    "trial_successes",
+    "trial_failures",
+)
+_COUNTER_RANK = {name: rank for rank, name in enumerate(COUNTERS)}
+
 
 def canonical(record: Transition) -> bytes:
     """The bytes a record's hash covers: its JSON line without the fields that are ``None``.
 
     Leaving ``None`` out keeps a record's hash the same when a later version adds an
     optional field (which must default to ``None``). The form is pydantic's serialization,
-    which a JSON round trip preserves; ``tests/fixtures/trail-v2.jsonl`` pins it, so a
-    change that would orphan the chains of trails already written fails a test.
+    with the counters in the order a breaker writes them (:data:`COUNTERS`, then any other
+    by name), so a log pipeline that re-serialises JSON with its keys sorted changes
+    nothing. ``tests/fixtures/trail-v2.jsonl`` pins the form, so a change that would
+    orphan the chains of trails already written fails a test.
     """
+    counters = record.counters
+    if counters and tuple(counters) != COUNTERS:  # written elsewhere, or read back re-sorted
+        ordered = sorted(counters, key=lambda name: (_COUNTER_RANK.get(name, len(COUNTERS)), name))
+        record = record.model_copy(update={"counters": {name: counters[name] for name in ordered}})
     return _to_json(record, exclude_none=True)
 
 
@@ -119,7 +137,12 @@ def digest(record: Transition) -> str:
     The digest of a trail's newest record is its *head*: write it somewhere the trail's
     writer cannot rewrite (a log line, a metric) to anchor the chain.
     """
-    return hashlib.sha256(_to_json(record, exclude_none=True)).hexdigest()
+    if not isinstance(record, Transition):
+        raise TypeError(
+            f"digest() takes a Transition, got {type(record).__name__} "
+            "(Transition.model_validate(...) builds one from a dict)"
+        )
+    return hashlib.sha256(canonical(record)).hexdigest()
 
 
 _host: str | None = None
@@ -181,16 +204,6 @@ class Chain:
         return f"Chain(origin={self.origin!r}, head={self.head!r})"
 
 
-#: The names of the counters a breaker's records carry (``BreakerStats.as_counters``), in
-#: order: a kept record stores their values only.
-COUNTERS = (
-    "consecutive_failures",
-    "window_calls",
-    "window_failures",
-    "window_slow",
-    "trial_successes",
-    "trial_failures",
-)
 _FIELD_NAMES = tuple(Transition.model_fields)
 _FIELDS_SET = frozenset(_FIELD_NAMES)
 #: One object per state and event name, so that kept records share them.
@@ -384,7 +397,7 @@ class AuditLog:
                 "prev": None if head is None else head.hex(),
             }
         )
-        self._head = hashlib.sha256(_to_json(stamped, exclude_none=True)).digest()
+        self._head = hashlib.sha256(canonical(stamped)).digest()
         self.append(stamped)
         return stamped
 
@@ -418,6 +431,7 @@ class AuditLog:
             generation, origin, SHARED_LIFE if shared else origin, head,
         )  # fmt: skip
         record = _record_of(row)
+        # Its counters are in COUNTERS order: its canonical form is its JSON as it is.
         self._head = hashlib.sha256(_to_json(record, exclude_none=True)).digest()
         self._keep(row)
         return record
@@ -459,6 +473,7 @@ class JsonlSink:
         FileNotFoundError: the file's directory does not exist (checked here, not at the
             first transition, which would be during an outage).
         NotADirectoryError: what should be the file's directory is not one.
+        IsADirectoryError: the path is a directory, not a file.
     """
 
     __slots__ = ("path",)
@@ -471,6 +486,10 @@ class JsonlSink:
             if folder.exists():
                 raise NotADirectoryError(f"{where} is not a directory")
             raise FileNotFoundError(f"{where} does not exist")
+        if self.path.is_dir():
+            raise IsADirectoryError(
+                f"JsonlSink({str(self.path)!r}) is a directory: name a file in it"
+            )
 
     def __call__(self, record: Transition) -> None:
         """Write ``record`` as one line."""
@@ -544,8 +563,20 @@ def read_numbered(path: str | os.PathLike[str]) -> list[tuple[int, Transition]]:
         try:
             records.append((number, Transition.model_validate_json(line)))
         except ValidationError as exc:
-            raise AuditError(f"{file}:{number}: {_describe(exc)}", line=number) from None
+            problem = _call_log_hint(line) or _describe(exc)
+            raise AuditError(f"{file}:{number}: {problem}", line=number) from None
     return records
+
+
+def _call_log_hint(line: str) -> str | None:
+    """What to say when a line that is not a record is a call log's line instead."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict) and "outcome" in value and "event" not in value:
+        return "this looks like a call log (it has at/outcome), not an audit trail"
+    return None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -578,11 +609,14 @@ class BreakerSummary:
     #: Each writer's (``origin``'s) head: the digest of the newest record of its chain,
     #: which is what that instance's ``breaker.audit.head`` said when it wrote it.
     heads: dict[str, str] = field(default_factory=dict)
+    #: Lives that began before an earlier one's last record: instances writing at the same
+    #: time (two processes with one breaker name and no store), not restarts.
+    concurrent: int = 0
 
     @property
     def restarts(self) -> int:
-        """Gaps between lives: each later life began with a new instance."""
-        return self.lives - 1
+        """Lives that began after every earlier one had ended: a new instance, restarted."""
+        return self.lives - 1 - self.concurrent
 
 
 class AuditSummary(int):
@@ -614,7 +648,7 @@ class _Tally:
     record: Transition
     transitions: int = 0
     outages: int = 0
-    lives: set[str | None] = field(default_factory=set)
+    lives: dict[str | None, list[timedelta]] = field(default_factory=dict)  # first, last
 
     def add(self, record: Transition) -> None:
         when = (instant(record.at), record.at)
@@ -622,7 +656,18 @@ class _Tally:
         self.last = max(self.last, when, key=lambda pair: pair[0])
         self.record = record
         self.transitions += 1
-        self.lives.add(record.life or record.origin)
+        span = self.lives.setdefault(record.life or record.origin, [when[0], when[0]])
+        span[0], span[1] = min(span[0], when[0]), max(span[1], when[0])
+
+    def concurrent(self) -> int:
+        """Lives that began before an earlier-begun one had written its last record."""
+        count = 0
+        ended: timedelta | None = None
+        for first, last in sorted(self.lives.values()):
+            if ended is not None and first < ended:
+                count += 1
+            ended = last if ended is None else max(ended, last)
+        return count
 
     def summary(self, breaker: str, heads: dict[str, str]) -> BreakerSummary:
         return BreakerSummary(
@@ -635,6 +680,7 @@ class _Tally:
             span=self.last[0] - self.first[0],
             head=digest(self.record),
             heads=heads,
+            concurrent=self.concurrent(),
         )
 
 
@@ -676,8 +722,16 @@ def verify(records: Iterable[Transition]) -> AuditSummary:
     Raises:
         AuditError: naming the first bad record's ``seq`` (and its position in ``index``).
     """
+    if isinstance(records, str | bytes | os.PathLike):
+        raise TypeError(
+            f"verify() takes records, not a path ({records!r}): read a trail with "
+            "read_jsonl(path) and verify what it returns"
+        )
     checker = _Verifier()
     for index, record in enumerate(records):
+        if not isinstance(record, Transition):
+            raise TypeError(f"verify(): record {index} is a {type(record).__name__}, "
+                            "not a Transition")  # fmt: skip
         checker.check(index, record)
     return checker.finish()
 

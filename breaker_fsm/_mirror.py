@@ -43,6 +43,7 @@ class Mirror(CircuitBreaker):
 
     __slots__ = ("_link",)
 
+    _reclaims_lost_permits = False  # its half-open permits are the store's
     _link: StoreLink
 
     def metrics(self) -> BreakerMetrics:
@@ -276,7 +277,7 @@ class Mirror(CircuitBreaker):
             self._half_open_since = now - reply.elapsed
         link.recheck_at = now + link.entry.sync_interval
         link.deadline = deadline
-        link.seed = Seed(state, reply.gen, reply.episode, reply.open_duration, 0.0)
+        link.seed = Seed(state, reply.gen, reply.episode, reply.open_duration, 0.0, reply.epoch)
         if self._window is not None:
             self._window.clear()  # a later outage starts from an empty local window
 

@@ -15,39 +15,49 @@ refused.
 >>> result.first_trip_at, result.refused, result.transitions["retrip"]
 (14.0, 18, 1)
 
-The replay is sequential: calls run one after another in the order given (:func:`read_calls`
-sorts a log by ``at``). Each call starts at its own ``at`` on the simulated clock and moves the
-clock on by its ``duration`` while it runs, so slow-call detection sees the recorded duration
-and the timeline stays the recorded one. Calls that overlapped (a service runs many at once)
-are the approximation: a call that started before the previous one ended still starts at its
-own ``at``, so the simulated clock steps back to it (the breaker tolerates a clock that stands
-still or steps back), and its outcome is judged before those of calls that started later even
-if they ended first. Calls that started while an earlier one was still running are counted in
-:attr:`Replay.overlapped`. Replaying them one
-after another instead, each waiting for the previous one to end, would stretch a busy
-service's hour into many hours and make every open duration meaningless.
+The replay is sequential: calls run one after another in order of ``at`` (given out of order,
+they are sorted stably, as :func:`read_calls` sorts a log). Each call starts at its own ``at``
+on the simulated clock and moves the clock on by its ``duration`` while it runs, so slow-call
+detection sees the recorded duration and the timeline stays the recorded one. Calls that
+overlapped (a service runs many at once) are the approximation: a call that started before the
+previous one ended still starts at its own ``at``, so the simulated clock steps back to it (the
+breaker tolerates a clock that stands still or steps back), and its outcome is judged before
+those of calls that started later even if they ended first. Calls that started while an earlier
+one was still running are counted in :attr:`Replay.overlapped`. Replaying them one after
+another instead, each waiting for the previous one to end, would stretch a busy service's hour
+into many hours and make every open duration meaningless.
+
+This module simulates (:func:`simulate`, :class:`Replay`); its parts are ``_replay_calls.py``
+(:class:`Call`, :func:`read_calls`), ``_explain.py`` (:func:`explain`) and ``_replay_plot.py``
+(:func:`plot`), and every public name is imported from here.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
+import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
+from typing import Any, Final, TypeGuard
 
-from ._audit import Transition, jsonl_lines
+from ._audit import Transition
 from ._breaker import CircuitBreaker
-from ._policy import BreakerPolicy, CountWindow
+from ._explain import Explanation, explain
+from ._policy import BreakerPolicy
+from ._replay_calls import (
+    _DURATION,
+    _NAMES,
+    _OUTCOME_SET,
+    _RANGE,
+    MAX_SECONDS,
+    OUTCOMES,
+    Call,
+    read_calls,
+)
+from ._replay_plot import plot, require_matplotlib
 from .exceptions import ReplayError
 from .testing import DEFAULT_WALL_START
-
-if TYPE_CHECKING:
-    import os
 
 __all__ = [
     "EVENTS",
@@ -64,32 +74,8 @@ __all__ = [
     "simulate",
 ]
 
-#: The outcomes a call record may have. ``"refused"`` means the recorded breaker refused the
-#: call, so what the service would have answered is unknown: such calls are skipped.
-OUTCOMES: Final = ("success", "failure", "ignored", "refused")
-
-_NAMES: Final = ", ".join(OUTCOMES)
-
 #: The automatic events a replay can fire, in the order they are reported.
 EVENTS: Final = ("trip", "attempt_reset", "retrip", "recover")
-
-#: The largest ``at`` (in magnitude) and ``duration`` replayed: about 31 years.
-MAX_SECONDS: Final = 1e9
-_RANGE: Final = f"from {-MAX_SECONDS:g} to {MAX_SECONDS:g}"
-_DURATION: Final = f"a number of seconds from 0 to {MAX_SECONDS:g}"
-
-
-class Call(NamedTuple):
-    """One recorded call.
-
-    ``at`` is when it started (monotonic seconds), ``outcome`` one of :data:`OUTCOMES` and
-    ``duration`` how long it ran in seconds (``None``: unknown, replayed as instantaneous and
-    never slow).
-    """
-
-    at: float
-    outcome: str
-    duration: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +110,17 @@ class Replay:
     overlapped: int = 0
     """Calls that started while an earlier call was still running (by recorded durations)."""
 
+    @property
+    def first_trip_after(self) -> float | None:
+        """Seconds from the first call to the first trip (``first_trip_at`` is absolute)."""
+        return None if self.first_trip_at is None else self.first_trip_at - self.start
+
     def as_dict(self) -> dict[str, Any]:
-        """The figures as JSON-ready values (everything except the policy and the trail)."""
+        """The figures as JSON-ready values (everything except the policy and the trail).
+
+        Seconds are rounded to the nanosecond, so float noise from summing durations
+        (``103.99999999999999``) reads as the value it stands for (``104.0``).
+        """
         return {
             "calls": self.calls,
             "ran": self.ran,
@@ -133,13 +128,19 @@ class Replay:
             "skipped": self.skipped,
             "overlapped": self.overlapped,
             "transitions": dict(self.transitions),
-            "first_trip_at": self.first_trip_at,
-            "open_seconds": self.open_seconds,
+            "first_trip_at": _round(self.first_trip_at),
+            "first_trip_after": _round(self.first_trip_after),
+            "open_seconds": _round(self.open_seconds),
             "failures_let_through": self.failures_let_through,
             "successes_refused": self.successes_refused,
-            "start": self.start,
-            "end": self.end,
+            "start": _round(self.start),
+            "end": _round(self.end),
         }
+
+
+def _round(seconds: float | None) -> float | None:
+    """``seconds`` to the nanosecond: float noise removed, every recorded digit kept."""
+    return None if seconds is None else round(seconds, 9)
 
 
 # --------------------------------------------------------------------------- simulating
@@ -194,12 +195,17 @@ def _refuse(*_: object) -> object:
     return _REFUSED
 
 
+#: What :func:`simulate` takes as one call.
+CallLike = Call | tuple[float, str, float | None] | tuple[float, str] | Mapping[str, Any]
+
+
 def simulate(
     policy: BreakerPolicy,
-    calls: Iterable[Call | tuple[float, str, float | None]],
+    calls: Iterable[CallLike],
     *,
     seed: int | None = None,
     name: str = "replay",
+    breaker: str | None = None,
 ) -> Replay:
     """Replay ``calls`` through a breaker with ``policy`` on a simulated clock.
 
@@ -214,20 +220,32 @@ def simulate(
     as given.
 
     Args:
-        policy: the candidate policy.
-        calls: :class:`Call` records (or ``(at, outcome, duration)`` tuples), replayed in
-            order; see the module docstring for calls that overlap.
+        policy: the candidate policy (a :class:`~breaker_fsm.BreakerPolicy`; a file loads
+            with ``BreakerPolicy.from_file(path)``).
+        calls: :class:`Call` records, ``(at, outcome, duration)`` or ``(at, outcome)``
+            tuples, or mappings with ``"at"``, ``"outcome"`` and optionally ``"duration"``
+            and ``"breaker"`` (a call log's lines as JSON objects). They replay in order of
+            ``at``, sorted stably as :func:`read_calls` sorts them when they are not in
+            order already; see the module docstring for calls that overlap. A call log on
+            disk is read with :func:`read_calls`.
         seed: seeds the open-duration jitter; ``None`` is seed 0, so a replay repeats.
         name: the breaker's name in the audit trail.
+        breaker: replay only the calls whose ``"breaker"`` is this (only mappings name one).
+            Without it, calls naming more than one breaker are refused.
 
     Raises:
-        ReplayError: a call is not ``(at, outcome, duration)`` with a finite ``at``, an
-            outcome among :data:`OUTCOMES` and a finite ``duration`` ≥ 0 (or ``None``); the
-            error names its position in ``index``.
+        TypeError: ``policy`` is not a ``BreakerPolicy``, ``calls`` is a path or ``seed``
+            is not an integer.
+        ReplayError: there are no calls; a call is not ``(at, outcome, duration)`` with a
+            finite ``at``, an outcome among :data:`OUTCOMES` and a finite ``duration`` ≥ 0
+            (or ``None``), the error naming its position in ``index``; the calls name
+            several breakers and none is picked, or none is of the ``breaker`` picked.
     """
+    _check_arguments(policy, calls, seed)
+    prepared = _prepare(calls, breaker)
     clock = _ReplayClock()
     trail: list[Transition] = []
-    breaker = CircuitBreaker(
+    replayer = CircuitBreaker(
         name,
         policy.model_copy(
             update={
@@ -241,8 +259,8 @@ def simulate(
         sinks=[trail.append],
         rng=random.Random(0 if seed is None else seed),
     )
-    start, end, skipped, overlapped, successes_refused = _run(breaker, clock, calls)
-    metrics = breaker.metrics()
+    start, end, skipped, overlapped, successes_refused = _run(replayer, clock, prepared)
+    metrics = replayer.metrics()
     counts = dict.fromkeys(EVENTS, 0)
     first_trip_at = None
     open_seconds = 0.0
@@ -276,12 +294,12 @@ def simulate(
     )
 
 
-def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once per call
+def _run(
     breaker: CircuitBreaker,
     clock: _ReplayClock,
-    calls: Iterable[Call | tuple[float, str, float | None]],
+    calls: list[Call],
 ) -> tuple[float, float, int, int, int]:
-    """Run every call through ``breaker``.
+    """Run every call (validated by :func:`_prepare`) through ``breaker``.
 
     Returns:
         When the first call started and the last one ended, how many calls were skipped
@@ -293,187 +311,154 @@ def _run(  # noqa: PLR0912 - the replay loop is inlined on purpose: it runs once
     successes_refused = skipped = overlapped = 0
     start: float | None = None
     latest = -math.inf  # when the calls replayed so far ended, by their recorded durations
-    low, high = -MAX_SECONDS, MAX_SECONDS
-    index = -1
-    try:
-        for index, (at, outcome, duration) in enumerate(calls):
-            # NaN fails every comparison; a non-number raises TypeError.
-            if not low <= at <= high:
-                raise _bad_call(index, f"at must be a number of seconds {_RANGE}, got {at!r}")
-            if duration is None:
-                step = 0.0
-            elif 0.0 <= duration <= high:
-                step = duration
-            else:
-                raise _bad_call(index, f"duration must be {_DURATION}, got {duration!r}")
-            if outcome == "refused":
-                skipped += 1
-                continue
-            if at < latest:  # it started while an earlier call was still running
-                overlapped += 1
-            elif start is None:
-                start = float(at)
-            end = at + step
-            if end > latest:  # noqa: PLR1730 - cheaper than calling max() per call
-                latest = end
-            clock.now = at  # a step back when the previous call ran past this start
-            clock.step = step
-            # try/except rather than contextlib.suppress (SIM105): no context manager per call.
-            if outcome == "success":
-                if call(succeed) is refused_marker:
-                    successes_refused += 1
-            elif outcome == "failure":
-                try:  # noqa: SIM105
-                    call(fail)
-                except _Failure:
-                    pass
-            elif outcome == "ignored":
-                try:  # noqa: SIM105
-                    call(ignore)
-                except _Ignored:
-                    pass
-            else:
-                raise _bad_call(index, f"outcome must be one of {_NAMES}, got {outcome!r}")
-    except (TypeError, ValueError) as exc:
-        where = max(index, 0)
-        raise _bad_call(where, f"not an (at, outcome, duration) call: {exc}") from None
+    for at, outcome, duration in calls:
+        if outcome == "refused":
+            skipped += 1
+            continue
+        step = 0.0 if duration is None else duration
+        if at < latest:  # it started while an earlier call was still running
+            overlapped += 1
+        elif start is None:
+            start = float(at)
+        end = at + step
+        if end > latest:  # noqa: PLR1730 - cheaper than calling max() per call
+            latest = end
+        clock.now = at  # a step back when the previous call ran past this start
+        clock.step = step
+        # try/except rather than contextlib.suppress (SIM105): no context manager per call.
+        if outcome == "success":
+            if call(succeed) is refused_marker:
+                successes_refused += 1
+        elif outcome == "failure":
+            try:  # noqa: SIM105
+                call(fail)
+            except _Failure:
+                pass
+        else:  # "ignored": _prepare let no other outcome through
+            try:  # noqa: SIM105
+                call(ignore)
+            except _Ignored:
+                pass
     if start is None:
         return 0.0, 0.0, skipped, overlapped, successes_refused
     return start, float(latest), skipped, overlapped, successes_refused
 
 
-def _bad_call(index: int, problem: str) -> ReplayError:
-    return ReplayError(f"call {index}: {problem}", index=index)
+def _check_arguments(policy: object, calls: object, seed: object) -> None:
+    """Raise TypeError for an argument of the wrong kind, saying what to pass instead."""
+    if not isinstance(policy, BreakerPolicy):
+        kind = type(policy).__name__
+        if isinstance(policy, str | os.PathLike):
+            hint = "load a policy file with BreakerPolicy.from_file(path)"
+        elif isinstance(policy, Mapping):
+            hint = "build one with BreakerPolicy(**fields) or BreakerPolicy.model_validate(...)"
+        else:
+            hint = "e.g. BreakerPolicy(failure_threshold=5), or BreakerPolicy.from_file(path)"
+        raise TypeError(f"simulate(): policy must be a BreakerPolicy, got {kind}: {hint}")
+    if isinstance(calls, str | bytes | os.PathLike):
+        raise TypeError(
+            f"simulate(): calls must be the calls, not a path ({calls!r}): read a call log "
+            "with read_calls(path) and pass what it returns"
+        )
+    if seed is not None and (type(seed) is not int):
+        raise TypeError(f"simulate(): seed must be an int or None, got {seed!r}")
 
 
-# --------------------------------------------------------------------------- reading
-
-
-def read_calls(path: str | os.PathLike[str]) -> list[Call]:
-    """Read a call log: JSON Lines as ``CallLogSink`` writes it, or CSV (``.csv``).
-
-    A JSON line is an object with ``"at"`` (seconds), ``"outcome"`` (one of
-    :data:`OUTCOMES`) and optionally ``"duration"`` (seconds, or null); other keys are
-    ignored and blank lines skipped. A CSV file has a header row naming at least the ``at``
-    and ``outcome`` columns (``duration`` optional, an empty cell meaning unknown); other
-    columns are ignored. The calls come back sorted by ``at`` (stably): a sink writes a call
-    when it ends, so calls that overlapped are logged out of start order.
-
-    Raises:
-        ReplayError: the file cannot be read, or a line is not a valid call record; the
-            message names the file and the line (also in ``path`` and ``line``).
-    """
-    file = Path(path)
+def _prepare(calls: Iterable[CallLike], breaker: str | None) -> list[Call]:
+    """The calls as validated ``Call`` records, sorted by ``at`` (stably), of one breaker."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReplayError(f"{file}: no such file", path=str(file)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReplayError(f"{file}: cannot read: {exc}", path=str(file)) from None
-    reader = _csv_calls if file.suffix.lower() == ".csv" else _jsonl_calls
-    calls = reader(file, text)
-    calls.sort(key=_start)  # timsort: one pass over a log already in order
-    return calls
+        items = list(calls)
+    except TypeError:
+        raise _bad_call(
+            0,
+            f"not an (at, outcome, duration) call: calls must be an iterable of calls, "
+            f"got {type(calls).__name__}",
+        ) from None
+    prepared: list[Call] = []
+    append = prepared.append
+    names: dict[str, None] = {}  # the breakers the calls name, in order
+    previous = -math.inf
+    ordered = True
+    for index, item in enumerate(items):
+        if type(item) is Call and breaker is None:
+            call = item
+        else:
+            named, call = _coerce(index, item)
+            if named is not None:
+                names[named] = None
+            if breaker is not None and named != breaker:
+                continue
+        at, outcome, duration = call
+        # Fast acceptance of a well-formed call; anything else is diagnosed in full.
+        if not (
+            type(at) is float
+            and -MAX_SECONDS <= at <= MAX_SECONDS
+            and outcome in _OUTCOME_SET
+            and (duration is None or (type(duration) is float and 0.0 <= duration <= MAX_SECONDS))
+        ):
+            call = _check_call(index, at, outcome, duration)
+            at = call.at
+        if at < previous:
+            ordered = False
+        previous = at
+        append(call)
+    _check_breakers(bool(prepared), list(names), breaker)
+    if not ordered:
+        prepared.sort(key=_start)
+    return prepared
+
+
+def _check_breakers(kept: bool, names: list[str], breaker: str | None) -> None:
+    """Raise when no call is left, or when the calls name several breakers and none is picked."""
+    if breaker is not None and not kept:
+        found = ", ".join(names) if names else "none names a breaker"
+        raise ReplayError(f"no calls of breaker {breaker!r} (the calls: {found})")
+    if breaker is None and len(names) > 1:
+        raise ReplayError(
+            f"the calls name {len(names)} breakers ({', '.join(names)}): pick one with breaker=NAME"
+        )
+    if not kept:
+        raise ReplayError("no calls to replay")
 
 
 def _start(call: Call) -> float:
     return call.at
 
 
-def _jsonl_calls(file: Path, text: str) -> list[Call]:
-    calls: list[Call] = []
-    append = calls.append
-    loads = json.loads
-    for number, line in enumerate(jsonl_lines(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = loads(line)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-            raise _bad_line(file, number, f"not valid JSON ({exc})") from None
-        if not isinstance(record, dict):
-            raise _bad_line(file, number, f"not a JSON object: {_clip(line)}")
-        if "at" not in record or "outcome" not in record:
-            missing = " and ".join(repr(key) for key in ("at", "outcome") if key not in record)
-            raise _bad_line(file, number, f"no {missing} field")
-        at, outcome, duration = record["at"], record["outcome"], record.get("duration")
-        # Fast acceptance of a well-formed record; anything else is diagnosed in full.
-        if (
-            type(at) is float
-            and -MAX_SECONDS <= at <= MAX_SECONDS
-            and outcome in _OUTCOME_SET
-            and (duration is None or (type(duration) is float and 0.0 <= duration <= MAX_SECONDS))
-        ):
-            append(Call(at, outcome, duration))
-        else:
-            append(_check_record(file, number, at, outcome, duration))
-    return calls
-
-
-_OUTCOME_SET: Final = frozenset(OUTCOMES)
-
-
-def _check_record(file: Path, number: int, at: object, outcome: object, duration: object) -> Call:
-    """Validate one record's values, or raise naming the first bad one."""
-    if not _is_seconds(at, -MAX_SECONDS):
-        raise _bad_line(file, number, f"'at' must be a number of seconds {_RANGE}, got {_clip(at)}")
-    if not isinstance(outcome, str) or outcome not in _OUTCOME_SET:
-        raise _bad_line(
-            file, number, f"'outcome' must be one of {', '.join(OUTCOMES)}, got {_clip(outcome)}"
+def _coerce(index: int, item: object) -> tuple[str | None, Call]:
+    """A call given as a tuple or a mapping: its breaker's name (or None), and the call."""
+    if isinstance(item, Mapping):
+        missing = [key for key in ("at", "outcome") if key not in item]
+        if missing:
+            keys = " and ".join(map(repr, missing))
+            raise _bad_call(index, f"a call given as a mapping needs {keys}, got {_clip(item)}")
+        named = item.get("breaker")
+        return (None if named is None else str(named)), Call(
+            item["at"], item["outcome"], item.get("duration")
         )
-    if duration is not None and not _is_seconds(duration, 0.0):
-        raise _bad_line(
-            file,
-            number,
-            f"'duration' must be null or a number of seconds from 0 to {MAX_SECONDS:g}, "
-            f"got {_clip(duration)}",
-        )
-    seconds = float(cast("float", at))
-    return Call(seconds, outcome, None if duration is None else float(cast("float", duration)))
-
-
-def _is_seconds(value: object, low: float) -> bool:
-    """Whether ``value`` is a number (not a bool) from ``low`` to ``MAX_SECONDS``."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and low <= value <= MAX_SECONDS  # false for NaN
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        return None, Call(*item)
+    raise _bad_call(
+        index,
+        "not an (at, outcome, duration) call: a Call, an (at, outcome[, duration]) tuple "
+        f"or a mapping with 'at' and 'outcome', got {_clip(item)}",
     )
 
 
-def _csv_calls(file: Path, text: str) -> list[Call]:
-    rows = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(rows, None)
-        if header is None:
-            return []
-        columns = {name.strip().lower(): i for i, name in enumerate(header)}
-        if "at" not in columns or "outcome" not in columns:
-            raise _bad_line(file, 1, "the header row must name the 'at' and 'outcome' columns")
-        at_col, outcome_col = columns["at"], columns["outcome"]
-        duration_col = columns.get("duration")
-        width = max(at_col, outcome_col, -1 if duration_col is None else duration_col) + 1
-        calls: list[Call] = []
-        for row in rows:
-            number = rows.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # a blank line
-            if len(row) < width:
-                raise _bad_line(file, number, f"{len(row)} columns, the header names {width}")
-            cell = row[duration_col].strip() if duration_col is not None else ""
-            try:
-                at = float(row[at_col])
-                duration = float(cell) if cell else None
-            except ValueError as exc:
-                raise _bad_line(file, number, f"not a number: {exc}") from None
-            calls.append(_check_record(file, number, at, row[outcome_col].strip(), duration))
-    except csv.Error as exc:
-        raise _bad_line(file, rows.line_num, f"malformed CSV ({exc})") from None
-    return calls
+def _check_call(index: int, at: object, outcome: object, duration: object) -> Call:
+    """Validate one call's fields, or raise naming its position and the first bad field."""
+    if not _is_number(at) or not -MAX_SECONDS <= at <= MAX_SECONDS:  # false for NaN
+        raise _bad_call(index, f"at must be a number of seconds {_RANGE}, got {_clip(at)}")
+    if not isinstance(outcome, str) or outcome not in _OUTCOME_SET:
+        raise _bad_call(index, f"outcome must be one of {_NAMES}, got {_clip(outcome)}")
+    if duration is not None and (not _is_number(duration) or not 0.0 <= duration <= MAX_SECONDS):
+        raise _bad_call(index, f"duration must be {_DURATION} or None, got {_clip(duration)}")
+    return Call(float(at), outcome, None if duration is None else float(duration))
 
 
-def _bad_line(file: Path, number: int, problem: str) -> ReplayError:
-    return ReplayError(f"{file}:{number}: {problem}", path=str(file), line=number)
+def _is_number(value: object) -> TypeGuard[float]:
+    """A real number that is not a bool (True is not a time)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _clip(value: object, limit: int = 40) -> str:
@@ -481,227 +466,5 @@ def _clip(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# --------------------------------------------------------------------------- explaining
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """A policy in words: when it trips, how it recovers, and what looks wrong with it."""
-
-    trips: str
-    recovers: str
-    warnings: tuple[str, ...]
-
-    def __str__(self) -> str:
-        lines = [f"Trips {self.trips}.", f"Recovers: {self.recovers}."]
-        lines += [f"Warning: {warning}" for warning in self.warnings]
-        return "\n".join(lines)
-
-
-def explain(policy: BreakerPolicy) -> Explanation:
-    """Say in words when ``policy`` trips and recovers, with warnings for likely mistakes.
-
-    A warning names a rule that can never fire (a setting without the setting it needs, a
-    classification that counts no exception as a failure) or an open duration that grows
-    without bound.
-
-    >>> from breaker_fsm import BreakerPolicy, CountWindow
-    >>> policy = BreakerPolicy(window=CountWindow(size=100), reset_timeout_multiplier=2,
-    ...                        max_reset_timeout=300)
-    >>> explain(policy).trips
-    'after 5 consecutive failures, or when ≥ 50% of the last 100 calls fail, once at least 10 ...'
-    >>> explain(policy).recovers
-    'stays open 30 s, doubling after each retrip to at most 300 s; then 1 trial call is ...'
-    """
-    warnings: list[str] = []
-    rules: list[str] = []
-    if policy.failure_threshold is not None:
-        streak = policy.failure_threshold
-        rules.append(
-            "on the first failure" if streak == 1 else f"after {streak} consecutive failures"
-        )
-    window = policy.window
-    set_fields = policy.model_fields_set
-    if window is not None:
-        if isinstance(window, CountWindow):
-            scope = "the last call" if window.size == 1 else f"the last {window.size} calls"
-        else:
-            scope = f"the calls of the last {_secs(window.seconds)}"
-        minimum = policy.effective_minimum_calls
-        once = f", once at least {minimum} {'has' if minimum == 1 else 'have'} been seen"
-        rules.append(f"when ≥ {_percent(policy.failure_rate_threshold)} of {scope} fail{once}")
-        if policy.slow_call_duration is not None:
-            rules.append(
-                f"when ≥ {_percent(policy.slow_call_rate_threshold)} of them take longer "
-                f"than {_secs(policy.slow_call_duration)}"
-            )
-        if isinstance(window, CountWindow) and policy.minimum_calls > window.size:
-            warnings.append(
-                f"minimum_calls ({policy.minimum_calls}) is larger than the window "
-                f"({window.size} calls): rates are judged from {window.size} calls"
-            )
-        if "slow_call_rate_threshold" in set_fields and policy.slow_call_duration is None:
-            warnings.append(
-                "slow_call_rate_threshold is set but slow_call_duration is not: "
-                "the slow-call rule is off and never trips"
-            )
-    else:
-        ignored = sorted(
-            name
-            for name in ("failure_rate_threshold", "minimum_calls", "slow_call_rate_threshold")
-            if name in set_fields
-        )
-        if ignored:
-            verb = "has" if len(ignored) == 1 else "have"
-            warnings.append(f"{' and '.join(ignored)} {verb} no effect without a window")
-    if not any(
-        not issubclass(recorded, policy.ignore_exceptions) for recorded in policy.record_exceptions
-    ):
-        warnings.append(
-            "no exception counts as a failure (record_exceptions is empty or every type in it is "
-            "ignored): it never trips on exceptions"
-        )
-    trips = ", or ".join(rules)
-    recovers = _recovery(policy, warnings)
-    return Explanation(trips=trips, recovers=recovers, warnings=tuple(warnings))
-
-
-def _recovery(policy: BreakerPolicy, warnings: list[str]) -> str:
-    """How an open breaker gets back to closed, in words (adding any warning)."""
-    text = f"stays open {_secs(policy.reset_timeout)}"
-    multiplier = policy.reset_timeout_multiplier
-    ceiling = policy.max_reset_timeout
-    if multiplier > 1:
-        growth = "doubling" if multiplier == 2 else f"multiplied by {multiplier:g}"
-        if ceiling is None:
-            text += f", {growth} after each retrip without limit"
-            warnings.append(
-                "the open duration grows without limit (reset_timeout_multiplier without "
-                "max_reset_timeout): after a long outage it may in effect never recover"
-            )
-        else:
-            text += f", {growth} after each retrip to at most {_secs(ceiling)}"
-    if policy.reset_timeout_jitter:
-        text += f" (± {_percent(policy.reset_timeout_jitter)} jitter)"
-    trials, needed = policy.half_open_max_calls, policy.success_threshold
-    admitted = "1 trial call is admitted" if trials == 1 else f"{trials} trial calls are admitted"
-    if needed == 1 and trials == 1:
-        verdict = "it recovers when it succeeds"
-    else:
-        verdict = (
-            f"it recovers when {needed} succeed"
-            if needed > 1
-            else "it recovers on the first success"
-        )
-    text += f"; then {admitted}, and {verdict} (a failed trial reopens it)"
-    if policy.half_open_timeout is not None:
-        text += f"; a half-open episode undecided after {_secs(policy.half_open_timeout)} reopens"
-    return text
-
-
-def _secs(seconds: float) -> str:
-    return f"{seconds:g} s"
-
-
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:g}%"
-
-
-# --------------------------------------------------------------------------- plotting
-
-#: Band colours of the states a replay visits.
-_STATE_COLOURS: Final = {"closed": "#d9f0d3", "open": "#f4a582", "half_open": "#fee08b"}
-_PLOT_HINT: Final = "plotting needs matplotlib: pip install 'breaker-fsm[plot]'"
-
-
-def plot(
-    path: str | os.PathLike[str],
-    calls: Sequence[Call],
-    replays: Sequence[Replay],
-    *,
-    labels: Sequence[str] | None = None,
-    bins: int = 200,
-) -> None:
-    """Draw one timeline per replay: the breaker's state as bands, the failure rate as a line.
-
-    The rolling failure rate is that of the recorded calls (failed ÷ judged, over about a
-    fortieth of the span), the same on every panel, so policies compare at a glance. The
-    format follows the suffix of ``path`` (``.png``, ``.svg``, or any other matplotlib knows).
-
-    Raises:
-        ImportError: matplotlib is not installed (the ``plot`` extra).
-    """
-    require_matplotlib()
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    names = list(labels) if labels is not None else [f"policy {i + 1}" for i in range(len(replays))]
-    start = min((call.at for call in calls), default=0.0)
-    end = max([*(replay.end for replay in replays), start + 1e-9])
-    centres, rates = _rolling_failure_rate(calls, start, end, bins)
-    figure = Figure(figsize=(10, 1.9 * max(1, len(replays)) + 0.6), layout="constrained")
-    axes = figure.subplots(max(1, len(replays)), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, replay, name in zip(axes, replays, names, strict=False):
-        for state, spans in _state_spans(replay, start, end).items():
-            ax.broken_barh(
-                spans, (0, 1), facecolors=_STATE_COLOURS.get(state, "#cccccc"), linewidth=0
-            )
-        ax.plot(centres, rates, color="#b2182b", linewidth=1.2)
-        ax.set_ylim(0, 1)
-        ax.set_xlim(start, end)
-        ax.set_ylabel("failure rate")
-        ax.set_title(
-            f"{name}: refused {replay.refused} of {replay.calls}, "
-            f"{replay.failures_let_through} failures let through, "
-            f"{replay.successes_refused} successes refused",
-            loc="left",
-            fontsize=9,
-        )
-    axes[-1].set_xlabel("time (s)")
-    handles = [Patch(color=colour, label=state) for state, colour in _STATE_COLOURS.items()]
-    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
-    figure.savefig(path)
-
-
-def require_matplotlib() -> None:
-    """Import matplotlib, or raise ``ImportError`` saying how to install it."""
-    try:
-        import matplotlib.figure  # noqa: F401 - imported to learn whether it can be
-    except ImportError as exc:
-        raise ImportError(_PLOT_HINT) from exc
-
-
-def _rolling_failure_rate(
-    calls: Sequence[Call], start: float, end: float, bins: int
-) -> tuple[list[float], list[float]]:
-    """The recorded failure rate at the centre of each of ``bins`` slices of the span."""
-    width = (end - start) / bins
-    failed = [0] * bins
-    judged = [0] * bins
-    for at, outcome, _ in calls:
-        if outcome in ("success", "failure"):
-            slot = min(int((at - start) / width), bins - 1)
-            judged[slot] += 1
-            failed[slot] += outcome == "failure"
-    span = max(1, bins // 40)  # the rolling window, in slices
-    centres: list[float] = []
-    rates: list[float] = []
-    for slot in range(bins):
-        low = max(0, slot - span + 1)
-        seen = sum(judged[low : slot + 1])
-        if seen:
-            centres.append(start + (slot + 0.5) * width)
-            rates.append(sum(failed[low : slot + 1]) / seen)
-    return centres, rates
-
-
-def _state_spans(replay: Replay, start: float, end: float) -> dict[str, list[tuple[float, float]]]:
-    """Each state's ``(start, width)`` intervals over ``[start, end]``, for ``broken_barh``."""
-    spans: dict[str, list[tuple[float, float]]] = {}
-    state, since = "closed", start
-    for record in replay.trail:
-        # max(): with overlapping calls a transition may be stamped before the previous one
-        spans.setdefault(state, []).append((since, max(0.0, record.monotonic - since)))
-        state, since = record.target, record.monotonic
-    spans.setdefault(state, []).append((since, max(0.0, end - since)))
-    return spans
+def _bad_call(index: int, problem: str) -> ReplayError:
+    return ReplayError(f"call {index}: {problem}", index=index)

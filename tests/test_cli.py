@@ -6,81 +6,21 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker
-from breaker_fsm.audit import JsonlSink
-from breaker_fsm.testing import FakeClock
+from breaker_fsm import BreakerPolicy
+from breaker_fsm.audit import digest, read_jsonl
+from tests.helpers import SCRIPT, breaker_fsm, one_error_line, write_trail
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).parent / "breaker-fsm"
 NEEDS_DOT = pytest.mark.skipif(
     shutil.which("dot") is None, reason="Graphviz's dot is not on PATH (apt-get install graphviz)"
 )
 Shadow = Callable[..., dict[str, str]]
-#: Variables that would change how output looks; each test sets what it needs.
-STYLE_VARS = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
-
-
-def breaker_fsm(
-    *args: str | Path,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    script: Path | str = SCRIPT,
-) -> subprocess.CompletedProcess[str]:
-    """Run the console script; whatever happens, it never prints a traceback."""
-    environ = {k: v for k, v in os.environ.items() if k not in STYLE_VARS}
-    environ |= {"PYTHONIOENCODING": "utf-8"} | (env or {})
-    command = [str(script), *map(str, args)]
-    done = subprocess.run(
-        command,
-        check=False,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=environ,
-        cwd=cwd,
-        timeout=120,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    assert "Traceback" not in done.stdout, done.stdout
-    return done
-
-
-def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The single ``Error: ...`` line a failure prints, with exit status 1."""
-    assert done.returncode == 1, done
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("Error: ")
-    return lines[0]
-
-
-def write_trail(path: Path, name: str = "users-api") -> Path:
-    """Five real transitions of one breaker instance, as JsonlSink writes them."""
-    clock = FakeClock(start=1000.0)
-    breaker = CircuitBreaker(
-        name,
-        BreakerPolicy(failure_threshold=1, reset_timeout=1),
-        clock=clock,
-        sinks=[JsonlSink(path)],
-    )
-
-    def fail() -> None:
-        raise ConnectionError("down")
-
-    with pytest.raises(ConnectionError):
-        breaker.call(fail)
-    clock.advance(1)
-    breaker.call(lambda: None)
-    breaker.send("force_open")
-    breaker.send("reset", reason="dependency fixed")
-    return path
 
 
 @pytest.fixture
@@ -409,12 +349,13 @@ def test_audit_verify_accepts_a_legal_trail(trail: Path) -> None:
     """audit verify exits 0 with one line per breaker and an OK line."""
     done = breaker_fsm("audit", "verify", trail)
     assert done.returncode == 0
-    breaker_line, ok = done.stdout.splitlines()
-    assert re.fullmatch(
-        r"users-api: 5 transitions, 1 life, 0 outages, "
-        r"2026-01-01 00:00:00\.000Z → 2026-01-01 00:00:01\.000Z \(1s\), head [0-9a-f]{16}",
-        breaker_line,
+    breaker_line, head, ok = done.stdout.splitlines()
+    assert breaker_line == (
+        "users-api: 5 transitions, 1 life, 0 outages, "
+        "2026-01-01 00:00:00.000Z → 2026-01-01 00:00:01.000Z (1s)"
     )
+    records = read_jsonl(trail)
+    assert head == f"  head {digest(records[-1])} ({records[-1].origin})"
     assert ok == "OK: 5 transitions of 1 breaker in 1 file, legal walks of BreakerMachine"
     assert done.stderr == ""
 
@@ -476,15 +417,17 @@ def test_audit_unreadable_files_give_one_line(
 
 def test_audit_verify_merges_the_files_of_several_lives(tmp_path: Path) -> None:
     """Several files, old format and new, merge: each breaker's lives counted, exit 0."""
-    first = write_trail(tmp_path / "first.jsonl")
-    second = write_trail(tmp_path / "second.jsonl")
+    first = write_trail(tmp_path / "first.jsonl", later=3600)  # after the fixture's minute
+    second = write_trail(tmp_path / "second.jsonl", later=7200)
     fixture = ROOT / "tests" / "fixtures" / "trail-v1.jsonl"
     done = breaker_fsm("audit", "verify", first, second, fixture)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("users-api: 15 transitions, 3 lives (2 restarts), 0 outages, ")
-    assert lines[1].startswith("billing: 5 transitions, 1 life, 0 outages, ")
-    assert lines[2] == "OK: 20 transitions of 2 breakers in 3 files, legal walks of BreakerMachine"
+    origins = [read_jsonl(path)[-1].origin for path in (first, second)]
+    assert [line.rsplit(" ", 1)[-1] for line in lines[1:3]] == [f"({o})" for o in origins]
+    assert lines[3].startswith("billing: 5 transitions, 1 life, 0 outages, ")  # no origin,
+    assert lines[4] == "OK: 20 transitions of 2 breakers in 3 files, legal walks of BreakerMachine"
 
 
 @pytest.mark.parametrize(
@@ -525,10 +468,49 @@ def test_audit_show_merges_several_files(tmp_path: Path) -> None:
     assert len(rows) == 10
     assert [row.split()[2] for row in rows[:2]] == ["users-api", "billing"]
     assert rows == sorted(rows, key=lambda row: row[:24])
-    empty = tmp_path / "empty.jsonl"
+    empty, blank = tmp_path / "empty.jsonl", tmp_path / "blank.jsonl"
     empty.write_text("")
+    blank.write_text("\n")
     assert (
-        breaker_fsm("audit", "show", empty, empty).stdout == f"{empty}, {empty}: no transitions\n"
+        breaker_fsm("audit", "show", empty, blank).stdout == f"{empty}, {blank}: no transitions\n"
+    )
+
+
+def test_two_writers_at_once_are_not_restarts(tmp_path: Path) -> None:
+    """Two instances writing one breaker's trail at the same time: concurrent, no restart."""
+    first = write_trail(tmp_path / "first.jsonl")
+    second = write_trail(tmp_path / "second.jsonl")  # the same second as the first
+    done = breaker_fsm("audit", "verify", first, second)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(
+        "users-api: 10 transitions, 2 lives (1 writing at the same time as another), 0 outages, "
+    )
+    third = write_trail(tmp_path / "third.jsonl", later=60)
+    done = breaker_fsm("audit", "verify", first, second, third)
+    assert done.stdout.startswith(
+        "users-api: 15 transitions, 3 lives (1 restart, 1 writing at the same time as another), "
+    )
+
+
+@pytest.mark.parametrize("command", ["verify", "show"])
+def test_audit_commands_refuse_a_file_given_twice(tmp_path: Path, command: str) -> None:
+    """The same file twice (as given, or by another path) is named, not verified twice."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    line = one_error_line(breaker_fsm("audit", command, trail, trail))
+    assert line == f"Error: {trail}: the same file is given twice"
+    other = tmp_path / ".." / tmp_path.name / "trail.jsonl"
+    line = one_error_line(breaker_fsm("audit", command, trail, other))
+    assert line == f"Error: {other}: the same file is given twice (as {trail} and {other})"
+
+
+@pytest.mark.parametrize("command", ["verify", "show"])
+def test_audit_commands_name_a_call_log(tmp_path: Path, command: str) -> None:
+    """A call log where a trail goes: the error says what it looks like, at its line."""
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text('\n{"at": 1.5, "outcome": "success", "breaker": "db"}\n', "utf-8")
+    line = one_error_line(breaker_fsm("audit", command, calls))
+    assert line == (
+        f"Error: {calls}:2: this looks like a call log (it has at/outcome), not an audit trail"
     )
 
 

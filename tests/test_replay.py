@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import re
 import subprocess
@@ -17,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,19 +29,16 @@ from breaker_fsm import (
     TimeWindow,
     Transition,
 )
-from breaker_fsm._cli import cli
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.replay import Call, Replay, explain, plot, read_calls, simulate
 from breaker_fsm.testing import FakeClock
+from tests.helpers import Interrupt, breaker_fsm, invoke_cli, one_error_line, write_trail
 from tests.strategies import ServiceError, policies
 
-#: The issue's scenario: one call a second for a minute, failures from t=10 to t=29.
+#: The module docstring's scenario: one call a second for a minute, failures from t=10 to t=29.
 MINUTE = [Call(float(t), "failure" if 10 <= t <= 29 else "success") for t in range(60)]
-ISSUE_POLICY = BreakerPolicy(failure_threshold=5, reset_timeout=10)
+SCENARIO_POLICY = BreakerPolicy(failure_threshold=5, reset_timeout=10)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SCRIPT = Path(sys.executable).parent / "breaker-fsm"
-#: Variables that would change how output looks; each test sets what it needs.
-STYLE_VARS = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
 
 
 def events(replay: Replay) -> list[tuple[str, float]]:
@@ -61,41 +56,12 @@ def write_jsonl(path: Path, calls: Sequence[Call], **extra: object) -> Path:
     return path
 
 
-def breaker_fsm(
-    *args: str | Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real console script; whatever happens, it never prints a traceback."""
-    environ = {k: v for k, v in os.environ.items() if k not in STYLE_VARS}
-    done = subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        check=False,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=environ | {"PYTHONIOENCODING": "utf-8"} | (env or {}),
-        timeout=120,
-    )
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    return done
-
-
-def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    """Run the command line in-process (plain output unless ``env`` asks for a terminal)."""
-    environ: dict[str, str | None] = dict.fromkeys(STYLE_VARS)
-    result = CliRunner().invoke(
-        cli, [str(a) for a in args], prog_name="breaker-fsm", env={**environ, **(env or {})}
-    )
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
-
-
 # --------------------------------------------------------------------------- exact scenarios
 
 
 def test_the_issues_minute_trips_refuses_retrips_and_recovers() -> None:
     """Failures t=10..29: trips at 14, refuses 15-23 and 25-33, retrips at 24, recovers at 34."""
-    replay = simulate(ISSUE_POLICY, MINUTE)
+    replay = simulate(SCENARIO_POLICY, MINUTE)
     # 5th consecutive failure at t=14 trips; open 10 s, so t=24 is the first trial: it fails
     # (retrip); open again until 34, whose trial succeeds.
     assert events(replay) == [
@@ -117,7 +83,7 @@ def test_the_issues_minute_trips_refuses_retrips_and_recovers() -> None:
 def test_durations_move_the_clock_while_a_call_runs() -> None:
     """With 50 ms calls the trip lands at 14.05, so t=24 is still refused and 25 is the trial."""
     calls = [call._replace(duration=0.05) for call in MINUTE]
-    replay = simulate(ISSUE_POLICY, calls)
+    replay = simulate(SCENARIO_POLICY, calls)
     # Open 14.05→24.05: 15..24 refused (10); trial at 25 fails, retrip at 25.05; open until
     # 35.05: 26..35 refused (10), of which 30..35 were successes; the trial at 36 recovers.
     assert events(replay) == [
@@ -185,9 +151,9 @@ def test_an_ignored_trial_releases_its_permit() -> None:
 def test_calls_recorded_as_refused_are_skipped_and_counted() -> None:
     """A recorded refusal has no outcome: skipped, counted apart, not in calls."""
     calls = [Call(0.0, "refused"), *MINUTE, Call(60.0, "refused", 0.5)]
-    replay = simulate(ISSUE_POLICY, calls)
+    replay = simulate(SCENARIO_POLICY, calls)
     assert (replay.calls, replay.skipped, replay.refused) == (60, 2, 18)
-    assert events(replay) == events(simulate(ISSUE_POLICY, MINUTE))
+    assert events(replay) == events(simulate(SCENARIO_POLICY, MINUTE))
     assert (replay.start, replay.end) == (0.0, 59.0)
 
 
@@ -255,9 +221,13 @@ def test_backoff_lengthens_each_retrip() -> None:
     ]
 
 
-def test_nothing_to_replay() -> None:
-    """No calls: nothing ran, nothing tripped, no time passed."""
-    replay = simulate(ISSUE_POLICY, [])
+def test_nothing_to_replay_is_an_error() -> None:
+    """No calls at all is a ReplayError; calls that are all skipped replay to nothing."""
+    with pytest.raises(ReplayError, match=r"^no calls to replay$"):
+        simulate(SCENARIO_POLICY, [])
+    with pytest.raises(ReplayError, match=r"^no calls to replay$"):
+        simulate(SCENARIO_POLICY, iter(()))
+    replay = simulate(SCENARIO_POLICY, [Call(5.0, "refused")])
     assert (replay.calls, replay.ran, replay.refused, replay.trail) == (0, 0, 0, ())
     assert (replay.first_trip_at, replay.open_seconds, replay.start, replay.end) == (
         None,
@@ -266,26 +236,27 @@ def test_nothing_to_replay() -> None:
         0.0,
     )
     assert replay.transitions == {"trip": 0, "attempt_reset": 0, "retrip": 0, "recover": 0}
+    assert replay.skipped == 1
 
 
 def test_the_trail_is_a_verified_walk_and_tuples_are_calls() -> None:
     """The trail is the breaker's audit records; plain (at, outcome, duration) tuples work."""
     from breaker_fsm.audit import verify
 
-    replay = simulate(ISSUE_POLICY, [tuple(call) for call in MINUTE], name="users-api")
+    replay = simulate(SCENARIO_POLICY, [tuple(call) for call in MINUTE], name="users-api")
     assert verify(replay.trail) == 5
     assert all(isinstance(record, Transition) for record in replay.trail)
     assert {record.breaker for record in replay.trail} == {"users-api"}
-    assert replay.policy is ISSUE_POLICY
+    assert replay.policy is SCENARIO_POLICY
     assert replay.as_dict()["transitions"] == replay.transitions
 
 
 def test_the_policys_exception_classification_does_not_matter() -> None:
     """Recorded outcomes are verdicts already: record/ignore_exceptions change nothing."""
-    picky = ISSUE_POLICY.model_copy(
+    picky = SCENARIO_POLICY.model_copy(
         update={"record_exceptions": (KeyError,), "ignore_exceptions": (Exception,)}
     )
-    assert events(simulate(picky, MINUTE)) == events(simulate(ISSUE_POLICY, MINUTE))
+    assert events(simulate(picky, MINUTE)) == events(simulate(SCENARIO_POLICY, MINUTE))
 
 
 # --------------------------------------------------------------------------- bad calls
@@ -300,16 +271,21 @@ def test_the_policys_exception_classification_does_not_matter() -> None:
         ((2e9, "success", None), "call 1: at must be a number of seconds"),
         ((1.0, "success", -0.5), "call 1: duration must be a number of seconds from 0"),
         ((1.0, "success", math.nan), "call 1: duration must be a number of seconds from 0"),
-        (("1.0", "success", None), "call 1: not an (at, outcome, duration) call"),
-        ((1.0, "success", "0.5"), "call 1: not an (at, outcome, duration) call"),
-        ((1.0, "success"), "call 1: not an (at, outcome, duration) call"),
+        (("1.0", "success", None), "call 1: at must be a number of seconds from -1e+09 to "),
+        (Call("x", "success"), "call 1: at must be a number of seconds from -1e+09 to "),  # type: ignore[arg-type]
+        ((True, "success"), "call 1: at must be a number of seconds"),
+        ((1.0, "success", "0.5"), "call 1: duration must be a number of seconds from 0"),
+        ((1.0,), "call 1: not an (at, outcome, duration) call: a Call, an (at, outcome"),
+        ((1.0, "success", None, "x"), "call 1: not an (at, outcome, duration) call"),
         (None, "call 1: not an (at, outcome, duration) call"),
+        ({"at": 1.0}, "call 1: a call given as a mapping needs 'outcome', got {'at': 1.0}"),
+        ({"outcome": "success", "at": "soon"}, "call 1: at must be a number of seconds"),
     ],
 )
 def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> None:
     """A bad call raises ReplayError naming its position; nothing is returned."""
     with pytest.raises(ReplayError) as caught:
-        simulate(ISSUE_POLICY, [Call(0.0, "success"), call])  # type: ignore[list-item]
+        simulate(SCENARIO_POLICY, [Call(0.0, "success"), call])  # type: ignore[list-item]
     assert str(caught.value).startswith(message)
     assert caught.value.index == 1
     assert isinstance(caught.value, BreakerError)
@@ -318,7 +294,81 @@ def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> 
 def test_simulate_rejects_calls_that_are_not_iterable() -> None:
     """Something that is not a sequence of calls is named as such."""
     with pytest.raises(ReplayError, match=r"^call 0: not an \(at, outcome, duration\) call"):
-        simulate(ISSUE_POLICY, 42)  # type: ignore[arg-type]
+        simulate(SCENARIO_POLICY, 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("policy", "hint"),
+    [
+        ({"failure_threshold": 3}, r"got dict: build one with BreakerPolicy\(\*\*fields\)"),
+        ("policy.toml", r"got str: load a policy file with BreakerPolicy\.from_file\(path\)"),
+        (Path("policy.toml"), r"got PosixPath: load a policy file with BreakerPolicy\.from_file"),
+        (None, r"got NoneType: e\.g\. BreakerPolicy\(failure_threshold=5\), or BreakerPolicy"),
+    ],
+)
+def test_simulate_says_what_policy_to_pass(policy: object, hint: str) -> None:
+    """A policy that is not a BreakerPolicy is a TypeError naming policy and what to pass."""
+    with pytest.raises(TypeError, match=r"^simulate\(\): policy must be a BreakerPolicy, " + hint):
+        simulate(policy, MINUTE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("calls", ["calls.jsonl", Path("calls.jsonl"), b"calls.jsonl"])
+def test_simulate_given_a_path_says_to_read_it(calls: object) -> None:
+    """A path where the calls go: a TypeError pointing at read_calls(path)."""
+    with pytest.raises(TypeError, match=r"not a path .*: read a call log with read_calls\(path\)"):
+        simulate(SCENARIO_POLICY, calls)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, True])
+def test_simulate_rejects_a_seed_that_is_not_an_int(seed: object) -> None:
+    """seed must be an int (or None): anything else is a TypeError naming seed."""
+    with pytest.raises(TypeError, match=r"^simulate\(\): seed must be an int or None, got "):
+        simulate(SCENARIO_POLICY, MINUTE, seed=seed)  # type: ignore[arg-type]
+
+
+def test_calls_as_mappings_and_pairs_replay_as_calls() -> None:
+    """Dicts (a call log's JSON objects) and (at, outcome) pairs are calls, duration optional."""
+    expected = events(simulate(SCENARIO_POLICY, MINUTE))
+    as_dicts = [
+        {"at": c.at, "outcome": c.outcome, **({"duration": 0.0} if i % 2 else {})}
+        for i, c in enumerate(MINUTE)
+    ]
+    as_pairs = [(int(c.at), c.outcome) for c in MINUTE]
+    assert events(simulate(SCENARIO_POLICY, as_dicts)) == expected
+    assert events(simulate(SCENARIO_POLICY, as_pairs)) == expected
+    mixed: list[object] = [*as_dicts[:20], *as_pairs[20:40], *MINUTE[40:]]
+    assert events(simulate(SCENARIO_POLICY, mixed)) == expected  # type: ignore[arg-type]
+
+
+def test_unsorted_calls_are_sorted_stably_by_at() -> None:
+    """Calls out of order replay sorted by at (equal starts keep their order), as read_calls."""
+    shuffled = list(MINUTE)
+    random.Random(7).shuffle(shuffled)
+    assert events(simulate(SCENARIO_POLICY, shuffled)) == events(simulate(SCENARIO_POLICY, MINUTE))
+    # At t=0 both calls start together: given order decides which one is the trip.
+    same = BreakerPolicy(failure_threshold=1, reset_timeout=10)
+    first = simulate(same, [Call(1.0, "success"), Call(0.0, "failure"), Call(0.0, "success")])
+    second = simulate(same, [Call(1.0, "success"), Call(0.0, "success"), Call(0.0, "failure")])
+    assert (first.ran, first.successes_refused) == (1, 2)
+    assert (second.ran, second.successes_refused) == (2, 1)
+
+
+def test_simulate_picks_one_breaker_from_mappings() -> None:
+    """breaker= keeps one breaker's calls; several breakers and no pick is an error."""
+    users = [{"at": c.at, "outcome": c.outcome, "breaker": "users"} for c in MINUTE]
+    orders = [{"at": c.at + 0.5, "outcome": "failure", "breaker": "orders"} for c in MINUTE]
+    both = [call for pair in zip(users, orders, strict=True) for call in pair]
+    with pytest.raises(ReplayError, match=r"^the calls name 2 breakers \(users, orders\): pick "):
+        simulate(SCENARIO_POLICY, both)
+    expected = events(simulate(SCENARIO_POLICY, MINUTE))
+    assert events(simulate(SCENARIO_POLICY, both, breaker="users")) == expected
+    only_failures = simulate(SCENARIO_POLICY, both, breaker="orders")
+    assert only_failures.failures_let_through == 10  # five to trip, then five failed trials
+    assert events(simulate(SCENARIO_POLICY, users)) == expected  # one breaker: no pick needed
+    with pytest.raises(ReplayError, match=r"^no calls of breaker 'cart' \(the calls: users, ord"):
+        simulate(SCENARIO_POLICY, both, breaker="cart")
+    with pytest.raises(ReplayError, match=r"^no calls of breaker 'cart' \(the calls: none names"):
+        simulate(SCENARIO_POLICY, MINUTE, breaker="cart")
 
 
 # --------------------------------------------------------------------------- consistency
@@ -329,10 +379,6 @@ call_steps = st.tuples(
     st.sampled_from(["success", "failure", "failure", "ignored"]),
     st.sampled_from([None, 0.0, 0.25, 0.75, 1.5]),
 )
-
-
-class Neutral(BaseException):
-    """Stands for an ignored call in the hand-driven breaker: neutral whatever the policy."""
 
 
 def run_by_hand(policy: BreakerPolicy, calls: Sequence[Call]) -> tuple[list[Transition], int, int]:
@@ -350,9 +396,9 @@ def run_by_hand(policy: BreakerPolicy, calls: Sequence[Call]) -> tuple[list[Tran
             if outcome == "failure":
                 raise ServiceError  # recorded by every policy tests.strategies draws
             if outcome == "ignored":
-                raise Neutral
+                raise Interrupt
 
-        with contextlib.suppress(CircuitOpenError, ServiceError, Neutral):
+        with contextlib.suppress(CircuitOpenError, ServiceError, Interrupt):
             breaker.call(operation)
     metrics = breaker.metrics()
     return trail, metrics.total_requests, metrics.rejected_count
@@ -418,9 +464,9 @@ def test_a_shadow_breakers_call_log_replays_to_its_own_audit_trail(
                     if outcome == "failure":
                         raise ServiceError
                     if outcome == "ignored":
-                        raise Neutral
+                        raise Interrupt
 
-                with contextlib.suppress(ServiceError, Neutral):
+                with contextlib.suppress(ServiceError, Interrupt):
                     breaker.call(operation)
         calls = read_calls(log)
     replay = simulate(shadow_policy, calls)
@@ -459,7 +505,7 @@ def test_overlapping_calls_replay_as_a_clock_set_to_each_start(
 
 
 @settings(max_examples=SIMPLE_EXAMPLES)
-@given(policies(), st.lists(st.sampled_from(["success", "ignored"]), max_size=40))
+@given(policies(), st.lists(st.sampled_from(["success", "ignored"]), min_size=1, max_size=40))
 def test_without_failures_nothing_is_refused(policy: BreakerPolicy, outcomes: list[str]) -> None:
     """A stream with no failure (and no slow call) never trips, so nothing is refused."""
     replay = simulate(policy, [Call(i * 0.5, outcome) for i, outcome in enumerate(outcomes)])
@@ -521,8 +567,8 @@ def test_a_log_and_its_replay_match_the_calls(tmp_path: Path) -> None:
     """Written as JSON Lines and read back, the minute replays exactly as in memory."""
     path = write_jsonl(tmp_path / "minute.jsonl", MINUTE, breaker="users-api")
     assert read_calls(path) == MINUTE
-    assert events(simulate(ISSUE_POLICY, read_calls(path))) == events(
-        simulate(ISSUE_POLICY, MINUTE)
+    assert events(simulate(SCENARIO_POLICY, read_calls(path))) == events(
+        simulate(SCENARIO_POLICY, MINUTE)
     )
 
 
@@ -590,6 +636,57 @@ def test_unreadable_call_logs(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ReplayError, match=r"binary\.jsonl: cannot read: 'utf-8' codec"):
         read_calls(binary)
+
+
+def test_read_calls_picks_one_breaker_of_a_shared_log(tmp_path: Path) -> None:
+    """A log of several breakers: pick one with breaker=, else an error listing the names."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text(
+        '{"at": 1, "outcome": "failure", "breaker": "users"}\n'
+        '{"at": 2, "outcome": "success", "breaker": "orders"}\n'
+        '{"at": 3, "outcome": "success", "breaker": "users"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ReplayError) as caught:
+        read_calls(path)
+    assert str(caught.value) == (
+        f"{path}: the calls name 2 breakers (orders, users): pick one with breaker=NAME "
+        "(--breaker NAME on the command line)"
+    )
+    assert read_calls(path, breaker="users") == [Call(1.0, "failure"), Call(3.0, "success")]
+    assert read_calls(path, breaker="orders") == [Call(2.0, "success")]
+    with pytest.raises(
+        ReplayError, match=r": no calls of breaker 'cart' \(the calls name orders, "
+    ):
+        read_calls(path, breaker="cart")
+    csv_path = tmp_path / "calls.csv"
+    csv_path.write_text("at,outcome,breaker\n1,success,a\n2,failure,b\n3,success\n", "utf-8")
+    assert read_calls(csv_path, breaker="b") == [Call(2.0, "failure")]
+    with pytest.raises(ReplayError, match=r"the calls name 2 breakers \(a, b\)"):
+        read_calls(csv_path)
+
+
+def test_read_calls_reads_a_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Excel's UTF-8 CSV starts with a BOM: the first column is still 'at'."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfat,outcome\r\n1,success\r\n")
+    assert read_calls(path) == [Call(1.0, "success")]
+
+
+def test_an_audit_trail_is_not_a_call_log(tmp_path: Path) -> None:
+    """A trail given as calls is named for what it is, at its first line."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    with pytest.raises(ReplayError) as caught:
+        read_calls(trail)
+    assert str(caught.value) == (
+        f"{trail}:1: this looks like an audit trail (it has seq/event), not a call log"
+    )
+
+
+def test_read_calls_wants_a_path() -> None:
+    """Calls where a path goes are a TypeError, not an obscure one from pathlib."""
+    with pytest.raises(TypeError, match=r"^read_calls\(\) takes a path \(str or Path\), got list"):
+        read_calls(MINUTE)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- explain
@@ -700,7 +797,10 @@ def test_plot_writes_a_real_image(tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / f"timeline{suffix}"
     calls = [*MINUTE, Call(59.5, "ignored"), Call(59.75, "refused")]  # not in the rate
-    replays = [simulate(ISSUE_POLICY, calls), simulate(BreakerPolicy(failure_threshold=3), calls)]
+    replays = [
+        simulate(SCENARIO_POLICY, calls),
+        simulate(BreakerPolicy(failure_threshold=3), calls),
+    ]
     plot(path, calls, replays, labels=["strict.toml", "lenient.toml"])
     data = path.read_bytes()
     if suffix == ".png":
@@ -713,10 +813,10 @@ def test_plot_writes_a_real_image(tmp_path: Path, suffix: str) -> None:
 
 
 def test_plot_with_no_calls_and_default_labels(tmp_path: Path) -> None:
-    """An empty log still draws (empty panels), labelled policy 1, policy 2, ..."""
+    """No calls replayed still draws (empty panels), labelled policy 1, policy 2, ..."""
     pytest.importorskip("matplotlib")
     path = tmp_path / "empty.svg"
-    plot(path, [], [simulate(ISSUE_POLICY, [])])
+    plot(path, [], [simulate(SCENARIO_POLICY, [Call(0.0, "refused")])])
     assert b"policy 1: refused 0 of 0" in path.read_bytes()
 
 
@@ -739,23 +839,17 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
     """A plain table, one row per --policy in order, with the trade-off columns."""
-    result = invoke("simulate", files["calls"], "-p", files["strict"], "--policy", files["lenient"])
+    result = invoke_cli(
+        "simulate", files["calls"], "-p", files["strict"], "--policy", files["lenient"]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert re.split(r"\s{2,}", lines[0].strip()) == [
-        "policy",
-        "calls",
-        "ran",
-        "refused",
-        "trips",
-        "retrips",
-        "recovers",
-        "first trip",
-        "open s",
-        "failures let through",
-        "successes refused",
-    ]
-    strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "14", "20", "6", "4"]
+    header = (
+        "policy|calls|ran|refused|trips|retrips|recovers|first trip|open s|"
+        "failures let through|successes refused"
+    )
+    assert re.split(r"\s{2,}", lines[0].strip()) == header.split("|")
+    strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "+14s", "20", "6", "4"]
     lenient = [str(files["lenient"]), "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"]
     assert [lines[1].split(), lines[2].split()] == [strict, lenient]
     assert len(lines) == 3
@@ -763,7 +857,7 @@ def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
 
 def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str, Path]) -> None:
     """--json: a list in --policy order, each naming its policy file as given."""
-    result = invoke(
+    result = invoke_cli(
         "simulate", files["calls"], "-p", files["lenient"], "-p", files["strict"], "--json"
     )
     assert result.exit_code == 0, result.output
@@ -779,6 +873,7 @@ def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str
         "overlapped": 0,
         "transitions": {"trip": 1, "attempt_reset": 2, "retrip": 1, "recover": 1},
         "first_trip_at": 14.0,
+        "first_trip_after": 14.0,
         "open_seconds": 20.0,
         "failures_let_through": 6,
         "successes_refused": 4,
@@ -795,7 +890,7 @@ def test_simulate_notes_skipped_and_overlapping_calls(
         tmp_path / "odd.jsonl",
         [Call(0.0, "success", 2.0), Call(1.0, "success"), Call(3.0, "refused")],
     )
-    result = invoke("simulate", calls, "-p", files["strict"], "--seed", "3")
+    result = invoke_cli("simulate", calls, "-p", files["strict"], "--seed", "3")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-2:] == [
         "note: 1 call recorded as refused skipped (outcome unknown)",
@@ -807,13 +902,47 @@ def test_simulate_notes_skipped_and_overlapping_calls(
 def test_simulate_draws_a_rich_table_on_a_terminal(files: dict[str, Path], tmp_path: Path) -> None:
     """On a terminal the table is rich's, notes included."""
     calls = write_jsonl(tmp_path / "c.jsonl", [*MINUTE, Call(60.0, "refused")])
-    result = invoke(
+    result = invoke_cli(
         "simulate", calls, "-p", files["strict"], env={"FORCE_COLOR": "1", "COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
-    assert "┃" in result.stdout
-    assert "successes refused" in result.stdout
+    assert "─" * 20 in result.stdout  # rich's rule under the headings
+    assert "successes" in result.stdout
     assert "note: 1 call recorded as refused skipped" in result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_the_terminal_table_fits_and_shows_every_path_whole(
+    files: dict[str, Path], tmp_path: Path, columns: int
+) -> None:
+    """At 80 and 100 columns nothing is cut short: paths whole above, every heading whole."""
+    deep = tmp_path / "some" / "very" / "long" / "directory" / "for" / "the" / "policies"
+    deep.mkdir(parents=True)
+    long_name = deep / "a-candidate-policy-with-a-long-name.json"
+    long_name.write_text(files["strict"].read_text("utf-8"), encoding="utf-8")
+    result = invoke_cli(
+        "simulate",
+        files["calls"],
+        "-p",
+        long_name,
+        "-p",
+        files["lenient"],
+        env={"FORCE_COLOR": "1", "COLUMNS": str(columns)},
+    )
+    assert result.exit_code == 0, result.output
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    assert "…" not in text
+    assert max(map(len, text.splitlines())) <= columns
+    unfolded = text.replace("\n", "")  # a path longer than a line is folded, never cut
+    assert f"1: {long_name}" in unfolded
+    assert f"2: {files['lenient']}" in unfolded
+    for heading in ("calls", "refused", "retrips", "recovers", "failures", "successes"):
+        assert heading in text
+    rows = [line.split() for line in text.splitlines() if line[:1] in ("1", "2")]
+    assert rows == [
+        ["1", "60", "42", "18", "1", "1", "1", "+14s", "20", "6", "4"],
+        ["2", "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"],
+    ]
 
 
 def test_simulate_bad_inputs_print_one_error_and_nothing_else(
@@ -837,14 +966,119 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
         ([files["calls"], "-p", bad_policy], f"Error: {bad_policy}: invalid policy, 1 error"),
     ]
     for args, error in cases:
-        result = invoke("simulate", *args)
+        result = invoke_cli("simulate", *args)
         assert result.exit_code == 1, result.output
         assert result.stdout == ""
         assert result.stderr.startswith(error), result.stderr
     assert (
         "nope.toml: no such file"
-        in invoke("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
+        in invoke_cli("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
     )
+
+
+def test_simulate_picks_a_breaker_with_breaker(files: dict[str, Path], tmp_path: Path) -> None:
+    """--breaker picks one breaker of a shared log; without it the names found are listed."""
+    shared = tmp_path / "shared.jsonl"
+    orders = [Call(c.at + 0.5, "failure") for c in MINUTE]
+    shared.write_text(
+        files["calls"].read_text("utf-8")
+        + write_jsonl(tmp_path / "o.jsonl", orders, breaker="orders").read_text("utf-8"),
+        encoding="utf-8",
+    )
+    line = one_error_line(breaker_fsm("simulate", shared, "-p", files["strict"]))
+    assert line == (
+        f"Error: {shared}: the calls name 2 breakers (orders, users-api): pick one with "
+        "breaker=NAME (--breaker NAME on the command line)"
+    )
+    alone = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--json")
+    picked = invoke_cli(
+        "simulate", shared, "-p", files["strict"], "--breaker", "users-api", "--json"
+    )
+    assert picked.exit_code == 0, picked.output
+    assert json.loads(picked.stdout) == json.loads(alone.stdout)
+    other = invoke_cli("simulate", shared, "-p", files["strict"], "-b", "orders", "--json")
+    assert json.loads(other.stdout)[0]["failures_let_through"] == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.jsonl", b""),
+        ("blank.jsonl", b"\n\n"),
+        ("empty.csv", b""),
+        ("head.csv", b"at,outcome\n"),
+    ],
+)
+def test_simulate_on_a_log_without_calls_says_so(
+    files: dict[str, Path], tmp_path: Path, name: str, content: bytes
+) -> None:
+    """An empty JSONL, a 0-byte CSV or a header-only CSV: 'no calls in FILE', exit 1."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = invoke_cli("simulate", path, "-p", files["strict"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == f"Error: no calls in {path}\n"
+
+
+def test_simulate_reads_the_policy_from_a_section(files: dict[str, Path], tmp_path: Path) -> None:
+    """--section reads each policy from a table; without it a pyproject-like file gets a hint."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "svc"\n[tool.breaker_fsm]\nfailure_threshold = 5\nreset_timeout = 10\n',
+        encoding="utf-8",
+    )
+    hinted = invoke_cli("simulate", files["calls"], "-p", pyproject)
+    assert hinted.exit_code == 1
+    assert hinted.stderr.splitlines()[-1] == (
+        "  hint: is the policy in a table? Pass --section tool.breaker_fsm"
+    )
+    read = invoke_cli(
+        "simulate", files["calls"], "-p", pyproject, "--section", "tool.breaker_fsm", "--json"
+    )
+    strict = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--json")
+    assert read.exit_code == 0, read.output
+    assert [row["refused"] for row in json.loads(read.stdout)] == [18]
+    assert json.loads(read.stdout)[0] | {"policy": ""} == json.loads(strict.stdout)[0] | {
+        "policy": ""
+    }
+    checked = invoke_cli("policy", "check", pyproject)
+    assert "Pass --section tool.breaker_fsm" in checked.stderr
+
+
+def test_simulate_names_every_bad_policy(files: dict[str, Path], tmp_path: Path) -> None:
+    """Two bad --policy files: both are reported, in order, then nothing else."""
+    zero = tmp_path / "zero.json"
+    zero.write_text('{"failure_threshold": 0}', encoding="utf-8")
+    result = invoke_cli(
+        "simulate", files["calls"], "-p", zero, "-p", files["strict"], "-p", tmp_path / "no.toml"
+    )
+    assert (result.exit_code, result.stdout) == (1, "")
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: {zero}: invalid policy, 1 error"
+    assert lines[-1] == f"{tmp_path / 'no.toml'}: no such file"
+
+
+def test_simulate_given_an_audit_trail_says_so(files: dict[str, Path], tmp_path: Path) -> None:
+    """An audit trail passed as the call log: one error saying what it looks like."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    line = one_error_line(breaker_fsm("simulate", trail, "-p", files["strict"]))
+    assert line == (
+        f"Error: {trail}:1: this looks like an audit trail (it has seq/event), not a call log"
+    )
+
+
+def test_simulate_json_rounds_float_noise(tmp_path: Path) -> None:
+    """Seconds with float noise (10.299999999999955) print rounded; first_trip_at absolute."""
+    calls = [Call(1000.0 + i * 0.1, "failure", 0.1) for i in range(3)]
+    calls += [Call(1000.0 + 104 * 0.1 + i * 0.1, "success", 0.1) for i in range(3)]
+    path = write_jsonl(tmp_path / "noisy.jsonl", calls)
+    policy = tmp_path / "once.json"
+    policy.write_text('{"failure_threshold": 1, "reset_timeout": 10}', encoding="utf-8")
+    raw = simulate(BreakerPolicy.from_file(policy), read_calls(path))
+    assert raw.open_seconds == 10.299999999999955  # the noise there is to round
+    row = json.loads(invoke_cli("simulate", path, "-p", policy, "--json").stdout)[0]
+    assert (row["open_seconds"], row["start"], row["end"]) == (10.3, 1000.0, 1010.7)
+    assert (row["first_trip_at"], row["first_trip_after"]) == (1000.1, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -858,7 +1092,7 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
 )
 def test_simulate_usage_errors_exit_2(args: list[str], message: str) -> None:
     """Usage errors exit 2 with a message, as every command does."""
-    result = invoke("simulate", *args)
+    result = invoke_cli("simulate", *args)
     assert result.exit_code == 2
     assert message in result.stderr
 
@@ -905,7 +1139,7 @@ def test_simulate_plot_unwritable_is_one_error(files: dict[str, Path], tmp_path:
     """An output in a missing folder fails with one line naming it, before any table."""
     pytest.importorskip("matplotlib")
     out = tmp_path / "no" / "such" / "timeline.svg"
-    result = invoke("simulate", files["calls"], "-p", files["strict"], "--plot", out)
+    result = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--plot", out)
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith(f"Error: {out}: cannot write: ")
@@ -919,7 +1153,7 @@ def test_policy_explain_prints_words_and_warnings(tmp_path: Path) -> None:
         "reset_timeout_multiplier = 2\n",
         encoding="utf-8",
     )
-    result = invoke("policy", "explain", path, "--section", "tool.breaker_fsm")
+    result = invoke_cli("policy", "explain", path, "--section", "tool.breaker_fsm")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "Trips after 3 consecutive failures.",
@@ -934,7 +1168,7 @@ def test_policy_explain_bad_file_is_one_error(tmp_path: Path) -> None:
     """A policy file that does not load fails as policy check does."""
     path = tmp_path / "policy.yaml"
     path.write_text("failure_threshold: 3\n", encoding="utf-8")
-    result = invoke("policy", "explain", path)
+    result = invoke_cli("policy", "explain", path)
     assert result.exit_code == 1
     assert result.stderr == f"Error: {path}: unknown policy file type: use .json or .toml\n"
 
@@ -951,14 +1185,17 @@ def test_help_of_the_replay_commands(command: list[str]) -> None:
 
 
 def test_replay_all_is_complete() -> None:
-    """breaker_fsm.replay's __all__ names every public object it defines (ruff sorts it)."""
-    from breaker_fsm import replay
+    """replay's __all__ names every public object of it and its parts (ruff sorts it)."""
+    from breaker_fsm import _explain, _replay_calls, _replay_plot, replay
 
+    parts = (replay, _replay_calls, _replay_plot, _explain)
     defined = {
         name
-        for name, value in vars(replay).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == replay.__name__
+        for part in parts
+        for name, value in vars(part).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == part.__name__
     }
+    assert {"Call", "Explanation", "Replay", "explain", "plot", "read_calls"} <= defined
     assert defined <= set(replay.__all__)
     assert {"EVENTS", "MAX_SECONDS", "OUTCOMES", "ReplayError"} <= set(replay.__all__)
     for name in replay.__all__:
