@@ -403,12 +403,11 @@ class BreakerPolicy(BaseModel):
 
     # ------------------------------------------------------------------ guards
 
-    def trip_reason(self, stats: BreakerStats) -> str | None:
-        """Which trip rule fires on ``stats``, in words, or ``None`` when none does."""
-        calls = stats.window_calls if self.window is not None else 0
-        rule = trip_rule(
+    def _trip_rule(self, stats: BreakerStats) -> int:
+        """Which trip rule fires on ``stats`` (``_detector``'s code), or 0."""
+        return trip_rule(
             stats.consecutive_failures,
-            calls,
+            stats.window_calls if self.window is not None else 0,
             stats.window_failures,
             stats.window_slow,
             threshold=self.failure_threshold,
@@ -417,6 +416,11 @@ class BreakerPolicy(BaseModel):
             slow_duration=self.slow_call_duration,
             slow_rate=self.slow_call_rate_threshold,
         )
+
+    def trip_reason(self, stats: BreakerStats) -> str | None:
+        """Which trip rule fires on ``stats``, in words, or ``None`` when none does."""
+        calls = stats.window_calls if self.window is not None else 0
+        rule = self._trip_rule(stats)
         if rule == STREAK:
             return f"{stats.consecutive_failures} consecutive failures ≥ {self.failure_threshold}"
         if rule == FAILURE_RATE:
@@ -432,7 +436,7 @@ class BreakerPolicy(BaseModel):
 
     def failure_threshold_reached(self, stats: BreakerStats | None = None) -> bool:
         """Failure threshold reached."""
-        return stats is not None and self.trip_reason(stats) is not None
+        return stats is not None and self._trip_rule(stats) != 0  # the words only if it trips
 
     def open_duration_elapsed(self, stats: BreakerStats | None = None) -> bool:
         """Open duration elapsed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,89 @@ def test_audit_log_bounds() -> None:
     assert "dropped=1" in repr(log)
     with pytest.raises(ValueError, match="audit capacity must be >= 1, got 0"):
         AuditLog(0)
+
+
+@pytest.mark.parametrize("capacity", [3, 100])
+def test_audit_log_drops_the_oldest_in_order_past_its_first_rows(capacity: int) -> None:
+    """A log keeps its newest `capacity` records in order, under 64 rows or past them, chained."""
+    breaker = CircuitBreaker("c", audit_capacity=capacity)
+    for _ in range(75):
+        breaker.send("force_open")
+        breaker.send("reset")
+    records = list(breaker.audit)
+    assert [r.seq for r in records] == list(range(151 - capacity, 151))
+    assert (breaker.audit.dropped, len(breaker.audit)) == (150 - capacity, capacity)
+    assert [breaker.audit[i] for i in (0, -1)] == [records[0], records[-1]]
+    assert [r.prev for r in records[1:]] == [digest(r) for r in records[:-1]]
+    assert verify(records) == capacity
+
+
+def test_a_kept_record_is_the_one_the_sinks_got(tmp_path: Path) -> None:
+    """What the log keeps reads back equal, field by field and hash by hash, to the sinks' copy."""
+    got: list[Transition] = []
+    breaker = CircuitBreaker("c", sinks=[got.append, JsonlSink(path := tmp_path / "c.jsonl")])
+    breaker.send("force_open", reason="maintenance ≥ \u2028 window")
+    breaker.send("reset")
+    kept = list(breaker.audit)
+    assert kept == got == read_jsonl(path)
+    assert [r.to_json() for r in kept] == [r.to_json() for r in got]
+    assert [type(r.at) for r in kept] == [datetime, datetime]
+    assert breaker.audit.head == digest(got[-1])
+    edited = kept[0].model_copy(update={"reason": "edited"})  # a record read back is a model
+    assert (edited.reason, edited.seq, kept[0].reason) == ("edited", 1, got[0].reason)
+
+
+def test_breakers_under_one_policy_share_their_reasons() -> None:
+    """An outage's breakers keep one copy of each reason text (the same str object)."""
+    policy = BreakerPolicy(failure_threshold=1)
+    first, second = CircuitBreaker("a", policy), CircuitBreaker("b", policy)
+    for breaker in (first, second):
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+    assert first.audit[0].reason == second.audit[0].reason
+    assert first.audit[0].reason is second.audit[0].reason
+
+
+def test_a_wall_clock_datetime_cannot_hold_changes_nothing() -> None:
+    """A wall reading no UTC datetime can hold fails the transition before anything changes."""
+
+    class FarClock(FakeClock):
+        def wall(self) -> float:
+            return 1e20
+
+    breaker = CircuitBreaker("c", clock=FarClock())
+    with pytest.raises((OverflowError, ValueError, OSError)):
+        breaker.send("force_open")
+    assert (breaker.state, len(breaker.audit), breaker.metrics().state) == ("closed", 0, "closed")
+    breaker._clock = FakeClock()
+    assert breaker.send("force_open") == "forced_open"
+    assert [r.seq for r in breaker.audit] == [1]
+
+
+def test_a_record_whose_prev_is_no_digest_is_kept_whole() -> None:
+    """A record made without validation, whose prev is not a hex digest, reads back as it was."""
+    odd = transition(1, "reset", "closed", "closed").model_copy(
+        update={"counters": dict.fromkeys(COUNTERS, 0.0), "prev": "not-hex"}
+    )
+    upper = odd.model_copy(update={"prev": "AB" * 32})
+    log = AuditLog(2)
+    log.append(odd)
+    log.append(upper)
+    assert (log[0], log[1]) == (odd, upper)
+    assert log[1].prev == "AB" * 32
+
+
+def test_a_forked_breaker_writes_as_a_new_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A breaker's log in a forked child (a new pid) takes a new origin and starts a new chain."""
+    breaker = CircuitBreaker("c")
+    breaker.send("force_open")
+    monkeypatch.setattr(os, "getpid", lambda: 4_000_000)
+    breaker.send("reset")
+    first, second = breaker.audit
+    assert second.origin != first.origin == first.life
+    assert second.origin is not None
+    assert second.origin.split(":")[1] == "4000000"
+    assert (second.prev, second.life, breaker.audit.origin) == (None, second.origin, second.origin)
 
 
 def test_logging_sink(caplog: pytest.LogCaptureFixture) -> None:
