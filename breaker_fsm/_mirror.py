@@ -208,6 +208,12 @@ class Mirror(CircuitBreaker):
         event = EVENTS[reply.event]
         source, target = STATES[reply.source], STATES[reply.state]
         stats = self._reply_stats(reply)
+        lapsed = event == "retrip" and not reply.trial_failures
+        if reason is None and lapsed and self.policy.half_open_timeout is None:
+            reason = (  # the store's trial lease lapsed (breaker_fsm._lua.trial_lease)
+                f"no trial reported for {reply.justified:.3g}s, every permit out: "
+                f"their holders are taken for lost; open for {reply.open_duration:.3g}s"
+            )
         extra: dict[str, Any] = {"shared": reply, "reason": reason}
         with self._tlock:
             if (reply.epoch != link.epoch or reply.gen > self._gen) and self._dispatch(
