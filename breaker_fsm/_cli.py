@@ -327,6 +327,8 @@ def verify_command(files: tuple[Path, ...]) -> None:
 
 def _breaker_line(breaker: BreakerSummary) -> str:
     restarts = f" ({_plural(breaker.restarts, 'restart')})" if breaker.restarts else ""
+    if breaker.store_restarts:
+        restarts += f" ({_plural(breaker.store_restarts, 'store restart')})"
     return (
         f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
         f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "

@@ -18,7 +18,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, cast
 
-from ._audit import Transition
+from ._audit import Transition, shared_life
 from ._breaker import CircuitBreaker
 from ._machine import STATES
 from ._metrics import BreakerMetrics
@@ -41,9 +41,12 @@ _NO_WINDOW = (0, 0, 0)
 class Mirror(CircuitBreaker):
     """A breaker that mirrors a store's state (the base of ``SharedBreaker``)."""
 
-    __slots__ = ("_link",)
+    __slots__ = ("_audit_shared", "_link")
 
     _link: StoreLink
+    #: The shared numbering its records belong to: that of the store entry's incarnation
+    #: it follows (a store restarted empty recreates the entry in a new one).
+    _audit_shared: bool | str
 
     def metrics(self) -> BreakerMetrics:
         """A consistent snapshot of the counters; the window is the shared one."""
@@ -245,6 +248,7 @@ class Mirror(CircuitBreaker):
             reason=extra.get("reason") or self._reason(event, stats, reply.open_duration),
             counters=stats.as_counters(),
             generation=reply.gen,
+            life=shared_life(reply.epoch),
         )
         self._emit(record)
 
@@ -255,6 +259,8 @@ class Mirror(CircuitBreaker):
         it; the new state's own counters start as a transition leaves them.
         """
         state = reply.state
+        if reply.epoch != link.epoch:
+            self._audit_shared = shared_life(reply.epoch)  # its local records' numbering
         link.epoch = reply.epoch
         self._state = state  # _hot stays False: a shared breaker never takes the fast path
         self._gen = self._seq = reply.gen
