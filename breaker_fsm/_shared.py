@@ -220,6 +220,9 @@ class SharedBreaker(Mirror):
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
             return self._store_admitted(link, reply, now, token)
         if gen == _LOCAL:
             return self._admit()
@@ -237,6 +240,9 @@ class SharedBreaker(Mirror):
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
             return self._store_admitted(link, reply, now, token)
         if gen == _LOCAL:
             return self._admit()
@@ -307,6 +313,9 @@ class SharedBreaker(Mirror):
             answer = link.entry.record(gen, outcome, u, hint, seed)
         except Exception as exc:
             answer = exc
+        except BaseException:  # interrupted: its script may have run all the same
+            self._reply_lost(link)
+            raise
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     async def _store_arecord(
@@ -319,6 +328,9 @@ class SharedBreaker(Mirror):
             answer = await link.entry.arecord(gen, outcome, u, hint, seed)
         except Exception as exc:
             answer = exc
+        except BaseException:  # interrupted: its script may have run all the same
+            self._reply_lost(link)
+            raise
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     def _record_plan(
@@ -372,6 +384,9 @@ class SharedBreaker(Mirror):
                 answer = link.entry.operator(code, self._jitter(), self._seed(link, now))
             except Exception as exc:
                 answer = exc
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
         return self._store_sent(link, event, reason, now, answer)
 
     async def _store_asend(self, link: StoreLink, event: str, reason: str | None) -> str | None:
@@ -383,6 +398,9 @@ class SharedBreaker(Mirror):
                 answer = await link.entry.aoperator(code, self._jitter(), self._seed(link, now))
             except Exception as exc:
                 answer = exc
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
         return self._store_sent(link, event, reason, now, answer)
 
     def _store_send_plan(self, link: StoreLink, event: str) -> tuple[int | None, float]:
