@@ -247,3 +247,41 @@ def test_a_transition_whose_reply_was_lost_is_still_recorded(
     shared_walk = [r for r in merged(a, b) if r.generation is not None]
     assert [r.generation for r in shared_walk] == [1, 2, 3]
     assert verify(merged(a, b)) == len(merged(a, b))
+
+
+@pytest.mark.parametrize("lost", ["record", "operator"])
+def test_a_cancelled_round_trip_that_made_a_transition_is_still_recorded(
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock, lost: str
+) -> None:
+    """wait_for cancels A's acall while its failure's record (which trips the fleet) or
+    A's asend("force_open") waits on a paused server: the script runs on SIGCONT, and A
+    records the transition from its push; B follows it; the merged trail has no gap."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10)
+    store = redis_stores(now=clock.monotonic)
+    a = CircuitBreaker("svc", policy, clock=clock, store=store)
+    b = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(now=clock.monotonic))
+    wait_live(a, b)
+    with redis_server.client() as admin:  # loaded, as in a fleet that ran for a while
+        for script in store._scripts(policy):
+            admin.script_load(script.text)
+
+    async def down() -> None:
+        raise ConnectionError("dependency down")
+
+    async def cancelled() -> None:
+        await store._async_client().ping()  # this loop's connection is up
+        round_trip = a.acall(down) if lost == "record" else a.asend("force_open")
+        with paused(redis_server), pytest.raises(TimeoutError):
+            await asyncio.wait_for(round_trip, 0.1)
+
+    run_closing(store, cancelled)
+    target = "open" if lost == "record" else "forced_open"
+    wait_until(lambda: [r.generation for r in a.audit] == [1], "a records it from its push")
+    assert (a.audit[0].event, a.audit[0].target) == (
+        "trip" if lost == "record" else "force_open",
+        target,
+    )
+    wait_until(lambda: a.state == b.state == target, "both follow it")
+    assert list(b.audit) == []
+    assert b.send("reset") == "closed"
+    assert verify(merged(a, b)) == 2
