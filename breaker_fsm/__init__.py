@@ -11,12 +11,14 @@ from ._breaker import BreakerMetrics, CircuitBreaker
 from ._calls import CallRecord
 from ._circuit import circuit, circuit_registry
 from ._clock import Clock, SystemClock
+from ._guard import Permit
 from ._machine import BreakerMachine
 from ._policy import BreakerPolicy, BreakerStats, CountWindow, TimeWindow
 from ._registry import BreakerRegistry
 from .exceptions import (
     AuditError,
     BreakerError,
+    CallTimeoutError,
     CircuitOpenError,
     DiagramError,
     IllegalTransitionError,
@@ -36,12 +38,14 @@ __all__ = [
     "BreakerRegistry",
     "BreakerStats",
     "CallRecord",
+    "CallTimeoutError",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "CountWindow",
     "DiagramError",
     "IllegalTransitionError",
+    "Permit",
     "PolicyFileError",
     "RegistryError",
     "ReplayError",

@@ -30,6 +30,15 @@ def _got(value: object) -> str:
     return f"{type(value).__name__} {_repr.repr(value)}"
 
 
+def _check_instance(label: str, value: object) -> None:
+    """A class where an instance belongs has unbound methods: ``monotonic()`` needs self."""
+    if isinstance(value, type):
+        raise TypeError(
+            f"CircuitBreaker {label} must be an instance, got the class {value.__name__}: "
+            f"write {label}={value.__name__}()"
+        )
+
+
 def check_arguments(
     name: object,
     policy: object,
@@ -62,6 +71,8 @@ def check_arguments(
         raise TypeError(
             f"CircuitBreaker policy must be a BreakerPolicy or None, got {_got(policy)}{hint}"
         )
+    _check_instance("clock", clock)
+    _check_instance("rng", rng)
     if clock is not None and not all(
         callable(getattr(clock, method, None)) for method in ("monotonic", "wall")
     ):

@@ -118,14 +118,32 @@ class Transition(BaseModel):
         return cls(at=datetime.fromtimestamp(wall, UTC), **fields)
 
 
+#: The order in which a breaker writes a record's counters (``BreakerStats.as_counters``).
+COUNTERS: tuple[str, ...] = (
+    "consecutive_failures",
+    "window_calls",
+    "window_failures",
+    "window_slow",
+    "trial_successes",
+    "trial_failures",
+)
+_COUNTER_RANK = {name: rank for rank, name in enumerate(COUNTERS)}
+
+
 def canonical(record: Transition) -> bytes:
     """The bytes a record's hash covers: its JSON line without the fields that are ``None``.
 
     Leaving ``None`` out keeps a record's hash the same when a later version adds an
     optional field (which must default to ``None``). The form is pydantic's serialization,
-    which a JSON round trip preserves; ``tests/fixtures/trail-v2.jsonl`` pins it, so a
-    change that would orphan the chains of trails already written fails a test.
+    with the counters in the order a breaker writes them (:data:`COUNTERS`, then any other
+    by name), so a log pipeline that re-serialises JSON with its keys sorted changes
+    nothing. ``tests/fixtures/trail-v2.jsonl`` pins the form, so a change that would
+    orphan the chains of trails already written fails a test.
     """
+    counters = record.counters
+    if counters and tuple(counters) != COUNTERS:  # written elsewhere, or read back re-sorted
+        ordered = sorted(counters, key=lambda name: (_COUNTER_RANK.get(name, len(COUNTERS)), name))
+        record = record.model_copy(update={"counters": {name: counters[name] for name in ordered}})
     return record.model_dump_json(exclude_none=True).encode("utf-8")
 
 
@@ -313,6 +331,7 @@ class JsonlSink:
         FileNotFoundError: the file's directory does not exist (checked here, not at the
             first transition, which would be during an outage).
         NotADirectoryError: what should be the file's directory is not one.
+        IsADirectoryError: the path is a directory, not a file.
     """
 
     __slots__ = ("path",)
@@ -325,6 +344,10 @@ class JsonlSink:
             if folder.exists():
                 raise NotADirectoryError(f"{where} is not a directory")
             raise FileNotFoundError(f"{where} does not exist")
+        if self.path.is_dir():
+            raise IsADirectoryError(
+                f"JsonlSink({str(self.path)!r}) is a directory: name a file in it"
+            )
 
     def __call__(self, record: Transition) -> None:
         """Write ``record`` as one line."""

@@ -478,7 +478,8 @@ class CircuitBreaker(Guards):
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function so that every call goes through the breaker.
 
-        ``def`` and ``async def`` go through :meth:`call` and :meth:`acall`. A generator
+        ``def`` and ``async def`` (or an object whose ``__call__`` is one) go through
+        :meth:`call` and :meth:`acall`. A generator
         function (sync or async) is admitted when iteration starts; an exception it raises
         is judged and re-raised, and exhaustion or an early ``close()`` is a success.
         """
@@ -486,17 +487,27 @@ class CircuitBreaker(Guards):
 
             @functools.wraps(func)
             def generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return guard_generator(self, func, args, kwargs)
+                # A generator function itself, so that inspect (and frameworks) see one.
+                return (yield from guard_generator(self, func, args, kwargs))
 
             return generator_wrapper
         if inspect.isasyncgenfunction(func):
 
             @functools.wraps(func)
-            def async_generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return guard_async_generator(self, func, args, kwargs)
+            async def async_generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                # An async generator function itself, so that inspect sees one; it closes
+                # the guarded stream as it is closed (async for would leave that to the GC).
+                stream = guard_async_generator(self, func, args, kwargs)
+                try:
+                    async for item in stream:
+                        yield item
+                finally:
+                    await stream.aclose()
 
             return async_generator_wrapper
-        if inspect.iscoroutinefunction(func):
+        if inspect.iscoroutinefunction(func) or (  # an object with an async __call__ too
+            not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+        ):
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:

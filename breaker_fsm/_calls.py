@@ -40,12 +40,15 @@ class CallRecord:
     """Seconds the operation took; ``None`` for a refused call."""
     exception: BaseException | None = None
     """What the operation raised, if anything."""
+    shadowed: bool = False
+    """Shadow mode (``enforce=False``): an enforcing breaker would have refused this call;
+    it ran, and only call sinks hear of its outcome."""
 
     def as_json(self) -> dict[str, object]:
         """The record as a JSON object (one line of :class:`CallLogSink`).
 
         ``at`` (monotonic seconds), ``outcome``, ``duration``, ``slow``, ``breaker`` and,
-        after an exception, its type's name.
+        after an exception, its type's name; ``"shadowed": true`` for a shadowed call.
         """
         line: dict[str, object] = {
             "at": self.start,
@@ -56,6 +59,8 @@ class CallRecord:
         }
         if self.exception is not None:
             line["exception"] = type(self.exception).__qualname__
+        if self.shadowed:
+            line["shadowed"] = True
         return line
 
 
@@ -64,7 +69,13 @@ CallSink = Callable[[CallRecord], object]
 
 
 def call_record(
-    breaker: str, outcome: int, start: float, end: float, exc: BaseException | None
+    breaker: str,
+    outcome: int,
+    start: float,
+    end: float,
+    exc: BaseException | None,
+    *,
+    shadowed: bool = False,
 ) -> CallRecord:
     """The record of a call that ran, from its outcome flags (see ``_outcome``)."""
     if outcome < 0:
@@ -73,7 +84,8 @@ def call_record(
         name = "failure"
     else:
         name = "success"
-    return CallRecord(breaker, name, outcome > 0 and bool(outcome & SLOW), start, end - start, exc)
+    slow = outcome > 0 and bool(outcome & SLOW)
+    return CallRecord(breaker, name, slow, start, end - start, exc, shadowed)
 
 
 class CallLogSink:

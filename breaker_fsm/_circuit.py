@@ -6,20 +6,24 @@
 ...     return {"id": user_id}
 >>> fetch_user(42)
 {'id': 42}
->>> circuit_registry[f"{__name__}.fetch_user"].policy.failure_threshold
+>>> fetch_user.breaker.policy.failure_threshold
 3
+>>> fetch_user.breaker is circuit_registry[f"{__name__}.fetch_user"]
+True
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 from ._policy import BreakerPolicy
 from ._registry import BreakerRegistry
 
 if TYPE_CHECKING:
     import random
+
+    from ._calls import CallSink
 
 __all__ = ["circuit", "circuit_registry"]
 
@@ -30,6 +34,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 circuit_registry = BreakerRegistry()
 
 _POLICY_FIELDS = frozenset(BreakerPolicy.model_fields)
+#: The keywords passed on to the breaker (typed in the overload below), when not ``None``.
+_BREAKER_ARGUMENTS: Final = (
+    "fallback",
+    "is_failure",
+    "is_failure_exception",
+    "call_sinks",
+    "rng",
+    "audit_capacity",
+)
+
+#: What the keywords of the ``circuitbreaker`` and ``pybreaker`` packages are called here.
+_RENAMED: Final = {
+    "fail_max": "failure_threshold",
+    "recovery_timeout": "reset_timeout",
+    "expected_exception": "record_exceptions=(...) or is_failure_exception=pred",
+    "exclude": "ignore_exceptions",
+    "fallback_function": "fallback",
+    "clock": "registry=BreakerRegistry(clock=...)",
+    "sinks": "registry=BreakerRegistry(sinks=...)",
+    "store": "registry=BreakerRegistry(store=...)",
+}
 
 
 @overload
@@ -44,6 +69,8 @@ def circuit(
     registry: BreakerRegistry | None = None,
     fallback: Callable[..., Any] | None = None,
     is_failure: Callable[[Any], bool | float | None] | None = None,
+    is_failure_exception: Callable[[BaseException], bool | float | None] | None = None,
+    call_sinks: Iterable[CallSink] | None = None,
     rng: random.Random | None = None,
     audit_capacity: int | None = None,
     **policy_fields: Any,
@@ -55,18 +82,16 @@ def circuit(
     *,
     policy: BreakerPolicy | None = None,
     registry: BreakerRegistry | None = None,
-    fallback: Callable[..., Any] | None = None,
-    is_failure: Callable[[Any], bool | float | None] | None = None,
-    rng: random.Random | None = None,
-    audit_capacity: int | None = None,
-    **policy_fields: Any,
+    **options: Any,
 ) -> Any:
     """Guard a function (``def`` or ``async def``) with the breaker called ``name``.
 
     ``@circuit`` alone, or ``@circuit(failure_threshold=3, reset_timeout=10)``: keywords
     that name a :class:`~breaker_fsm.BreakerPolicy` field make the breaker's policy, and
-    ``fallback``, ``is_failure``, ``rng`` and ``audit_capacity`` are passed to its
-    :class:`~breaker_fsm.CircuitBreaker`. The breaker is created when the function is
+    ``fallback``, ``is_failure``, ``is_failure_exception``, ``call_sinks``, ``rng`` and
+    ``audit_capacity`` are passed to its :class:`~breaker_fsm.CircuitBreaker`; the
+    decorated function's ``breaker`` attribute is that breaker. It is created when the
+    function is
     decorated (so a bad argument fails at import) and kept in ``registry``
     (:data:`circuit_registry` by default): functions decorated under one name share one
     breaker, and a second decoration that asks for a different policy or fallback raises
@@ -80,9 +105,12 @@ def circuit(
         registry: where the breaker is kept; :data:`circuit_registry` by default.
         fallback: see :class:`~breaker_fsm.CircuitBreaker`.
         is_failure: see :class:`~breaker_fsm.CircuitBreaker`.
+        is_failure_exception: see :class:`~breaker_fsm.CircuitBreaker`.
+        call_sinks: see :class:`~breaker_fsm.CircuitBreaker`.
         rng: see :class:`~breaker_fsm.CircuitBreaker`.
         audit_capacity: see :class:`~breaker_fsm.CircuitBreaker`.
-        **policy_fields: :class:`~breaker_fsm.BreakerPolicy` fields.
+        **options: the breaker's arguments above, and
+            :class:`~breaker_fsm.BreakerPolicy` fields.
 
     Raises:
         TypeError: a keyword that is neither a policy field nor a breaker argument, or
@@ -92,12 +120,21 @@ def circuit(
     """
     if callable(name):  # bare @circuit: the function itself came as the name
         return circuit()(name)
-    unknown = set(policy_fields) - _POLICY_FIELDS
+    breaker_kwargs = {
+        key: value for key in _BREAKER_ARGUMENTS if (value := options.pop(key, None)) is not None
+    }
+    if "call_sinks" in breaker_kwargs:  # compared with a registered breaker's: a tuple
+        breaker_kwargs["call_sinks"] = tuple(breaker_kwargs["call_sinks"])
+    policy_fields = options  # what is left: BreakerPolicy fields, checked below
+    unknown = sorted(set(policy_fields) - _POLICY_FIELDS)
     if unknown:
+        said = ", ".join(
+            f"{key} (here: {_RENAMED[key]})" if key in _RENAMED else key for key in unknown
+        )
         raise TypeError(
-            f"circuit() got unexpected keyword argument(s) {', '.join(sorted(unknown))}: "
-            "it takes BreakerPolicy fields (failure_threshold, reset_timeout, ...) and "
-            "fallback, is_failure, rng, audit_capacity, policy, registry"
+            f"circuit() got unexpected keyword argument(s) {said}: it takes BreakerPolicy "
+            "fields (failure_threshold, reset_timeout, ...) and "
+            f"{', '.join(_BREAKER_ARGUMENTS)}, policy, registry"
         )
     if policy is not None and policy_fields:
         raise TypeError(
@@ -106,16 +143,6 @@ def circuit(
         )
     if policy_fields:
         policy = BreakerPolicy(**policy_fields)
-    breaker_kwargs = {
-        key: value
-        for key, value in (
-            ("fallback", fallback),
-            ("is_failure", is_failure),
-            ("rng", rng),
-            ("audit_capacity", audit_capacity),
-        )
-        if value is not None
-    }
     if registry is not None and not isinstance(registry, BreakerRegistry):
         raise TypeError(
             f"circuit() registry must be a BreakerRegistry, got {type(registry).__name__}"
@@ -127,6 +154,8 @@ def circuit(
             raise TypeError(f"@circuit decorates a function, got {type(func).__name__}")
         breaker_name = name if name is not None else f"{func.__module__}.{func.__qualname__}"
         breaker = where.get(breaker_name, policy, **breaker_kwargs)
-        return cast(F, breaker(func))
+        guarded = breaker(func)
+        guarded.breaker = breaker  # type: ignore[attr-defined]  # circuitbreaker's handle
+        return cast(F, guarded)
 
     return decorate

@@ -27,7 +27,7 @@ from .diagram import FORMATS, render
 from .exceptions import AuditError, DiagramError, PolicyFileError, ReplayError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from rich.console import Console
 
@@ -141,6 +141,16 @@ def policy() -> None:
     """Inspect and validate breaker policies."""
 
 
+def _policy_file(command: Callable[..., None]) -> Callable[..., None]:
+    """The FILE argument and the --section option of the commands that read a policy file."""
+    command = click.option(
+        "--section",
+        metavar="TABLE",
+        help='Dotted path of the table holding the policy, e.g. "tool.breaker_fsm".',
+    )(command)
+    return click.argument("file", type=click.Path(path_type=Path))(command)
+
+
 @policy.command()
 def schema() -> None:
     """Print the JSON Schema of a policy (BreakerPolicy)."""
@@ -148,12 +158,7 @@ def schema() -> None:
 
 
 @policy.command()
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option(
-    "--section",
-    metavar="TABLE",
-    help='Dotted path of the table holding the policy, e.g. "tool.breaker_fsm".',
-)
+@_policy_file
 def check(file: Path, section: str | None) -> None:
     """Validate a JSON or TOML policy file.
 
@@ -173,19 +178,14 @@ _SAYS_INPUT = frozenset({"value_error"})
 
 
 @policy.command(name="explain")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option(
-    "--section",
-    metavar="TABLE",
-    help='Dotted path of the table holding the policy, e.g. "tool.breaker_fsm".',
-)
+@_policy_file
 def explain_command(file: Path, section: str | None) -> None:
     """Say in words when the policy in FILE trips and recovers.
 
     Warns about rules that can never fire and open durations that grow without limit; the
     exit status is 0 either way (1 only when FILE is not a valid policy).
     """
-    from .replay import explain
+    from ._explain import explain
 
     explanation = explain(_load_policy(file, section))
     wrap = textwrap.TextWrapper(width=88, subsequent_indent="  ", break_on_hyphens=False)
@@ -306,11 +306,14 @@ def _utc(at: datetime) -> str:
 def verify_command(files: tuple[Path, ...]) -> None:
     """Check that the trails in FILES, merged, are legal walks of the machine.
 
-    Prints one line per breaker (transitions, lives, outages, time span and the head
-    hash to compare with an anchored one) and exits 0, or exits 1 naming the file and
-    line of the first bad record.
+    Prints one line per breaker (transitions, lives, outages, time span), then the head
+    of each writer's hash chain (to compare with an anchored one), and exits 0; or exits 1
+    naming the file and line of the first bad record. A file with no records is named
+    on stderr.
     """
     located = _read(files)
+    for empty in sorted(set(files) - {file for file, _, _ in located}, key=files.index):
+        click.echo(f"{empty}: no records", err=True)
     try:
         summary = verify(record for _, _, record in located)
     except AuditError as exc:  # verify names the record's position: always set here
@@ -333,9 +336,8 @@ def _breaker_line(breaker: BreakerSummary) -> str:
         f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
         f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "
         f"{_plural(breaker.outages, 'outage')}, "
-        f"{_utc(breaker.first)} → {_utc(breaker.last)} ({_duration(breaker.span)}), "
-        f"head {breaker.head[:16]}"
-    )
+        f"{_utc(breaker.first)} → {_utc(breaker.last)} ({_duration(breaker.span)})"
+    ) + "".join(f"\n  head {head} ({origin})" for origin, head in breaker.heads.items())
 
 
 def _duration(span: timedelta) -> str:

@@ -10,12 +10,13 @@ elsewhere (gobreaker's ``TwoStepCircuitBreaker``, resilience4j's
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Callable, Generator
+import warnings
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from typing import Any
 
-from ._local import LocalEngine
+from ._local import LOST_PERMITS, LocalEngine
 from ._outcome import FAILED, NEUTRAL, SUCCESS, Admission
-from ._transitions import CLOSED
+from ._transitions import CLOSED, HALF_OPEN
 
 __all__ = ["Guards", "Permit", "guard_async_generator", "guard_generator"]
 
@@ -35,6 +36,10 @@ class Permit:
     ``RuntimeError``. Until settled it holds its half-open trial slot. As a context
     manager it settles by how the block ends: normally, a success; by an exception, as
     ``call`` judges that exception. Slow-call timing runs from acquire to settle.
+
+    A permit garbage-collected unsettled is a bug in the caller: it warns
+    (``ResourceWarning``) and, if it held an in-memory breaker's half-open trial slot,
+    the slot is given back (neutral) when the breaker next needs one.
     """
 
     __slots__ = ("_breaker", "_gen", "_settled", "_started")
@@ -48,6 +53,24 @@ class Permit:
     def __repr__(self) -> str:
         status = "settled" if self._settled else "held"
         return f"<Permit of {self._breaker.name!r}, {status}>"
+
+    def __del__(self) -> None:
+        if self._settled:
+            return
+        breaker, gen = self._breaker, self._gen
+        if (
+            gen >= 0
+            and breaker._reclaims_lost_permits
+            and breaker._state == HALF_OPEN
+            and breaker._gen == gen
+        ):
+            LOST_PERMITS.append((breaker, gen, self._started))
+        warnings.warn(
+            f"{self!r} was never settled: settle a permit with success(), failure() or "
+            "release(), or use it as a context manager",
+            ResourceWarning,
+            stacklevel=1,
+        )
 
     @property
     def settled(self) -> bool:
@@ -180,7 +203,7 @@ def guard_generator(
 
 async def guard_async_generator(
     breaker: Guards, func: Callable[..., AsyncIterator[Any]], args: Any, kwargs: Any
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any]:
     """:func:`guard_generator` for async generators (values only: ``asend`` is not relayed)."""
     permit = await breaker.aacquire()
     try:

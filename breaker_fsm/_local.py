@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from ._machine import STATES
 from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, Admission, judge_exception
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN, Transitions, built
 from ._window import CountRing
-from .exceptions import CircuitOpenError
+from .exceptions import CallTimeoutError, CircuitOpenError
 
 __all__ = ["LocalEngine", "count_of"]
 
@@ -35,6 +36,11 @@ _log = logging.getLogger("breaker_fsm")
 
 
 _REFUSED, _BYPASS, _SHADOW = Admission.REFUSED, Admission.BYPASS, Admission.SHADOW
+
+#: Half-open permits collected unsettled (see ``Permit.__del__``): (engine, generation,
+#: started), given back, neutral, when a half-open breaker would refuse for want of a
+#: permit. ``__del__`` may run inside any lock, so it only appends (atomic) and takes none.
+LOST_PERMITS: list[tuple[LocalEngine, int, float]] = []
 
 
 def count_of(counter: itertools.count[int]) -> int:
@@ -50,6 +56,10 @@ class LocalEngine(Transitions):
     """Admission and recording on the breaker's own (in-memory) state."""
 
     __slots__ = ()
+
+    #: Whether a lost half-open permit is given back here (a shared breaker's permits
+    #: are the store's: it gives them back itself).
+    _reclaims_lost_permits = True
 
     @property
     def _rejected(self) -> itertools.count[int]:
@@ -98,10 +108,24 @@ class LocalEngine(Transitions):
                             return gen
                     finally:
                         lock.release()
+                if LOST_PERMITS and self._give_back_lost_permits():
+                    continue
                 return _REFUSED
             else:
                 return _BYPASS if state == DISABLED else _REFUSED
         return _REFUSED  # pragma: no cover - only a pathological clock gets here
+
+    def _give_back_lost_permits(self) -> bool:
+        """Settle, neutrally, every lost permit; whether one was this breaker's."""
+        mine = False
+        while LOST_PERMITS:
+            try:
+                engine, gen, started = LOST_PERMITS.pop()
+            except IndexError:  # another thread took the last one
+                break
+            mine = mine or engine is self
+            engine._complete(gen, NEUTRAL, started, None)
+        return mine
 
     def _refused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Count a refusal, then raise ``CircuitOpenError`` or return the fallback's value."""
@@ -161,22 +185,35 @@ class LocalEngine(Transitions):
     ) -> tuple[int, float | None]:
         """A failure predicate's verdict on ``value``: the outcome and the hint.
 
-        A true verdict is a failure, and one that is a number of seconds (not a bool) is
-        also the open-duration hint. A predicate that raises is logged and counted, and
-        the call is neutral.
+        A number of seconds (an int or float, not a bool, 0 included) is a failure whose
+        open-duration hint it is; one that is negative, NaN or infinite is a failure without
+        a hint, and logged. Any other true verdict is a failure, a false one a success. A
+        predicate that raises, or returns an awaitable (an ``async def`` predicate), is
+        logged and counted, and the call is neutral.
         """
         try:
             verdict = predicate(value)
+            if inspect.isawaitable(verdict):
+                if inspect.iscoroutine(verdict):
+                    verdict.close()  # never awaited: no "was never awaited" warning
+                raise TypeError(f"{label} returned an awaitable: it must be a plain function")
         except Exception:
             _log.exception("breaker %r: %s predicate raised", self.name, label)
             with self._lock:
                 self._sink_errors += 1
             return NEUTRAL, None
-        if not verdict:
-            return SUCCESS, None
-        if not isinstance(verdict, bool) and isinstance(verdict, int | float):
-            return FAILED, float(verdict)
-        return FAILED, None
+        if isinstance(verdict, int | float) and not isinstance(verdict, bool):
+            if 0.0 <= verdict < math.inf:
+                return FAILED, float(verdict)
+            _log.warning(
+                "breaker %r: %s returned %r seconds, not a finite number >= 0: "
+                "a failure with no open-duration hint",
+                self.name,
+                label,
+                verdict,
+            )
+            return FAILED, None
+        return (FAILED, None) if verdict else (SUCCESS, None)
 
     async def _timed_await(
         self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -186,19 +223,26 @@ class LocalEngine(Transitions):
         (``call`` cannot interrupt a thread: it runs the call as it is, and :meth:`_record`
         judges a late return a failure.)
 
-        Past it the call is cancelled and the builtin ``TimeoutError`` raised, which
-        :meth:`_record` judges a failure (it came late). A cancellation from outside stays
-        neutral.
+        Past it the call is cancelled and :class:`~breaker_fsm.CallTimeoutError` raised
+        from the cancellation (whose traceback shows where the call hung): always a
+        failure (:func:`judge_exception`). A cancellation from outside stays neutral.
         """
-        async with asyncio.timeout(self._call_timeout):
-            return await func(*args, **kwargs)
+        timeout = self._call_timeout
+        limit = asyncio.timeout(timeout)
+        try:
+            async with limit:
+                return await func(*args, **kwargs)
+        except TimeoutError as exc:
+            if timeout is None or not limit.expired():  # the operation's own TimeoutError
+                raise
+            raise CallTimeoutError(self.name, timeout) from exc.__cause__
 
     def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
         """Settle a permit (see :class:`~breaker_fsm.Permit`): record its outcome."""
         if gen >= 0:
             self._record(gen, outcome, started, exc=exc)
         elif gen == _SHADOW and self._call_sinks:
-            self._tell_call(outcome, started, exc)
+            self._tell_call(outcome, started, exc, shadowed=True)
 
     async def _acomplete(
         self, gen: int, outcome: int, started: float, exc: BaseException | None
@@ -254,9 +298,9 @@ class LocalEngine(Transitions):
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc)[0], started, exc)
+            self._tell_call(self._judge_exception(exc)[0], started, exc, shadowed=True)
             raise
-        self._tell_call(self._judge_result(result)[0], started, None)
+        self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
     async def _arun_unrecorded(
@@ -270,17 +314,19 @@ class LocalEngine(Transitions):
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc)[0], started, exc)
+            self._tell_call(self._judge_exception(exc)[0], started, exc, shadowed=True)
             raise
-        self._tell_call(self._judge_result(result)[0], started, None)
+        self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
-    def _tell_call(self, outcome: int, started: float, exc: BaseException | None) -> None:
+    def _tell_call(
+        self, outcome: int, started: float, exc: BaseException | None, *, shadowed: bool = False
+    ) -> None:
         """Hand a call's outcome to the call sinks (a shadow call's, or a shared one's)."""
         now = self._clock.monotonic()
         if outcome >= 0:
             outcome = self._timed_outcome(outcome, now - started)
-        self._emit_call(call_record(self.name, outcome, started, now, exc))
+        self._emit_call(call_record(self.name, outcome, started, now, exc, shadowed=shadowed))
 
     def _timed_outcome(self, outcome: int, took: float) -> int:
         """``outcome`` (not neutral) of a call that took ``took`` seconds.

@@ -45,6 +45,7 @@ class Mirror(CircuitBreaker):
 
     __slots__ = ("_audit_shared", "_link")
 
+    _reclaims_lost_permits = False  # its half-open permits are the store's
     _link: StoreLink
     #: The shared numbering its records belong to: that of the store entry's incarnation
     #: it follows (a store restarted empty recreates the entry in a new one).

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from .exceptions import CallTimeoutError
+
 __all__ = ["FAILED", "NEUTRAL", "SLOW", "SUCCESS", "Admission", "judge_exception"]
 
 SUCCESS = 0
@@ -44,8 +46,11 @@ def judge_exception(
     :meth:`~breaker_fsm.BreakerPolicy.is_failure_exception`: exceptions that are not
     ``Exception`` (KeyboardInterrupt, CancelledError) and ignored ones are neutral (ignore
     wins over record); recorded ones are failures; any other exception means that the
-    dependency answered, so it counts as a success.
+    dependency answered, so it counts as a success. A :class:`CallTimeoutError` is the
+    breaker's own verdict: always a failure.
     """
+    if type(exc) is CallTimeoutError:
+        return FAILED
     if not isinstance(exc, Exception) or isinstance(exc, ignore):
         return NEUTRAL
     return FAILED if isinstance(exc, record) else SUCCESS

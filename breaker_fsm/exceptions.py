@@ -4,6 +4,7 @@
 
     BreakerError
     ├── CircuitOpenError        a call was refused (open, forced_open, half-open full)
+    ├── CallTimeoutError        an acall ran past call_timeout (also a TimeoutError)
     ├── IllegalTransitionError  an event that is not legal in the current state
     ├── AuditError              an audit trail that is not a legal walk, or a corrupt line
     ├── DiagramError            a diagram format that needs a missing tool (Graphviz, pydot)
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 __all__ = [
     "AuditError",
     "BreakerError",
+    "CallTimeoutError",
     "CircuitOpenError",
     "DiagramError",
     "IllegalTransitionError",
@@ -46,7 +48,9 @@ class BreakerError(Exception):
 
 def _rebuild(cls: type[BreakerError], args: tuple[Any, ...]) -> BreakerError:
     """An unpickled error before its attributes are restored: ``args`` set, no ``__init__``."""
-    return cls.__new__(cls, *args)
+    error = cls.__new__(cls, *args)
+    error.args = args  # OSError's __new__ leaves them to an overriding __init__
+    return error
 
 
 class CircuitOpenError(BreakerError):
@@ -86,6 +90,23 @@ class CircuitOpenError(BreakerError):
     def __str__(self) -> str:
         when = "" if self.retry_after is None else f"; retry after {self.retry_after:.3f}s"
         return f"circuit {self.breaker!r} is {self.state}{when}"
+
+
+class CallTimeoutError(BreakerError, TimeoutError):
+    """An ``acall`` ran past the policy's ``call_timeout`` and was cancelled.
+
+    Always a failure of the dependency, whatever ``ignore_exceptions`` says: the breaker
+    set the limit. It is a ``TimeoutError`` too, so ``except TimeoutError`` catches it.
+
+    Attributes:
+        breaker: name of the breaker whose limit it was.
+        timeout: the limit, in seconds.
+    """
+
+    def __init__(self, breaker: str, timeout: float) -> None:
+        self.breaker = breaker
+        self.timeout = timeout
+        super().__init__(f"breaker {breaker!r}: the call took call_timeout ({timeout:g} s)")
 
 
 class IllegalTransitionError(BreakerError):

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, Transition
+from breaker_fsm.audit import JsonlSink
+from breaker_fsm.testing import FakeClock
 
 if TYPE_CHECKING:
+    from click.testing import Result
+
     from breaker_fsm.redis import RedisStore
-    from breaker_fsm.testing import FakeClock
     from tests.redis_server import RedisServer, StoreFactory
+
+#: Files the tests read: trails and policies written by earlier versions, checked in.
+FIXTURES = Path(__file__).parent / "fixtures"
 
 #: Seconds a test waits for an event (a push delivered, a subscription up) before it fails:
 #: generous, for a loaded machine; the delay itself is measured in ``make bench``.
@@ -24,6 +36,14 @@ PATIENCE = 10.0
 
 class Boom(ConnectionError):
     """The dependency's failure (a ``ConnectionError``, as a real outage would raise)."""
+
+
+class Ignored(Exception):
+    """An exception a test's policy lists in ``ignore_exceptions``: it counts neither way."""
+
+
+class Interrupt(BaseException):
+    """A ``BaseException`` that is no ``Exception`` (as ``KeyboardInterrupt``): neutral."""
 
 
 def ok(value: Any = "ok") -> Any:
@@ -58,6 +78,28 @@ def refused(breaker: CircuitBreaker) -> CircuitOpenError:
     with pytest.raises(CircuitOpenError) as info:
         breaker.call(lambda: "never runs")
     return info.value
+
+
+def transition(
+    seq: int,
+    event: str,
+    source: str,
+    target: str,
+    breaker: str = "b",
+    *,
+    generation: int | None = None,
+) -> Transition:
+    """A record stamped 2026-01-01, its monotonic time its seq (no origin, life or hash)."""
+    return Transition(
+        seq=seq,
+        breaker=breaker,
+        event=event,
+        source=source,
+        target=target,
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        monotonic=float(seq),
+        generation=generation,
+    )
 
 
 def merged(*breakers: CircuitBreaker) -> list[Transition]:
@@ -192,3 +234,85 @@ class CommandLog:
             if command["command"] == f"ECHO {marker}":
                 return seen, command
             seen.append(command)
+
+
+# --------------------------------------------------------------------------- the command line
+
+#: The ``breaker-fsm`` console script, next to the interpreter.
+SCRIPT = Path(sys.executable).parent / "breaker-fsm"
+#: Variables that would change how output looks; each test sets what it needs.
+STYLE_VARS = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
+
+
+def breaker_fsm(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    script: Path | str = SCRIPT,
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script; whatever happens, it never prints a traceback."""
+    environ = {k: v for k, v in os.environ.items() if k not in STYLE_VARS}
+    environ |= {"PYTHONIOENCODING": "utf-8"} | (env or {})
+    command = [str(script), *map(str, args)]
+    done = subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=environ,
+        cwd=cwd,
+        timeout=120,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stdout, done.stdout
+    return done
+
+
+def invoke_cli(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Result:
+    """Run the command line in-process: exit 0, 1 or 2, nothing raised, no traceback printed.
+
+    Output is plain text unless ``env`` asks for a terminal (every :data:`STYLE_VARS` unset).
+    """
+    from click.testing import CliRunner  # click is the cli extra: imported when a test runs it
+
+    from breaker_fsm._cli import cli
+
+    plain: dict[str, str | None] = dict.fromkeys(STYLE_VARS)
+    result = CliRunner().invoke(
+        cli, [str(a) for a in args], prog_name="breaker-fsm", env={**plain, **(env or {})}
+    )
+    exc = result.exception
+    if exc is not None and not isinstance(exc, SystemExit):  # run() would say "unexpected"
+        trace = "".join(traceback.format_exception(exc))
+        raise AssertionError(f"breaker-fsm {args!r} raised {exc!r}\n{trace}")
+    assert result.exit_code in (0, 1, 2), result.output
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single ``Error: ...`` line a failure prints, with exit status 1."""
+    assert done.returncode == 1, done
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+def write_trail(path: Path, name: str = "users-api") -> Path:
+    """Five real transitions of one breaker instance, as JsonlSink writes them."""
+    clock = FakeClock(start=1000.0)
+    breaker = CircuitBreaker(
+        name,
+        BreakerPolicy(failure_threshold=1, reset_timeout=1),
+        clock=clock,
+        sinks=[JsonlSink(path)],
+    )
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(1)
+    breaker.call(lambda: None)
+    breaker.send("force_open")
+    breaker.send("reset", reason="dependency fixed")
+    return path

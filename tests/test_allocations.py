@@ -17,40 +17,13 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, TimeWindow
 from breaker_fsm.testing import FakeClock
+from tests.helpers import Boom, Ignored, Interrupt, aboom, aok, boom, ok
 
 SMALL, LARGE = 1_000, 10_000
 #: Allowed difference between the LARGE and the SMALL run: a leak of even one byte per
 #: call would be 9 000 bytes; a few hundred bytes of constant noise (an int that grew past
 #: the small-int cache, a dict that resized once) are not a leak.
 SLACK = 2_048
-
-
-class Boom(Exception):
-    """The dependency's failure."""
-
-
-class Ignored(Exception):
-    """An exception the policy ignores."""
-
-
-class Interrupt(BaseException):
-    """A non-Exception BaseException: neutral."""
-
-
-def ok() -> int:
-    return 1
-
-
-def boom() -> NoReturn:
-    raise Boom("down")
-
-
-async def aok() -> int:
-    return 1
-
-
-async def aboom() -> NoReturn:
-    raise Boom("down")
 
 
 Run = Callable[[int], None]

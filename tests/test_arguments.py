@@ -68,6 +68,8 @@ BAD: list[tuple[dict[str, Any], type[Exception], list[str]]] = [
     ({"sinks": print}, TypeError, ["sinks must be an iterable of callables", "got builtin"]),
     ({"clock": lambda: 0}, TypeError, ["clock must have monotonic() and wall()", "function"]),
     ({"clock": OnlyMonotonic()}, TypeError, ["clock must have", "got OnlyMonotonic"]),
+    ({"clock": FakeClock}, TypeError, ["clock must be an instance", "write clock=FakeClock()"]),
+    ({"rng": random.Random}, TypeError, ["rng must be an instance", "write rng=Random()"]),
     ({"rng": 42}, TypeError, ["rng must have a uniform(a, b) method", "got int 42"]),
     ({"rng": random.random}, TypeError, ["rng must have", "builtin_function_or_method"]),
     ({"audit_capacity": 0}, ValueError, ["audit_capacity must be an int >= 1", "got 0"]),
@@ -204,6 +206,12 @@ def test_jsonl_sink_directory_must_be_a_directory(tmp_path: Path) -> None:
     (tmp_path / "plain-file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is not a directory"):
         JsonlSink(tmp_path / "plain-file" / "audit.jsonl")
+
+
+def test_jsonl_sink_on_a_directory_fails_at_construction(tmp_path: Path) -> None:
+    """A JsonlSink pointed at a directory (not a file in it) fails at construction."""
+    with pytest.raises(IsADirectoryError, match="is a directory: name a file in it"):
+        JsonlSink(tmp_path)
 
 
 def test_jsonl_sink_file_may_not_exist_yet(tmp_path: Path) -> None:

@@ -1,23 +1,20 @@
-"""The audit trail: JSON Lines round trip, verification, sinks and corrupt input."""
+"""The audit trail: JSON Lines round trip, verification, sinks and corrupt input (the chain,
+lives and fleets are in test_audit_chain.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import socket
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from breaker_fsm import AuditError, BreakerPolicy, CircuitBreaker, Transition
+from breaker_fsm import AuditError, BreakerPolicy, BreakerStats, CircuitBreaker, Transition
+from breaker_fsm._audit import COUNTERS
 from breaker_fsm.audit import (
     AuditLog,
-    Chain,
     JsonlSink,
     LoggingSink,
     digest,
@@ -26,21 +23,7 @@ from breaker_fsm.audit import (
     verify,
 )
 from breaker_fsm.testing import FakeClock
-
-if TYPE_CHECKING:
-    from tests.redis_server import RedisServer, StoreFactory
-
-
-def record(seq: int, event: str, source: str, target: str, breaker: str = "b") -> Transition:
-    return Transition(
-        seq=seq,
-        breaker=breaker,
-        event=event,
-        source=source,
-        target=target,
-        at=datetime(2026, 1, 1, tzinfo=UTC),
-        monotonic=float(seq),
-    )
+from tests.helpers import FIXTURES, transition
 
 
 def scenario(tmp_path: Path) -> tuple[CircuitBreaker, Path]:
@@ -69,7 +52,7 @@ def test_jsonl_round_trip_and_verify(tmp_path: Path) -> None:
     assert [r.event for r in records] == ["trip", "attempt_reset", "recover", "force_open", "reset"]
     assert verify(records) == 5
     assert path.read_text() == dump_jsonl(records)
-    assert repr(JsonlSink(path)).startswith("JsonlSink(")
+    assert repr(JsonlSink(path)) == f"JsonlSink({str(path)!r})"
 
 
 def test_read_jsonl_skips_blank_lines(tmp_path: Path) -> None:
@@ -100,6 +83,36 @@ def test_read_jsonl_names_the_corrupt_line(tmp_path: Path, bad_line: str, messag
     assert message in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[]", "field 'record': Input should be an object"),
+        ('{"seq": 1}', "field 'breaker': Field required (and 5 more)"),
+        (
+            '{"seq":1,"breaker":"b","event":"trip","source":"closed","target":"open",'
+            '"at":"2026-01-01T00:00:00Z","monotonic":1,"counters":{"a":"x"}}',
+            "field 'counters.a': Input should be a valid number, unable to parse string as "
+            "a number",
+        ),
+        (
+            '{"seq":1,"breaker":"b","event":"trip","source":"closed","target":"open",'
+            '"at":"2026-01-01T00:00:00Z","monotonic":"x","counters":{"a":"x"}}',
+            "field 'monotonic': Input should be a valid number, unable to parse string as "
+            "a number (and 1 more)",
+        ),
+    ],
+)
+def test_read_jsonl_describes_the_first_error_exactly(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """The AuditError names the dotted field, pydantic's message and how many more errors."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(AuditError) as exc:
+        read_jsonl(path)
+    assert str(exc.value) == f"{path}:1: {message}"
+
+
 def test_read_jsonl_unreadable(tmp_path: Path) -> None:
     """Missing and unreadable files raise AuditError naming them."""
     with pytest.raises(AuditError, match="no such file"):
@@ -114,8 +127,8 @@ def test_verify_accepts_trail_starting_mid_way() -> None:
     assert (
         verify(
             [
-                record(7, "attempt_reset", "open", "half_open"),
-                record(8, "recover", "half_open", "closed"),
+                transition(7, "attempt_reset", "open", "half_open"),
+                transition(8, "recover", "half_open", "closed"),
             ]
         )
         == 2
@@ -126,18 +139,21 @@ def test_verify_accepts_trail_starting_mid_way() -> None:
     ("records", "bad_seq", "fragment"),
     [
         (
-            [record(1, "trip", "closed", "open"), record(3, "attempt_reset", "open", "half_open")],
+            [
+                transition(1, "trip", "closed", "open"),
+                transition(3, "attempt_reset", "open", "half_open"),
+            ],
             3,
             "expected 2",
         ),
         (
-            [record(1, "trip", "closed", "open"), record(2, "trip", "closed", "open")],
+            [transition(1, "trip", "closed", "open"), transition(2, "trip", "closed", "open")],
             2,
             "previous target",
         ),
-        ([record(1, "recover", "closed", "open")], 1, "does not lead"),
-        ([record(1, "trip", "closed", "half_open")], 1, "does not lead"),
-        ([record(1, "trip", "closed", "melted")], 1, "unknown state"),
+        ([transition(1, "recover", "closed", "open")], 1, "does not lead"),
+        ([transition(1, "trip", "closed", "half_open")], 1, "does not lead"),
+        ([transition(1, "trip", "closed", "melted")], 1, "unknown state"),
     ],
 )
 def test_verify_names_first_bad_record(
@@ -155,12 +171,32 @@ def test_verify_names_first_bad_record(
 def test_verify_checks_interleaved_breakers_separately() -> None:
     """Records of several breakers interleave; each breaker's walk is checked on its own."""
     trail = [
-        record(1, "trip", "closed", "open", "a"),
-        record(1, "force_open", "closed", "forced_open", "b"),
-        record(2, "attempt_reset", "open", "half_open", "a"),
-        record(2, "reset", "forced_open", "closed", "b"),
+        transition(1, "trip", "closed", "open", "a"),
+        transition(1, "force_open", "closed", "forced_open", "b"),
+        transition(2, "attempt_reset", "open", "half_open", "a"),
+        transition(2, "reset", "forced_open", "closed", "b"),
     ]
     assert verify(trail) == 4
+
+
+def test_verify_checks_the_shared_walk_across_local_runs() -> None:
+    """Records with a generation form one walk: a seq gap between them is caught."""
+    trail = [
+        transition(1, "trip", "closed", "open", generation=1),
+        transition(3, "attempt_reset", "open", "half_open", generation=3),
+    ]
+    with pytest.raises(AuditError, match="seq 3 follows seq 1"):
+        verify(trail)
+
+
+def test_verify_starts_a_new_local_walk_after_a_shared_record() -> None:
+    """A run of local records after a shared one is its own walk, from its first record."""
+    trail = [
+        transition(1, "trip", "closed", "open"),
+        transition(2, "attempt_reset", "open", "half_open", generation=2),
+        transition(9, "recover", "half_open", "closed"),
+    ]
+    assert verify(trail) == 3
 
 
 def test_transition_rejects_naive_datetimes_and_extra_fields() -> None:
@@ -175,21 +211,23 @@ def test_transition_rejects_naive_datetimes_and_extra_fields() -> None:
             at=datetime(2026, 1, 1),
             monotonic=0.0,
         )
-    data: dict[str, Any] = record(1, "trip", "closed", "open").model_dump()
+    data: dict[str, Any] = transition(1, "trip", "closed", "open").model_dump()
     data["surprise"] = 1
     with pytest.raises(ValueError, match="surprise"):
         Transition.model_validate(data)
 
 
 def test_audit_log_bounds() -> None:
-    """AuditLog keeps `capacity` records, counts drops, and refuses a zero capacity."""
+    """AuditLog keeps `capacity` records (1000 by default, at least 1) and counts drops."""
+    assert AuditLog().capacity == 1000
+    assert AuditLog(1).capacity == 1
     log = AuditLog(2)
     for seq in (1, 2, 3):
-        log.append(record(seq, "reset", "closed", "closed"))
+        log.append(transition(seq, "reset", "closed", "closed"))
     assert [r.seq for r in log] == [2, 3]
     assert (log.dropped, log.capacity, len(log)) == (1, 2, 2)
     assert "dropped=1" in repr(log)
-    with pytest.raises(ValueError, match="capacity"):
+    with pytest.raises(ValueError, match="audit capacity must be >= 1, got 0"):
         AuditLog(0)
 
 
@@ -197,10 +235,23 @@ def test_logging_sink(caplog: pytest.LogCaptureFixture) -> None:
     """LoggingSink logs one line per record with the record attached."""
     sink = LoggingSink(level=logging.WARNING)
     with caplog.at_level(logging.WARNING, logger="breaker_fsm.audit"):
-        sink(record(1, "trip", "closed", "open"))
+        sink(transition(1, "trip", "closed", "open"))
     assert "breaker b #1: trip closed -> open" in caplog.text
     assert caplog.records[0].transition["event"] == "trip"  # type: ignore[attr-defined]
     assert repr(sink) == "LoggingSink('breaker_fsm.audit')"
+
+
+def test_logging_sink_message_extra_and_logger(caplog: pytest.LogCaptureFixture) -> None:
+    """LoggingSink logs one fixed-format line to the given logger, the record in extra."""
+    made = transition(1, "trip", "closed", "open").model_copy(update={"reason": "why"})
+    caplog.set_level(logging.INFO)
+    LoggingSink(logging.getLogger("mine"))(made)
+    LoggingSink()(made)
+    first, second = caplog.records
+    assert (first.name, second.name) == ("mine", "breaker_fsm.audit")
+    assert first.getMessage() == "breaker b #1: trip closed -> open (why)"
+    assert first.transition == made.model_dump(mode="json")  # type: ignore[attr-defined]
+    assert isinstance(first.transition["at"], str)  # type: ignore[attr-defined]
 
 
 def test_jsonl_sink_to_vanished_directory_is_counted(tmp_path: Path) -> None:
@@ -227,9 +278,6 @@ def test_jsonl_sink_on_full_disk_is_counted() -> None:
     assert (breaker.state, breaker.metrics().sink_errors) == ("open", 1)
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
 def test_trail_written_before_origins_still_reads_and_verifies() -> None:
     """A checked-in trail in the first format (no origin, life or hash) reads and verifies."""
     records = read_jsonl(FIXTURES / "trail-v1.jsonl")
@@ -251,57 +299,6 @@ def test_trail_written_with_origins_and_chains_still_verifies() -> None:
     assert lives == {"users-api": (2, 0), "billing": (1, 2)}
 
 
-# --------------------------------------------------------------------------- lives and chains
-
-
-def lives_of_a_service(path: Path, lives: int = 2) -> list[CircuitBreaker]:
-    """``lives`` instances of breaker "db" in turn, each appending two transitions to path."""
-    clock = FakeClock()
-    breakers = []
-    for _ in range(lives):
-        breaker = CircuitBreaker("db", clock=clock, sinks=[JsonlSink(path)])
-        breaker.send("force_open", reason="deploy")
-        clock.advance(30)
-        breaker.send("reset")
-        clock.advance(30)
-        breakers.append(breaker)
-    return breakers
-
-
-def edit_line(path: Path, number: int, change: Callable[[dict[str, Any]], object]) -> None:
-    """Rewrite line ``number`` (1-based) of a JSON Lines file through ``change``."""
-    lines = path.read_text("utf-8").splitlines()
-    data = json.loads(lines[number - 1])
-    change(data)
-    lines[number - 1] = json.dumps(data)
-    path.write_text("\n".join(lines) + "\n", "utf-8")
-
-
-def test_every_record_says_which_instance_wrote_it(tmp_path: Path) -> None:
-    """Records carry origin host:pid:token and life; each instance is a new one."""
-    first, second = lives_of_a_service(tmp_path / "db.jsonl")
-    host, pid, token = first.audit[0].origin.split(":")  # type: ignore[union-attr]
-    assert (host, pid) == (socket.gethostname(), str(os.getpid()))
-    assert re.fullmatch("[0-9a-f]{8}", token)
-    assert {r.origin for r in first.audit} == {first.audit.origin}
-    assert first.audit.origin != second.audit.origin
-    assert all(r.life == r.origin for r in [*first.audit, *second.audit])
-    assert [r.seq for r in read_jsonl(tmp_path / "db.jsonl")] == [1, 2, 1, 2]
-
-
-def test_each_record_chains_the_hash_of_the_one_before() -> None:
-    """prev is None for an instance's first record, then the digest of the record before."""
-    breaker = CircuitBreaker("c")
-    assert breaker.audit.head is None
-    for event in ("force_open", "reset", "disable", "reset"):
-        breaker.send(event)
-    records = list(breaker.audit)
-    assert records[0].prev is None
-    assert [r.prev for r in records[1:]] == [digest(r) for r in records[:-1]]
-    assert breaker.audit.head == digest(records[-1]) == breaker.audit.chain.head
-    assert re.fullmatch("[0-9a-f]{64}", breaker.audit.head or "")
-
-
 def test_digest_survives_the_json_round_trip(tmp_path: Path) -> None:
     """A record read back from its JSON line hashes as it did when it was written."""
     breaker, path = scenario(tmp_path)
@@ -310,316 +307,15 @@ def test_digest_survives_the_json_round_trip(tmp_path: Path) -> None:
     assert digest(legacy) == digest(Transition.model_validate_json(legacy.to_json()))
 
 
-def test_a_restarted_service_verifies_with_its_lives_counted(tmp_path: Path) -> None:
-    """One file that three lives appended to verifies; the gaps are restarts, not errors."""
-    path = tmp_path / "db.jsonl"
-    lives_of_a_service(path, lives=3)
-    summary = verify(read_jsonl(path))
-    assert summary == 6
-    db = summary.breakers["db"]
-    assert (db.transitions, db.lives, db.restarts, db.outages) == (6, 3, 2, 0)
-    assert db.span == timedelta(seconds=150)
-    assert db.last - db.first == db.span
-    assert db.head == digest(read_jsonl(path)[-1])
-
-
-def test_old_and_new_records_in_one_trail_are_two_lives(tmp_path: Path) -> None:
-    """A service upgraded in place: its old records and its new ones each verify."""
-    path = tmp_path / "mixed.jsonl"
-    path.write_text((FIXTURES / "trail-v1.jsonl").read_text("utf-8"), "utf-8")
-    breaker = CircuitBreaker("billing", sinks=[JsonlSink(path)])
-    breaker.send("disable")
-    summary = verify(read_jsonl(path))
-    assert summary == 11
-    assert (summary.breakers["billing"].lives, summary.breakers["users-api"].lives) == (2, 1)
-
-
-@pytest.mark.parametrize(
-    ("line", "change"),
-    [
-        (2, lambda r: r.update(reason="operator: nothing to see")),
-        (2, lambda r: r["counters"].update(consecutive_failures=0.5)),
-        (2, lambda r: r.update(at="2026-01-01T00:00:31Z")),
-        (2, lambda r: r.update(monotonic=31.5)),
-        (1, lambda r: r.update(generation=7, reason="")),
-    ],
-    ids=["reason", "counter", "timestamp", "monotonic", "first record"],
-)
-def test_an_edited_record_is_named(
-    tmp_path: Path, line: int, change: Callable[[dict[str, Any]], object]
-) -> None:
-    """Editing a record keeps the walk legal, but its hash no longer chains: it is named."""
-    breaker = CircuitBreaker("db", sinks=[JsonlSink(path := tmp_path / "db.jsonl")])
-    for event in ("force_open", "reset", "force_open", "reset"):
-        breaker.send(event)
-    edit_line(path, line, change)
-    with pytest.raises(AuditError, match="this record was edited") as exc:
-        verify(read_jsonl(path))
-    assert (exc.value.index, exc.value.seq) == (line - 1, line)
-
-
-def test_a_deleted_record_is_named(tmp_path: Path) -> None:
-    """Deleting a record is caught at the record after the gap, even when renumbered."""
-    breaker = CircuitBreaker("db", sinks=[JsonlSink(path := tmp_path / "db.jsonl")])
-    for event in ("force_open", "reset", "force_open", "reset", "force_open"):
-        breaker.send(event)
-    lines = path.read_text("utf-8").splitlines()
-    path.write_text("\n".join([lines[0], *lines[3:]]) + "\n")
-    with pytest.raises(AuditError, match="seq 4 follows seq 1") as exc:
-        verify(read_jsonl(path))
-    assert exc.value.index == 1
-    edit_line(path, 2, lambda r: r.update(seq=2))  # hide the gap: the walk is legal again
-    edit_line(path, 3, lambda r: r.update(seq=3))
-    with pytest.raises(AuditError, match="seq 1: the hash chain breaks between") as exc:
-        verify(read_jsonl(path))
-    assert exc.value.index == 0
-
-
-def test_a_reordered_pair_is_named(tmp_path: Path) -> None:
-    """Two records swapped are caught at the first of them, whatever the walk says."""
-    breaker = CircuitBreaker("db", sinks=[JsonlSink(path := tmp_path / "db.jsonl")])
-    for event in ("force_open", "reset", "force_open", "reset"):
-        breaker.send(event)
-    lines = path.read_text("utf-8").splitlines()
-    lines[1], lines[2] = lines[2], lines[1]
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(AuditError, match="seq 3") as exc:
-        verify(read_jsonl(path))
-    assert exc.value.index == 1
-
-
-def test_the_newest_record_is_covered_by_an_anchored_head(tmp_path: Path) -> None:
-    """An edited last record still chains; it no longer hashes to the head anchored earlier."""
-    breaker = CircuitBreaker("db", sinks=[JsonlSink(path := tmp_path / "db.jsonl")])
-    breaker.send("force_open")
-    breaker.send("reset")
-    anchored = breaker.audit.head
-    edit_line(path, 2, lambda r: r.update(reason="operator: all fine"))
-    summary = verify(read_jsonl(path))
-    assert summary.breakers["db"].head != anchored
-    assert summary.breakers["db"].heads == {breaker.audit.origin: summary.breakers["db"].head}
-
-
-def test_a_forked_child_writes_as_a_new_instance(monkeypatch: pytest.MonkeyPatch) -> None:
-    """After a fork (a new pid) the inherited chain takes a new origin and starts over."""
-    chain = Chain()
-    first = chain.stamp(record(1, "force_open", "closed", "forced_open"))
-    monkeypatch.setattr(os, "getpid", lambda: 4_000_000)
-    second = chain.stamp(record(2, "reset", "forced_open", "closed"))
-    assert second.origin != first.origin
-    assert second.origin is not None
-    assert second.origin.split(":")[1] == "4000000"
-    assert (second.prev, second.life) == (None, second.origin)
-    assert "Chain(origin=" in repr(chain)
-
-
-# --------------------------------------------------------------------------- fleets
-
-
-def member() -> tuple[Chain, Callable[..., Transition]]:
-    """A fleet member's chain and a function that stamps its next record (shared=True)."""
-    chain = Chain()
-
-    def write(seq: int, event: str, source: str, target: str, *, alone: bool = False) -> Transition:
-        made = Transition.at_wall(
-            float(seq), seq=seq, breaker="svc", event=event, source=source, target=target,
-            monotonic=float(seq), generation=None if alone else seq,
-        )  # fmt: skip
-        return chain.stamp(made, shared=True)
-
-    return chain, write
-
-
-def fleet_with_an_outage() -> tuple[list[Transition], list[Transition]]:
-    """Two members' trails: shared, both degraded at generation 2 (each writes seq 3), rejoined."""
-    _, a = member()
-    _, b = member()
-    trail_a = [a(1, "trip", "closed", "open")]
-    trail_b = [b(2, "attempt_reset", "open", "half_open")]
-    trail_a += [  # a learned generation 2, then the store went away
-        a(3, "recover", "half_open", "closed", alone=True),
-        a(4, "trip", "closed", "open", alone=True),
-    ]
-    trail_b += [b(3, "force_open", "half_open", "forced_open", alone=True)]
-    trail_b += [b(3, "retrip", "half_open", "open")]  # back on the store, still at 2
-    trail_a += [a(4, "attempt_reset", "open", "half_open")]
-    return trail_a, trail_b
-
-
-def test_a_fleets_merged_trails_verify_across_an_outage() -> None:
-    """The shared walk by generation, each member's local run on its own, both write seq 3."""
-    trail_a, trail_b = fleet_with_an_outage()
-    merged = sorted([*trail_a, *trail_b], key=lambda r: r.at)
-    summary = verify(merged)
-    assert summary == 7
-    svc = summary.breakers["svc"]
-    assert (svc.lives, svc.outages, svc.restarts) == (1, 2, 0)
-    assert len(svc.heads) == 2
-    assert verify(trail_b) == 3  # b's file alone: b wrote each generation up to its last
-    with pytest.raises(AuditError, match="seq 4 follows seq 1: expected 2"):
-        verify(trail_a)  # a's alone: generations 2 and 3 are in b's file, left out
-
-
-def test_a_local_run_must_start_where_the_shared_walk_was() -> None:
-    """A member that degrades from generation 2 starts from the state generation 2 left."""
-    _, a = member()
-    trail = [a(1, "trip", "closed", "open"), a(2, "attempt_reset", "open", "half_open")]
-    trail.append(a(3, "reset", "open", "closed", alone=True))
-    with pytest.raises(AuditError, match="degraded at generation 2, which left 'half_open'"):
-        verify(trail)
-
-
-def test_a_member_never_goes_back_to_an_older_generation() -> None:
-    """Rejoining or degrading again, a member's generations only move forward."""
-    _, a = member()
-    _, b = member()
-    shared = [a(1, "trip", "closed", "open"), b(2, "attempt_reset", "open", "half_open")]
-    back = [*shared, a(3, "recover", "half_open", "closed")]
-    back.append(a(2, "recover", "half_open", "closed", alone=True))
-    with pytest.raises(AuditError, match=r"degraded at generation 1 after .* reached generation 3"):
-        verify(back)
-    _, c = member()  # a reply that a newer one overtook is recorded late: no step back
-    late = [c(2, "force_open", "open", "forced_open"), c(1, "trip", "closed", "open")]
-    assert verify(late) == verify([late[1], late[0]]) == 2
-
-
-def test_the_shared_walk_is_checked_across_members() -> None:
-    """A generation missing between two members' records, or claimed twice, fails."""
-    _, a = member()
-    _, b = member()
-    gap = [a(1, "trip", "closed", "open"), b(3, "attempt_reset", "open", "half_open")]
-    with pytest.raises(AuditError, match="seq 3 follows seq 1: expected 2"):
-        verify(gap)
-    _, c = member()
-    _, d = member()
-    twice = [c(1, "trip", "closed", "open"), d(1, "force_open", "closed", "forced_open")]
-    with pytest.raises(AuditError, match="seq 1 follows seq 1"):
-        verify(twice)
-    _, e = member()
-    bad = e(1, "trip", "closed", "open").model_copy(update={"seq": 2})
-    with pytest.raises(AuditError, match="seq 2 is not its generation 1"):
-        verify([bad])
-
-
-def test_a_member_rejoining_after_the_fleet_moved_by_one_is_a_new_outage() -> None:
-    """seq one past its last local record is a new run if the shared walk explains it."""
-    _, a = member()
-    _, b = member()
-    trail = [
-        a(1, "trip", "closed", "open"),
-        b(2, "force_open", "open", "forced_open", alone=True),  # b's outage: seq 2
-        a(2, "attempt_reset", "open", "half_open"),
-        b(3, "recover", "half_open", "closed", alone=True),  # b back at 2 and out again
-    ]
-    assert verify(trail).breakers["svc"].outages == 2
-    wrong = [*trail[:2], trail[3]]  # nothing explains where seq 3 starts from
-    with pytest.raises(AuditError, match="not the previous target of this member's run"):
-        verify(wrong)
-
-
-def test_a_real_fleets_trails_verify_across_a_redis_outage(
-    redis_server: RedisServer,
-    redis_stores: StoreFactory,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Two members on one Redis, Redis killed: both write seq 5 alone; merged, they verify."""
-    clock = FakeClock()
-    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
-    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
-    a, b = (  # no push: each learns the other's events from its own replies, as scripted
-        CircuitBreaker(
-            "db",
-            policy,
-            clock=clock,
-            store=redis_stores(now=clock.monotonic, push=False),
-            sinks=[JsonlSink(p)],
-        )
-        for p in paths
-    )
-    a.send("force_open")
-    a.send("reset")
-    b.send("force_open")
-    b.send("reset")
-    a.call(lambda: None)  # a learns generation 4
-    redis_server.kill()
-    with pytest.raises(ZeroDivisionError):
-        a.call(lambda: 1 / 0)  # trips alone
-    b.send("force_open")  # on its own
-    trails = [read_jsonl(path) for path in paths]
-    assert [(r.seq, r.generation) for r in (trails[0][-1], trails[1][-1])] == [(5, None)] * 2
-    summary = verify(sorted([*trails[0], *trails[1]], key=lambda r: r.at))
-    db = summary.breakers["db"]
-    assert (summary, db.lives, db.outages) == (6, 1, 2)
-    assert db.heads == {a.audit.origin: a.audit.head, b.audit.origin: b.audit.head}
-    [life] = {r.life for r in a.audit}  # the local run's too: it continues that numbering
-    assert life is not None
-    assert life.startswith("shared:")
-    assert life == {r.life for r in b.audit}.pop()
-    from breaker_fsm._cli import run  # the cli extra
-
-    assert run(["audit", "verify", *map(str, paths)]) == 0  # the command line merges them
-    assert capsys.readouterr().out.startswith("db: 6 transitions, 1 life, 2 outages, ")
-
-
-def test_a_store_restarted_empty_begins_a_new_shared_numbering(
-    redis_server: RedisServer,
-    redis_stores: StoreFactory,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Redis restarted empty: the member that recreates the entry from a stale mirror
-    numbers from there again. The merged trails verify, the walk after the restart
-    checked as a numbering of its own, reported as a restart of the store."""
-    clock = FakeClock()
-    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
-    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
-    a, b = (  # no push: b does not learn a's transitions (its mirror is stale)
-        CircuitBreaker(
-            "db",
-            policy,
-            clock=clock,
-            store=redis_stores(now=clock.monotonic, push=False),
-            sinks=[JsonlSink(p)],
-        )
-        for p in paths
-    )
-    a.send("force_open")  # generations 1 and 2, which b never learns
-    clock.advance(1)
-    a.send("reset")
-    redis_server.kill()
-    redis_server.restart()  # empty
-    clock.advance(1)
-    b.send("force_open")  # recreates the entry from b's mirror (generation 0): 1 again
-    a.call(lambda: None)  # a is told of the new incarnation
-    clock.advance(1)
-    a.send("reset")
-    trails = [read_jsonl(path) for path in paths]
-    records = sorted([*trails[0], *trails[1]], key=lambda r: r.at)
-    assert [(r.event, r.generation) for r in records] == [
-        ("force_open", 1),
-        ("reset", 2),
-        ("force_open", 1),
-        ("reset", 2),
-    ]
-    before, after = {r.life for r in records[:2]}, {r.life for r in records[2:]}
-    assert len(before) == len(after) == 1
-    assert before != after  # two numberings, never one silent continuation
-    assert all((life or "").startswith("shared:") for life in before | after)
-    summary = verify(records)
-    db = summary.breakers["db"]
-    assert (summary, db.lives, db.store_restarts, db.restarts, db.outages) == (4, 2, 1, 0, 0)
-    from breaker_fsm._cli import run  # the cli extra
-
-    assert run(["audit", "verify", *map(str, paths)]) == 0
-    assert capsys.readouterr().out.startswith("db: 4 transitions, 2 lives (1 store restart), ")
-
-
-def test_a_copied_record_that_keeps_the_walk_legal_is_caught_by_the_chain() -> None:
-    """Two records of one writer chained to the same predecessor: one was inserted."""
-    _, a = member()
-    trail = [a(1, "trip", "closed", "open"), a(2, "force_open", "open", "forced_open", alone=True)]
-    forged = trail[1].model_copy(update={"event": "disable", "target": "disabled"})
-    with pytest.raises(AuditError, match="chains to the same one before it") as exc:
-        verify([*trail, forged])
-    assert exc.value.index == 2
+def test_counters_re_sorted_by_a_log_pipeline_still_chain(tmp_path: Path) -> None:
+    """The digest reads counters in the order a breaker writes them: a pipeline that
+    re-serialises JSON with sorted keys (jq -S) leaves the chain intact."""
+    breaker, path = scenario(tmp_path)
+    lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines), "utf-8")
+    records = read_jsonl(path)
+    assert list(records[0].counters) == sorted(COUNTERS)  # really re-sorted
+    assert verify(records) == len(breaker.audit)
+    assert [digest(r) for r in records] == [digest(r) for r in breaker.audit]
+    stats = BreakerStats(now=0.0)
+    assert tuple(stats.as_counters()) == COUNTERS  # the order a breaker writes

@@ -730,6 +730,25 @@ def test_the_decorator_runs_def_and_async_def_through_the_breaker(
     run(scenario)
 
 
+def test_the_decorator_sees_an_async_call_method(make: Make, run: Run) -> None:
+    """An object whose ``__call__`` is ``async def`` goes through acall: its failure counts."""
+    breaker = make(failure_threshold=1)
+
+    class Client:
+        async def __call__(self) -> None:
+            raise Boom("down")
+
+    decorated = breaker(Client())
+    assert inspect.iscoroutinefunction(decorated)
+
+    async def scenario() -> None:
+        with pytest.raises(Boom):
+            await decorated()
+
+    run(scenario)
+    assert breaker.state == "open"
+
+
 def test_is_failure_judges_returned_values(
     make: Make, invoke: Invoke, run: Run, clock: FakeClock
 ) -> None:

@@ -1146,6 +1146,57 @@ def test_is_failure_verdicts_that_are_not_numbers_give_no_open_hint() -> None:
         assert (breaker.state, breaker.metrics().open_duration) == ("open", 0.5)
 
 
+def test_a_verdict_of_zero_seconds_is_a_failure() -> None:
+    """0 seconds (a Retry-After: 0) is a number of seconds: a failure, not a false verdict."""
+    for verdict in (0, 0.0):
+        breaker = CircuitBreaker(
+            "z",
+            BreakerPolicy(failure_threshold=1, reset_timeout=0.5),
+            is_failure_exception=lambda _e, v=verdict: v,
+        )
+        with pytest.raises(Boom):
+            breaker.call(boom)
+        metrics = breaker.metrics()
+        assert (breaker.state, metrics.failure_count, metrics.open_duration) == ("open", 1, 0.5)
+
+
+def test_verdicts_that_are_no_duration_are_failures_without_a_hint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A negative, NaN or infinite number of seconds is a failure; the hint is dropped, logged."""
+    for verdict in (-1, float("nan"), float("inf")):
+        breaker = CircuitBreaker(
+            "h",
+            BreakerPolicy(failure_threshold=1, reset_timeout=0.5),
+            is_failure=lambda _r, v=verdict: v,
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="breaker_fsm"):
+            breaker.call(int)
+        assert (breaker.state, breaker.metrics().open_duration) == ("open", 0.5)
+        assert [r.getMessage() for r in caplog.records] == [
+            f"breaker 'h': is_failure returned {verdict!r} seconds, not a finite number >= 0: "
+            "a failure with no open-duration hint"
+        ]
+
+
+def test_an_async_predicate_is_a_predicate_error(caplog: pytest.LogCaptureFixture) -> None:
+    """An async def predicate gives an awaitable, no verdict: neutral, logged, counted."""
+
+    async def predicate(_exc: BaseException) -> bool:
+        return True
+
+    breaker = CircuitBreaker(
+        "a", BreakerPolicy(failure_threshold=1), is_failure_exception=predicate
+    )
+    with caplog.at_level(logging.ERROR, logger="breaker_fsm"), pytest.raises(Boom):
+        breaker.call(boom)
+    metrics = breaker.metrics()
+    assert (breaker.state, metrics.failure_count, metrics.sink_errors) == ("closed", 0, 1)
+    assert caplog.records[0].exc_info is not None
+    assert "is_failure_exception returned an awaitable" in str(caplog.records[0].exc_info[1])
+
+
 def test_illegal_send_messages() -> None:
     """send() names why an event is refused: illegal here, unknown, or guard not holding."""
     breaker = CircuitBreaker("s")

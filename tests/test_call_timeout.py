@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker
+from breaker_fsm import BreakerPolicy, CallRecord, CallTimeoutError, CircuitBreaker
 from breaker_fsm.testing import FakeClock
 
 
@@ -45,10 +45,16 @@ async def forever() -> None:
     await asyncio.get_running_loop().create_future()
 
 
-def test_acall_times_out_and_counts_a_failure(clock: FakeClock) -> None:
-    """Past call_timeout acall cancels the call, raises the builtin TimeoutError and
-    records a failure, even when record_exceptions would not count TimeoutError."""
-    policy = BreakerPolicy(failure_threshold=2, call_timeout=5, record_exceptions=(KeyError,))
+@pytest.mark.parametrize(
+    "lists",
+    [{"record_exceptions": (KeyError,)}, {"ignore_exceptions": (TimeoutError,)}],
+    ids=["not-recorded", "ignored"],
+)
+def test_acall_times_out_and_counts_a_failure(clock: FakeClock, lists: dict[str, Any]) -> None:
+    """Past call_timeout acall cancels the call, raises CallTimeoutError (a TimeoutError
+    naming the breaker and the limit) and records a failure, whatever the exception lists
+    say: the limit is the breaker's own."""
+    policy = BreakerPolicy(failure_threshold=2, call_timeout=5, **lists)
     records: list[CallRecord] = []
     breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
 
@@ -57,13 +63,31 @@ def test_acall_times_out_and_counts_a_failure(clock: FakeClock) -> None:
             advancer = asyncio.create_task(hang_until_advanced(clock, 5))
             with pytest.raises(TimeoutError) as caught:
                 await breaker.acall(forever)
-            assert type(caught.value) is TimeoutError
+            assert type(caught.value) is CallTimeoutError
+            assert (caught.value.breaker, caught.value.timeout) == ("svc", 5)
+            assert str(caught.value) == "breaker 'svc': the call took call_timeout (5 s)"
+            assert isinstance(caught.value.__cause__, asyncio.CancelledError)
             await advancer
 
     run(clock, main)
     assert breaker.state == "open"
     assert breaker.metrics().error_count == 2
     assert [(r.outcome, r.duration) for r in records] == [("failure", 5.0)] * 2
+
+
+def test_the_operations_own_timeout_is_judged_as_raised(clock: FakeClock) -> None:
+    """A TimeoutError the operation raises in time is its own answer, judged by the lists."""
+    policy = BreakerPolicy(failure_threshold=1, call_timeout=5, ignore_exceptions=(TimeoutError,))
+    breaker = CircuitBreaker("svc", policy, clock=clock)
+
+    async def gives_up() -> None:
+        raise TimeoutError("upstream said so")
+
+    with pytest.raises(TimeoutError, match="upstream said so") as caught:
+        run(clock, lambda: breaker.acall(gives_up))
+    assert type(caught.value) is TimeoutError
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.error_count, metrics.ignored_count) == ("closed", 0, 1)
 
 
 def test_a_call_in_time_is_not_touched(clock: FakeClock) -> None:

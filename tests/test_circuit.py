@@ -11,6 +11,7 @@ import breaker_fsm
 from breaker_fsm import (
     BreakerPolicy,
     BreakerRegistry,
+    CallRecord,
     CircuitOpenError,
     RegistryError,
     circuit,
@@ -18,11 +19,7 @@ from breaker_fsm import (
 )
 from breaker_fsm._registry import _BREAKER_KWARGS
 from breaker_fsm.testing import FakeClock
-
-
-def fail() -> None:
-    """Raise the dependency's error."""
-    raise ConnectionError("down")
+from tests.helpers import Boom, boom
 
 
 def test_bare_decorator_names_the_breaker_after_the_function() -> None:
@@ -53,7 +50,7 @@ def test_policy_fields_make_the_policy(clock: FakeClock) -> None:
 
     @circuit(failure_threshold=2, reset_timeout="PT10S", registry=registry)
     def call() -> None:
-        fail()
+        boom()
 
     breaker = registry[f"{__name__}.test_policy_fields_make_the_policy.<locals>.call"]
     assert (breaker.policy.failure_threshold, breaker.policy.reset_timeout) == (2, 10.0)
@@ -77,7 +74,7 @@ def test_same_name_shares_one_breaker() -> None:
 
     @circuit(name="users-api", failure_threshold=1, registry=registry)
     def list_users() -> None:
-        fail()
+        boom()
 
     assert registry.names() == ["users-api"]
     with pytest.raises(ConnectionError):
@@ -92,7 +89,7 @@ def test_async_functions_are_guarded() -> None:
 
     @circuit("async-api", failure_threshold=1, registry=registry)
     async def fetch() -> None:
-        fail()
+        boom()
 
     async def main() -> None:
         with pytest.raises(ConnectionError):
@@ -122,6 +119,32 @@ def test_breaker_arguments_reach_the_breaker() -> None:
     assert status(503) == 503  # returned, and judged a failure: trips
     assert status(200) == "cached"  # type: ignore[comparison-overlap]
     assert registry["status-api"].audit.capacity == 5
+    assert status.breaker is registry["status-api"]  # type: ignore[attr-defined]
+
+
+def test_exception_judge_and_call_sinks_reach_the_breaker() -> None:
+    """is_failure_exception and call_sinks, as for CircuitBreaker (circuitbreaker's
+    expected_exception as a predicate)."""
+    registry = BreakerRegistry()
+    records: list[CallRecord] = []
+
+    @circuit(
+        "judged",
+        failure_threshold=1,
+        is_failure_exception=lambda exc: "503" in str(exc),
+        call_sinks=[records.append],
+        registry=registry,
+    )
+    def fetch(status: str) -> None:
+        raise Boom(status)
+
+    with pytest.raises(Boom):
+        fetch("404")  # not a failure
+    assert fetch.breaker.state == "closed"  # type: ignore[attr-defined]
+    with pytest.raises(Boom):
+        fetch("503")
+    assert fetch.breaker.state == "open"  # type: ignore[attr-defined]
+    assert [r.outcome for r in records] == ["success", "failure"]
 
 
 def test_a_whole_policy_can_be_given() -> None:
@@ -138,8 +161,20 @@ def test_a_whole_policy_can_be_given() -> None:
 
 def test_unknown_keywords_are_refused_by_name() -> None:
     """A keyword that is neither a policy field nor a breaker argument is a TypeError naming it."""
-    with pytest.raises(TypeError, match="unexpected keyword argument\\(s\\) clock, treshold"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) clock .*, treshold"):
         circuit(treshold=3, clock=FakeClock())
+
+
+def test_names_from_other_breakers_get_their_name_here() -> None:
+    """circuitbreaker's and pybreaker's keywords are refused with what to write instead."""
+    with pytest.raises(TypeError) as caught:
+        circuit(recovery_timeout=30, expected_exception=OSError, fail_max=3, clock=FakeClock())
+    assert str(caught.value).startswith(
+        "circuit() got unexpected keyword argument(s) "
+        "clock (here: registry=BreakerRegistry(clock=...)), "
+        "expected_exception (here: record_exceptions=(...) or is_failure_exception=pred), "
+        "fail_max (here: failure_threshold), recovery_timeout (here: reset_timeout): "
+    )
 
 
 def test_policy_and_fields_together_are_refused() -> None:

@@ -1,4 +1,5 @@
-"""The hot paths' shortcuts keep the semantics: lazy window successes, lazily built parts."""
+"""The hot paths' shortcuts keep the semantics through a breaker: lazy window successes, lazily
+built parts (the windows' own lazy tally is in test_window.py)."""
 
 from __future__ import annotations
 
@@ -7,83 +8,10 @@ import threading
 from typing import Any, NoReturn
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, TimeWindow
-from breaker_fsm._outcome import FAILED, SLOW
-from breaker_fsm._window import CountRing, TimeBuckets
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, boom, fail, ok
-
-
-def naive(outcomes: list[int], size: int) -> tuple[int, int, int]:
-    last = outcomes[-size:] if outcomes else []
-    return len(last), sum(1 for f in last if f & FAILED), sum(1 for f in last if f & SLOW)
-
-
-# Steps: an outcome recorded under the lock, a burst of lock-free successes, arm, clear.
-steps = st.lists(
-    st.one_of(
-        st.tuples(st.just("record"), st.sampled_from([0, FAILED, SLOW, FAILED | SLOW])),
-        st.tuples(st.just("lazy"), st.integers(1, 4) | st.integers(5, 30)),
-        st.tuples(st.just("arm"), st.just(0)),
-        st.tuples(st.just("clear"), st.just(0)),
-        st.tuples(st.just("totals"), st.just(0)),
-    ),
-    max_size=120,
-)
-
-
-@given(size=st.integers(1, 12), script=steps)
-def test_lazy_successes_fold_in_order(size: int, script: list[tuple[str, int]]) -> None:
-    """Successes counted lock-free and folded later equal a naive recount of the last N."""
-    ring = CountRing(size)
-    seen: list[int] = []
-    for step, value in script:
-        if step == "record":
-            ring.record(value)
-            seen.append(value)
-        elif step == "lazy" and ring.lazy is not None:
-            for _ in range(value):
-                next(ring.lazy)
-            seen.extend([0] * value)
-        elif step == "arm":
-            ring.arm()
-        elif step == "clear":
-            ring.clear()
-            seen = []
-        else:
-            assert ring.totals() == naive(seen, size)
-    assert ring.totals() == naive(seen, size)
-
-
-@pytest.mark.parametrize("burst", [1, 2, 3, 4, 5, 7])
-def test_a_burst_of_lazy_successes_evicts_slow_and_failed_outcomes(burst: int) -> None:
-    """Folding a few successes evicts slow-only and failed outcomes alike, not just the last."""
-    for first in (SLOW, FAILED, FAILED | SLOW):
-        ring = CountRing(3)
-        seen = [first, 0, 0]
-        for flags in seen:
-            ring.record(flags)
-        ring.arm()
-        assert ring.lazy is not None
-        for _ in range(burst):
-            next(ring.lazy)
-        seen += [0] * burst
-        assert ring.totals() == naive(seen, 3)
-
-
-def test_increment_with_a_tally_read_before_clear_is_dropped() -> None:
-    """A success counted on the tally of a window that was cleared since does not count."""
-    ring = CountRing(4)
-    ring.arm()
-    stale = ring.lazy
-    assert stale is not None
-    ring.clear()
-    next(stale)  # a call that started before the clear finishes after it
-    assert ring.totals() == (0, 0, 0)
-    assert ring.lazy is None
+from tests.helpers import Boom, Interrupt, boom, fail, ok
 
 
 def test_armed_window_trips_exactly_where_a_naive_window_would() -> None:
@@ -357,10 +285,6 @@ def test_keyword_arguments_still_reach_the_operation() -> None:
     assert breaker.call(echo, 1, key="v") == ((1,), {"key": "v"})
 
 
-class Interrupt(BaseException):
-    """A non-Exception BaseException: neutral."""
-
-
 def drive(breaker: CircuitBreaker, func: Any, is_async: bool) -> Any:
     """Call ``func`` through ``breaker``, sync or awaited (``func`` is sync either way)."""
     if not is_async:
@@ -509,50 +433,6 @@ def test_plain_successes_skip_the_rate_check_but_still_count() -> None:
 
 # ----------------------------------------------------------------------------- time windows
 
-time_steps = st.lists(
-    st.one_of(
-        st.tuples(st.just("advance"), st.floats(0, 2.5, allow_nan=False)),
-        st.tuples(st.just("record"), st.sampled_from([0, FAILED, SLOW, FAILED | SLOW])),
-        st.tuples(st.just("lazy"), st.integers(1, 5)),
-        st.tuples(st.just("totals"), st.just(0)),
-    ),
-    max_size=120,
-)
-
-
-@given(seconds=st.integers(1, 6), script=time_steps)
-def test_lazy_successes_land_in_the_newest_bucket(seconds: int, script: list[Any]) -> None:
-    """Lock-free successes taken before ``until`` count as outcomes of the newest second."""
-    window = TimeBuckets(seconds)
-    now = 0.0
-    head: int | None = None
-    seen: list[tuple[int, int]] = []  # (second of the bucket it landed in, flags)
-
-    def expected() -> tuple[int, int, int]:
-        live = [f for s, f in seen if head is not None and s > head - seconds]
-        return len(live), sum(1 for f in live if f & FAILED), sum(1 for f in live if f & SLOW)
-
-    for step, value in script:
-        if step == "advance":
-            now += value
-        elif step == "record":
-            if head is None or now >= head + 1:
-                head = int(now // 1)
-            window.record(value, now)
-            seen.append((head, value))
-        elif step == "lazy" and head is not None and now < window.until:
-            assert window.lazy is not None
-            for _ in range(value):
-                next(window.lazy)
-            seen.extend([(head, 0)] * value)
-        elif step == "totals":
-            if head is not None and now >= head + 1:
-                head = int(now // 1)
-            assert window.totals(now) == expected()
-    if head is not None and now >= head + 1:
-        head = int(now // 1)
-    assert window.totals(now) == expected()
-
 
 def test_time_window_successes_are_exact_and_trip_on_time() -> None:
     """Lock-free successes in a time window still count, and failures trip it on time."""
@@ -655,19 +535,6 @@ def test_stale_success_does_not_enter_a_time_window() -> None:
     breaker.call(reset_then_succeed)
     m = breaker.metrics()
     assert (m.window_calls, m.success_count) == (0, 6)
-
-
-def test_lazy_successes_expire_with_their_own_second() -> None:
-    """Folded successes sit in the bucket of their second and expire with it, not another."""
-    window = TimeBuckets(3)
-    window.record(0, 1.2)  # second 1
-    assert window.lazy is not None
-    for _ in range(5):
-        next(window.lazy)  # also second 1
-    window.record(FAILED, 1.6)
-    window.record(0, 2.5)  # second 2
-    assert window.totals(3.2) == (8, 1, 0)  # seconds 1-3 are live
-    assert window.totals(4.1) == (1, 0, 0)  # second 1 expired with its 7 outcomes
 
 
 def test_awaited_refusal_while_half_open_is_full_uses_the_fallback() -> None:

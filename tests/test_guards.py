@@ -1,9 +1,11 @@
-"""Guarding work beyond ``call``: ``with``/``async with``, permits, generators (DESIGN-level
-contract in the README's "Ways to guard a dependency"), in memory and shared."""
+"""Guarding work beyond ``call``: ``with``/``async with``, permits, generators (the contract is
+the README's "Ways to guard a dependency"), in memory and shared."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -127,6 +129,33 @@ def test_permit_release_is_neutral_and_gives_back_the_trial(make: Make, clock: F
     assert breaker.metrics().ignored_count == 1
 
 
+def test_a_lost_half_open_permit_warns_and_gives_its_trial_back(clock: FakeClock) -> None:
+    """A permit garbage-collected unsettled warns; its trial slot is not held for good."""
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock
+    )
+    fail(breaker)
+    clock.advance(5)
+    with pytest.warns(ResourceWarning, match=r"<Permit of 'svc', held> was never settled"):
+        breaker.acquire()  # dropped unsettled: collected at once
+    second = breaker.acquire()  # the lost trial's slot, given back (neutral)
+    second.success()
+    metrics = breaker.metrics()
+    assert (breaker.state, metrics.ignored_count, metrics.success_count) == ("closed", 1, 1)
+
+
+def test_a_lost_closed_permit_only_warns(clock: FakeClock) -> None:
+    """Unsettled in closed, a permit held no slot: a warning, and nothing recorded."""
+    breaker = CircuitBreaker("svc", clock=clock)
+    with pytest.warns(ResourceWarning, match="never settled"):
+        breaker.acquire()
+    assert breaker.metrics().total_requests == 0
+    settled = breaker.acquire()
+    settled.success()
+    del settled  # settled: no warning (filterwarnings = error would fail the test)
+    gc.collect()
+
+
 def test_async_permits(make: Make, clock: FakeClock) -> None:
     """aacquire gives a permit that settles like acquire's; async with on a permit too."""
     breaker = make(failure_threshold=1, reset_timeout=5)
@@ -241,6 +270,7 @@ def test_generator_exhaustion_and_early_close_are_successes(make: Make) -> None:
     def numbers(n: int) -> Iterator[int]:
         yield from range(n)
 
+    assert inspect.isgeneratorfunction(numbers)  # frameworks that look see a generator
     assert list(numbers(3)) == [0, 1, 2]
     stream = numbers(10)
     assert next(stream) == 0
@@ -271,6 +301,8 @@ def test_async_generator(make: Make) -> None:
             if fail_after is not None and i == fail_after:
                 raise Boom("stream broke")
             yield i
+
+    assert inspect.isasyncgenfunction(events)
 
     async def scenario() -> None:
         assert [i async for i in events(None)] == [0, 1, 2]

@@ -13,8 +13,7 @@ import math
 import re
 import tempfile
 import tomllib
-import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import timedelta, timezone
 from functools import cache
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import TypeVar
 
 import click
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -32,7 +30,7 @@ from breaker_fsm._audit import Transition
 from breaker_fsm._cli import cli
 from breaker_fsm._machine import STATES
 from breaker_fsm.audit import dump_jsonl, read_jsonl
-from tests.test_cli import STYLE_VARS, breaker_fsm, write_trail
+from tests.helpers import breaker_fsm, invoke_cli, write_trail
 
 T = TypeVar("T")
 
@@ -171,28 +169,12 @@ def test_a_trail_with_line_separators_in_a_reason_reads_back(tmp_path: Path) -> 
 #: Examples for each in-process command-line test: a few ms each, so fewer than the ci
 #: profile's 1000 keep this file near a minute; never more than the profile asks for.
 CLI_EXAMPLES = min(300, settings.default.max_examples)
-#: Unset, so output is plain text unless a test asks for a terminal.
-PLAIN: dict[str, str | None] = dict.fromkeys(STYLE_VARS)
 #: Every character str.splitlines breaks a line at (JSON Lines itself only means "\n").
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 #: What a real argv can hold: no NUL, and no lone surrogate bar surrogateescape's.
 argv_text = st.text(
     st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20
 )
-
-
-def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
-    """Run the command line in-process: exit 0, 1 or 2, nothing raised, no traceback printed."""
-    result = CliRunner().invoke(
-        cli, list(args), prog_name="breaker-fsm", env={**PLAIN, **(env or {})}
-    )
-    exc = result.exception
-    if exc is not None and not isinstance(exc, SystemExit):  # run() would say "unexpected"
-        trace = "".join(traceback.format_exception(exc))
-        raise AssertionError(f"breaker-fsm {args!r} raised {exc!r}\n{trace}")
-    assert result.exit_code in (0, 1, 2), result.output
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 @contextlib.contextmanager
@@ -329,7 +311,7 @@ def test_policy_check_on_hostile_files(case: tuple[str, bytes, str | None]) -> N
         path = directory / f"policy{suffix}"
         path.write_bytes(content)
         option = [] if section is None else [f"--section={section}"]
-        result = invoke("policy", "check", str(path), *option)
+        result = invoke_cli("policy", "check", str(path), *option)
     if result.exit_code == 0:
         BreakerPolicy.model_validate_json(result.stdout)  # the effective policy, as JSON
         assert result.stderr == ""
@@ -423,7 +405,7 @@ def test_audit_names_the_bad_line(case: tuple[list[str], int], newline: str, com
     with scratch() as directory:
         path = directory / "trail.jsonl"
         path.write_bytes(newline.join(lines).encode("utf-8"))
-        result = invoke("audit", command, str(path))
+        result = invoke_cli("audit", command, str(path))
     if command == "show" and parses(lines[bad]):
         assert result.exit_code == 0, result.output  # show reads records; it does not verify
     else:
@@ -466,7 +448,7 @@ def test_audit_commands_on_hostile_files(content: bytes, command: str) -> None:
     with scratch() as directory:
         path = directory / "trail.jsonl"
         path.write_bytes(content)
-        result = invoke("audit", command, str(path))
+        result = invoke_cli("audit", command, str(path))
     if result.exit_code == 0:
         assert result.stderr == ""
         return
@@ -495,7 +477,7 @@ def test_policy_check_deep_or_huge_files_name_the_file(
     with scratch() as directory:
         path = directory / name
         path.write_text(content, encoding="utf-8")
-        result = invoke("policy", "check", str(path))
+        result = invoke_cli("policy", "check", str(path))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {path}: {message}"), result.stderr
 
@@ -513,8 +495,8 @@ def test_audit_show_times_outside_the_utc_range(at: str, shown: str) -> None:
     with scratch() as directory:
         path = directory / "trail.jsonl"
         path.write_text(mangled_record("at", json.dumps(at)) + "\n", encoding="utf-8")
-        result = invoke("audit", "show", str(path))
-        verified = invoke("audit", "verify", str(path))
+        result = invoke_cli("audit", "show", str(path))
+        verified = invoke_cli("audit", "verify", str(path))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1].startswith(f"{shown}  users-api  trip"), result.stdout
     assert verified.exit_code == 0, verified.output
@@ -673,7 +655,7 @@ def test_argument_lists_from_the_command_tree(
     """Argument lists built from the real commands exit 0, 1 or 2; a failure names the FILE."""
     with scratch() as directory, contextlib.chdir(directory):  # relative paths land in here
         make_files(data, line.argv)
-        result = invoke(*line.argv, env=env)
+        result = invoke_cli(*line.argv, env=env)
     event(f"{' '.join(line.words)}: exit {result.exit_code}")
     if result.exit_code == 2:  # a usage error, or a group's help
         assert "Error: " in result.output or "Usage:" in result.output, result.output
@@ -696,4 +678,4 @@ def test_arbitrary_argument_lists(argv: list[str]) -> None:
     """Any argument list (demo aside) exits 0, 1 or 2 without a traceback."""
     assume("demo" not in argv)
     with scratch() as directory, contextlib.chdir(directory):
-        invoke(*argv)
+        invoke_cli(*argv)

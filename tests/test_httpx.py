@@ -81,6 +81,13 @@ def key_of(server: FlakyServer) -> str:
     return f"{server.host}:{server.port}"
 
 
+def trip(client: httpx.Client, server: FlakyServer) -> None:
+    """Take ``server`` down: the 503s of ``POLICY.failure_threshold`` requests open its breaker."""
+    server.go_down()
+    for _ in range(POLICY.failure_threshold or 0):
+        assert client.get(server.url).status_code == 503
+
+
 def test_5xx_trips_and_the_failed_responses_are_returned_readable(
     server: FlakyServer, make_client: Callable[..., httpx.Client], registry: BreakerRegistry
 ) -> None:
@@ -123,9 +130,7 @@ def test_recovers_when_the_server_heals(
 ) -> None:
     """After the open duration a trial request to the healed server closes the breaker."""
     client = make_client()
-    server.go_down()
-    for _ in range(3):
-        assert client.get(server.url).status_code == 503
+    trip(client, server)
     server.come_back()
     clock.advance(4.9)
     with pytest.raises(CircuitOpenError):
@@ -146,9 +151,7 @@ def test_a_failed_trial_retrips(
 ) -> None:
     """A trial request that still gets a 503 sends the breaker back to open."""
     client = make_client()
-    server.go_down()
-    for _ in range(3):
-        client.get(server.url)
+    trip(client, server)
     clock.advance(5)
     assert client.get(server.url).status_code == 503
     breaker = registry[key_of(server)]
@@ -164,9 +167,7 @@ def test_each_host_has_its_own_breaker(
 ) -> None:
     """Tripping the breaker of one host leaves requests to another host flowing."""
     client = make_client()
-    server.go_down()
-    for _ in range(3):
-        client.get(server.url)
+    trip(client, server)
     with pytest.raises(CircuitOpenError):
         client.get(server.url)
     assert client.get(other_server.url).status_code == 200
@@ -180,9 +181,7 @@ def test_key_can_group_hosts_into_one_breaker(
 ) -> None:
     """A custom key puts two hosts behind one breaker."""
     client = make_client(key=lambda request: "backend")
-    server.go_down()
-    for _ in range(3):
-        client.get(server.url)
+    trip(client, server)
     seen = other_server.request_count
     with pytest.raises(CircuitOpenError, match="'backend'"):
         client.get(other_server.url)
@@ -303,9 +302,7 @@ def test_fallback_answers_a_refused_request_without_a_connection(
         return httpx.Response(200, json={"cached": request.url.path})
 
     client = make_client(fallback=fallback)
-    server.go_down()
-    for _ in range(3):
-        client.get(server.url)
+    trip(client, server)
     seen = server.request_count
     response = client.get(server.url + "/users/1")
     assert response.json() == {"cached": "/users/1"}

@@ -18,7 +18,7 @@ def test_states_and_initial_state() -> None:
     assert machine.current_state_value == "closed"
 
 
-def test_transition_table_matches_design() -> None:
+def test_transition_table_is_the_readme_table() -> None:
     """Every (event, source) -> target pair is exactly the README's transition table."""
     operator_sources = ("closed", "open", "half_open")
     expected = {

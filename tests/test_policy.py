@@ -18,7 +18,7 @@ def _field_errors(exc: pytest.ExceptionInfo[ValidationError]) -> set[str]:
     return {".".join(str(p) for p in e["loc"]) for e in exc.value.errors()}
 
 
-def test_defaults_match_the_design() -> None:
+def test_defaults_are_the_readme_policy_table() -> None:
     """The six core fields have the defaults the README's policy table states."""
     p = BreakerPolicy()
     assert p.failure_threshold == 5
@@ -222,23 +222,24 @@ def test_from_file_not_utf8(tmp_path: Path) -> None:
         BreakerPolicy.from_file(path)
 
 
-def test_from_file_malformed_json_names_the_line(tmp_path: Path) -> None:
-    """Malformed JSON reports the file and the parser's line number."""
-    path = tmp_path / "p.json"
-    path.write_text('{\n  "failure_threshold": 3,\n  oops\n}')
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("p.json", '{\n  "failure_threshold": 3,\n  oops\n}', 3),
+        ("p.toml", "failure_threshold = 3\nreset_timeout = = 2\n", 2),
+    ],
+    ids=["json", "toml"],
+)
+def test_from_file_malformed_names_the_line(
+    tmp_path: Path, name: str, text: str, line: int
+) -> None:
+    """Malformed JSON or TOML reports the file and the parser's line number."""
+    path = tmp_path / name
+    path.write_text(text)
     with pytest.raises(PolicyFileError) as exc:
         BreakerPolicy.from_file(path)
-    assert exc.value.line == 3
-    assert f"{path}:3" in str(exc.value)
-
-
-def test_from_file_malformed_toml_names_the_line(tmp_path: Path) -> None:
-    """Malformed TOML reports the file and the parser's line number."""
-    path = tmp_path / "p.toml"
-    path.write_text("failure_threshold = 3\nreset_timeout = = 2\n")
-    with pytest.raises(PolicyFileError) as exc:
-        BreakerPolicy.from_file(path)
-    assert exc.value.line == 2
+    assert exc.value.line == line
+    assert f"{path}:{line}" in str(exc.value)
 
 
 def test_from_file_invalid_values_are_titled_with_the_file(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from breaker_fsm import (
 )
 from breaker_fsm.prometheus import CALL_KINDS, BreakerCollector
 from breaker_fsm.testing import FakeClock
+from tests.helpers import boom
 from tests.redis_server import free_port
 
 if TYPE_CHECKING:
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
     from tests.redis_server import RedisServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def fail() -> None:
-    raise ConnectionError("down")
 
 
 def lookup() -> None:
@@ -69,7 +66,7 @@ def scenario(clock: FakeClock) -> BreakerRegistry:
     users = registry.get("users")
     run(users, lambda: "ok")
     run(users, lookup)
-    run(users, fail, 2)  # trips
+    run(users, boom, 2)  # trips
     for _ in range(3):
         with pytest.raises(CircuitOpenError):
             users.call(lambda: "ok")
@@ -86,7 +83,7 @@ def scenario(clock: FakeClock) -> BreakerRegistry:
         ),
     )
     run(search, lambda: "ok", 3)
-    run(search, fail)
+    run(search, boom)
 
     registry.get("admin").send("force_open")
     return registry
@@ -182,7 +179,7 @@ def test_consecutive_failures_and_new_breakers_show_up_on_the_next_scrape(
 ) -> None:
     """A scrape reads the registry live: a new breaker and its streak appear at once."""
     collector = BreakerCollector(scenario)
-    run(scenario.get("late"), fail)
+    run(scenario.get("late"), boom)
     _, samples = scrape(collector)
     assert value(samples, "circuitbreaker_consecutive_failures", name="late") == 1.0
     assert value(samples, "circuitbreaker_state", name="late", state="closed") == 1.0
@@ -288,7 +285,7 @@ def test_an_unreachable_store_degrades_and_counts_store_errors(
     assert 'circuitbreaker_store_errors_total{name="orders"} 1.0' in text
     assert value(samples, "circuitbreaker_calls_total", name="orders", kind="success") == 3.0
     clock.advance(1)
-    run(orders, fail)  # retries the store, which refuses again
+    run(orders, boom)  # retries the store, which refuses again
     run(registry.get("idle"), lambda: "ok")  # a second breaker degrades on its own
     text, samples = scrape(BreakerCollector(registry))
     assert store_series(samples, "orders") == (2.0, 1.0)

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from breaker_fsm import CircuitBreaker
     from tests.redis_server import RedisServer
 
-pytest_plugins = ["tests.redis_server"]
-
 pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
 WORKERS = 4

@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
     from breaker_fsm.redis import RedisStore
 
-pytest_plugins = ["tests.redis_server"]
-
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
 POLICY = BreakerPolicy(failure_threshold=1, reset_timeout=30)
@@ -62,11 +60,17 @@ class Never:
 
 
 def members(
-    redis_stores: StoreFactory, clock: FakeClock, policy: BreakerPolicy = POLICY, n: int = 2
+    redis_stores: StoreFactory,
+    clock: FakeClock,
+    policy: BreakerPolicy = POLICY,
+    n: int = 2,
+    **store_options: Any,
 ) -> list[CircuitBreaker]:
     """``n`` members of breaker "svc", each on its own pushing store, all of them live."""
     breakers = [
-        CircuitBreaker("svc", policy, clock=clock, store=redis_stores(now=clock.monotonic))
+        CircuitBreaker(
+            "svc", policy, clock=clock, store=redis_stores(now=clock.monotonic, **store_options)
+        )
         for _ in range(n)
     ]
     wait_live(*breakers)
@@ -379,13 +383,7 @@ def test_a_password_url_passes_through(clock: FakeClock, redis_stores: StoreFact
     """requirepass: a URL with the password shares the state and pushes; the repr hides it."""
     with RedisServer(require_redis_server(), password="s3cret pw") as server:
         url = f"redis://:s3cret%20pw@{server.host}:{server.port}/0"
-        a, b = (
-            CircuitBreaker(
-                "svc", POLICY, clock=clock, store=redis_stores(url=url, now=clock.monotonic)
-            )
-            for _ in range(2)
-        )
-        wait_live(a, b)
+        a, b = members(redis_stores, clock, url=url)
         fail(a)
         wait_until(state_is(b, "open"), "push under a password")
         assert "s3cret" not in repr(b._link.entry.push.store)  # type: ignore[attr-defined]
@@ -405,13 +403,7 @@ def test_an_acl_user_url_passes_through(clock: FakeClock, redis_stores: StoreFac
                 categories=["+@all", "-@dangerous"],
             )
         url = f"redis://breaker:fleet-pw@{server.host}:{server.port}/0"
-        a, b = (
-            CircuitBreaker(
-                "svc", POLICY, clock=clock, store=redis_stores(url=url, now=clock.monotonic)
-            )
-            for _ in range(2)
-        )
-        wait_live(a, b)
+        a, b = members(redis_stores, clock, url=url)
         fail(a)
         wait_until(state_is(b, "open"), "push for an ACL user")
         refused(b)

@@ -14,8 +14,6 @@ if TYPE_CHECKING:
 # Registering the helper as a plugin (rather than importing it at the top of this module)
 # lets pytest import it first, with assertion rewriting and without an "already imported"
 # warning; the helpers below are therefore imported inside the tests.
-pytest_plugins = ["tests.redis_server"]
-
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
 

@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -27,6 +27,7 @@ from breaker_fsm import (
     TimeWindow,
     Transition,
 )
+from breaker_fsm._store import EVENT_CODES
 from breaker_fsm.audit import verify
 from breaker_fsm.exceptions import AuditError
 from breaker_fsm.testing import FakeClock
@@ -51,8 +52,6 @@ from tests.redis_server import StoreFactory
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
     from tests.redis_server import RedisServer
-
-pytest_plugins = ["tests.redis_server"]
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
@@ -616,16 +615,23 @@ def test_predicate_errors_are_neutral(redis_stores: StoreFactory, clock: FakeClo
     assert b.metrics().failure_count == 1
 
 
-def test_an_overtaken_reply_never_rolls_the_mirror_back(
-    redis_stores: StoreFactory, clock: FakeClock
-) -> None:
-    """Replies handled out of order (two threads): older ones are recorded, never mirrored."""
-    from breaker_fsm._store import EVENT_CODES
+def linked(redis_stores: StoreFactory, clock: FakeClock) -> tuple[CircuitBreaker, Any]:
+    """A shared breaker (trips on one failure) that has made a call, and its link to the store.
 
+    Tests that hand replies to ``_on_reply`` in an order of their choosing drive the link.
+    """
     [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1), n=1)
     a.call(lambda: None)
     link = a._link
     assert link is not None
+    return a, link
+
+
+def test_an_overtaken_reply_never_rolls_the_mirror_back(
+    redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Replies handled out of order (two threads): older ones are recorded, never mirrored."""
+    a, link = linked(redis_stores, clock)
     seed = a._seed(link, 0.0)
     closed = link.entry.acquire(0.0, seed)  # gen 0
     forced = link.entry.operator(EVENT_CODES["force_open"], 0.0, seed)  # gen 1, by "thread 1"
@@ -983,12 +989,7 @@ def test_a_transition_the_mirror_already_follows_is_only_recorded(
     redis_stores: StoreFactory, clock: FakeClock
 ) -> None:
     """A transition's reply handled after a reply of its own generation is not replayed."""
-    from breaker_fsm._store import EVENT_CODES
-
-    [a] = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1), n=1)
-    a.call(lambda: None)
-    link = a._link
-    assert link is not None
+    a, link = linked(redis_stores, clock)
     seen: list[str] = []
 
     class Listener:

@@ -18,12 +18,9 @@ from breaker_fsm import (
 )
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
+from tests.helpers import boom
 
 ONE_STRIKE = BreakerPolicy(failure_threshold=1, reset_timeout=10)
-
-
-def boom() -> None:
-    raise ConnectionError("down")
 
 
 def trip(breaker: CircuitBreaker) -> None:

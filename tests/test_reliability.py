@@ -23,6 +23,7 @@ from breaker_fsm import (
 )
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
+from tests.helpers import Boom
 
 POLICY = BreakerPolicy(
     failure_threshold=4,
@@ -37,10 +38,6 @@ POLICY = BreakerPolicy(
     max_reset_timeout=4,
     half_open_timeout=2,
 )
-
-
-class Down(Exception):
-    """The dependency failed."""
 
 
 def _raise(exc: BaseException) -> NoReturn:
@@ -61,8 +58,8 @@ def _trial_is_admitted_after(breaker: CircuitBreaker, clock: FakeClock) -> None:
     """No permit leaked: after a reset and a trip, a trial call is admitted."""
     breaker.send("reset")
     for _ in range(POLICY.failure_threshold or 0):
-        with contextlib.suppress(Down):
-            breaker.call(_raise, Down())
+        with contextlib.suppress(Boom):
+            breaker.call(_raise, Boom())
     assert breaker.state == "open"
     clock.advance(POLICY.max_reset_timeout or 0)
     assert breaker.call(int) == 0
@@ -90,11 +87,11 @@ def test_eight_threads_mixed_traffic_and_operators() -> None:
         try:
             for _ in range(per_thread):
                 roll = rng.random()
-                with contextlib.suppress(Down, KeyError, CircuitOpenError, KeyboardInterrupt):
+                with contextlib.suppress(Boom, KeyError, CircuitOpenError, KeyboardInterrupt):
                     if roll < 0.45:
                         breaker.call(int)
                     elif roll < 0.75:
-                        breaker.call(_raise, Down())
+                        breaker.call(_raise, Boom())
                     elif roll < 0.85:
                         breaker.call(_raise, KeyError("ignored"))
                     elif roll < 0.9:
@@ -129,7 +126,7 @@ def test_thousand_asyncio_tasks_with_cancellations() -> None:
     async def op(kind: int) -> int:
         await asyncio.sleep(0)
         if kind == 1:
-            raise Down
+            raise Boom
         if kind == 2:
             raise KeyError("ignored")
         if kind == 3:
@@ -161,8 +158,8 @@ def test_clock_that_stands_still_or_jumps_back() -> None:
     clock = FakeClock(start=100.0)
     breaker = CircuitBreaker("clock", POLICY, clock=clock)
     for _ in range(4):
-        with contextlib.suppress(Down):
-            breaker.call(_raise, Down())
+        with contextlib.suppress(Boom):
+            breaker.call(_raise, Boom())
     assert breaker.state == "open"
     clock.set(50.0)  # backwards: the open duration cannot have elapsed
     with pytest.raises(CircuitOpenError) as exc:
@@ -189,8 +186,8 @@ def test_reentrant_operator_from_sink_keeps_trail_legal() -> None:
 
     breaker = CircuitBreaker("re", POLICY, clock=clock, sinks=[sink])
     for _ in range(4):
-        with contextlib.suppress(Down):
-            breaker.call(_raise, Down())
+        with contextlib.suppress(Boom):
+            breaker.call(_raise, Boom())
     assert breaker.state == "forced_open"
     assert [r.event for r in seen] == ["trip", "force_open"]
     assert verify(seen) == 2

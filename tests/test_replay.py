@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import re
 import subprocess
@@ -17,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,19 +29,16 @@ from breaker_fsm import (
     TimeWindow,
     Transition,
 )
-from breaker_fsm._cli import cli
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.replay import Call, Replay, explain, plot, read_calls, simulate
 from breaker_fsm.testing import FakeClock
+from tests.helpers import Interrupt, breaker_fsm, invoke_cli
 from tests.strategies import ServiceError, policies
 
-#: The issue's scenario: one call a second for a minute, failures from t=10 to t=29.
+#: The module docstring's scenario: one call a second for a minute, failures from t=10 to t=29.
 MINUTE = [Call(float(t), "failure" if 10 <= t <= 29 else "success") for t in range(60)]
-ISSUE_POLICY = BreakerPolicy(failure_threshold=5, reset_timeout=10)
+SCENARIO_POLICY = BreakerPolicy(failure_threshold=5, reset_timeout=10)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SCRIPT = Path(sys.executable).parent / "breaker-fsm"
-#: Variables that would change how output looks; each test sets what it needs.
-STYLE_VARS = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
 
 
 def events(replay: Replay) -> list[tuple[str, float]]:
@@ -61,41 +56,12 @@ def write_jsonl(path: Path, calls: Sequence[Call], **extra: object) -> Path:
     return path
 
 
-def breaker_fsm(
-    *args: str | Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real console script; whatever happens, it never prints a traceback."""
-    environ = {k: v for k, v in os.environ.items() if k not in STYLE_VARS}
-    done = subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        check=False,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=environ | {"PYTHONIOENCODING": "utf-8"} | (env or {}),
-        timeout=120,
-    )
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    return done
-
-
-def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    """Run the command line in-process (plain output unless ``env`` asks for a terminal)."""
-    environ: dict[str, str | None] = dict.fromkeys(STYLE_VARS)
-    result = CliRunner().invoke(
-        cli, [str(a) for a in args], prog_name="breaker-fsm", env={**environ, **(env or {})}
-    )
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
-
-
 # --------------------------------------------------------------------------- exact scenarios
 
 
 def test_the_issues_minute_trips_refuses_retrips_and_recovers() -> None:
     """Failures t=10..29: trips at 14, refuses 15-23 and 25-33, retrips at 24, recovers at 34."""
-    replay = simulate(ISSUE_POLICY, MINUTE)
+    replay = simulate(SCENARIO_POLICY, MINUTE)
     # 5th consecutive failure at t=14 trips; open 10 s, so t=24 is the first trial: it fails
     # (retrip); open again until 34, whose trial succeeds.
     assert events(replay) == [
@@ -117,7 +83,7 @@ def test_the_issues_minute_trips_refuses_retrips_and_recovers() -> None:
 def test_durations_move_the_clock_while_a_call_runs() -> None:
     """With 50 ms calls the trip lands at 14.05, so t=24 is still refused and 25 is the trial."""
     calls = [call._replace(duration=0.05) for call in MINUTE]
-    replay = simulate(ISSUE_POLICY, calls)
+    replay = simulate(SCENARIO_POLICY, calls)
     # Open 14.05→24.05: 15..24 refused (10); trial at 25 fails, retrip at 25.05; open until
     # 35.05: 26..35 refused (10), of which 30..35 were successes; the trial at 36 recovers.
     assert events(replay) == [
@@ -185,9 +151,9 @@ def test_an_ignored_trial_releases_its_permit() -> None:
 def test_calls_recorded_as_refused_are_skipped_and_counted() -> None:
     """A recorded refusal has no outcome: skipped, counted apart, not in calls."""
     calls = [Call(0.0, "refused"), *MINUTE, Call(60.0, "refused", 0.5)]
-    replay = simulate(ISSUE_POLICY, calls)
+    replay = simulate(SCENARIO_POLICY, calls)
     assert (replay.calls, replay.skipped, replay.refused) == (60, 2, 18)
-    assert events(replay) == events(simulate(ISSUE_POLICY, MINUTE))
+    assert events(replay) == events(simulate(SCENARIO_POLICY, MINUTE))
     assert (replay.start, replay.end) == (0.0, 59.0)
 
 
@@ -257,7 +223,7 @@ def test_backoff_lengthens_each_retrip() -> None:
 
 def test_nothing_to_replay() -> None:
     """No calls: nothing ran, nothing tripped, no time passed."""
-    replay = simulate(ISSUE_POLICY, [])
+    replay = simulate(SCENARIO_POLICY, [])
     assert (replay.calls, replay.ran, replay.refused, replay.trail) == (0, 0, 0, ())
     assert (replay.first_trip_at, replay.open_seconds, replay.start, replay.end) == (
         None,
@@ -272,20 +238,20 @@ def test_the_trail_is_a_verified_walk_and_tuples_are_calls() -> None:
     """The trail is the breaker's audit records; plain (at, outcome, duration) tuples work."""
     from breaker_fsm.audit import verify
 
-    replay = simulate(ISSUE_POLICY, [tuple(call) for call in MINUTE], name="users-api")
+    replay = simulate(SCENARIO_POLICY, [tuple(call) for call in MINUTE], name="users-api")
     assert verify(replay.trail) == 5
     assert all(isinstance(record, Transition) for record in replay.trail)
     assert {record.breaker for record in replay.trail} == {"users-api"}
-    assert replay.policy is ISSUE_POLICY
+    assert replay.policy is SCENARIO_POLICY
     assert replay.as_dict()["transitions"] == replay.transitions
 
 
 def test_the_policys_exception_classification_does_not_matter() -> None:
     """Recorded outcomes are verdicts already: record/ignore_exceptions change nothing."""
-    picky = ISSUE_POLICY.model_copy(
+    picky = SCENARIO_POLICY.model_copy(
         update={"record_exceptions": (KeyError,), "ignore_exceptions": (Exception,)}
     )
-    assert events(simulate(picky, MINUTE)) == events(simulate(ISSUE_POLICY, MINUTE))
+    assert events(simulate(picky, MINUTE)) == events(simulate(SCENARIO_POLICY, MINUTE))
 
 
 # --------------------------------------------------------------------------- bad calls
@@ -309,7 +275,7 @@ def test_the_policys_exception_classification_does_not_matter() -> None:
 def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> None:
     """A bad call raises ReplayError naming its position; nothing is returned."""
     with pytest.raises(ReplayError) as caught:
-        simulate(ISSUE_POLICY, [Call(0.0, "success"), call])  # type: ignore[list-item]
+        simulate(SCENARIO_POLICY, [Call(0.0, "success"), call])  # type: ignore[list-item]
     assert str(caught.value).startswith(message)
     assert caught.value.index == 1
     assert isinstance(caught.value, BreakerError)
@@ -318,7 +284,7 @@ def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> 
 def test_simulate_rejects_calls_that_are_not_iterable() -> None:
     """Something that is not a sequence of calls is named as such."""
     with pytest.raises(ReplayError, match=r"^call 0: not an \(at, outcome, duration\) call"):
-        simulate(ISSUE_POLICY, 42)  # type: ignore[arg-type]
+        simulate(SCENARIO_POLICY, 42)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- consistency
@@ -329,10 +295,6 @@ call_steps = st.tuples(
     st.sampled_from(["success", "failure", "failure", "ignored"]),
     st.sampled_from([None, 0.0, 0.25, 0.75, 1.5]),
 )
-
-
-class Neutral(BaseException):
-    """Stands for an ignored call in the hand-driven breaker: neutral whatever the policy."""
 
 
 def run_by_hand(policy: BreakerPolicy, calls: Sequence[Call]) -> tuple[list[Transition], int, int]:
@@ -350,9 +312,9 @@ def run_by_hand(policy: BreakerPolicy, calls: Sequence[Call]) -> tuple[list[Tran
             if outcome == "failure":
                 raise ServiceError  # recorded by every policy tests.strategies draws
             if outcome == "ignored":
-                raise Neutral
+                raise Interrupt
 
-        with contextlib.suppress(CircuitOpenError, ServiceError, Neutral):
+        with contextlib.suppress(CircuitOpenError, ServiceError, Interrupt):
             breaker.call(operation)
     metrics = breaker.metrics()
     return trail, metrics.total_requests, metrics.rejected_count
@@ -418,9 +380,9 @@ def test_a_shadow_breakers_call_log_replays_to_its_own_audit_trail(
                     if outcome == "failure":
                         raise ServiceError
                     if outcome == "ignored":
-                        raise Neutral
+                        raise Interrupt
 
-                with contextlib.suppress(ServiceError, Neutral):
+                with contextlib.suppress(ServiceError, Interrupt):
                     breaker.call(operation)
         calls = read_calls(log)
     replay = simulate(shadow_policy, calls)
@@ -521,8 +483,8 @@ def test_a_log_and_its_replay_match_the_calls(tmp_path: Path) -> None:
     """Written as JSON Lines and read back, the minute replays exactly as in memory."""
     path = write_jsonl(tmp_path / "minute.jsonl", MINUTE, breaker="users-api")
     assert read_calls(path) == MINUTE
-    assert events(simulate(ISSUE_POLICY, read_calls(path))) == events(
-        simulate(ISSUE_POLICY, MINUTE)
+    assert events(simulate(SCENARIO_POLICY, read_calls(path))) == events(
+        simulate(SCENARIO_POLICY, MINUTE)
     )
 
 
@@ -700,7 +662,10 @@ def test_plot_writes_a_real_image(tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / f"timeline{suffix}"
     calls = [*MINUTE, Call(59.5, "ignored"), Call(59.75, "refused")]  # not in the rate
-    replays = [simulate(ISSUE_POLICY, calls), simulate(BreakerPolicy(failure_threshold=3), calls)]
+    replays = [
+        simulate(SCENARIO_POLICY, calls),
+        simulate(BreakerPolicy(failure_threshold=3), calls),
+    ]
     plot(path, calls, replays, labels=["strict.toml", "lenient.toml"])
     data = path.read_bytes()
     if suffix == ".png":
@@ -716,7 +681,7 @@ def test_plot_with_no_calls_and_default_labels(tmp_path: Path) -> None:
     """An empty log still draws (empty panels), labelled policy 1, policy 2, ..."""
     pytest.importorskip("matplotlib")
     path = tmp_path / "empty.svg"
-    plot(path, [], [simulate(ISSUE_POLICY, [])])
+    plot(path, [], [simulate(SCENARIO_POLICY, [])])
     assert b"policy 1: refused 0 of 0" in path.read_bytes()
 
 
@@ -739,22 +704,16 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
     """A plain table, one row per --policy in order, with the trade-off columns."""
-    result = invoke("simulate", files["calls"], "-p", files["strict"], "--policy", files["lenient"])
+    result = invoke_cli(
+        "simulate", files["calls"], "-p", files["strict"], "--policy", files["lenient"]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert re.split(r"\s{2,}", lines[0].strip()) == [
-        "policy",
-        "calls",
-        "ran",
-        "refused",
-        "trips",
-        "retrips",
-        "recovers",
-        "first trip",
-        "open s",
-        "failures let through",
-        "successes refused",
-    ]
+    header = (
+        "policy|calls|ran|refused|trips|retrips|recovers|first trip|open s|"
+        "failures let through|successes refused"
+    )
+    assert re.split(r"\s{2,}", lines[0].strip()) == header.split("|")
     strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "14", "20", "6", "4"]
     lenient = [str(files["lenient"]), "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"]
     assert [lines[1].split(), lines[2].split()] == [strict, lenient]
@@ -763,7 +722,7 @@ def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
 
 def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str, Path]) -> None:
     """--json: a list in --policy order, each naming its policy file as given."""
-    result = invoke(
+    result = invoke_cli(
         "simulate", files["calls"], "-p", files["lenient"], "-p", files["strict"], "--json"
     )
     assert result.exit_code == 0, result.output
@@ -795,7 +754,7 @@ def test_simulate_notes_skipped_and_overlapping_calls(
         tmp_path / "odd.jsonl",
         [Call(0.0, "success", 2.0), Call(1.0, "success"), Call(3.0, "refused")],
     )
-    result = invoke("simulate", calls, "-p", files["strict"], "--seed", "3")
+    result = invoke_cli("simulate", calls, "-p", files["strict"], "--seed", "3")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-2:] == [
         "note: 1 call recorded as refused skipped (outcome unknown)",
@@ -807,7 +766,7 @@ def test_simulate_notes_skipped_and_overlapping_calls(
 def test_simulate_draws_a_rich_table_on_a_terminal(files: dict[str, Path], tmp_path: Path) -> None:
     """On a terminal the table is rich's, notes included."""
     calls = write_jsonl(tmp_path / "c.jsonl", [*MINUTE, Call(60.0, "refused")])
-    result = invoke(
+    result = invoke_cli(
         "simulate", calls, "-p", files["strict"], env={"FORCE_COLOR": "1", "COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
@@ -837,13 +796,13 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
         ([files["calls"], "-p", bad_policy], f"Error: {bad_policy}: invalid policy, 1 error"),
     ]
     for args, error in cases:
-        result = invoke("simulate", *args)
+        result = invoke_cli("simulate", *args)
         assert result.exit_code == 1, result.output
         assert result.stdout == ""
         assert result.stderr.startswith(error), result.stderr
     assert (
         "nope.toml: no such file"
-        in invoke("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
+        in invoke_cli("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
     )
 
 
@@ -858,7 +817,7 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
 )
 def test_simulate_usage_errors_exit_2(args: list[str], message: str) -> None:
     """Usage errors exit 2 with a message, as every command does."""
-    result = invoke("simulate", *args)
+    result = invoke_cli("simulate", *args)
     assert result.exit_code == 2
     assert message in result.stderr
 
@@ -905,7 +864,7 @@ def test_simulate_plot_unwritable_is_one_error(files: dict[str, Path], tmp_path:
     """An output in a missing folder fails with one line naming it, before any table."""
     pytest.importorskip("matplotlib")
     out = tmp_path / "no" / "such" / "timeline.svg"
-    result = invoke("simulate", files["calls"], "-p", files["strict"], "--plot", out)
+    result = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--plot", out)
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith(f"Error: {out}: cannot write: ")
@@ -919,7 +878,7 @@ def test_policy_explain_prints_words_and_warnings(tmp_path: Path) -> None:
         "reset_timeout_multiplier = 2\n",
         encoding="utf-8",
     )
-    result = invoke("policy", "explain", path, "--section", "tool.breaker_fsm")
+    result = invoke_cli("policy", "explain", path, "--section", "tool.breaker_fsm")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "Trips after 3 consecutive failures.",
@@ -934,7 +893,7 @@ def test_policy_explain_bad_file_is_one_error(tmp_path: Path) -> None:
     """A policy file that does not load fails as policy check does."""
     path = tmp_path / "policy.yaml"
     path.write_text("failure_threshold: 3\n", encoding="utf-8")
-    result = invoke("policy", "explain", path)
+    result = invoke_cli("policy", "explain", path)
     assert result.exit_code == 1
     assert result.stderr == f"Error: {path}: unknown policy file type: use .json or .toml\n"
 
@@ -951,14 +910,17 @@ def test_help_of_the_replay_commands(command: list[str]) -> None:
 
 
 def test_replay_all_is_complete() -> None:
-    """breaker_fsm.replay's __all__ names every public object it defines (ruff sorts it)."""
-    from breaker_fsm import replay
+    """replay's __all__ names every public object of it and its parts (ruff sorts it)."""
+    from breaker_fsm import _explain, _replay_calls, _replay_plot, replay
 
+    parts = (replay, _replay_calls, _replay_plot, _explain)
     defined = {
         name
-        for name, value in vars(replay).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == replay.__name__
+        for part in parts
+        for name, value in vars(part).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == part.__name__
     }
+    assert {"Call", "Explanation", "Replay", "explain", "plot", "read_calls"} <= defined
     assert defined <= set(replay.__all__)
     assert {"EVENTS", "MAX_SECONDS", "OUTCOMES", "ReplayError"} <= set(replay.__all__)
     for name in replay.__all__:

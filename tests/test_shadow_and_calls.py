@@ -13,7 +13,7 @@ import pytest
 from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, boom, fail
+from tests.helpers import Boom, aboom, boom, fail
 from tests.redis_server import StoreFactory
 
 Make = Callable[..., CircuitBreaker]
@@ -174,19 +174,39 @@ def test_no_call_sink_keeps_the_fast_path(clock: FakeClock) -> None:
     assert not breaker._hot  # a transition does not bring the fast path back
 
 
-def test_shadow_mode_tells_call_sinks_the_real_outcome(clock: FakeClock) -> None:
+def test_shadow_mode_tells_call_sinks_the_real_outcome(make: Make) -> None:
     """The calls a shadow breaker would have refused still reach call sinks, with their
-    real outcome: what a replay of other policies needs."""
+    real outcome (what a replay of other policies needs), marked ``shadowed``: by call,
+    acall and a permit."""
     records: list[CallRecord] = []
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, enforce=False)
-    breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
+    breaker = make(policy, call_sinks=[records.append])
     fail(breaker)
     assert breaker.state == "open"
     assert breaker.call(lambda: "ran anyway") == "ran anyway"
     fail(breaker)
-    assert [r.outcome for r in records] == ["failure", "success", "failure"]
-    assert breaker.metrics().shadow_rejected_count == 2
-    assert breaker.metrics().error_count == 1  # only the recorded failure
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(Boom):
+                await breaker.acall(aboom)
+        finally:
+            for store in make.stores:  # type: ignore[attr-defined]
+                await store.aclose()
+
+    asyncio.run(scenario())
+    with breaker:
+        pass
+    assert [(r.outcome, r.shadowed) for r in records] == [
+        ("failure", False),
+        ("success", True),
+        ("failure", True),
+        ("failure", True),
+        ("success", True),
+    ]
+    assert [r.as_json().get("shadowed") for r in records] == [None, True, True, True, True]
+    metrics = breaker.metrics()
+    assert (metrics.shadow_rejected_count, metrics.error_count) == (4, 1)  # one recorded
 
 
 def test_call_log_sink_writes_json_lines(tmp_path: Path, clock: FakeClock) -> None:

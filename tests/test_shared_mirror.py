@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
     from tests.redis_server import RedisServer
 
-pytest_plugins = ["tests.redis_server"]
-
 pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
 
@@ -45,6 +43,16 @@ def stores(redis_stores: StoreFactory, clock: FakeClock) -> StoreFactory:
     They do not push: these tests pin how replies alone move the mirror.
     """
     return functools.partial(redis_stores, now=clock.monotonic, push=False)
+
+
+#: One-second open duration, then an episode of three trials that times out after two seconds.
+TIMED_TRIALS = BreakerPolicy(
+    failure_threshold=1,
+    reset_timeout=1,
+    half_open_timeout=2,
+    half_open_max_calls=3,
+    success_threshold=3,
+)
 
 
 def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -335,13 +343,7 @@ def test_a_half_open_episode_adopted_mid_way_times_out_locally(
     redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
 ) -> None:
     """A mirror that learns a half-open episode late times it out from its shared start."""
-    policy = BreakerPolicy(
-        failure_threshold=1,
-        reset_timeout=1,
-        half_open_timeout=2,
-        half_open_max_calls=3,
-        success_threshold=3,
-    )
+    policy = TIMED_TRIALS
     a, b = (CircuitBreaker("svc", policy, clock=clock, store=stores()) for _ in range(2))
     fail(a)  # second 0
     clock.advance(1.5)
@@ -499,13 +501,7 @@ def test_a_mirrored_half_open_episode_times_out_locally(
     redis_server: RedisServer, stores: StoreFactory, clock: FakeClock
 ) -> None:
     """The store dies mid-episode: the local half-open timeout counts from the shared start."""
-    policy = BreakerPolicy(
-        failure_threshold=1,
-        reset_timeout=1,
-        half_open_timeout=2,
-        half_open_max_calls=3,
-        success_threshold=3,
-    )
+    policy = TIMED_TRIALS
     breaker = CircuitBreaker("svc", policy, clock=clock, store=stores())
     fail(breaker)  # second 0
     clock.advance(1.5)
