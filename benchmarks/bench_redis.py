@@ -6,7 +6,10 @@ Targets (issue 6), all measured in the same run, interleaved, as medians over ro
   with the same kind of client (its one ``EVALSHA`` is the round trip);
 - the open path (a rejection: no round trip) costs at most 2x a local in-memory rejection;
 - a transition made by one member reaches another member's mirror (in another process)
-  within 100 ms: the propagation delay, median and worst over 100 transitions (issue 14).
+  within 100 ms: the propagation delay, median and worst over 100 transitions (issue 14);
+  the same on a three-master Redis Cluster, over breakers on each node (issue 18);
+- what ``wait_replicas=1`` (WAIT for one replica after each transition) costs a transition,
+  on a primary with one replica, and that it costs a plain call nothing (issue 18).
 
 Round trips wait on a socket, so these cases are timed by the wall clock (``perf_counter``),
 not by the thread's CPU time as the in-memory benchmarks are.
@@ -162,7 +165,7 @@ def _follower(url: str, name: str, conn: Any) -> None:
     store.close()
 
 
-def propagation(server: RedisServer, transitions: int = 100) -> list[float]:
+def propagation(url: str, transitions: int = 100, name: str = "propagation") -> list[float]:
     """Seconds from the start of one member's transition to another process's mirror showing it.
 
     Alternates a trip (a failed call) and an operator ``reset``: ``transitions`` in all.
@@ -171,11 +174,11 @@ def propagation(server: RedisServer, transitions: int = 100) -> list[float]:
     """
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    follower = context.Process(target=_follower, args=(server.url, "propagation", child))
+    follower = context.Process(target=_follower, args=(url, name, child))
     follower.start()
-    store = RedisStore(server.url, timeout=1.0)
+    store = RedisStore(url, timeout=1.0)
     leader = CircuitBreaker(
-        "propagation", BreakerPolicy(failure_threshold=1, reset_timeout=LONG), store=store
+        name, BreakerPolicy(failure_threshold=1, reset_timeout=LONG), store=store
     )
     leader.call(op)  # connect, load the scripts
     delays = []
@@ -237,6 +240,67 @@ def report(results: Results, trips: dict[str, int]) -> dict[str, Any]:
     return figures
 
 
+def cluster_propagation(per_node: int = 33) -> list[float]:
+    """:func:`propagation` on a three-master cluster, ``per_node`` transitions a node."""
+    from tests.redis_cluster import ClusterNodes
+
+    cluster = ClusterNodes(str(find_redis_server())).start()
+    try:
+        return [
+            delay
+            for name in cluster.names_per_node()
+            for delay in propagation(cluster.url, per_node, name)
+        ]
+    finally:
+        cluster.stop()
+
+
+def wait_cost(rounds: int, pairs: int = 50) -> dict[str, float]:
+    """µs per transition and per plain call, with and without ``wait_replicas=1``.
+
+    On a primary with one replica (loopback). The configurations alternate within each
+    round; each figure is the median over rounds.
+    """
+    executable = str(find_redis_server())
+    with RedisServer(executable) as primary:
+        replica = RedisServer(
+            executable, extra_args=("--replicaof", "127.0.0.1", str(primary.port))
+        )
+        with replica:
+            with replica.client() as admin:
+                while admin.info("replication")["master_link_status"] != "up":
+                    time.sleep(0.01)  # readiness poll
+            policy = BreakerPolicy(failure_threshold=1, reset_timeout=LONG)
+            stores = {w: RedisStore(primary.url, timeout=1.0, wait_replicas=w) for w in (0, 1)}
+            breakers = {
+                w: CircuitBreaker(f"wait-{w}", policy, store=store) for w, store in stores.items()
+            }
+            samples: dict[str, list[float]] = {
+                f"{case}_wait{w}": [] for case in ("transition", "call") for w in (0, 1)
+            }
+            for breaker in breakers.values():
+                breaker.call(op)  # connect, load the scripts
+            for _ in range(rounds):
+                for w, breaker in breakers.items():
+                    start = time.perf_counter()
+                    for _ in range(pairs):
+                        breaker.send("force_open")
+                        breaker.send("reset")
+                    samples[f"transition_wait{w}"].append(
+                        (time.perf_counter() - start) / (2 * pairs) * 1e6
+                    )
+                    start = time.perf_counter()
+                    for _ in range(2 * pairs):
+                        breaker.call(op)
+                    samples[f"call_wait{w}"].append(
+                        (time.perf_counter() - start) / (2 * pairs) * 1e6
+                    )
+            for store in stores.values():
+                store.close()
+            assert stores[1].unconfirmed == 0, "the replica did not confirm every transition"
+    return {case: statistics.median(values) for case, values in samples.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=31)
@@ -249,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     rounds, target = (5, 0.005) if args.quick else (args.rounds, 0.01)
     with RedisServer() as server:
         results, trips = measure(server, rounds, target)
-        delays = propagation(server)
+        delays = propagation(server.url)
+    cluster_delays = cluster_propagation()
+    wait_costs = wait_cost(rounds)
     figures = report(results, trips)
     figures["propagation_ms"] = {
         "transitions": len(delays),
@@ -259,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     figures["targets"]["a transition reaches every member within 100 ms (worst of 100)"] = (
         max(delays) <= 0.1
     )
+    figures["cluster_propagation_ms"] = {
+        "transitions": len(cluster_delays),
+        "median": statistics.median(cluster_delays) * 1e3,
+        "worst": max(cluster_delays) * 1e3,
+    }
+    figures["targets"]["on a cluster too (worst of 99, 33 per node)"] = max(cluster_delays) <= 0.1
+    figures["wait_us"] = wait_costs
     lines = [
         "## Shared state on Redis (wall clock, median over rounds)",
         "",
@@ -277,6 +350,15 @@ def main(argv: list[str] | None = None) -> int:
         f"before the transition's round trip): median "
         f"{figures['propagation_ms']['median']:.2f} ms, worst "
         f"{figures['propagation_ms']['worst']:.2f} ms (target ≤ 100 ms)",
+        f"- the same on a three-master Redis Cluster (breakers on each node, "
+        f"{figures['cluster_propagation_ms']['transitions']} transitions): median "
+        f"{figures['cluster_propagation_ms']['median']:.2f} ms, worst "
+        f"{figures['cluster_propagation_ms']['worst']:.2f} ms",
+        f"- wait_replicas=1 on a primary with one replica: a transition (an operator "
+        f"event's round trip) {wait_costs['transition_wait0']:.0f} µs without WAIT, "
+        f"{wait_costs['transition_wait1']:.0f} µs with it; a plain call "
+        f"{wait_costs['call_wait0']:.1f} µs without, {wait_costs['call_wait1']:.1f} µs with "
+        f"(no WAIT on a call that makes no transition)",
         "",
         *(
             f"- target {'met' if met else 'NOT met'}: {name}"

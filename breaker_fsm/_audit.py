@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -153,6 +154,11 @@ def digest(record: Transition) -> str:
     The digest of a trail's newest record is its *head*: write it somewhere the trail's
     writer cannot rewrite (a log line, a metric) to anchor the chain.
     """
+    if not isinstance(record, Transition):
+        raise TypeError(
+            f"digest() takes a Transition, got {type(record).__name__} "
+            "(Transition.model_validate(...) builds one from a dict)"
+        )
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
@@ -421,8 +427,20 @@ def read_numbered(path: str | os.PathLike[str]) -> list[tuple[int, Transition]]:
         try:
             records.append((number, Transition.model_validate_json(line)))
         except ValidationError as exc:
-            raise AuditError(f"{file}:{number}: {_describe(exc)}", line=number) from None
+            problem = _call_log_hint(line) or _describe(exc)
+            raise AuditError(f"{file}:{number}: {problem}", line=number) from None
     return records
+
+
+def _call_log_hint(line: str) -> str | None:
+    """What to say when a line that is not a record is a call log's line instead."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict) and "outcome" in value and "event" not in value:
+        return "this looks like a call log (it has at/outcome), not an audit trail"
+    return None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -455,14 +473,17 @@ class BreakerSummary:
     #: Each writer's (``origin``'s) head: the digest of the newest record of its chain,
     #: which is what that instance's ``breaker.audit.head`` said when it wrote it.
     heads: dict[str, str] = field(default_factory=dict)
+    #: Lives that began before an earlier one's last record: instances writing at the same
+    #: time (two processes with one breaker name and no store), not restarts.
+    concurrent: int = 0
     #: Shared numberings after a fleet's first: each began when its store lost the
     #: breaker's entry (a Redis restarted empty) and a member recreated it.
     store_restarts: int = 0
 
     @property
     def restarts(self) -> int:
-        """Gaps between lives: each later life began with a new instance."""
-        return self.lives - 1 - self.store_restarts
+        """Lives that began after every earlier one had ended: a new instance, restarted."""
+        return self.lives - 1 - self.concurrent - self.store_restarts
 
 
 class AuditSummary(int):
@@ -494,8 +515,8 @@ class _Tally:
     record: Transition
     transitions: int = 0
     outages: int = 0
-    lives: set[str | None] = field(default_factory=set)
-    shared_lives: set[str] = field(default_factory=set)
+    lives: dict[str | None, list[timedelta]] = field(default_factory=dict)  # first, last
+    shared_lives: set[str] = field(default_factory=set)  # a fleet's numberings
 
     def add(self, record: Transition) -> None:
         when = (instant(record.at), record.at)
@@ -503,9 +524,24 @@ class _Tally:
         self.last = max(self.last, when, key=lambda pair: pair[0])
         self.record = record
         self.transitions += 1
-        self.lives.add(record.life or record.origin)
+        span = self.lives.setdefault(record.life or record.origin, [when[0], when[0]])
+        span[0], span[1] = min(span[0], when[0]), max(span[1], when[0])
         if record.origin is not None and is_shared(record.life):
             self.shared_lives.add(record.life or SHARED_LIFE)
+
+    def concurrent(self) -> int:
+        """Lives that began before an earlier-begun one had written its last record.
+
+        An instance's own lives only: a fleet's numberings are store restarts.
+        """
+        count = 0
+        ended: timedelta | None = None
+        spans = (span for life, span in self.lives.items() if life not in self.shared_lives)
+        for first, last in sorted(spans):
+            if ended is not None and first < ended:
+                count += 1
+            ended = last if ended is None else max(ended, last)
+        return count
 
     def summary(self, breaker: str, heads: dict[str, str]) -> BreakerSummary:
         return BreakerSummary(
@@ -518,6 +554,7 @@ class _Tally:
             span=self.last[0] - self.first[0],
             head=digest(self.record),
             heads=heads,
+            concurrent=self.concurrent(),
             store_restarts=max(0, len(self.shared_lives) - 1),
         )
 
@@ -564,8 +601,16 @@ def verify(records: Iterable[Transition]) -> AuditSummary:
     Raises:
         AuditError: naming the first bad record's ``seq`` (and its position in ``index``).
     """
+    if isinstance(records, str | bytes | os.PathLike):
+        raise TypeError(
+            f"verify() takes records, not a path ({records!r}): read a trail with "
+            "read_jsonl(path) and verify what it returns"
+        )
     checker = _Verifier()
     for index, record in enumerate(records):
+        if not isinstance(record, Transition):
+            raise TypeError(f"verify(): record {index} is a {type(record).__name__}, "
+                            "not a Transition")  # fmt: skip
         checker.check(index, record)
     return checker.finish()
 

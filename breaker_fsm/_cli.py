@@ -141,13 +141,18 @@ def policy() -> None:
     """Inspect and validate breaker policies."""
 
 
-def _policy_file(command: Callable[..., None]) -> Callable[..., None]:
-    """The FILE argument and the --section option of the commands that read a policy file."""
-    command = click.option(
+def _section_option(command: Callable[..., None]) -> Callable[..., None]:
+    """The --section option of every command that reads a policy file."""
+    return click.option(
         "--section",
         metavar="TABLE",
         help='Dotted path of the table holding the policy, e.g. "tool.breaker_fsm".',
     )(command)
+
+
+def _policy_file(command: Callable[..., None]) -> Callable[..., None]:
+    """The FILE argument and the --section option of the commands that read a policy file."""
+    command = _section_option(command)
     return click.argument("file", type=click.Path(path_type=Path))(command)
 
 
@@ -208,7 +213,26 @@ def _load_policy(file: Path, section: str | None = None) -> BreakerPolicy:
             for error in exc.errors(include_url=False)
         ]
         header = f"{file}: invalid policy, {_plural(exc.error_count(), 'error')}"
-        raise Fail("\n".join([header, *problems])) from None
+        hint = _section_hint(exc) if section is None else None
+        raise Fail("\n".join([header, *problems, *([hint] if hint else [])])) from None
+
+
+def _section_hint(exc: ValidationError) -> str | None:
+    """A hint to pass --section when the policy seems to sit in a table of the file.
+
+    A table holding a ``breaker_fsm`` table (``[tool.breaker_fsm]`` in a pyproject.toml)
+    is the likeliest; else the first table the policy does not know.
+    """
+    tables = [
+        (str(error["loc"][0]), error["input"])
+        for error in exc.errors(include_url=False)
+        if error["type"] == "extra_forbidden"
+        and len(error["loc"]) == 1
+        and isinstance(error["input"], dict)
+    ]
+    ours = [f"{name}.breaker_fsm" for name, value in tables if "breaker_fsm" in value]
+    guesses = ours or [name for name, _ in tables]
+    return f"  hint: is the policy in a table? Pass --section {guesses[0]}" if guesses else None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -242,6 +266,12 @@ Located = tuple[Path, int, Transition]
 
 def _read(files: Sequence[Path]) -> list[Located]:
     """The records of ``files`` merged by ``at``; each file's own order is kept."""
+    seen: dict[Path, Path] = {}
+    for file in files:  # a file given twice would double every record and fail its chain
+        same = seen.setdefault(file.resolve(), file)
+        if same is not file:
+            twice = "twice" if same == file else f"twice (as {same} and {file})"
+            raise Fail(f"{file}: the same file is given {twice}")
     per_file: list[list[Located]] = []
     for file in files:
         try:
@@ -329,9 +359,12 @@ def verify_command(files: tuple[Path, ...]) -> None:
 
 
 def _breaker_line(breaker: BreakerSummary) -> str:
-    restarts = f" ({_plural(breaker.restarts, 'restart')})" if breaker.restarts else ""
+    notes = [_plural(breaker.restarts, "restart")] if breaker.restarts else []
+    if breaker.concurrent:
+        notes.append(f"{breaker.concurrent} writing at the same time as another")
     if breaker.store_restarts:
-        restarts += f" ({_plural(breaker.store_restarts, 'store restart')})"
+        notes.append(_plural(breaker.store_restarts, "store restart"))
+    restarts = f" ({', '.join(notes)})" if notes else ""
     return (
         f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
         f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "
@@ -383,19 +416,28 @@ PLOT_SUFFIXES = (".png", ".svg")
     help="Also draw one timeline per policy (needs matplotlib: the plot extra).",
 )
 @click.option("--seed", type=int, help="Seed of the open-duration jitter [default: 0].")
-def simulate_command(
+@click.option(
+    "-b",
+    "--breaker",
+    metavar="NAME",
+    help="Replay only this breaker's calls (needed when CALLS holds several breakers').",
+)
+@_section_option
+def simulate_command(  # noqa: PLR0917 - click passes one parameter per option
     calls_file: Path,
     policy_files: tuple[str, ...],
     as_json: bool,
     plot: Path | None,
     seed: int | None,
+    breaker: str | None,
+    section: str | None,
 ) -> None:
     """Replay the calls recorded in CALLS against each --policy.
 
-    CALLS is JSON Lines as CallLogSink writes it (at, outcome, duration), or CSV (.csv) with
-    the same columns. Calls replay one after another on a simulated clock; calls recorded as
-    refused are skipped (their outcome is unknown). One row (or JSON object) per policy, in
-    the order given.
+    CALLS is JSON Lines as CallLogSink writes it (at, outcome, duration, breaker), or CSV
+    (.csv) with the same columns. Calls replay one after another on a simulated clock;
+    calls recorded as refused are skipped (their outcome is unknown). One row (or JSON
+    object) per policy, in the order given; --section applies to every policy file.
     """
     from .replay import plot as draw
     from .replay import read_calls, require_matplotlib, simulate
@@ -407,11 +449,13 @@ def simulate_command(
             require_matplotlib()
         except ImportError as exc:
             raise Fail(str(exc)) from None
-    policies = [_load_policy(Path(name)) for name in policy_files]
+    policies = _load_policies(policy_files, section)
     try:
-        calls = read_calls(calls_file)
+        calls = read_calls(calls_file, breaker=breaker)
     except ReplayError as exc:
         raise Fail(str(exc)) from None
+    if not calls:
+        raise Fail(f"no calls in {calls_file}")
     replays = [simulate(candidate, calls, seed=seed) for candidate in policies]
     if plot is not None:
         try:
@@ -428,6 +472,19 @@ def simulate_command(
         _replay_table(calls_file, policy_files, replays)
     if plot is not None:
         click.echo(f"wrote {plot}", err=True)
+
+
+def _load_policies(files: Sequence[str], section: str | None) -> list[BreakerPolicy]:
+    """Load every policy file, or fail naming every bad one (not only the first)."""
+    policies, problems = [], []
+    for name in files:
+        try:
+            policies.append(_load_policy(Path(name), section))
+        except Fail as exc:
+            problems.append(exc.message)
+    if problems:
+        raise Fail("\n".join(problems))
+    return policies
 
 
 def _replay_table(calls_file: Path, names: Sequence[str], replays: Sequence[Replay]) -> None:
@@ -454,7 +511,7 @@ def _replay_table(calls_file: Path, names: Sequence[str], replays: Sequence[Repl
             str(replay.transitions["trip"]),
             str(replay.transitions["retrip"]),
             str(replay.transitions["recover"]),
-            "-" if replay.first_trip_at is None else _seconds(replay.first_trip_at),
+            "-" if replay.first_trip_after is None else f"+{_seconds(replay.first_trip_after)}s",
             _seconds(replay.open_seconds),
             str(replay.failures_let_through),
             str(replay.successes_refused),
@@ -472,14 +529,23 @@ def _replay_table(calls_file: Path, names: Sequence[str], replays: Sequence[Repl
         )
     console = _console()
     if console is not None:
+        from rich import box
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=Text(str(calls_file)), title_justify="left")
+        # Narrow enough for 80 columns: each policy's path in full above the table (folded
+        # when longer than a line, never cut short), its number in the table; two-line
+        # headings; one space between columns.
+        console.print(Text(str(calls_file), overflow="fold"))
+        for number, name in enumerate(names, start=1):
+            console.print(Text(f"  {number}: {name}", overflow="fold"))
+        table = Table(box=box.SIMPLE_HEAD, padding=0, pad_edge=False, show_edge=False)
         for i, name in enumerate(header):
-            table.add_column(name, justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
+            table.add_column(
+                "#" if i == 0 else _HEADINGS.get(name, name), justify="right", no_wrap=i == 0
+            )
+        for number, row in enumerate(rows, start=1):
+            table.add_row(*(Text(cell) for cell in (str(number), *row[1:])))
         console.print(table)
         for note in notes:
             console.print(Text(f"note: {note}"))
@@ -491,6 +557,15 @@ def _replay_table(calls_file: Path, names: Sequence[str], replays: Sequence[Repl
         click.echo("  ".join(cells).rstrip())
     for note in notes:
         click.echo(f"note: {note}")
+
+
+#: The replay table's headings on a terminal, on two lines to fit 80 columns.
+_HEADINGS = {
+    "first trip": "first\ntrip",
+    "open s": "open\ns",
+    "failures let through": "failures\nlet through",
+    "successes refused": "successes\nrefused",
+}
 
 
 def _seconds(value: float) -> str:

@@ -57,8 +57,8 @@ __all__ = [
 #
 # ARGV[1], unpacked into A:
 #   A[1]  "now" in seconds (NaN = the server's TIME; tests may pin it)
-#   A[2..6]  the seed: state, gen, episode, open duration, seconds left open
-#   A[7..]  the script's own arguments, then the caller's origin (8 bytes, last)
+#   A[2..7]  the seed: state, gen, episode, open duration, seconds left open, epoch
+#   A[8..]  the script's own arguments, then the caller's origin (8 bytes, last)
 # The state (key H) is 18 numbers, laid out as STATE (a state written before the policy
 # fingerprint existed has 16, before the trial lease 17: the missing ones read as 0);
 # every reply is 17, as StoreReply.
@@ -72,7 +72,7 @@ __all__ = [
 
 STATE_LAYOUT = "qqqqqqqqqqdddqqqqd"  # st g ep k wc wf ws wp wh n | d o h | p to tf | fp | lt
 REPLY_LAYOUT = "qqqqqqqqqqqqqdddq"  # st g ep ev src ok k wc wf ws to tf n | d t x | fp
-SEED_LAYOUT = "dqqqdd"  # now | seed: st g n d rem
+SEED_LAYOUT = "dqqqddq"  # now | seed: st g n d rem ep
 RECORD_LAYOUT = SEED_LAYOUT + "qqddq"  # gen seen, outcome, u, hint, origin
 ACQUIRE_LAYOUT = SEED_LAYOUT + "dq"  # u, origin
 OPERATOR_LAYOUT = SEED_LAYOUT + "qdq"  # event, u, origin
@@ -139,14 +139,17 @@ local function now()
 end
 
 local function load()
-  if V then
+  if V and (V[2] >= A[3] or V[3] ~= A[7]) then
     S = {st = V[1], g = V[2], ep = V[3], k = V[4], wc = V[5], wf = V[6], ws = V[7],
       wp = V[8], wh = V[9], n = V[10], d = V[11], o = V[12], h = V[13], p = V[14],
       to = V[15], tf = V[16], lt = V[18]}
     FP0 = V[17]
     return
   end
-  -- Missing (expired, or a server that restarted empty): recreate it from the seed.
+  -- Missing (expired, or a server that restarted empty), or behind the caller's mirror of
+  -- this same entry (a failover lost transitions that the primary had acknowledged):
+  -- recreate it from the seed, so that the fleet goes on from the newest state a member
+  -- saw. (A mirror of an older entry, one that expired, follows the new entry instead.)
   local t = redis.call('TIME')
   S = {st = A[2], g = A[3], ep = tonumber(t[1]) * 1000000 + tonumber(t[2]), k = 0,
     wc = 0, wf = 0, ws = 0, wp = 0, wh = -1, n = A[4], d = A[5], o = 0, h = 0, p = 0,
@@ -310,10 +313,10 @@ local function lease_lapsed()
 end
 """
 
-# record: A[7..10] = gen seen, outcome (-1 neutral, else FAILED|SLOW), u, hint.
+# record: A[8..11] = gen seen, outcome (-1 neutral, else FAILED|SLOW), u, hint.
 RECORD = """
-local g0, o = A[7], A[8]
-U, HINT = A[9], A[10]
+local g0, o = A[8], A[9]
+U, HINT = A[10], A[11]
 load()
 local ok = 0
 if S.g == g0 then
@@ -349,9 +352,9 @@ if DIRTY then save() end
 return finish(ok)
 """
 
-# acquire: A[7] = u. Admits a call the caller's mirror cannot admit alone.
+# acquire: A[8] = u. Admits a call the caller's mirror cannot admit alone.
 ACQUIRE = """
-U = A[7]
+U = A[8]
 load()
 local ok = 0
 if S.st == OPEN then
@@ -382,8 +385,8 @@ return finish(ok)
 # the event is legal from the state and where it goes; guarded events obey the policy's
 # guards (ok = 2 when a guard does not hold), the operator's own events have none.
 OPERATOR = """
-local ev = A[7]
-U = A[8]
+local ev = A[8]
+U = A[9]
 load()
 local to = MOVES[ev * 8 + S.st]
 local ok = 1

@@ -344,7 +344,7 @@ class Mirror(CircuitBreaker):
             self._half_open_since = now - reply.elapsed
         link.recheck_at = now + link.entry.sync_interval
         link.deadline = deadline
-        link.seed = Seed(state, reply.gen, reply.episode, reply.open_duration, 0.0)
+        link.seed = Seed(state, reply.gen, reply.episode, reply.open_duration, 0.0, reply.epoch)
         if self._window is not None:
             self._window.clear()  # a later outage starts from an empty local window
 

@@ -149,10 +149,12 @@ class PushChannel:
         new one starts it again).
         """
         delay = 0.0
+        attempt = 0
         while not stop.is_set() and self._following(stop):
             pubsub: Any = None
             try:
-                pubsub = self.store._sync_client().pubsub()
+                pubsub = self.store._pubsub(attempt)
+                attempt += 1  # a cluster's next attempt subscribes on another node
                 pubsub.subscribe(self.channel)
                 self._subscribed(pubsub, stop)
                 delay = 0.0
@@ -242,6 +244,8 @@ class PushChannel:
             chunk = snapshot[start : start + CHUNK]
             replies = self.store._peek([key for key, _ in chunk])
             for (_, mirrors), reply in zip(chunk, replies, strict=True):
+                if isinstance(reply, Exception):
+                    continue  # a cluster node that is down: its breakers ask until it is back
                 for mirror in mirrors:
                     if reply is not None:
                         mirror._pushed(reply)

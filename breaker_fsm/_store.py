@@ -66,6 +66,9 @@ class Seed(NamedTuple):
     """The current (or next) open duration, seconds."""
     remaining: float
     """Seconds left in the open episode (0 unless open)."""
+    epoch: int = 0
+    """The store entry the caller mirrors (0: none yet). An entry of this epoch whose
+    generation is behind the seed's lost transitions (a failover): it is re-seeded."""
 
 
 class StoreReply(NamedTuple):

@@ -47,10 +47,19 @@ first answer puts the breaker back on the shared state. No call fails because Re
 **Keys and expiry.** A breaker has a state key, ``{namespace}:{<name>}`` (18 numbers
 packed in one string: :meth:`RedisStore.describe` decodes it), and with a window a window
 key, ``{namespace}:{<name>}:w`` (a count window's ring, one byte a call, or a time
-window's one-second buckets); both hash to one slot in a cluster. They expire ``ttl``
-seconds (at least twice the longest open duration and the window) after their last write;
-the state of an operator override (``forced_open``, ``disabled``) does not expire. A
-missing entry is recreated from the state the first process to reach it had mirrored.
+window's one-second buckets); both hash to one slot in a cluster, and every script
+touches only them. They expire ``ttl`` seconds (at least twice the longest open duration
+and the window) after their last write; the state of an operator override
+(``forced_open``, ``disabled``) does not expire. A missing entry, or one behind the
+caller's mirror of that same entry (a failover lost transitions), is recreated from the
+state the first process to reach it had mirrored.
+
+**Cluster and Sentinel.** ``RedisStore("redis+cluster://h1:7000,h2:7001")`` shares
+breakers through a Redis Cluster: each breaker lives on the node that owns its slot, and
+the push subscription (a ``PUBLISH`` reaches every node over the cluster bus) moves to
+another node when its node dies. ``RedisStore("redis+sentinel://s1:26379,s2:26379/mymaster")``
+follows the primary that the sentinels name. A dead node or primary degrades only the
+breakers it held, as any outage does.
 """
 
 from __future__ import annotations
@@ -96,6 +105,7 @@ from ._lua import (
 )
 from ._push import PushChannel
 from ._store import Seed, StoreReply
+from ._topology import CARRIED, CLUSTER, SENTINEL, SERVER, Topology, topology_of
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -134,28 +144,18 @@ class _Script:
         """EVALSHA on the store's sync client."""
         client = self.store._sync_client()
         try:
-            reply: bytes = client.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, args
-            )
-        except self.store.no_script:  # a new or restarted server: load it, once
-            client.script_load(self.text)
-            reply = client.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, args
-            )
+            reply: bytes = client.execute_command("EVALSHA", self.sha, len(keys), *keys, args)
+        except self.store.no_script:  # a new or restarted server: EVAL caches it there
+            reply = client.execute_command("EVAL", self.text, len(keys), *keys, args)
         return reply
 
     async def arun(self, keys: tuple[bytes, ...], args: bytes) -> bytes:
         """EVALSHA on the store's asyncio client for the running loop."""
         client = self.store._async_client()
         try:
-            reply: bytes = await client.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, args
-            )
+            reply: bytes = await client.execute_command("EVALSHA", self.sha, len(keys), *keys, args)
         except self.store.no_script:
-            await client.script_load(self.text)
-            reply = await client.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, args
-            )
+            reply = await client.execute_command("EVAL", self.text, len(keys), *keys, args)
         return reply
 
 
@@ -177,7 +177,9 @@ class _Entry:
         "origin",
         "push",
         "retry_interval",
+        "store",
         "sync_interval",
+        "wait",
     )
 
     def __init__(self, store: RedisStore, name: str, policy: BreakerPolicy) -> None:
@@ -192,6 +194,8 @@ class _Entry:
         self.sync_interval = store.sync_interval if self.push is None else math.inf
         self.fingerprint = fingerprint(policy)
         self.origin = secrets.randbits(63)  # names this entry's own pushes, to skip them
+        self.store = store
+        self.wait = store.wait_replicas > 0  # WAIT after each transition this entry makes
 
     def __repr__(self) -> str:
         return f"<RedisStore entry {self.keys[0].decode()!r}>"
@@ -220,19 +224,24 @@ class _Entry:
         hint = -1.0 if hint is None else hint
         args = RECORD_ARGS.pack(now, *seed, gen, outcome, u, hint, self.origin)
         raw = self._record.run(self.keys, args)
-        return _reply(raw) if raw else None
+        if not raw:
+            return None
+        reply = _reply(raw)
+        if self.wait and reply.event:  # inline: a call with a window gets a reply each time
+            self.store._confirm(self.keys[0])
+        return reply
 
     def acquire(self, u: float, seed: Seed) -> StoreReply:
         """Admit a call the mirror cannot admit alone."""
         now = UNPINNED if self.now is None else self.now()
         args = ACQUIRE_ARGS.pack(now, *seed, u, self.origin)
-        return _reply(self._acquire.run(self.keys, args))
+        return self._confirmed(_reply(self._acquire.run(self.keys, args)))
 
     def operator(self, event: int, u: float, seed: Seed) -> StoreReply:
         """Apply an operator event."""
         now = UNPINNED if self.now is None else self.now()
         args = OPERATOR_ARGS.pack(now, *seed, event, u, self.origin)
-        return _reply(self._operator.run(self.keys, args))
+        return self._confirmed(_reply(self._operator.run(self.keys, args)))
 
     async def arecord(
         self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
@@ -242,60 +251,62 @@ class _Entry:
         hint = -1.0 if hint is None else hint
         args = RECORD_ARGS.pack(now, *seed, gen, outcome, u, hint, self.origin)
         raw = await self._record.arun(self.keys, args)
-        return _reply(raw) if raw else None
+        if not raw:
+            return None
+        reply = _reply(raw)
+        if self.wait and reply.event:
+            await self.store._aconfirm(self.keys[0])
+        return reply
 
     async def aacquire(self, u: float, seed: Seed) -> StoreReply:
         """:meth:`acquire` on the asyncio client."""
         now = UNPINNED if self.now is None else self.now()
         args = ACQUIRE_ARGS.pack(now, *seed, u, self.origin)
-        return _reply(await self._acquire.arun(self.keys, args))
+        return await self._aconfirmed(_reply(await self._acquire.arun(self.keys, args)))
 
     async def aoperator(self, event: int, u: float, seed: Seed) -> StoreReply:
         """:meth:`operator` on the asyncio client."""
         now = UNPINNED if self.now is None else self.now()
         args = OPERATOR_ARGS.pack(now, *seed, event, u, self.origin)
-        return _reply(await self._operator.arun(self.keys, args))
+        return await self._aconfirmed(_reply(await self._operator.arun(self.keys, args)))
 
+    def _confirmed(self, reply: StoreReply) -> StoreReply:
+        """``reply``, after waiting for the replicas if it reports a transition."""
+        if self.wait and reply.event:
+            self.store._confirm(self.keys[0])
+        return reply
 
-#: Connection settings carried over when one client (sync or asyncio) is derived from the
-#: other; anything fancier: pass both clients.
-_CARRIED = frozenset(
-    {
-        "host",
-        "port",
-        "path",
-        "db",
-        "username",
-        "password",
-        "credential_provider",
-        "socket_timeout",
-        "socket_connect_timeout",
-        "client_name",
-        "protocol",
-        "ssl_keyfile",
-        "ssl_certfile",
-        "ssl_cert_reqs",
-        "ssl_ca_certs",
-        "ssl_ca_data",
-        "ssl_ca_path",
-        "ssl_check_hostname",
-        "ssl_password",
-        "ssl_min_version",
-        "ssl_ciphers",
-    }
-)
+    async def _aconfirmed(self, reply: StoreReply) -> StoreReply:
+        """:meth:`_confirmed` on the asyncio client."""
+        if self.wait and reply.event:
+            await self.store._aconfirm(self.keys[0])
+        return reply
 
 
 class RedisStore:
     """Breaker state shared through Redis: pass it as ``CircuitBreaker(..., store=...)``.
 
     Args:
-        client: a ``redis://`` URL, a ``redis.Redis`` or a ``redis.asyncio.Redis``. From a
-            URL the store builds its own clients with ``timeout`` and no retries. A client
-            you pass is used as it is: give it a short ``socket_timeout`` and no retries
-            (``retry=Retry(NoBackoff(), 0)``), or a dead Redis slows every call down.
-            The other kind of client (sync for ``call`` and ``send``, asyncio for
-            ``acall`` and ``asend``) is derived from it unless you pass it too.
+        client: where the shared state lives, one of
+
+            - one server: a ``redis://`` (``rediss://``, ``unix://``) URL, a
+              ``redis.Redis`` or a ``redis.asyncio.Redis``;
+            - a Redis Cluster: ``redis+cluster://host:port[,host:port...]`` (the startup
+              nodes), a ``redis.cluster.RedisCluster`` or a
+              ``redis.asyncio.cluster.RedisCluster``;
+            - a primary behind Sentinel:
+              ``redis+sentinel://host:port[,host:port...]/SERVICE[/DB]`` (the sentinels),
+              a ``redis.sentinel.Sentinel`` (or its asyncio twin) with ``service_name``,
+              or a client from its ``master_for``. Each new connection asks the sentinels
+              where the primary is: the store follows a failover by itself.
+
+            From a URL (or a Sentinel) the store builds its own clients with ``timeout``
+            and no retries. A client you pass is used as it is: give it a short
+            ``socket_timeout`` and no retries (``retry=Retry(NoBackoff(), 0)``), or a dead
+            Redis slows every call down. The other kind of client (sync for ``call`` and
+            ``send``, asyncio for ``acall`` and ``asend``) is derived from it unless you
+            pass it too.
+        service_name: with a ``redis.sentinel.Sentinel``: the name of the primary.
         namespace: prefix of every key.
         timeout: seconds to wait for Redis (connect and reply) before degrading, for the
             clients the store builds.
@@ -315,14 +326,29 @@ class RedisStore:
             ``False`` a breaker learns the fleet's transitions only from the replies to
             its own round trips (a closed breaker runs one call after another process
             tripped the fleet): for servers without Pub/Sub, or tests of that path.
+        wait_replicas: after each transition a script makes (never after a plain call),
+            wait until this many replicas have it (``WAIT``), at most ``wait_timeout``
+            seconds. Redis replicates asynchronously: a transition that the primary
+            acknowledged and died before sending is lost by Redis. With ``wait_replicas=1``
+            a confirmed transition is on a replica; one that is not confirmed in time (no
+            replica, a lagging one) is counted in :attr:`unconfirmed` and logged. Either
+            way, a member that saw a lost transition re-seeds it when it next reaches the
+            promoted replica. 0 (the default): no ``WAIT``.
+        wait_timeout: seconds a ``WAIT`` may block; shorter than ``timeout`` (half of it
+            by default).
         now: for tests only: a function whose value the scripts use instead of the
             server's ``TIME`` (every process sharing a breaker must use the same one).
+
+    Attributes:
+        topology: ``"server"``, ``"cluster"`` or ``"sentinel"``: what ``client`` named.
+        unconfirmed: transitions that fewer than ``wait_replicas`` replicas confirmed.
     """
 
     def __init__(
         self,
-        client: str | redis_sync.Redis | redis_async.Redis,
+        client: str | redis_sync.Redis | redis_async.Redis | Any,
         *,
+        service_name: str | None = None,
         namespace: str = "breaker_fsm",
         timeout: float = 0.05,
         ttl: float = 3600.0,
@@ -331,6 +357,8 @@ class RedisStore:
         trial_lease: float = 60.0,
         async_client: redis_async.Redis | None = None,
         push: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout: float | None = None,
         now: Callable[[], float] | None = None,
     ) -> None:
         try:  # here, not at import: the module imports without redis-py
@@ -343,12 +371,18 @@ class RedisStore:
 
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
+        opening = namespace.find("{")
+        if opening >= 0 and namespace.find("}", opening) == opening + 1:
+            raise ValueError(  # Redis would hash each key whole: one breaker, several slots
+                f"a RedisStore's namespace must not hold an empty hash tag '{{}}': {namespace!r}"
+            )
         for label, value in (
             ("timeout", timeout),
             ("ttl", ttl),
             ("retry_interval", retry_interval),
             ("sync_interval", sync_interval),
             ("trial_lease", trial_lease),
+            ("wait_timeout", timeout / 2 if wait_timeout is None else wait_timeout),
         ):
             if not value > 0:
                 raise ValueError(f"{label} must be > 0, got {value!r}")
@@ -358,12 +392,24 @@ class RedisStore:
         self.retry_interval = float(retry_interval)
         self.sync_interval = float(sync_interval)
         self.trial_lease = float(trial_lease)
+        if wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be >= 0, got {wait_replicas!r}")
+        self.wait_replicas = int(wait_replicas)
+        self.wait_timeout = self.timeout / 2 if wait_timeout is None else float(wait_timeout)
+        if self.wait_timeout >= self.timeout:
+            raise ValueError(  # WAIT would outlast the socket's timeout: an error, every time
+                f"wait_timeout ({self.wait_timeout:g}s) must be shorter than timeout "
+                f"({self.timeout:g}s)"
+            )
+        self._confirming = True  # the last WAIT was answered: warn when one is not
+        #: Transitions that fewer than ``wait_replicas`` replicas confirmed in time.
+        self.unconfirmed = 0
         self.now = now
         self.no_script: type[Exception] = redis.exceptions.NoScriptError
         self._url: str | None = None
-        self._client: redis_sync.Redis | None = None
+        self._client: Any = None  # a redis.Redis or a RedisCluster
         self._owns_client = False
-        self._shared_aclient: redis_async.Redis | None = async_client
+        self._shared_aclient: Any = async_client
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis]
         self._aclients = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -376,16 +422,36 @@ class RedisStore:
             raise ValueError(
                 "RedisStore needs a client without decode_responses: replies are binary"
             )
+        self._topology: Topology | None = topology_of(client, service_name)
+        if service_name is not None and (self._topology is None or self._topology.kind != SENTINEL):
+            raise ValueError("service_name= is for a Sentinel (or a redis+sentinel:// URL)")
+        self._take(client, async_client)
+        self.topology = SERVER if self._topology is None else self._topology.kind
+
+    def _take(self, client: Any, async_client: Any) -> None:
+        """Keep the client the user passed, as the sync one or the asyncio one."""
+        import redis as redis_module
+        import redis.asyncio as redis_asyncio
+
         if isinstance(client, str):
             self._url = client
-        elif isinstance(client, redis.asyncio.Redis):
+        elif self._topology is not None and self._topology.build_sync is None:
+            self._client = client  # a sync client of a Cluster or of Sentinel's primary
+        elif self._topology is not None and self._topology.build_async is None:
             if async_client is None:
                 self._shared_aclient = client
-        elif isinstance(client, redis.Redis):
+        elif self._topology is not None:
+            pass  # a Sentinel: the store builds both kinds of client
+        elif isinstance(client, redis_asyncio.Redis):
+            if async_client is None:
+                self._shared_aclient = client
+        elif isinstance(client, redis_module.Redis):
             self._client = client
         else:
             raise TypeError(
-                f"RedisStore needs a redis:// URL, a redis.Redis or a redis.asyncio.Redis, "
+                "RedisStore needs a redis:// URL (or redis+cluster://, redis+sentinel://), a "
+                "redis.Redis, a redis.cluster.RedisCluster, a redis.sentinel.Sentinel (with "
+                "service_name=) or their asyncio twins, "
                 f"got {type(client).__name__}"
             )
 
@@ -405,8 +471,16 @@ class RedisStore:
         return _Entry(self, name, policy)
 
     def keys(self, name: str) -> tuple[str, str]:
-        """The two Redis keys of breaker ``name``: its state and its window."""
-        base = f"{self.namespace}:{{{name}}}"
+        """The two Redis keys of breaker ``name``: its state and its window.
+
+        Both carry the state key's hash tag, ``{<name>}``, so that in a cluster they share
+        one slot (a script may touch only one). A name that would make that tag empty or
+        cut it short (empty, or holding ``}``) is tagged with a digest of the name instead.
+        """
+        tag = name
+        if not name or "}" in name:
+            tag = "#" + hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:20]
+        base = f"{self.namespace}:{{{tag}}}"
         return base, base + ":w"
 
     def describe(self, name: str) -> dict[str, float] | None:
@@ -415,30 +489,133 @@ class RedisStore:
         The state is one string of 18 packed numbers, which is what makes a script cheap;
         this reads it for people (an operator's console, a test).
         """
-        raw: bytes | None = self._sync_client().get(self.keys(name)[0])  # type: ignore[assignment]
+        raw: bytes | None = self._sync_client().get(self.keys(name)[0])
         if raw is None:
             return None
         raw = raw.ljust(STATE.size, b"\0")  # written before fingerprints: 0
         return dict(zip(FIELDS, STATE.unpack(raw), strict=True))
 
-    def _peek(self, keys: list[bytes]) -> list[StoreReply | None]:
-        """The state of each key as a reply (``None`` if it has none): one pipelined trip."""
+    def _peek(self, keys: list[bytes]) -> list[StoreReply | Exception | None]:
+        """The state of each key as a reply (``None`` if it has none): one pipelined trip.
+
+        In a cluster a node that fails fails its own keys only: the pipeline is retried key
+        by key, and each key whose node does not answer gets the exception instead.
+        """
+        try:
+            return self._peek_pipelined(keys)
+        except Exception:
+            if self.topology != CLUSTER:
+                raise
+        return [self._peek_one(key) for key in keys]
+
+    def _peek_one(self, key: bytes) -> StoreReply | Exception | None:
+        try:
+            raw = self._peek_script.run((key,), self._peek_args())
+        except Exception as exc:
+            return exc
+        return _reply(raw) if raw else None
+
+    def _peek_args(self) -> bytes:
+        return PEEK_ARGS.pack(UNPINNED if self.now is None else self.now())
+
+    def _peek_pipelined(self, keys: list[bytes]) -> list[StoreReply | Exception | None]:
         client = self._sync_client()
         script = self._peek_script
-        args = PEEK_ARGS.pack(UNPINNED if self.now is None else self.now())
+        args = self._peek_args()
+        command: tuple[str, str | bytes] = ("EVALSHA", script.sha)
         for attempt in range(2):
             pipe = client.pipeline(transaction=False)
             for key in keys:
-                pipe.execute_command("EVALSHA", script.sha, 1, key, args)  # type: ignore[no-untyped-call]
+                pipe.execute_command(*command, 1, key, args)
             raws = pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(raw, self.no_script) for raw in raws):
-                client.script_load(script.text)  # a new or restarted server: once
+                command = ("EVAL", script.text)  # a new or restarted server: caches it
                 continue
             break
         for raw in raws:
             if isinstance(raw, Exception):
                 raise raw
         return [_reply(raw) if raw else None for raw in raws]
+
+    def _pubsub(self, attempt: int) -> Any:
+        """A new Pub/Sub object for the push thread's ``attempt``-th subscription.
+
+        In a cluster a ``PUBLISH`` reaches every node over the cluster bus, so one
+        subscription on any node hears every breaker's transitions; each attempt takes the
+        next node, so that a dead one is passed over.
+        """
+        client: Any = self._sync_client()
+        if self.topology == CLUSTER:
+            nodes = client.get_nodes()
+            return client.pubsub(node=nodes[attempt % len(nodes)])
+        return client.pubsub()
+
+    # ------------------------------------------------------------------ WAIT
+
+    def _confirm(self, key: bytes) -> None:
+        """After a transition on ``key``: wait until ``wait_replicas`` replicas have it."""
+        try:
+            acked = self._wait_sync(key)
+        except Exception as exc:
+            self._unconfirmed(key, exc)
+            return
+        if acked < self.wait_replicas:
+            self._unconfirmed(key, acked)
+        else:
+            self._confirming = True
+
+    async def _aconfirm(self, key: bytes) -> None:
+        """:meth:`_confirm` on the asyncio client (a cluster's: the sync one, in a thread)."""
+        try:
+            if self.topology == CLUSTER:
+                acked = await asyncio.to_thread(self._wait_sync, key)
+            else:
+                pipe = self._async_client().pipeline(transaction=False)
+                self._wait_commands(pipe, key)
+                acked = int((await pipe.execute())[-1])
+        except Exception as exc:
+            self._unconfirmed(key, exc)
+            return
+        if acked < self.wait_replicas:
+            self._unconfirmed(key, acked)
+        else:
+            self._confirming = True
+
+    def _wait_sync(self, key: bytes) -> int:
+        client: Any = self._sync_client()
+        if self.topology == CLUSTER:  # the primary that owns the key, on one connection
+            client = client.get_redis_connection(client.get_node_from_key(key))
+        pipe = client.pipeline(transaction=False)
+        self._wait_commands(pipe, key)
+        return int(pipe.execute()[-1])
+
+    def _wait_commands(self, pipe: Any, key: bytes) -> None:
+        """A write, then WAIT, on one connection.
+
+        WAIT counts the replicas that have every write its own connection made; a pooled
+        connection may not be the one that ran the script, so it first writes a small key
+        of the breaker's own (same slot), which replicates after the transition.
+        """
+        pipe.execute_command("SET", key + b":ack", b"1", "PX", int(self.ttl * 1000))
+        pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
+
+    def _unconfirmed(self, key: bytes, why: int | BaseException) -> None:
+        """Count a transition the replicas did not confirm; warn once until one is."""
+        self.unconfirmed += 1
+        if not self._confirming:
+            return
+        self._confirming = False
+        detail = f"{why} replica(s) acknowledged" if isinstance(why, int) else repr(why)
+        _log.warning(
+            "%r: a transition of %s is not confirmed by %d replica(s) within %gs (%s): a "
+            "failover now may lose it (the fleet re-seeds it from the members that saw it); "
+            "counted in .unconfirmed, and said again once a transition is confirmed",
+            self,
+            key.decode(errors="replace"),
+            self.wait_replicas,
+            self.wait_timeout,
+            detail,
+        )
 
     def _scripts(self, policy: BreakerPolicy) -> tuple[_Script, _Script, _Script]:
         ttl_ms = int(min(ttl_seconds(policy, self.ttl), 10 * 365 * 86400.0) * 1000)
@@ -481,7 +658,7 @@ class RedisStore:
             "retry": retry,
         }
 
-    def _sync_client(self) -> redis_sync.Redis:
+    def _sync_client(self) -> Any:  # a redis.Redis or a RedisCluster
         client = self._client
         if client is None:
             with self._lock:
@@ -489,7 +666,10 @@ class RedisStore:
                 if client is None:
                     import redis
 
-                    if self._url is not None:
+                    topology = self._topology
+                    if topology is not None and topology.build_sync is not None:
+                        client = topology.build_sync(self._options(asyncio=False))
+                    elif self._url is not None:
                         client = redis.Redis.from_url(self._url, **self._options(asyncio=False))
                     else:
                         client = redis.Redis.from_pool(  # owns the pool: closes it
@@ -501,7 +681,7 @@ class RedisStore:
                     self._owns_client = True
         return client
 
-    def _async_client(self) -> redis_async.Redis:
+    def _async_client(self) -> Any:  # a redis.asyncio.Redis or its RedisCluster
         if self._shared_aclient is not None:
             return self._shared_aclient
         loop = asyncio.get_running_loop()
@@ -509,7 +689,10 @@ class RedisStore:
         if client is None:
             import redis.asyncio
 
-            if self._url is not None:
+            topology = self._topology
+            if topology is not None and topology.build_async is not None:
+                client = topology.build_async(self._options(asyncio=True))
+            elif self._url is not None:
                 client = redis.asyncio.Redis.from_url(self._url, **self._options(asyncio=True))
             else:
                 client = redis.asyncio.Redis.from_pool(  # owns the pool: closes it
@@ -536,7 +719,7 @@ class RedisStore:
                 f"RedisStore cannot derive a {'asyncio' if asyncio else 'sync'} client from a "
                 f"{name} pool: pass {'async_client=' if asyncio else 'a redis.Redis'} too"
             )
-        kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _CARRIED}
+        kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in CARRIED}
         if name == "UnixDomainSocketConnection":
             kwargs.pop("host", None)
             kwargs.pop("port", None)
@@ -563,6 +746,8 @@ class RedisStore:
                 self._owns_client = False
         if client is not None:
             client.close()
+            for sentinel in _sentinels_of(client):  # the ones the store asked, built with it
+                sentinel.close()
 
     async def aclose(self) -> None:
         """Close the asyncio client the store built for the running event loop."""
@@ -570,3 +755,11 @@ class RedisStore:
         client = self._aclients.pop(loop, None)
         if client is not None:
             await client.aclose()
+            for sentinel in _sentinels_of(client):
+                await sentinel.aclose()
+
+
+def _sentinels_of(client: Any) -> list[Any]:
+    """The sentinel clients behind a client from ``Sentinel.master_for`` (else none)."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 
 from breaker_fsm.testing import FakeClock
 
-pytest_plugins = ["tests.redis_server"]
+pytest_plugins = ["tests.redis_server", "tests.redis_cluster"]
 
 settings.register_profile(
     "ci",

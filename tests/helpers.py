@@ -18,7 +18,7 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, Transition
 from breaker_fsm.audit import JsonlSink
-from breaker_fsm.testing import FakeClock
+from breaker_fsm.testing import DEFAULT_WALL_START, FakeClock
 
 if TYPE_CHECKING:
     from click.testing import Result
@@ -107,14 +107,17 @@ def merged(*breakers: CircuitBreaker) -> list[Transition]:
     return sorted((r for b in breakers for r in b.audit), key=lambda r: r.seq)
 
 
-def run_closing(store: RedisStore, scenario: Callable[[], Awaitable[None]]) -> None:
-    """Run an asyncio scenario; close the store's asyncio client on its loop, whatever happens."""
+def run_closing(
+    store: RedisStore, scenario: Callable[[], Awaitable[None]], *others: RedisStore
+) -> None:
+    """Run an asyncio scenario; close the stores' asyncio clients on its loop, whatever happens."""
 
     async def main() -> None:
         try:
             await scenario()
         finally:
-            await store.aclose()
+            for each in (store, *others):
+                await each.aclose()
 
     asyncio.run(main())
 
@@ -124,7 +127,12 @@ Invoke = Callable[..., Awaitable[Any]]
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
-def through(mode: str, store: RedisStore, scenario: Callable[[Invoke], Awaitable[None]]) -> None:
+def through(
+    mode: str,
+    store: RedisStore,
+    scenario: Callable[[Invoke], Awaitable[None]],
+    *others: RedisStore,
+) -> None:
     """Run ``scenario`` with ``invoke(breaker, func, *args, **kwargs)``: call() or acall().
 
     ``mode`` "sync" runs ``func`` through ``breaker.call``; "async" wraps it in a coroutine
@@ -142,7 +150,7 @@ def through(mode: str, store: RedisStore, scenario: Callable[[Invoke], Awaitable
 
         return await breaker.acall(op, *args, **kw)
 
-    run_closing(store, lambda: scenario(invoke))
+    run_closing(store, lambda: scenario(invoke), *others)
 
 
 def shared(
@@ -300,9 +308,12 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def write_trail(path: Path, name: str = "users-api") -> Path:
-    """Five real transitions of one breaker instance, as JsonlSink writes them."""
-    clock = FakeClock(start=1000.0)
+def write_trail(path: Path, name: str = "users-api", *, later: float = 0.0) -> Path:
+    """Five real transitions of one breaker instance, as JsonlSink writes them.
+
+    They span one second from FakeClock's wall start, or from ``later`` seconds after it.
+    """
+    clock = FakeClock(start=1000.0, wall_start=DEFAULT_WALL_START + later)
     breaker = CircuitBreaker(
         name,
         BreakerPolicy(failure_threshold=1, reset_timeout=1),

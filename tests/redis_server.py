@@ -167,6 +167,7 @@ class RedisServer:
         stop_timeout: float = 5.0,
         extra_args: tuple[str, ...] = (),
         password: str | None = None,
+        config: str | None = None,
     ) -> None:
         resolved = os.fspath(executable) if executable is not None else find_redis_server()
         if resolved is None:
@@ -178,6 +179,7 @@ class RedisServer:
         self.stop_timeout = stop_timeout
         self.extra_args = extra_args
         self.password = password
+        self.config = config  # a config file's text (a sentinel needs one it can rewrite)
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
 
@@ -314,8 +316,15 @@ class RedisServer:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="breaker-fsm-redis-"))
             _TEMP_DIRS.add(self._dir)
+        config = ()
+        if self.config is not None:
+            config_path = self._dir / "redis.conf"
+            if not config_path.exists():  # kept across restarts: a sentinel rewrites it
+                config_path.write_text(self.config)
+            config = (str(config_path),)
         command = [
             self.executable,
+            *config,
             "--port", str(self._port),
             "--bind", self.host,
             "--save", "",

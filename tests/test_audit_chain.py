@@ -86,6 +86,40 @@ def test_a_restarted_service_verifies_with_its_lives_counted(tmp_path: Path) -> 
     assert db.head == digest(read_jsonl(path)[-1])
 
 
+def test_lives_that_overlap_in_time_are_concurrent_not_restarts() -> None:
+    """A life that begins before an earlier one's last record is a concurrent writer."""
+    clock = FakeClock()
+    first, second = CircuitBreaker("db", clock=clock), CircuitBreaker("db", clock=clock)
+    first.send("force_open")
+    second.send("force_open")  # both instances are writing now
+    clock.advance(10)
+    first.send("reset")
+    second.send("reset")
+    both = verify([*first.audit, *second.audit]).breakers["db"]
+    assert (both.lives, both.restarts, both.concurrent) == (2, 0, 1)
+    clock.advance(10)
+    third = CircuitBreaker("db", clock=clock)
+    third.send("disable")  # after both had ended: a restart
+    fourth = CircuitBreaker("db", clock=clock)
+    fourth.send("disable")  # at the instant the third's last record was written: a restart
+    trail = [*fourth.audit, *third.audit, *first.audit, *second.audit]  # any order
+    db = verify(trail).breakers["db"]
+    assert (db.lives, db.restarts, db.concurrent) == (4, 2, 1)
+
+
+def test_verify_and_digest_say_what_they_take() -> None:
+    """A path to verify, or a dict to digest: a TypeError saying what to pass instead."""
+    with pytest.raises(TypeError, match=r"^verify\(\) takes records, not a path .*read_jsonl"):
+        verify("trail.jsonl")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^verify\(\) takes records, not a path"):
+        verify(Path("trail.jsonl"))  # type: ignore[arg-type]
+    record = transition(1, "trip", "closed", "open")
+    with pytest.raises(TypeError, match=r"^verify\(\): record 1 is a dict, not a Transition$"):
+        verify([record, record.model_dump()])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"^digest\(\) takes a Transition, got dict \("):
+        digest(record.model_dump())  # type: ignore[arg-type]
+
+
 def test_old_and_new_records_in_one_trail_are_two_lives(tmp_path: Path) -> None:
     """A service upgraded in place: its old records and its new ones each verify."""
     path = tmp_path / "mixed.jsonl"

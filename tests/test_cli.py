@@ -417,8 +417,8 @@ def test_audit_unreadable_files_give_one_line(
 
 def test_audit_verify_merges_the_files_of_several_lives(tmp_path: Path) -> None:
     """Several files, old format and new, merge: each breaker's lives counted, exit 0."""
-    first = write_trail(tmp_path / "first.jsonl")
-    second = write_trail(tmp_path / "second.jsonl")
+    first = write_trail(tmp_path / "first.jsonl", later=3600)  # after the fixture's minute
+    second = write_trail(tmp_path / "second.jsonl", later=7200)
     fixture = ROOT / "tests" / "fixtures" / "trail-v1.jsonl"
     done = breaker_fsm("audit", "verify", first, second, fixture)
     assert done.returncode == 0, done.stderr
@@ -468,10 +468,49 @@ def test_audit_show_merges_several_files(tmp_path: Path) -> None:
     assert len(rows) == 10
     assert [row.split()[2] for row in rows[:2]] == ["users-api", "billing"]
     assert rows == sorted(rows, key=lambda row: row[:24])
-    empty = tmp_path / "empty.jsonl"
+    empty, blank = tmp_path / "empty.jsonl", tmp_path / "blank.jsonl"
     empty.write_text("")
+    blank.write_text("\n")
     assert (
-        breaker_fsm("audit", "show", empty, empty).stdout == f"{empty}, {empty}: no transitions\n"
+        breaker_fsm("audit", "show", empty, blank).stdout == f"{empty}, {blank}: no transitions\n"
+    )
+
+
+def test_two_writers_at_once_are_not_restarts(tmp_path: Path) -> None:
+    """Two instances writing one breaker's trail at the same time: concurrent, no restart."""
+    first = write_trail(tmp_path / "first.jsonl")
+    second = write_trail(tmp_path / "second.jsonl")  # the same second as the first
+    done = breaker_fsm("audit", "verify", first, second)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(
+        "users-api: 10 transitions, 2 lives (1 writing at the same time as another), 0 outages, "
+    )
+    third = write_trail(tmp_path / "third.jsonl", later=60)
+    done = breaker_fsm("audit", "verify", first, second, third)
+    assert done.stdout.startswith(
+        "users-api: 15 transitions, 3 lives (1 restart, 1 writing at the same time as another), "
+    )
+
+
+@pytest.mark.parametrize("command", ["verify", "show"])
+def test_audit_commands_refuse_a_file_given_twice(tmp_path: Path, command: str) -> None:
+    """The same file twice (as given, or by another path) is named, not verified twice."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    line = one_error_line(breaker_fsm("audit", command, trail, trail))
+    assert line == f"Error: {trail}: the same file is given twice"
+    other = tmp_path / ".." / tmp_path.name / "trail.jsonl"
+    line = one_error_line(breaker_fsm("audit", command, trail, other))
+    assert line == f"Error: {other}: the same file is given twice (as {trail} and {other})"
+
+
+@pytest.mark.parametrize("command", ["verify", "show"])
+def test_audit_commands_name_a_call_log(tmp_path: Path, command: str) -> None:
+    """A call log where a trail goes: the error says what it looks like, at its line."""
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text('\n{"at": 1.5, "outcome": "success", "breaker": "db"}\n', "utf-8")
+    line = one_error_line(breaker_fsm("audit", command, calls))
+    assert line == (
+        f"Error: {calls}:2: this looks like a call log (it has at/outcome), not an audit trail"
     )
 
 

@@ -259,7 +259,7 @@ def test_a_closed_call_is_admitted_by_the_mirror_and_recorded_in_one_round_trip(
     assert invoke(breaker, ok, "value") == "value"
     assert entry.calls == [
         (twin("record"), (0, FAILED, 0.0, None, SEED)),
-        (twin("record"), (0, SUCCESS, 0.0, None, SEED)),
+        (twin("record"), (0, SUCCESS, 0.0, None, SEED._replace(epoch=1))),  # the entry read
     ]
     metrics = breaker.metrics()
     assert (metrics.failure_count, metrics.success_count, metrics.error_count) == (0, 1, 1)
@@ -430,7 +430,11 @@ def test_the_seed_carries_the_mirrored_episode(
     clock.advance(6)
     entry.script(reply("closed", gen=5, event="reset", source="open"))
     assert send(breaker, "reset") == "closed"
-    assert entry.calls[-1].args == (EVENT_CODES["reset"], 0.0, Seed(OPEN, 4, 2, 20.0, 14.0))
+    assert entry.calls[-1].args == (
+        EVENT_CODES["reset"],
+        0.0,
+        Seed(OPEN, 4, 2, 20.0, 14.0, epoch=1),
+    )
 
 
 def test_jitter_is_drawn_only_for_what_could_open(

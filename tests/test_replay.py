@@ -32,7 +32,7 @@ from breaker_fsm import (
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.replay import Call, Replay, explain, plot, read_calls, simulate
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Interrupt, breaker_fsm, invoke_cli
+from tests.helpers import Interrupt, breaker_fsm, invoke_cli, one_error_line, write_trail
 from tests.strategies import ServiceError, policies
 
 #: The module docstring's scenario: one call a second for a minute, failures from t=10 to t=29.
@@ -221,9 +221,13 @@ def test_backoff_lengthens_each_retrip() -> None:
     ]
 
 
-def test_nothing_to_replay() -> None:
-    """No calls: nothing ran, nothing tripped, no time passed."""
-    replay = simulate(SCENARIO_POLICY, [])
+def test_nothing_to_replay_is_an_error() -> None:
+    """No calls at all is a ReplayError; calls that are all skipped replay to nothing."""
+    with pytest.raises(ReplayError, match=r"^no calls to replay$"):
+        simulate(SCENARIO_POLICY, [])
+    with pytest.raises(ReplayError, match=r"^no calls to replay$"):
+        simulate(SCENARIO_POLICY, iter(()))
+    replay = simulate(SCENARIO_POLICY, [Call(5.0, "refused")])
     assert (replay.calls, replay.ran, replay.refused, replay.trail) == (0, 0, 0, ())
     assert (replay.first_trip_at, replay.open_seconds, replay.start, replay.end) == (
         None,
@@ -232,6 +236,7 @@ def test_nothing_to_replay() -> None:
         0.0,
     )
     assert replay.transitions == {"trip": 0, "attempt_reset": 0, "retrip": 0, "recover": 0}
+    assert replay.skipped == 1
 
 
 def test_the_trail_is_a_verified_walk_and_tuples_are_calls() -> None:
@@ -266,10 +271,15 @@ def test_the_policys_exception_classification_does_not_matter() -> None:
         ((2e9, "success", None), "call 1: at must be a number of seconds"),
         ((1.0, "success", -0.5), "call 1: duration must be a number of seconds from 0"),
         ((1.0, "success", math.nan), "call 1: duration must be a number of seconds from 0"),
-        (("1.0", "success", None), "call 1: not an (at, outcome, duration) call"),
-        ((1.0, "success", "0.5"), "call 1: not an (at, outcome, duration) call"),
-        ((1.0, "success"), "call 1: not an (at, outcome, duration) call"),
+        (("1.0", "success", None), "call 1: at must be a number of seconds from -1e+09 to "),
+        (Call("x", "success"), "call 1: at must be a number of seconds from -1e+09 to "),  # type: ignore[arg-type]
+        ((True, "success"), "call 1: at must be a number of seconds"),
+        ((1.0, "success", "0.5"), "call 1: duration must be a number of seconds from 0"),
+        ((1.0,), "call 1: not an (at, outcome, duration) call: a Call, an (at, outcome"),
+        ((1.0, "success", None, "x"), "call 1: not an (at, outcome, duration) call"),
         (None, "call 1: not an (at, outcome, duration) call"),
+        ({"at": 1.0}, "call 1: a call given as a mapping needs 'outcome', got {'at': 1.0}"),
+        ({"outcome": "success", "at": "soon"}, "call 1: at must be a number of seconds"),
     ],
 )
 def test_simulate_rejects_a_bad_call_by_position(call: object, message: str) -> None:
@@ -285,6 +295,80 @@ def test_simulate_rejects_calls_that_are_not_iterable() -> None:
     """Something that is not a sequence of calls is named as such."""
     with pytest.raises(ReplayError, match=r"^call 0: not an \(at, outcome, duration\) call"):
         simulate(SCENARIO_POLICY, 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("policy", "hint"),
+    [
+        ({"failure_threshold": 3}, r"got dict: build one with BreakerPolicy\(\*\*fields\)"),
+        ("policy.toml", r"got str: load a policy file with BreakerPolicy\.from_file\(path\)"),
+        (Path("policy.toml"), r"got PosixPath: load a policy file with BreakerPolicy\.from_file"),
+        (None, r"got NoneType: e\.g\. BreakerPolicy\(failure_threshold=5\), or BreakerPolicy"),
+    ],
+)
+def test_simulate_says_what_policy_to_pass(policy: object, hint: str) -> None:
+    """A policy that is not a BreakerPolicy is a TypeError naming policy and what to pass."""
+    with pytest.raises(TypeError, match=r"^simulate\(\): policy must be a BreakerPolicy, " + hint):
+        simulate(policy, MINUTE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("calls", ["calls.jsonl", Path("calls.jsonl"), b"calls.jsonl"])
+def test_simulate_given_a_path_says_to_read_it(calls: object) -> None:
+    """A path where the calls go: a TypeError pointing at read_calls(path)."""
+    with pytest.raises(TypeError, match=r"not a path .*: read a call log with read_calls\(path\)"):
+        simulate(SCENARIO_POLICY, calls)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, True])
+def test_simulate_rejects_a_seed_that_is_not_an_int(seed: object) -> None:
+    """seed must be an int (or None): anything else is a TypeError naming seed."""
+    with pytest.raises(TypeError, match=r"^simulate\(\): seed must be an int or None, got "):
+        simulate(SCENARIO_POLICY, MINUTE, seed=seed)  # type: ignore[arg-type]
+
+
+def test_calls_as_mappings_and_pairs_replay_as_calls() -> None:
+    """Dicts (a call log's JSON objects) and (at, outcome) pairs are calls, duration optional."""
+    expected = events(simulate(SCENARIO_POLICY, MINUTE))
+    as_dicts = [
+        {"at": c.at, "outcome": c.outcome, **({"duration": 0.0} if i % 2 else {})}
+        for i, c in enumerate(MINUTE)
+    ]
+    as_pairs = [(int(c.at), c.outcome) for c in MINUTE]
+    assert events(simulate(SCENARIO_POLICY, as_dicts)) == expected
+    assert events(simulate(SCENARIO_POLICY, as_pairs)) == expected
+    mixed: list[object] = [*as_dicts[:20], *as_pairs[20:40], *MINUTE[40:]]
+    assert events(simulate(SCENARIO_POLICY, mixed)) == expected  # type: ignore[arg-type]
+
+
+def test_unsorted_calls_are_sorted_stably_by_at() -> None:
+    """Calls out of order replay sorted by at (equal starts keep their order), as read_calls."""
+    shuffled = list(MINUTE)
+    random.Random(7).shuffle(shuffled)
+    assert events(simulate(SCENARIO_POLICY, shuffled)) == events(simulate(SCENARIO_POLICY, MINUTE))
+    # At t=0 both calls start together: given order decides which one is the trip.
+    same = BreakerPolicy(failure_threshold=1, reset_timeout=10)
+    first = simulate(same, [Call(1.0, "success"), Call(0.0, "failure"), Call(0.0, "success")])
+    second = simulate(same, [Call(1.0, "success"), Call(0.0, "success"), Call(0.0, "failure")])
+    assert (first.ran, first.successes_refused) == (1, 2)
+    assert (second.ran, second.successes_refused) == (2, 1)
+
+
+def test_simulate_picks_one_breaker_from_mappings() -> None:
+    """breaker= keeps one breaker's calls; several breakers and no pick is an error."""
+    users = [{"at": c.at, "outcome": c.outcome, "breaker": "users"} for c in MINUTE]
+    orders = [{"at": c.at + 0.5, "outcome": "failure", "breaker": "orders"} for c in MINUTE]
+    both = [call for pair in zip(users, orders, strict=True) for call in pair]
+    with pytest.raises(ReplayError, match=r"^the calls name 2 breakers \(users, orders\): pick "):
+        simulate(SCENARIO_POLICY, both)
+    expected = events(simulate(SCENARIO_POLICY, MINUTE))
+    assert events(simulate(SCENARIO_POLICY, both, breaker="users")) == expected
+    only_failures = simulate(SCENARIO_POLICY, both, breaker="orders")
+    assert only_failures.failures_let_through == 10  # five to trip, then five failed trials
+    assert events(simulate(SCENARIO_POLICY, users)) == expected  # one breaker: no pick needed
+    with pytest.raises(ReplayError, match=r"^no calls of breaker 'cart' \(the calls: users, ord"):
+        simulate(SCENARIO_POLICY, both, breaker="cart")
+    with pytest.raises(ReplayError, match=r"^no calls of breaker 'cart' \(the calls: none names"):
+        simulate(SCENARIO_POLICY, MINUTE, breaker="cart")
 
 
 # --------------------------------------------------------------------------- consistency
@@ -421,7 +505,7 @@ def test_overlapping_calls_replay_as_a_clock_set_to_each_start(
 
 
 @settings(max_examples=SIMPLE_EXAMPLES)
-@given(policies(), st.lists(st.sampled_from(["success", "ignored"]), max_size=40))
+@given(policies(), st.lists(st.sampled_from(["success", "ignored"]), min_size=1, max_size=40))
 def test_without_failures_nothing_is_refused(policy: BreakerPolicy, outcomes: list[str]) -> None:
     """A stream with no failure (and no slow call) never trips, so nothing is refused."""
     replay = simulate(policy, [Call(i * 0.5, outcome) for i, outcome in enumerate(outcomes)])
@@ -554,6 +638,57 @@ def test_unreadable_call_logs(tmp_path: Path) -> None:
         read_calls(binary)
 
 
+def test_read_calls_picks_one_breaker_of_a_shared_log(tmp_path: Path) -> None:
+    """A log of several breakers: pick one with breaker=, else an error listing the names."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text(
+        '{"at": 1, "outcome": "failure", "breaker": "users"}\n'
+        '{"at": 2, "outcome": "success", "breaker": "orders"}\n'
+        '{"at": 3, "outcome": "success", "breaker": "users"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ReplayError) as caught:
+        read_calls(path)
+    assert str(caught.value) == (
+        f"{path}: the calls name 2 breakers (orders, users): pick one with breaker=NAME "
+        "(--breaker NAME on the command line)"
+    )
+    assert read_calls(path, breaker="users") == [Call(1.0, "failure"), Call(3.0, "success")]
+    assert read_calls(path, breaker="orders") == [Call(2.0, "success")]
+    with pytest.raises(
+        ReplayError, match=r": no calls of breaker 'cart' \(the calls name orders, "
+    ):
+        read_calls(path, breaker="cart")
+    csv_path = tmp_path / "calls.csv"
+    csv_path.write_text("at,outcome,breaker\n1,success,a\n2,failure,b\n3,success\n", "utf-8")
+    assert read_calls(csv_path, breaker="b") == [Call(2.0, "failure")]
+    with pytest.raises(ReplayError, match=r"the calls name 2 breakers \(a, b\)"):
+        read_calls(csv_path)
+
+
+def test_read_calls_reads_a_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Excel's UTF-8 CSV starts with a BOM: the first column is still 'at'."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfat,outcome\r\n1,success\r\n")
+    assert read_calls(path) == [Call(1.0, "success")]
+
+
+def test_an_audit_trail_is_not_a_call_log(tmp_path: Path) -> None:
+    """A trail given as calls is named for what it is, at its first line."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    with pytest.raises(ReplayError) as caught:
+        read_calls(trail)
+    assert str(caught.value) == (
+        f"{trail}:1: this looks like an audit trail (it has seq/event), not a call log"
+    )
+
+
+def test_read_calls_wants_a_path() -> None:
+    """Calls where a path goes are a TypeError, not an obscure one from pathlib."""
+    with pytest.raises(TypeError, match=r"^read_calls\(\) takes a path \(str or Path\), got list"):
+        read_calls(MINUTE)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- explain
 
 
@@ -678,10 +813,10 @@ def test_plot_writes_a_real_image(tmp_path: Path, suffix: str) -> None:
 
 
 def test_plot_with_no_calls_and_default_labels(tmp_path: Path) -> None:
-    """An empty log still draws (empty panels), labelled policy 1, policy 2, ..."""
+    """No calls replayed still draws (empty panels), labelled policy 1, policy 2, ..."""
     pytest.importorskip("matplotlib")
     path = tmp_path / "empty.svg"
-    plot(path, [], [simulate(SCENARIO_POLICY, [])])
+    plot(path, [], [simulate(SCENARIO_POLICY, [Call(0.0, "refused")])])
     assert b"policy 1: refused 0 of 0" in path.read_bytes()
 
 
@@ -714,7 +849,7 @@ def test_simulate_prints_one_row_per_policy(files: dict[str, Path]) -> None:
         "failures let through|successes refused"
     )
     assert re.split(r"\s{2,}", lines[0].strip()) == header.split("|")
-    strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "14", "20", "6", "4"]
+    strict = [str(files["strict"]), "60", "42", "18", "1", "1", "1", "+14s", "20", "6", "4"]
     lenient = [str(files["lenient"]), "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"]
     assert [lines[1].split(), lines[2].split()] == [strict, lenient]
     assert len(lines) == 3
@@ -738,6 +873,7 @@ def test_simulate_json_keeps_the_policy_order_and_paths_as_given(files: dict[str
         "overlapped": 0,
         "transitions": {"trip": 1, "attempt_reset": 2, "retrip": 1, "recover": 1},
         "first_trip_at": 14.0,
+        "first_trip_after": 14.0,
         "open_seconds": 20.0,
         "failures_let_through": 6,
         "successes_refused": 4,
@@ -770,9 +906,43 @@ def test_simulate_draws_a_rich_table_on_a_terminal(files: dict[str, Path], tmp_p
         "simulate", calls, "-p", files["strict"], env={"FORCE_COLOR": "1", "COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
-    assert "┃" in result.stdout
-    assert "successes refused" in result.stdout
+    assert "─" * 20 in result.stdout  # rich's rule under the headings
+    assert "successes" in result.stdout
     assert "note: 1 call recorded as refused skipped" in result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_the_terminal_table_fits_and_shows_every_path_whole(
+    files: dict[str, Path], tmp_path: Path, columns: int
+) -> None:
+    """At 80 and 100 columns nothing is cut short: paths whole above, every heading whole."""
+    deep = tmp_path / "some" / "very" / "long" / "directory" / "for" / "the" / "policies"
+    deep.mkdir(parents=True)
+    long_name = deep / "a-candidate-policy-with-a-long-name.json"
+    long_name.write_text(files["strict"].read_text("utf-8"), encoding="utf-8")
+    result = invoke_cli(
+        "simulate",
+        files["calls"],
+        "-p",
+        long_name,
+        "-p",
+        files["lenient"],
+        env={"FORCE_COLOR": "1", "COLUMNS": str(columns)},
+    )
+    assert result.exit_code == 0, result.output
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    assert "…" not in text
+    assert max(map(len, text.splitlines())) <= columns
+    unfolded = text.replace("\n", "")  # a path longer than a line is folded, never cut
+    assert f"1: {long_name}" in unfolded
+    assert f"2: {files['lenient']}" in unfolded
+    for heading in ("calls", "refused", "retrips", "recovers", "failures", "successes"):
+        assert heading in text
+    rows = [line.split() for line in text.splitlines() if line[:1] in ("1", "2")]
+    assert rows == [
+        ["1", "60", "42", "18", "1", "1", "1", "+14s", "20", "6", "4"],
+        ["2", "60", "60", "0", "0", "0", "0", "-", "0", "20", "0"],
+    ]
 
 
 def test_simulate_bad_inputs_print_one_error_and_nothing_else(
@@ -804,6 +974,111 @@ def test_simulate_bad_inputs_print_one_error_and_nothing_else(
         "nope.toml: no such file"
         in invoke_cli("simulate", files["calls"], "-p", tmp_path / "nope.toml").stderr
     )
+
+
+def test_simulate_picks_a_breaker_with_breaker(files: dict[str, Path], tmp_path: Path) -> None:
+    """--breaker picks one breaker of a shared log; without it the names found are listed."""
+    shared = tmp_path / "shared.jsonl"
+    orders = [Call(c.at + 0.5, "failure") for c in MINUTE]
+    shared.write_text(
+        files["calls"].read_text("utf-8")
+        + write_jsonl(tmp_path / "o.jsonl", orders, breaker="orders").read_text("utf-8"),
+        encoding="utf-8",
+    )
+    line = one_error_line(breaker_fsm("simulate", shared, "-p", files["strict"]))
+    assert line == (
+        f"Error: {shared}: the calls name 2 breakers (orders, users-api): pick one with "
+        "breaker=NAME (--breaker NAME on the command line)"
+    )
+    alone = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--json")
+    picked = invoke_cli(
+        "simulate", shared, "-p", files["strict"], "--breaker", "users-api", "--json"
+    )
+    assert picked.exit_code == 0, picked.output
+    assert json.loads(picked.stdout) == json.loads(alone.stdout)
+    other = invoke_cli("simulate", shared, "-p", files["strict"], "-b", "orders", "--json")
+    assert json.loads(other.stdout)[0]["failures_let_through"] == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.jsonl", b""),
+        ("blank.jsonl", b"\n\n"),
+        ("empty.csv", b""),
+        ("head.csv", b"at,outcome\n"),
+    ],
+)
+def test_simulate_on_a_log_without_calls_says_so(
+    files: dict[str, Path], tmp_path: Path, name: str, content: bytes
+) -> None:
+    """An empty JSONL, a 0-byte CSV or a header-only CSV: 'no calls in FILE', exit 1."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = invoke_cli("simulate", path, "-p", files["strict"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == f"Error: no calls in {path}\n"
+
+
+def test_simulate_reads_the_policy_from_a_section(files: dict[str, Path], tmp_path: Path) -> None:
+    """--section reads each policy from a table; without it a pyproject-like file gets a hint."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "svc"\n[tool.breaker_fsm]\nfailure_threshold = 5\nreset_timeout = 10\n',
+        encoding="utf-8",
+    )
+    hinted = invoke_cli("simulate", files["calls"], "-p", pyproject)
+    assert hinted.exit_code == 1
+    assert hinted.stderr.splitlines()[-1] == (
+        "  hint: is the policy in a table? Pass --section tool.breaker_fsm"
+    )
+    read = invoke_cli(
+        "simulate", files["calls"], "-p", pyproject, "--section", "tool.breaker_fsm", "--json"
+    )
+    strict = invoke_cli("simulate", files["calls"], "-p", files["strict"], "--json")
+    assert read.exit_code == 0, read.output
+    assert [row["refused"] for row in json.loads(read.stdout)] == [18]
+    assert json.loads(read.stdout)[0] | {"policy": ""} == json.loads(strict.stdout)[0] | {
+        "policy": ""
+    }
+    checked = invoke_cli("policy", "check", pyproject)
+    assert "Pass --section tool.breaker_fsm" in checked.stderr
+
+
+def test_simulate_names_every_bad_policy(files: dict[str, Path], tmp_path: Path) -> None:
+    """Two bad --policy files: both are reported, in order, then nothing else."""
+    zero = tmp_path / "zero.json"
+    zero.write_text('{"failure_threshold": 0}', encoding="utf-8")
+    result = invoke_cli(
+        "simulate", files["calls"], "-p", zero, "-p", files["strict"], "-p", tmp_path / "no.toml"
+    )
+    assert (result.exit_code, result.stdout) == (1, "")
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: {zero}: invalid policy, 1 error"
+    assert lines[-1] == f"{tmp_path / 'no.toml'}: no such file"
+
+
+def test_simulate_given_an_audit_trail_says_so(files: dict[str, Path], tmp_path: Path) -> None:
+    """An audit trail passed as the call log: one error saying what it looks like."""
+    trail = write_trail(tmp_path / "trail.jsonl")
+    line = one_error_line(breaker_fsm("simulate", trail, "-p", files["strict"]))
+    assert line == (
+        f"Error: {trail}:1: this looks like an audit trail (it has seq/event), not a call log"
+    )
+
+
+def test_simulate_json_rounds_float_noise(tmp_path: Path) -> None:
+    """Seconds with float noise (10.299999999999955) print rounded; first_trip_at absolute."""
+    calls = [Call(1000.0 + i * 0.1, "failure", 0.1) for i in range(3)]
+    calls += [Call(1000.0 + 104 * 0.1 + i * 0.1, "success", 0.1) for i in range(3)]
+    path = write_jsonl(tmp_path / "noisy.jsonl", calls)
+    policy = tmp_path / "once.json"
+    policy.write_text('{"failure_threshold": 1, "reset_timeout": 10}', encoding="utf-8")
+    raw = simulate(BreakerPolicy.from_file(policy), read_calls(path))
+    assert raw.open_seconds == 10.299999999999955  # the noise there is to round
+    row = json.loads(invoke_cli("simulate", path, "-p", policy, "--json").stdout)[0]
+    assert (row["open_seconds"], row["start"], row["end"]) == (10.3, 1000.0, 1010.7)
+    assert (row["first_trip_at"], row["first_trip_after"]) == (1000.1, 0.1)
 
 
 @pytest.mark.parametrize(

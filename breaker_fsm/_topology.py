@@ -1,0 +1,236 @@
+"""How a :class:`~breaker_fsm.redis.RedisStore` reaches Redis: one server, a Cluster, Sentinel.
+
+A store needs two kinds of client, a sync one (``call``, ``send``, the push thread) and an
+asyncio one per event loop (``acall``, ``asend``), and builds whichever it was not given.
+A :class:`Topology` knows how to build both for one kind of deployment, from a URL or from
+the client (or :class:`redis.sentinel.Sentinel`) the user passed:
+
+- one server: ``redis://``, ``rediss://``, ``unix://``; a ``redis.Redis`` or
+  ``redis.asyncio.Redis``;
+- a Redis Cluster: ``redis+cluster://host:port[,host:port...]``; a
+  ``redis.cluster.RedisCluster`` or ``redis.asyncio.cluster.RedisCluster``. Every script
+  touches one breaker's keys, which share one hash tag, so the client routes it to the
+  node that owns that slot;
+- a primary behind Sentinel: ``redis+sentinel://host:port[,host:port...]/service[/db]``; a
+  ``redis.sentinel.Sentinel`` (sync or asyncio) and the service name, or a client from its
+  ``master_for``. Every new connection asks the sentinels where the primary is, so the
+  store follows a failover by itself.
+
+redis-py is imported here lazily, inside functions: ``breaker_fsm`` imports without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["CLUSTER", "SENTINEL", "SERVER", "Topology", "topology_of"]
+
+SERVER, CLUSTER, SENTINEL = "server", "cluster", "sentinel"
+
+#: Connection settings carried over when one client (sync or asyncio) is derived from the
+#: other; anything fancier: pass both clients.
+CARRIED = frozenset(
+    {
+        "host",
+        "port",
+        "path",
+        "db",
+        "username",
+        "password",
+        "credential_provider",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "client_name",
+        "protocol",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_data",
+        "ssl_ca_path",
+        "ssl_check_hostname",
+        "ssl_password",
+        "ssl_min_version",
+        "ssl_ciphers",
+    }
+)
+#: What a Cluster or Sentinel client carries to the other kind (the nodes are its own).
+_NODE_CARRIED = CARRIED - {"host", "port", "path"}
+
+#: ``build(options)``: a new client; ``options`` are the store's timeouts and retries.
+Builder = Callable[[dict[str, Any]], Any]
+
+
+class Topology:
+    """One kind of deployment, and how to build its sync and asyncio clients."""
+
+    __slots__ = ("build_async", "build_sync", "kind")
+
+    def __init__(self, kind: str, build_sync: Builder | None, build_async: Builder | None) -> None:
+        self.kind = kind
+        self.build_sync = build_sync  # None: derived from the given asyncio client
+        self.build_async = build_async  # None: derived from the given sync client
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} topology>"
+
+
+def _kept(options: dict[str, Any], carried: dict[str, Any]) -> dict[str, Any]:
+    """``options`` (the store's) under ``carried`` (the user's), except its own timeouts."""
+    merged = {**options}
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        if carried.get(key) is not None:
+            del merged[key]
+    return {**carried, **merged}
+
+
+def _hosts(netloc: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """A URL's user, password and comma-separated ``host:port`` list."""
+    user = password = None
+    if "@" in netloc:
+        auth, _, netloc = netloc.rpartition("@")
+        user, _, pw = auth.partition(":")
+        user, password = unquote(user) or None, unquote(pw) if pw else None
+    hosts = []
+    for item in netloc.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, ""
+        hosts.append((host.strip("[]") or "localhost", int(port) if port else default_port))
+    return user, password, hosts
+
+
+def _cluster_from(nodes: list[tuple[str, int]], carried: dict[str, Any]) -> Topology:
+    """A Cluster topology on ``nodes`` (its startup nodes), with ``carried`` settings."""
+
+    def sync(options: dict[str, Any]) -> Any:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        startup = [ClusterNode(h, p) for h, p in nodes]  # type: ignore[no-untyped-call]
+        return RedisCluster(startup_nodes=startup, **_kept(options, carried))
+
+    def asyncio(options: dict[str, Any]) -> Any:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in nodes], **_kept(options, carried)
+        )
+
+    return Topology(CLUSTER, sync, asyncio)
+
+
+def _sentinel_from(
+    sentinels: list[tuple[str, int]],
+    service: str,
+    sentinel_kwargs: dict[str, Any],
+    carried: dict[str, Any],
+) -> Topology:
+    """A Sentinel topology: the primary of ``service``, as ``sentinels`` name it."""
+
+    def sync(options: dict[str, Any]) -> Any:
+        import redis.sentinel
+
+        kwargs = _kept(options, carried)
+        manager = redis.sentinel.Sentinel(
+            sentinels, sentinel_kwargs=sentinel_kwargs or _sentinel_options(kwargs)
+        )
+        return manager.master_for(service, **kwargs)
+
+    def asyncio(options: dict[str, Any]) -> Any:
+        import redis.asyncio.sentinel
+
+        kwargs = _kept(options, carried)
+        manager = redis.asyncio.sentinel.Sentinel(
+            sentinels, sentinel_kwargs=sentinel_kwargs or _sentinel_options(kwargs)
+        )
+        return manager.master_for(service, **kwargs)
+
+    return Topology(SENTINEL, sync, asyncio)
+
+
+def _sentinel_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The sentinels' own connections: the store's timeouts (redis-py adds no retries)."""
+    return {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+
+
+def _parse(url: str) -> Topology:
+    """The topology a ``redis+cluster://`` or ``redis+sentinel://`` URL names."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    user, password, hosts = _hosts(parts.netloc, 26379 if scheme.endswith("sentinel") else 6379)
+    carried: dict[str, Any] = {"username": user, "password": password}
+    carried = {k: v for k, v in carried.items() if v is not None}
+    if scheme == "redis+cluster":
+        if parts.path.strip("/") not in ("", "0"):
+            raise ValueError(f"a Redis Cluster has only database 0, got {url!r}")
+        return _cluster_from(hosts, carried)
+    service, _, db = parts.path.strip("/").partition("/")
+    if not service:
+        raise ValueError(f"a redis+sentinel:// URL names its service (.../SERVICE[/DB]): {url!r}")
+    if db:
+        carried["db"] = int(db)
+    return _sentinel_from(hosts, unquote(service), {}, carried)
+
+
+def _address(client: Any) -> tuple[str, int]:
+    kwargs = client.connection_pool.connection_kwargs
+    return kwargs.get("host", "localhost"), int(kwargs.get("port", 26379))
+
+
+def topology_of(client: Any, service_name: str | None) -> Topology | None:  # noqa: PLR0911
+    """The topology of what the user passed, or ``None`` for one server (or a bad type).
+
+    Raises:
+        ValueError: a Sentinel without a ``service_name``, or a URL that names none.
+    """
+    import redis
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+    import redis.cluster
+    import redis.sentinel
+
+    if isinstance(client, str):
+        scheme = urlsplit(client).scheme.lower()
+        if scheme in ("redis+cluster", "redis+sentinel"):  # TLS: pass a client
+            return _parse(client)
+        return None
+    if isinstance(client, redis.cluster.RedisCluster):
+        nodes = [(n.host, n.port) for n in client.get_nodes()]  # type: ignore[no-untyped-call]
+        carried = client.nodes_manager.connection_kwargs
+        return Topology(
+            CLUSTER,
+            None,
+            _cluster_from(
+                nodes, {k: v for k, v in carried.items() if k in _NODE_CARRIED}
+            ).build_async,
+        )
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        known = client.get_nodes() or client.nodes_manager.startup_nodes.values()  # not yet up
+        nodes = [(n.host, n.port) for n in known]
+        carried = client.connection_kwargs
+        return Topology(
+            CLUSTER,
+            _cluster_from(
+                nodes, {k: v for k, v in carried.items() if k in _NODE_CARRIED}
+            ).build_sync,
+            None,
+        )
+    if isinstance(client, redis.sentinel.Sentinel | redis.asyncio.sentinel.Sentinel):
+        if not service_name:
+            raise ValueError("a RedisStore on a Sentinel needs service_name= (the primary's)")
+        sentinels = [_address(s) for s in client.sentinels]
+        carried = {k: v for k, v in client.connection_kwargs.items() if k in _NODE_CARRIED}
+        sentinel_kwargs = {k: v for k, v in client.sentinel_kwargs.items() if k in CARRIED}
+        return _sentinel_from(sentinels, service_name, sentinel_kwargs, carried)
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:  # a client from Sentinel.master_for: follows the same primary
+        derived = topology_of(manager, pool.service_name)  # type: ignore[union-attr]
+        assert derived is not None  # a Sentinel always has one
+        if isinstance(client, redis.asyncio.Redis):
+            return Topology(SENTINEL, derived.build_sync, None)
+        return Topology(SENTINEL, None, derived.build_async)
+    return None
