@@ -39,7 +39,9 @@ __all__ = [
     "Sink",
     "Transition",
     "digest",
+    "is_shared",
     "read_jsonl",
+    "shared_life",
     "verify",
 ]
 
@@ -47,8 +49,25 @@ __all__ = [
 Sink = Callable[["Transition"], object]
 
 #: The ``life`` of the records of a breaker that shares its state through a store: the
-#: fleet's one numbering (the shared generation), whoever wrote them.
+#: fleet's one numbering (the shared generation), whoever wrote them. A store entry that
+#: was lost (a Redis restarted empty) and recreated begins a new numbering: such records
+#: say which, ``"shared:<epoch>"`` (:func:`shared_life`).
 SHARED_LIFE = "shared"
+
+
+def shared_life(epoch: int) -> str:
+    """The ``life`` of a fleet's records in the store entry's incarnation ``epoch``.
+
+    ``epoch`` is the server's time, in µs, when the entry was created: a store that
+    restarted empty recreates it with a new one. Negative (not known yet): the plain
+    :data:`SHARED_LIFE`.
+    """
+    return SHARED_LIFE if epoch < 0 else f"{SHARED_LIFE}:{epoch}"
+
+
+def is_shared(life: str | None) -> bool:
+    """Whether ``life`` is a fleet's shared numbering (of any incarnation of the store)."""
+    return life is not None and (life == SHARED_LIFE or life.startswith(SHARED_LIFE + ":"))
 
 
 class Transition(BaseModel):
@@ -79,7 +98,9 @@ class Transition(BaseModel):
         default=None,
         min_length=1,
         description="the numbering seq belongs to: the writer's origin (a new instance "
-        f"starts a new life at seq 1), or {SHARED_LIFE!r} for a fleet sharing one store",
+        f"starts a new life at seq 1), or {SHARED_LIFE!r} for a fleet sharing one store "
+        f"({SHARED_LIFE!r}:<epoch> names the store entry's incarnation: a store that "
+        "restarted empty begins a new one)",
     )
     prev: str | None = Field(
         default=None,
@@ -173,13 +194,15 @@ class Chain:
         #: The digest of the last record stamped, or ``None`` before the first.
         self.head: str | None = None
 
-    def stamp(self, record: Transition, *, shared: bool = False) -> Transition:
+    def stamp(self, record: Transition, *, shared: bool | str = False) -> Transition:
         """``record`` with this instance's origin, its life and the hash of the previous one.
 
         Args:
             record: a record built and validated by the breaker.
             shared: the breaker shares its state through a store: ``seq`` counts in the
-                fleet's numbering (:data:`SHARED_LIFE`), not in this instance's own.
+                fleet's numbering, not in this instance's own: the record's own ``life``
+                if it has one, else ``shared`` if it is a life (:func:`shared_life`),
+                else :data:`SHARED_LIFE`.
 
         Stamp and emit under the breaker's transition lock, so that a file holds an
         instance's records in the order of their ``seq``.
@@ -190,13 +213,10 @@ class Chain:
                 self.origin = _origin()
                 self.head = None
             origin = self.origin
-            stamped = record.model_copy(
-                update={
-                    "origin": origin,
-                    "life": SHARED_LIFE if shared else origin,
-                    "prev": self.head,
-                }
-            )
+            life: str = origin
+            if shared:
+                life = record.life or (shared if isinstance(shared, str) else SHARED_LIFE)
+            stamped = record.model_copy(update={"origin": origin, "life": life, "prev": self.head})
             self.head = digest(stamped)
         return stamped
 
@@ -325,6 +345,13 @@ def check_wall(wall: float) -> float:
     return wall
 
 
+def _life(shared: bool | str, origin: str) -> str:
+    """The ``life`` of a record a breaker writes (see :meth:`AuditLog.record`)."""
+    if not shared:
+        return origin
+    return shared if isinstance(shared, str) else SHARED_LIFE
+
+
 class AuditLog:
     """The most recent ``capacity`` records of one breaker, counting what it dropped.
 
@@ -380,20 +407,25 @@ class AuditLog:
             self._head = None
         return self._origin
 
-    def record(self, record: Transition, *, shared: bool = False) -> Transition:
+    def record(self, record: Transition, *, shared: bool | str = False) -> Transition:
         """Stamp ``record`` (as :meth:`Chain.stamp` does), keep it, and return it.
 
         Args:
             record: a record built and validated by the breaker.
             shared: the breaker shares its state through a store: ``seq`` counts in the
-                fleet's numbering (:data:`SHARED_LIFE`), not in this instance's own.
+                fleet's numbering, not in this instance's own: the record's own ``life``
+                if it has one, else ``shared`` if it is a life (:func:`shared_life`),
+                else :data:`SHARED_LIFE`.
         """
         origin = self._writer()
         head = self._head
+        life = origin
+        if shared:
+            life = record.life or (shared if isinstance(shared, str) else SHARED_LIFE)
         stamped = record.model_copy(
             update={
                 "origin": origin,
-                "life": SHARED_LIFE if shared else origin,
+                "life": life,
                 "prev": None if head is None else head.hex(),
             }
         )
@@ -414,7 +446,7 @@ class AuditLog:
         counters: tuple[int, int, int, int, int, int],
         generation: int | None,
         *,
-        shared: bool = False,
+        shared: bool | str = False,
     ) -> Transition:
         """:meth:`record` for a record the breaker made from checked values: stamp, keep it.
 
@@ -428,7 +460,7 @@ class AuditLog:
         row = (
             seq, breaker, names.get(event, event), names.get(source, source),
             names.get(target, target), wall, monotonic, reason, *counters,
-            generation, origin, SHARED_LIFE if shared else origin, head,
+            generation, origin, _life(shared, origin), head,
         )  # fmt: skip
         record = _record_of(row)
         # Its counters are in COUNTERS order: its canonical form is its JSON as it is.
@@ -612,11 +644,14 @@ class BreakerSummary:
     #: Lives that began before an earlier one's last record: instances writing at the same
     #: time (two processes with one breaker name and no store), not restarts.
     concurrent: int = 0
+    #: Shared numberings after a fleet's first: each began when its store lost the
+    #: breaker's entry (a Redis restarted empty) and a member recreated it.
+    store_restarts: int = 0
 
     @property
     def restarts(self) -> int:
         """Lives that began after every earlier one had ended: a new instance, restarted."""
-        return self.lives - 1 - self.concurrent
+        return self.lives - 1 - self.concurrent - self.store_restarts
 
 
 class AuditSummary(int):
@@ -649,6 +684,7 @@ class _Tally:
     transitions: int = 0
     outages: int = 0
     lives: dict[str | None, list[timedelta]] = field(default_factory=dict)  # first, last
+    shared_lives: set[str] = field(default_factory=set)  # a fleet's numberings
 
     def add(self, record: Transition) -> None:
         when = (instant(record.at), record.at)
@@ -658,12 +694,18 @@ class _Tally:
         self.transitions += 1
         span = self.lives.setdefault(record.life or record.origin, [when[0], when[0]])
         span[0], span[1] = min(span[0], when[0]), max(span[1], when[0])
+        if record.origin is not None and is_shared(record.life):
+            self.shared_lives.add(record.life or SHARED_LIFE)
 
     def concurrent(self) -> int:
-        """Lives that began before an earlier-begun one had written its last record."""
+        """Lives that began before an earlier-begun one had written its last record.
+
+        An instance's own lives only: a fleet's numberings are store restarts.
+        """
         count = 0
         ended: timedelta | None = None
-        for first, last in sorted(self.lives.values()):
+        spans = (span for life, span in self.lives.items() if life not in self.shared_lives)
+        for first, last in sorted(spans):
             if ended is not None and first < ended:
                 count += 1
             ended = last if ended is None else max(ended, last)
@@ -681,6 +723,7 @@ class _Tally:
             head=digest(self.record),
             heads=heads,
             concurrent=self.concurrent(),
+            store_restarts=max(0, len(self.shared_lives) - 1),
         )
 
 
@@ -703,10 +746,14 @@ def verify(records: Iterable[Transition]) -> AuditSummary:
     - A breaker on its own numbers its records in its instance's life: a file that several
       lives of a service appended to holds several walks, and the gaps between them are
       restarts, not errors.
-    - A fleet sharing one store (``life == SHARED_LIFE``): the records with a generation are
-      one walk in generation order, whoever wrote them. Those without one, which a member
-      made alone while the store did not answer, are that member's runs: each run is a walk
-      that starts from the state the shared walk had at the generation it continues
+    - A fleet sharing one store (``life`` :data:`SHARED_LIFE`, or ``shared_life(epoch)``):
+      the records with a generation are one walk in generation order, whoever wrote them.
+      A store that lost the breaker's entry (a Redis restarted empty) begins a new
+      numbering when a member recreates it, whose walk is checked on its own: a restart
+      of the store (``store_restarts``), never a continuation of the walk before it.
+      Those without a generation, which a member made alone while the store did not
+      answer, are that member's runs: each run is a walk that starts from the state the
+      shared walk (of the same numbering) had at the generation it continues
       (checked when that record is in the trail), and a member never goes back to an
       older generation when it rejoins or degrades again.
     - Records that carry an ``origin`` are checked against their writer's hash chain: each
@@ -747,9 +794,11 @@ class _Verifier:
         self.legacy_shared: dict[str, Transition] = {}  # first format, with a generation
         self.writers: dict[tuple[str, str], list[Entry]] = {}  # each writer's records
         self.heads: dict[str, dict[str, str]] = {}  # per breaker, each writer's head
-        self.shared: dict[str, list[Entry]] = {}  # each fleet's shared records
-        self.runs: dict[tuple[str, str], Transition] = {}  # a member's current local run
-        self.marks: dict[tuple[str, str], int] = {}  # the newest generation a member reached
+        # Each fleet's shared records, per numbering (breaker, life): a store restarted
+        # empty begins a new one. A member's runs and marks count within one numbering.
+        self.shared: dict[tuple[str, str], list[Entry]] = {}
+        self.runs: dict[tuple[str, str, str], Transition] = {}  # a member's current local run
+        self.marks: dict[tuple[str, str, str], int] = {}  # the newest generation it reached
         self.starts: list[tuple[Entry, bool]] = []  # local runs' first records (and strict)
 
     def flag(self, index: int, record: Transition, problem: str) -> None:
@@ -784,7 +833,7 @@ class _Verifier:
             self.first_format(index, record, tally)
         else:
             life = record.life or record.origin
-            if life != SHARED_LIFE:  # an instance's own numbering
+            if not is_shared(life):  # an instance's own numbering
                 self.step(index, record, self.walks.get((name, life)))
                 self.walks[name, life] = record
             elif record.generation is not None:
@@ -808,15 +857,16 @@ class _Verifier:
 
     def shared_record(self, index: int, record: Transition, origin: str, generation: int) -> None:
         """A fleet's shared record: walked by generation in :meth:`finish`."""
-        writer = (record.breaker, origin)
-        self.shared.setdefault(record.breaker, []).append((index, record))
+        life = record.life or SHARED_LIFE
+        writer = (record.breaker, origin, life)
+        self.shared.setdefault((record.breaker, life), []).append((index, record))
         # Not necessarily increasing: a reply that a newer one overtook is recorded late.
         self.marks[writer] = max(generation, self.marks.get(writer, generation))
         self.runs.pop(writer, None)
 
     def local_record(self, index: int, record: Transition, origin: str, tally: _Tally) -> None:
         """A fleet member's record made alone, numbered on from its mirror's generation."""
-        writer = (record.breaker, origin)
+        writer = (record.breaker, origin, record.life or SHARED_LIFE)
         run = self.runs.get(writer)
         if run is None or record.seq != run.seq + 1:  # a new outage
             mark = self.marks.get(writer)
@@ -875,9 +925,9 @@ class _Verifier:
         """Check the chains, walk each fleet's shared records by generation, check the joins."""
         for (breaker, origin), entries in self.writers.items():
             self.chain(breaker, origin, entries)
-        generations: dict[str, dict[int, Transition]] = {}
-        for name, entries in self.shared.items():
-            walk = generations[name] = {}
+        generations: dict[tuple[str, str], dict[int, Transition]] = {}
+        for numbering, entries in self.shared.items():
+            walk = generations[numbering] = {}
             previous: Transition | None = None
             for index, record in sorted(entries, key=lambda entry: _generation(entry[1])):
                 if record.seq != _generation(record):
@@ -886,7 +936,8 @@ class _Verifier:
                 self.step(index, record, previous)
                 walk[_generation(record)] = previous = record
         for (index, record), strict in self.starts:
-            base = generations.get(record.breaker, {}).get(record.seq - 1)
+            numbering = (record.breaker, record.life or SHARED_LIFE)
+            base = generations.get(numbering, {}).get(record.seq - 1)
             if base is not None and base.target != record.source:
                 self.flag(index, record, f"degraded at generation {base.seq}, which left "
                           f"{base.target!r}, but starts from {record.source!r}")  # fmt: skip

@@ -362,6 +362,8 @@ def _breaker_line(breaker: BreakerSummary) -> str:
     notes = [_plural(breaker.restarts, "restart")] if breaker.restarts else []
     if breaker.concurrent:
         notes.append(f"{breaker.concurrent} writing at the same time as another")
+    if breaker.store_restarts:
+        notes.append(_plural(breaker.store_restarts, "store restart"))
     restarts = f" ({', '.join(notes)})" if notes else ""
     return (
         f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "

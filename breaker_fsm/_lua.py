@@ -44,6 +44,7 @@ __all__ = [
     "header",
     "lua_arguments",
     "lua_string",
+    "trial_lease",
     "ttl_seconds",
 ]
 
@@ -58,8 +59,9 @@ __all__ = [
 #   A[1]  "now" in seconds (NaN = the server's TIME; tests may pin it)
 #   A[2..7]  the seed: state, gen, episode, open duration, seconds left open, epoch
 #   A[8..]  the script's own arguments, then the caller's origin (8 bytes, last)
-# The state (key H) is 17 numbers, laid out as STATE (a state written before the policy
-# fingerprint existed has 16: read as fingerprint 0); every reply is 17, as StoreReply.
+# The state (key H) is 18 numbers, laid out as STATE (a state written before the policy
+# fingerprint existed has 16, before the trial lease 17: the missing ones read as 0);
+# every reply is 17, as StoreReply.
 # Layouts are written once, for Python's struct ("q" 8-byte integer, "d" double), and
 # translated for Redis' (which has no repeat counts and spells the integer "i8").
 #
@@ -68,7 +70,7 @@ __all__ = [
 # member's mirror follows at once (breaker_fsm._push); the caller itself skips its own.
 
 
-STATE_LAYOUT = "qqqqqqqqqqdddqqqq"  # st g ep k wc wf ws wp wh n | d o h | p to tf | fp
+STATE_LAYOUT = "qqqqqqqqqqdddqqqqd"  # st g ep k wc wf ws wp wh n | d o h | p to tf | fp | lt
 REPLY_LAYOUT = "qqqqqqqqqqqqqdddq"  # st g ep ev src ok k wc wf ws to tf n | d t x | fp
 SEED_LAYOUT = "dqqqddq"  # now | seed: st g n d rem ep
 RECORD_LAYOUT = SEED_LAYOUT + "qqddq"  # gen seen, outcome, u, hint, origin
@@ -111,7 +113,7 @@ local H, W = KEYS[1], KEYS[2]
 {states}
 local A = {struct.unpack(ARGS, ARGV[1])}
 if V then
-  if #V < 136 then V = V .. '\\0\\0\\0\\0\\0\\0\\0\\0' end  -- no fingerprint yet: 0
+  if #V < 144 then V = V .. string.rep('\\0', 144 - #V) end  -- older layouts: 0
   V = {struct.unpack(STATE, V)}
 end
 """
@@ -140,7 +142,7 @@ local function load()
   if V and (V[2] >= A[3] or V[3] ~= A[7]) then
     S = {st = V[1], g = V[2], ep = V[3], k = V[4], wc = V[5], wf = V[6], ws = V[7],
       wp = V[8], wh = V[9], n = V[10], d = V[11], o = V[12], h = V[13], p = V[14],
-      to = V[15], tf = V[16]}
+      to = V[15], tf = V[16], lt = V[18]}
     FP0 = V[17]
     return
   end
@@ -151,7 +153,7 @@ local function load()
   local t = redis.call('TIME')
   S = {st = A[2], g = A[3], ep = tonumber(t[1]) * 1000000 + tonumber(t[2]), k = 0,
     wc = 0, wf = 0, ws = 0, wp = 0, wh = -1, n = A[4], d = A[5], o = 0, h = 0, p = 0,
-    to = 0, tf = 0}
+    to = 0, tf = 0, lt = 0}
   if S.st == OPEN then S.o = now() - (S.d - A[6]) end
   if S.st == HALF then S.h = now() end
   if W then redis.call('DEL', W) end
@@ -160,7 +162,7 @@ end
 
 local function save()
   local v = struct.pack(STATE, S.st, S.g, S.ep, S.k, S.wc, S.wf, S.ws, S.wp, S.wh, S.n,
-    S.d, S.o, S.h, S.p, S.to, S.tf, FP)
+    S.d, S.o, S.h, S.p, S.to, S.tf, FP, S.lt)
   if S.st >= FORCED then
     redis.call('SET', H, v)  -- an operator override does not expire
   else
@@ -214,7 +216,7 @@ local function go(target, ev)
   J = {S.k, S.wc, S.wf, S.ws, S.to, S.tf}
   SRC, EV, DIRTY = S.st, ev, true
   S.g = S.g + 1
-  S.p, S.to, S.tf = 0, 0, 0
+  S.p, S.to, S.tf, S.lt = 0, 0, 0, 0
   if target == OPEN then
     if ev == E_RETRIP then S.n = S.n + 1 else S.n = 1 end
     S.d = open_for(S.n)
@@ -295,6 +297,20 @@ local function half_open_timed_out()
   end
   return false
 end
+
+-- Every trial permit of the episode is out, the newest for LEASE seconds, and none of
+-- them decided the episode: their holders are taken for lost (a process that died
+-- mid-trial, an acquire whose reply was lost). Off (-1) with a half-open timeout.
+local function lease_lapsed()
+  if LEASE > 0 and S.p >= MAXCALLS then
+    local since = math.max(S.h, S.lt)
+    if now() - since >= LEASE then
+      X = now() - since
+      return true
+    end
+  end
+  return false
+end
 """
 
 # record: A[8..11] = gen seen, outcome (-1 neutral, else FAILED|SLOW), u, hint.
@@ -354,9 +370,11 @@ elseif S.st == HALF then
   if EV == 0 and half_open_timed_out() then
     go(OPEN, E_RETRIP)
   elseif S.p < MAXCALLS then
-    S.p = S.p + 1
+    S.p, S.lt = S.p + 1, now()
     DIRTY = true
     ok = 1
+  elseif EV == 0 and lease_lapsed() then
+    go(OPEN, E_RETRIP)  -- a new episode; a lost trial's late outcome is stale
   end
 end
 if DIRTY then save() end
@@ -401,7 +419,7 @@ return finish(ok)
 PEEK = """
 local V = redis.call('GET', KEYS[1])
 if not V then return '' end
-if #V < 136 then V = V .. '\\0\\0\\0\\0\\0\\0\\0\\0' end
+if #V < 144 then V = V .. string.rep('\\0', 144 - #V) end
 {states}
 local s = {struct.unpack(STATE, V)}
 local now = struct.unpack(ARGS, ARGV[1])
@@ -457,6 +475,7 @@ FIELDS = (
     "state", "gen", "epoch", "streak", "window_calls", "window_failures", "window_slow",
     "window_slot", "window_head", "episode", "open_duration", "opened_at",
     "half_open_since", "permits", "trial_successes", "trial_failures", "fingerprint",
+    "permit_taken_at",
 )  # fmt: skip
 UNPINNED = float("nan")
 
@@ -485,10 +504,28 @@ def ttl_seconds(policy: BreakerPolicy, floor: float) -> float:
     return max(floor, 2 * longest, 2 * window, 2 * (policy.half_open_timeout or 0.0))
 
 
-def header(policy: BreakerPolicy, ttl_ms: int, channel: str) -> str:
+def trial_lease(policy: BreakerPolicy, margin: float, default: float) -> float:
+    """Seconds a fleet's half-open trial permit is held for a holder that never reports.
+
+    Once every permit of an episode is out, the newest for this long, and no trial has
+    decided the episode, the *acquire* script retrips it: a process that died mid-trial
+    (or whose acquire reply was lost) cannot hold the fleet half-open for ever. It is
+    ``-1`` (off) when the policy has a ``half_open_timeout``, which ends any undecided
+    episode already; ``call_timeout`` plus ``margin`` (the store's round-trip bound) when
+    the policy has one, since no trial can succeed later than that; else ``default``.
+    """
+    if policy.half_open_timeout is not None:
+        return -1.0
+    if policy.call_timeout is not None:
+        return policy.call_timeout + margin
+    return default
+
+
+def header(policy: BreakerPolicy, ttl_ms: int, channel: str, lease: float = -1.0) -> str:
     """The policy's figures as Lua constants, prepended to every script of that policy.
 
-    ``channel``: where the scripts publish the transitions they make.
+    ``channel``: where the scripts publish the transitions they make; ``lease``: see
+    :func:`trial_lease` (``-1``: off).
     """
     window = policy.window
     kind, size = 0, 0
@@ -509,6 +546,7 @@ def header(policy: BreakerPolicy, ttl_ms: int, channel: str) -> str:
         "MULT": policy.reset_timeout_multiplier,
         "MAXRESET": policy.max_reset_timeout or -1,
         "HOTIMEOUT": policy.half_open_timeout or -1,
+        "LEASE": lease,
         "TTL": ttl_ms,
         "FP": fingerprint(policy),
     }

@@ -13,12 +13,13 @@ walk's generations, and their records say so.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
 from typing import TYPE_CHECKING, Any, cast
 
-from ._audit import Transition
+from ._audit import Transition, shared_life
 from ._breaker import CircuitBreaker
 from ._machine import STATES
 from ._metrics import BreakerMetrics
@@ -36,15 +37,19 @@ _log = logging.getLogger("breaker_fsm")
 LOCAL_GEN = 1 << 52  # generations of transitions made locally (degraded)
 _LOCAL_REASON = "local (shared store unavailable)"
 _NO_WINDOW = (0, 0, 0)
+_KEPT = 8  # own pushes kept for a round trip that fails late; lost replies owed at most
 
 
 class Mirror(CircuitBreaker):
     """A breaker that mirrors a store's state (the base of ``SharedBreaker``)."""
 
-    __slots__ = ("_link",)
+    __slots__ = ("_audit_shared", "_link")
 
     _reclaims_lost_permits = False  # its half-open permits are the store's
     _link: StoreLink
+    #: The shared numbering its records belong to: that of the store entry's incarnation
+    #: it follows (a store restarted empty recreates the entry in a new one).
+    _audit_shared: bool | str
 
     def metrics(self) -> BreakerMetrics:
         """A consistent snapshot of the counters; the window is the shared one."""
@@ -135,6 +140,7 @@ class Mirror(CircuitBreaker):
                 exc,
                 link.entry.retry_interval,
             )
+        self._reply_lost(link)
 
     def _pushed(self, reply: StoreReply) -> None:
         """Follow a transition another member made (or the state re-read after a lost push).
@@ -199,23 +205,75 @@ class Mirror(CircuitBreaker):
             link.epoch = -1  # the next full reply is adopted whatever it says
         _log.info("breaker %r: shared store answers again; back on shared state", self.name)
 
-    def _store_transition(self, link: StoreLink, reply: StoreReply, reason: str | None) -> None:
+    def _store_transition(
+        self, link: StoreLink, reply: StoreReply, reason: str | None, *, lost: bool = False
+    ) -> None:
         """Record (and mirror) a transition this process's store operation performed.
 
         It goes through the machine like a local one, from the shared source state, with
         ``shared=reply`` so that :meth:`_apply` takes the store's figures. A reply that a
-        newer one has overtaken is only recorded.
+        newer one has overtaken is only recorded; each transition is recorded once
+        (``lost``: from its push, its round trip's reply lost).
         """
         event = EVENTS[reply.event]
         source, target = STATES[reply.source], STATES[reply.state]
         stats = self._reply_stats(reply)
+        lapsed = event == "retrip" and not reply.trial_failures
+        if reason is None and lapsed and self.policy.half_open_timeout is None:
+            reason = (  # the store's trial lease lapsed (breaker_fsm._lua.trial_lease)
+                f"no trial reported for {reply.justified:.3g}s, every permit out: "
+                f"their holders are taken for lost; open for {reply.open_duration:.3g}s"
+            )
         extra: dict[str, Any] = {"shared": reply, "reason": reason}
         with self._tlock:
-            if (reply.epoch != link.epoch or reply.gen > self._gen) and self._dispatch(
+            recorded = link.recorded
+            if recorded is not None and (reply.epoch, reply.gen) in recorded:
+                return  # recorded from its push already: its reply was taken for lost
+            if lost and reply.epoch < link.epoch:
+                extra["record_only"] = True  # never roll the mirror back
+            elif (reply.epoch != link.epoch or reply.gen > self._gen) and self._dispatch(
                 event, stats, source, **extra
             ):
                 return
             self._apply(event, source, target, stats, extra)
+
+    def _own_pushed(self, reply: StoreReply) -> None:
+        """A transition this member's own script made, pushed back to it (push thread).
+
+        The round trip's reply records it, as a rule. But a round trip that ended without
+        its reply (a timeout, a cancelled ``acall``) may have run its script all the same:
+        while one is owed, the push records the transition in its place. Otherwise the
+        push is kept a little while, for a round trip that fails later (its reply lost
+        after the server published).
+        """
+        link = self._link
+        with self._tlock:
+            if (reply.epoch, reply.gen) in (link.recorded or ()):
+                return  # its reply came first (the common case)
+            if link.lost:
+                link.lost -= 1
+                if link.degraded:  # as for any push: the shared state wins
+                    self._resynced(link)
+                self._store_transition(link, reply, None, lost=True)
+                return
+            own = link.own
+            if own is None:
+                own = link.own = collections.deque(maxlen=_KEPT)
+            own.append(reply)
+
+    def _reply_lost(self, link: StoreLink) -> None:
+        """A round trip ended without its reply: record what its script made, if anything.
+
+        From its push: already kept here, or owed until it comes.
+        """
+        with self._tlock:
+            recorded = link.recorded or ()
+            kept, link.own = link.own or (), None
+            for reply in kept:
+                if (reply.epoch, reply.gen) not in recorded:
+                    self._store_transition(link, reply, None, lost=True)
+                    return
+            link.lost = min(link.lost + 1, _KEPT)
 
     def _apply_shared(
         self, event: str, source: str, target: str, stats: BreakerStats | None, extra: Any
@@ -227,8 +285,14 @@ class Mirror(CircuitBreaker):
         link = self._link
         now = self._clock.monotonic()
         with self._lock:
-            if reply.epoch != link.epoch or reply.gen > self._gen:
+            if not extra.get("record_only") and (
+                reply.epoch != link.epoch or reply.gen > self._gen
+            ):
                 self._adopt(link, reply, now, moved=True)
+        recorded = link.recorded
+        if recorded is None:
+            recorded = link.recorded = collections.deque(maxlen=4 * _KEPT)
+        recorded.append((reply.epoch, reply.gen))
         record = Transition.at_wall(
             self._clock.wall(),
             seq=reply.gen,
@@ -240,6 +304,7 @@ class Mirror(CircuitBreaker):
             reason=extra.get("reason") or self._reason(event, stats, reply.open_duration),
             counters=stats.as_counters(),
             generation=reply.gen,
+            life=shared_life(reply.epoch),
         )
         self._emit(record)
 
@@ -250,6 +315,8 @@ class Mirror(CircuitBreaker):
         it; the new state's own counters start as a transition leaves them.
         """
         state = reply.state
+        if reply.epoch != link.epoch:
+            self._audit_shared = shared_life(reply.epoch)  # its local records' numbering
         link.epoch = reply.epoch
         self._state = state  # _hot stays False: a shared breaker never takes the fast path
         self._gen = self._seq = reply.gen
@@ -343,9 +410,12 @@ class StoreLink:
         "epoch",
         "errors",
         "live",
+        "lost",
+        "own",
         "policy_warned",
         "pushing",
         "recheck_at",
+        "recorded",
         "retry_at",
         "seed",
         "window",
@@ -369,3 +439,9 @@ class StoreLink:
         self.live = False
         self.pushing = False  # the entry pushes (a PushingState): ask it for push tokens
         self.policy_warned = False
+        # Transitions whose round trip's reply was lost (made by its script or not): each
+        # is recorded from its push. Its own pushes, kept a while; the (epoch, generation)
+        # of the transitions it recorded last, so that none is recorded twice.
+        self.lost = 0
+        self.own: collections.deque[StoreReply] | None = None
+        self.recorded: collections.deque[tuple[int, int]] | None = None

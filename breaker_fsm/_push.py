@@ -5,7 +5,8 @@ state key) on the store's channel. Each store runs one subscription for its proc
 its own connection and a daemon thread, whatever mix of sync and asyncio code the
 breakers serve: a pushed reply moves the bound breakers' mirrors (plain attributes, read
 by ``call`` and ``acall`` alike) and is recorded in no audit trail, since the process
-whose script made the transition records it from its own reply.
+whose script made the transition records it from its own reply (or from this push, when
+that reply was lost: a timeout, a cancelled ``acall``).
 
 A mirror is *live* while the channel is up and nothing was missed since it last read the
 state; only a live mirror decides alone (a closed call's one round trip, an open
@@ -220,6 +221,8 @@ class PushChannel:
         for mirror, own in targets:
             if own != origin:
                 mirror._pushed(reply)
+            elif reply.event:  # its reply records it, unless that reply was lost
+                mirror._own_pushed(reply)
 
     def _went_up(self) -> None:
         """Subscribed: re-read every follower's state, then their mirrors are live."""

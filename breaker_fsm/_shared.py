@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from ._audit import SHARED_LIFE
 from ._guard import Permit
 from ._local import COROUTINE
 from ._machine import STATES
@@ -53,12 +54,12 @@ class SharedBreaker(Mirror):
     __slots__ = ()
 
     _overrides_are_final = False  # a mirrored forced_open may be stale: ask now and then
-    _audit_shared = True  # its records number in the store's shared walk
 
     def __init__(
         self, name: str, policy: BreakerPolicy | None = None, *, store: SharedStore, **options: Any
     ) -> None:
         super().__init__(name, policy, store=store, **options)  # checked with the others there
+        self._audit_shared = SHARED_LIFE  # its records number in the store's shared walk
         self._fast = self._hot = False  # every call goes through the mirror
         self._link = StoreLink(
             store.bind(name, self.policy), Seed(CLOSED, 0, 0, self.policy.reset_timeout, 0.0)
@@ -235,6 +236,9 @@ class SharedBreaker(Mirror):
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
             return self._store_admitted(link, reply, now, token)
         if gen == _LOCAL:
             return self._admit()
@@ -252,6 +256,9 @@ class SharedBreaker(Mirror):
             except Exception as exc:
                 self._store_failed(link, exc, now)
                 return self._admit()
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
             return self._store_admitted(link, reply, now, token)
         if gen == _LOCAL:
             return self._admit()
@@ -322,6 +329,9 @@ class SharedBreaker(Mirror):
             answer = link.entry.record(gen, outcome, u, hint, seed)
         except Exception as exc:
             answer = exc
+        except BaseException:  # interrupted: its script may have run all the same
+            self._reply_lost(link)
+            raise
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     async def _store_arecord(
@@ -334,6 +344,9 @@ class SharedBreaker(Mirror):
             answer = await link.entry.arecord(gen, outcome, u, hint, seed)
         except Exception as exc:
             answer = exc
+        except BaseException:  # interrupted: its script may have run all the same
+            self._reply_lost(link)
+            raise
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     def _record_plan(
@@ -387,6 +400,9 @@ class SharedBreaker(Mirror):
                 answer = link.entry.operator(code, self._jitter(), self._seed(link, now))
             except Exception as exc:
                 answer = exc
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
         return self._store_sent(link, event, reason, now, answer)
 
     async def _store_asend(self, link: StoreLink, event: str, reason: str | None) -> str | None:
@@ -398,6 +414,9 @@ class SharedBreaker(Mirror):
                 answer = await link.entry.aoperator(code, self._jitter(), self._seed(link, now))
             except Exception as exc:
                 answer = exc
+            except BaseException:  # interrupted: its script may have run all the same
+                self._reply_lost(link)
+                raise
         return self._store_sent(link, event, reason, now, answer)
 
     def _store_send_plan(self, link: StoreLink, event: str) -> tuple[int | None, float]:

@@ -363,8 +363,9 @@ class Transitions:
     _trial_ok: int
     _window: CountRing | TimeBuckets | None
 
-    #: Whether ``seq`` counts in a store's shared numbering (the records' ``life``).
-    _audit_shared = False
+    #: Whether ``seq`` counts in a store's shared numbering (the records' ``life``), or
+    #: which one (``breaker_fsm._audit.shared_life``).
+    _audit_shared: bool | str = False
 
     # Built on first use: a breaker that never leaves ``closed`` needs none of these, and
     # they are most of its size (the audit log alone is about 800 bytes).

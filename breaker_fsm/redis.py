@@ -44,7 +44,7 @@ transitions it makes alone with ``generation=None`` and a reason starting ``loca
 store unavailable)``. Every ``retry_interval`` seconds a call tries Redis again; the
 first answer puts the breaker back on the shared state. No call fails because Redis did.
 
-**Keys and expiry.** A breaker has a state key, ``{namespace}:{<name>}`` (16 numbers
+**Keys and expiry.** A breaker has a state key, ``{namespace}:{<name>}`` (18 numbers
 packed in one string: :meth:`RedisStore.describe` decodes it), and with a window a window
 key, ``{namespace}:{<name>}:w`` (a count window's ring, one byte a call, or a time
 window's one-second buckets); both hash to one slot in a cluster, and every script
@@ -100,6 +100,7 @@ from ._lua import (
     fingerprint,
     header,
     lua_arguments,
+    trial_lease,
     ttl_seconds,
 )
 from ._push import PushChannel
@@ -313,6 +314,11 @@ class RedisStore:
         retry_interval: seconds a degraded breaker runs locally before it asks Redis again.
         sync_interval: without ``push``: seconds a breaker mirroring ``forced_open`` or
             ``disabled`` trusts its mirror before asking Redis again.
+        trial_lease: seconds a half-open trial permit stays taken when its holder never
+            reports (it died mid-trial, or its acquire reply was lost): then the next
+            acquire retrips the episode. Used when the policy sets neither
+            ``half_open_timeout`` (which ends the episode itself) nor ``call_timeout``
+            (the lease is then ``call_timeout`` plus ``timeout``).
         async_client: the ``redis.asyncio.Redis`` client for ``acall`` and ``asend``.
         push: subscribe (one connection and one daemon thread per store) to the
             transitions every script publishes, so that each breaker's mirror follows the
@@ -348,6 +354,7 @@ class RedisStore:
         ttl: float = 3600.0,
         retry_interval: float = 1.0,
         sync_interval: float = 1.0,
+        trial_lease: float = 60.0,
         async_client: redis_async.Redis | None = None,
         push: bool = True,
         wait_replicas: int = 0,
@@ -374,6 +381,7 @@ class RedisStore:
             ("ttl", ttl),
             ("retry_interval", retry_interval),
             ("sync_interval", sync_interval),
+            ("trial_lease", trial_lease),
             ("wait_timeout", timeout / 2 if wait_timeout is None else wait_timeout),
         ):
             if not value > 0:
@@ -383,6 +391,7 @@ class RedisStore:
         self.ttl = float(ttl)
         self.retry_interval = float(retry_interval)
         self.sync_interval = float(sync_interval)
+        self.trial_lease = float(trial_lease)
         if wait_replicas < 0:
             raise ValueError(f"wait_replicas must be >= 0, got {wait_replicas!r}")
         self.wait_replicas = int(wait_replicas)
@@ -477,7 +486,7 @@ class RedisStore:
     def describe(self, name: str) -> dict[str, float] | None:
         """Breaker ``name``'s shared state, decoded (``None`` when it has none).
 
-        The state is one string of 16 packed doubles, which is what makes a script cheap;
+        The state is one string of 18 packed numbers, which is what makes a script cheap;
         this reads it for people (an operator's console, a test).
         """
         raw: bytes | None = self._sync_client().get(self.keys(name)[0])
@@ -613,7 +622,8 @@ class RedisStore:
         key = (policy, ttl_ms)
         scripts = self._script_cache.get(key)
         if scripts is None:
-            head = header(policy, ttl_ms, self.channel)
+            lease = trial_lease(policy, self.timeout, self.trial_lease)
+            head = header(policy, ttl_ms, self.channel, lease)
             fast = ""
             if policy.window is None:  # where the gen seen starts in record's argument
                 offset = 1 + struct.calcsize("<" + SEED_LAYOUT)

@@ -349,11 +349,67 @@ def test_a_real_fleets_trails_verify_across_a_redis_outage(
     db = summary.breakers["db"]
     assert (summary, db.lives, db.outages) == (6, 1, 2)
     assert db.heads == {a.audit.origin: a.audit.head, b.audit.origin: b.audit.head}
-    assert {r.life for r in a.audit} == {"shared"}
+    [life] = {r.life for r in a.audit}  # the local run's too: it continues that numbering
+    assert life is not None
+    assert life.startswith("shared:")
+    assert life == {r.life for r in b.audit}.pop()
     from breaker_fsm._cli import run  # the cli extra
 
     assert run(["audit", "verify", *map(str, paths)]) == 0  # the command line merges them
     assert capsys.readouterr().out.startswith("db: 6 transitions, 1 life, 2 outages, ")
+
+
+def test_a_store_restarted_empty_begins_a_new_shared_numbering(
+    redis_server: RedisServer,
+    redis_stores: StoreFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Redis restarted empty: the member that recreates the entry from a stale mirror
+    numbers from there again. The merged trails verify, the walk after the restart
+    checked as a numbering of its own, reported as a restart of the store."""
+    clock = FakeClock()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1)
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    a, b = (  # no push: b does not learn a's transitions (its mirror is stale)
+        CircuitBreaker(
+            "db",
+            policy,
+            clock=clock,
+            store=redis_stores(now=clock.monotonic, push=False),
+            sinks=[JsonlSink(p)],
+        )
+        for p in paths
+    )
+    a.send("force_open")  # generations 1 and 2, which b never learns
+    clock.advance(1)
+    a.send("reset")
+    redis_server.kill()
+    redis_server.restart()  # empty
+    clock.advance(1)
+    b.send("force_open")  # recreates the entry from b's mirror (generation 0): 1 again
+    a.call(lambda: None)  # a is told of the new incarnation
+    clock.advance(1)
+    a.send("reset")
+    trails = [read_jsonl(path) for path in paths]
+    records = sorted([*trails[0], *trails[1]], key=lambda r: r.at)
+    assert [(r.event, r.generation) for r in records] == [
+        ("force_open", 1),
+        ("reset", 2),
+        ("force_open", 1),
+        ("reset", 2),
+    ]
+    before, after = {r.life for r in records[:2]}, {r.life for r in records[2:]}
+    assert len(before) == len(after) == 1
+    assert before != after  # two numberings, never one silent continuation
+    assert all((life or "").startswith("shared:") for life in before | after)
+    summary = verify(records)
+    db = summary.breakers["db"]
+    assert (summary, db.lives, db.store_restarts, db.restarts, db.outages) == (4, 2, 1, 0, 0)
+    from breaker_fsm._cli import run  # the cli extra
+
+    assert run(["audit", "verify", *map(str, paths)]) == 0
+    assert capsys.readouterr().out.startswith("db: 4 transitions, 2 lives (1 store restart), ")
 
 
 def test_a_copied_record_that_keeps_the_walk_legal_is_caught_by_the_chain() -> None:
