@@ -119,8 +119,8 @@ def check_sinks(sinks: object, label: str, *, calls: bool = False) -> tuple[Sink
 
 def check_sink(sink: object, label: str, *, calls: bool = False) -> None:
     """Refuse a sink that is not callable, or a file sink of the other kind."""
-    from ._audit import JsonlSink
     from ._calls import CallLogSink
+    from ._trail import JsonlSink
 
     receives = "CallRecord" if calls else "Transition"
     if not callable(sink):

@@ -20,9 +20,11 @@ import click
 from pydantic import ValidationError
 
 from . import __version__
-from ._audit import BreakerSummary, Transition, instant, read_numbered, verify
+from ._audit import Transition
 from ._machine import STATES, BreakerMachine
 from ._policy import BreakerPolicy
+from ._trail import read_numbered
+from ._verify import BreakerSummary, instant, verify
 from .diagram import FORMATS, render
 from .exceptions import AuditError, DiagramError, PolicyFileError, ReplayError
 

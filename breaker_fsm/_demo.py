@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ._audit import JsonlSink, read_jsonl, verify
 from ._breaker import CircuitBreaker
 from ._flaky_server import FlakyServer
 from ._policy import BreakerPolicy
 from ._registry import BreakerRegistry
+from ._trail import JsonlSink, read_jsonl
+from ._verify import verify
 from .testing import FakeClock
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Final, NamedTuple, cast
 
-from ._audit import jsonl_lines
+from ._trail import jsonl_lines
 from .exceptions import ReplayError
 
 #: The outcomes a call record may have. ``"refused"`` means the recorded breaker refused the

@@ -14,21 +14,10 @@
 (2, 1)
 """
 
-from ._audit import (
-    AuditLog,
-    AuditSummary,
-    BreakerSummary,
-    Chain,
-    JsonlSink,
-    LoggingSink,
-    Sink,
-    Transition,
-    digest,
-    dump_jsonl,
-    read_jsonl,
-    verify,
-)
+from ._audit import AuditLog, Chain, Sink, Transition, digest
 from ._calls import CallLogSink, CallRecord, CallSink
+from ._trail import JsonlSink, LoggingSink, dump_jsonl, read_jsonl
+from ._verify import AuditSummary, BreakerSummary, verify
 from .exceptions import AuditError
 
 __all__ = [
