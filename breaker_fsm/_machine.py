@@ -2,7 +2,7 @@
 
 The diagram, the docs and the audit verifier are all derived from this class. Guards are
 named after methods of :class:`~breaker_fsm.BreakerPolicy`: a breaker's machine asks them
-of that breaker's policy (through the machine's model, a ``_transitions._Model``), so the
+of that breaker's policy (through the machine's model, a ``_binding._Model``), so the
 policy decides every guarded transition. A policy passed as a listener works the same way.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from breaker_fsm import BreakerMachine, BreakerPolicy, BreakerStats, CircuitBreaker, Transition
-from breaker_fsm._transitions import _POOL, _Binding
+from breaker_fsm._binding import _POOL, _Binding
 from breaker_fsm.audit import AuditLog, verify
 from breaker_fsm.testing import FakeClock
 
