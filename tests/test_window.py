@@ -75,3 +75,13 @@ def test_clear_and_factory() -> None:
     assert make_window(None) is None
     assert isinstance(make_window(CountWindow(size=2)), CountRing)
     assert isinstance(make_window(TimeWindow(seconds=2)), TimeBuckets)
+
+
+def test_time_buckets_put_negative_readings_in_their_own_second() -> None:
+    """A monotonic clock's origin is arbitrary: a reading of -0.5 is in second -1 (floor),
+    not second 0, and leaves a two-second window one second before a reading of 0.5."""
+    window = TimeBuckets(2)
+    window.record(FAILED, -0.5)
+    window.record(0, 0.5)
+    assert window.totals(0.9) == (2, 1, 0)
+    assert window.totals(1.0) == (1, 0, 0)
