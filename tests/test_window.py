@@ -115,6 +115,12 @@ ring_ops = st.lists(
 @example(3, [("record", SLOW), ("record", FAILED | SLOW), ("record", FAILED), ("lazy", 2)])
 @example(3, [("record", FAILED), ("record", FAILED), ("lazy", 2), ("record", SLOW)])
 @example(10, [("record", FAILED)] * 7 + [("lazy", 5)])
+@example(
+    10,
+    [("record", f) for f in (FAILED | SLOW, SLOW, FAILED | SLOW, SLOW, FAILED, 0, 0)]
+    + [("lazy", 5)],
+)
+@example(10, [("record", f) for f in (FAILED, SLOW, FAILED | SLOW)] + [("lazy", 7), ("record", 0)])
 def test_count_ring_with_lock_free_successes_equals_naive_last_n(
     size: int, ops: list[tuple[str, int]]
 ) -> None:
