@@ -231,6 +231,9 @@ def test_policy_errors_are_titled_by_where_the_values_came_from(tmp_path: Path) 
     with pytest.raises(ValidationError) as exc:
         BreakerPolicy(failure_threshold=None)
     assert exc.value.title == "BreakerPolicy"
+    assert [error["msg"] for error in exc.value.errors()] == [
+        "Value error, no trip rule is active: set failure_threshold or a window"
+    ]
     with pytest.raises(ValidationError) as exc:
         BreakerPolicy(half_open_max_calls=1, success_threshold=2)
     assert exc.value.title == "BreakerPolicy"
