@@ -113,11 +113,13 @@ soak: $(STAMP)
 	$(BIN)/python tests/soak.py
 
 # Mutation testing (mutmut 3, configured in [tool.mutmut] of pyproject.toml): mutates the
-# machine, policy, breaker and audit modules, runs the fast tests against each mutant, then
-# prints every surviving mutant and the score (`.venv/bin/mutmut browse` to inspect them).
-# Results are cached in mutants/: a second run only retests what changed.
+# runner's modules, runs the tests that reach each mutant against it, then prints every
+# surviving mutant and the score (`.venv/bin/mutmut show NAME` for one). Results are cached
+# in mutants/: a second run only retests what changed. MUTANTS= restricts a run to some
+# mutants (globs: MUTANTS='breaker_fsm._policy.*'); MUTATION_JOBS= sets the workers.
+# docs/mutation.md has the last full run's figures.
 mutation: $(STAMP)
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-mutation} $(BIN)/mutmut run --max-children $$(nproc)
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-mutation} $(BIN)/mutmut run --max-children $${MUTATION_JOBS:-$$(nproc)} $(MUTANTS)
 	$(BIN)/mutmut results
 	$(BIN)/python tests/mutation_score.py
 

@@ -23,8 +23,8 @@ settings.register_profile("dev", max_examples=200, deadline=None)
 # mutant's verdict (killed or survived) is the same on every run.
 settings.register_profile(
     "mutation",
-    max_examples=25,
-    stateful_step_count=25,
+    max_examples=10,
+    stateful_step_count=20,
     deadline=None,
     derandomize=True,
     database=None,

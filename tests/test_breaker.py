@@ -857,7 +857,9 @@ def test_failing_sink_never_fails_the_call(
     assert len(breaker.audit) == 1
     assert len(later) == 1
     assert breaker.metrics().sink_errors == 1
-    assert "audit sink" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"breaker 's': audit sink {broken!r} failed"
+    ]
     assert [r.args for r in caplog.records] == [("s", broken)]  # which breaker, which sink
 
 

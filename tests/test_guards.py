@@ -8,7 +8,7 @@ import gc
 import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -36,6 +36,12 @@ def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
 
     build.stores = made  # type: ignore[attr-defined]
     return build
+
+
+def raise_after(clock: FakeClock, seconds: float, exc: BaseException) -> NoReturn:
+    """An operation that takes ``seconds`` on ``clock`` and raises ``exc``."""
+    clock.advance(seconds)
+    raise exc
 
 
 def run(make: Make, scenario: Callable[[], Any]) -> None:
@@ -554,3 +560,108 @@ def test_call_of_an_async_function_raises_where_nothing_is_recorded(
 
     run(make, scenario)
     assert seen == []
+
+
+def test_a_permit_names_its_breaker_and_whether_it_is_settled(clock: FakeClock) -> None:
+    """A permit's repr names its breaker and says held or settled; ``settled`` is a bool."""
+    breaker = CircuitBreaker("svc", clock=clock)
+    permit = breaker.acquire()
+    assert permit.settled is False
+    assert repr(permit) == "<Permit of 'svc', held>"
+    permit.success()
+    assert permit.settled is True
+    assert repr(permit) == "<Permit of 'svc', settled>"
+
+
+def test_permits_hand_outcome_timing_and_exception_to_call_sinks(
+    make: Make, clock: FakeClock
+) -> None:
+    """Each way of settling a permit gives the call sinks its outcome, its start (the clock
+    at acquire), its duration (acquire to settle) and what the block raised."""
+    breaker = make(failure_threshold=10)
+    records: list[CallRecord] = []
+    breaker.add_call_sink(records.append)
+    clock.advance(100)  # a start of 0.0 would look like an unread clock
+    first, second, third = Boom("first"), Boom("second"), Boom("third")
+    permit = breaker.acquire()
+    clock.advance(1)
+    permit.failure(first)
+    with pytest.raises(Boom), breaker:
+        raise_after(clock, 2, second)
+    permit = breaker.acquire()
+    clock.advance(3)
+    permit.release()
+
+    async def scenario() -> None:
+        with pytest.raises(Boom):
+            async with breaker:
+                raise_after(clock, 4, third)
+
+    run(make, scenario)
+    seen = [(r.outcome, r.start, r.duration, r.exception) for r in records]
+    assert seen == [
+        ("failure", 100.0, 1.0, first),
+        ("failure", 101.0, 2.0, second),
+        ("ignored", 103.0, 3.0, None),
+        ("failure", 106.0, 4.0, third),
+    ]
+
+
+def test_shadow_mode_permits_are_granted_counted_and_reach_call_sinks(
+    make: Make, clock: FakeClock
+) -> None:
+    """In shadow mode an open breaker still grants a permit: the refusal it would have been
+    is counted, and settling it tells the call sinks, not the counters."""
+    breaker = make(failure_threshold=1, reset_timeout=60, enforce=False)
+    records: list[CallRecord] = []
+    fail(breaker)
+    breaker.add_call_sink(records.append)
+    clock.advance(10)
+    down = Boom("down")
+    permit = breaker.acquire()
+    assert breaker.metrics().shadow_rejected_count == 1
+    clock.advance(2)
+    permit.failure(down)
+    with breaker:
+        clock.advance(1)
+    metrics = breaker.metrics()
+    assert (metrics.shadow_rejected_count, metrics.error_count, metrics.success_count) == (2, 1, 0)
+    seen = [(r.outcome, r.start, r.duration, r.exception) for r in records]
+    assert seen == [("failure", 10.0, 2.0, down), ("success", 12.0, 1.0, None)]
+
+
+def test_with_blocks_left_out_of_order_settle_their_own_permits(clock: FakeClock) -> None:
+    """Leaving a with block settles the permit of that breaker, wherever it is in the stack
+    of held permits, and leaves the others held."""
+    a, b, c = (CircuitBreaker(name, clock=clock) for name in "abc")
+    a.__enter__()
+    b.__enter__()
+    c.__enter__()
+    a.__exit__(None, None, None)  # the outermost first
+    b.__exit__(None, None, None)
+    c.__exit__(None, None, None)
+    assert [breaker.metrics().success_count for breaker in (a, b, c)] == [1, 1, 1]
+    with pytest.raises(RuntimeError, match="never entered"):
+        a.__exit__(None, None, None)
+
+
+def test_guarded_generators_are_called_with_keyword_arguments(make: Make) -> None:
+    """@breaker on a generator or an async generator passes its keyword arguments on."""
+    breaker = make()
+
+    @breaker
+    def numbers(*, n: int) -> Iterator[int]:
+        yield from range(n)
+
+    @breaker
+    async def events(*, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    assert list(numbers(n=2)) == [0, 1]
+
+    async def scenario() -> None:
+        assert [i async for i in events(n=3)] == [0, 1, 2]
+
+    run(make, scenario)
+    assert breaker.metrics().success_count == 2

@@ -71,3 +71,15 @@ def test_a_bad_event_changes_nothing(make: Make, event: object) -> None:
     with pytest.raises((TypeError, IllegalTransitionError)):
         breaker.send(event)  # type: ignore[arg-type]
     assert snapshot(breaker) == before
+
+
+def test_a_wrong_type_is_named_in_the_error(clock: FakeClock) -> None:
+    """The TypeError of a bad event or reason names the type given and shows the value."""
+    breaker = CircuitBreaker("svc", clock=clock)
+    with pytest.raises(TypeError) as exc:
+        breaker.send(3)  # type: ignore[arg-type]
+    assert str(exc.value) == "event must be a str, got int: 3"
+    with pytest.raises(TypeError) as exc:
+        breaker.send("force_open", reason=2.5)  # type: ignore[arg-type]
+    assert str(exc.value) == "reason must be a str or None, got float: 2.5"
+    assert breaker.state == "closed"

@@ -403,6 +403,25 @@ def test_from_file_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:
         )
 
 
+def test_from_file_refuses_too_deep_documents_and_too_long_numbers(tmp_path: Path) -> None:
+    """A document too deep to parse, or with an integer too long to convert, is a
+    PolicyFileError naming the file (JSON and TOML alike), not a RecursionError."""
+    cases = {
+        "deep.json": "[" * 100_000,
+        "long.json": '{"failure_threshold": 1' + "0" * 5_000 + "}",
+        "deep.toml": "a = " + "[" * 100_000,
+        "long.toml": "failure_threshold = 1" + "0" * 5_000,
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(PolicyFileError) as exc:
+            BreakerPolicy.from_file(path)
+        assert (exc.value.path, exc.value.line) == (str(path), None)
+        assert str(exc.value).startswith(f"{path}: cannot parse: ")
+        assert len(str(exc.value)) > len(f"{path}: cannot parse: ") + 10  # the parser's words
+
+
 def test_from_env_keeps_non_json_values_as_strings() -> None:
     """A value that is not JSON is passed on as the plain string."""
     p = BreakerPolicy.from_env(environ={"BREAKER_RECORD_EXCEPTIONS": "OSError"})

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from breaker_fsm import CountWindow, TimeWindow
@@ -212,3 +212,93 @@ def test_lazy_successes_expire_with_their_own_second() -> None:
     window.record(0, 2.5)  # second 2
     assert window.totals(3.2) == (8, 1, 0)  # seconds 1-3 are live
     assert window.totals(4.1) == (1, 0, 0)  # second 1 expired with its 7 outcomes
+
+
+def test_time_buckets_put_negative_readings_in_their_own_second() -> None:
+    """A monotonic clock's origin is arbitrary: a reading of -0.5 is in second -1 (floor),
+    not second 0, and leaves a two-second window one second before a reading of 0.5."""
+    window = TimeBuckets(2)
+    window.record(FAILED, -0.5)
+    window.record(0, 0.5)
+    assert window.totals(0.9) == (2, 1, 0)
+    assert window.totals(1.0) == (1, 0, 0)
+
+
+ring_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("record"), st.sampled_from([0, FAILED, SLOW, FAILED | SLOW])),
+        st.tuples(st.just("lazy"), st.integers(1, 25)),
+        st.tuples(st.just("totals"), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+@given(size=st.integers(1, 12), ops=ring_ops)
+# Folds of a few successes that evict two failures or two slow calls, then go on from the
+# slot they stopped at (within the ring, and wrapping round it); a fold of many that wraps.
+@example(
+    3,
+    [
+        ("record", FAILED),
+        ("record", FAILED | SLOW),
+        ("record", SLOW),
+        ("lazy", 2),
+        ("totals", 0),
+        ("record", FAILED),
+        ("record", 0),
+    ],
+)
+@example(3, [("record", SLOW), ("record", FAILED | SLOW), ("record", FAILED), ("lazy", 2)])
+@example(3, [("record", FAILED), ("record", FAILED), ("lazy", 2), ("record", SLOW)])
+@example(10, [("record", FAILED)] * 7 + [("lazy", 5)])
+@example(
+    10,
+    [("record", f) for f in (FAILED | SLOW, SLOW, FAILED | SLOW, SLOW, FAILED, 0, 0)]
+    + [("lazy", 5)],
+)
+@example(10, [("record", f) for f in (FAILED, SLOW, FAILED | SLOW)] + [("lazy", 7), ("record", 0)])
+def test_count_ring_with_lock_free_successes_equals_naive_last_n(
+    size: int, ops: list[tuple[str, int]]
+) -> None:
+    """Successes counted lock-free on an armed ring (``next(ring.lazy)``), folded in by the
+    next record or totals, leave the totals of a recount of the last N outcomes: few or
+    many at once, wrapping round the ring or not, evicting failures and slow calls."""
+    ring = CountRing(size)
+    ring.arm()
+    seen: list[int] = []
+
+    def recount() -> tuple[int, int, int]:
+        last = seen[-size:]
+        return (
+            len(last),
+            sum(1 for f in last if f & FAILED),
+            sum(1 for f in last if f & SLOW),
+        )
+
+    for op, value in ops:
+        if op == "record":
+            ring.record(value)
+            seen.append(value)
+        elif op == "lazy":
+            lazy = ring.lazy
+            assert lazy is not None
+            for _ in range(value):
+                next(lazy)
+            seen.extend([0] * value)
+        else:
+            assert ring.totals() == recount()
+    assert ring.totals() == recount()
+    ring.record(FAILED)  # the slots the folds left are where the ring goes on from
+    seen.append(FAILED)
+    assert ring.totals() == recount()
+
+
+def test_time_buckets_read_before_any_outcome_stay_unanchored() -> None:
+    """Reading an empty time window does not make that reading its newest second: the first
+    outcome does, even one from a clock that has stepped back since."""
+    window = TimeBuckets(5)
+    assert window.totals(100.0) == (0, 0, 0)
+    window.record(FAILED, 50.0)
+    assert window.totals(52.0) == (1, 1, 0)
+    assert window.totals(100.0) == (0, 0, 0)
