@@ -358,7 +358,7 @@ class _FloorModel:
     Timing a trip on it shows what python-statemachine itself costs to dispatch this machine
     with the two callbacks a breaker's transition needs (a guard and ``on_enter_state``),
     sent as a breaker sends its pooled machines an event: with no arguments, to callbacks
-    that take none (``_transitions._PooledBinding``).
+    that take none (``_binding._PooledBinding``).
     """
 
     state = "closed"

@@ -402,15 +402,8 @@ class AuditLog:
         return self._origin
 
     def record(self, record: Transition, *, shared: bool | str = False) -> Transition:
-        """Stamp ``record`` (as :meth:`Chain.stamp` does), keep it, and return it.
-
-        Args:
-            record: a record built and validated by the breaker.
-            shared: the breaker shares its state through a store: ``seq`` counts in the
-                fleet's numbering, not in this instance's own: the record's own ``life``
-                if it has one, else ``shared`` if it is a life (:func:`shared_life`),
-                else :data:`SHARED_LIFE`.
-        """
+        """Stamp ``record`` as :meth:`Chain.stamp` does (the same arguments), keep it, and
+        return it for the sinks."""
         origin = self._writer()
         head = self._head
         life = origin

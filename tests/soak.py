@@ -25,7 +25,7 @@ from breaker_fsm import (
     CircuitOpenError,
     CountWindow,
 )
-from breaker_fsm._transitions import _POOL
+from breaker_fsm._binding import _POOL
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
 
