@@ -402,8 +402,7 @@ class AuditLog:
         return self._origin
 
     def record(self, record: Transition, *, shared: bool | str = False) -> Transition:
-        """Stamp ``record`` as :meth:`Chain.stamp` does (the same arguments), keep it, and
-        return it for the sinks."""
+        """Stamp ``record`` as :meth:`Chain.stamp` does (the same arguments), keep it."""
         origin = self._writer()
         head = self._head
         life = origin
