@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 from ._arguments import check_arguments, check_sink, check_sinks
 from ._clock import SYSTEM_CLOCK, Clock
 from ._guard import Guards, guard_async_generator, guard_generator
-from ._local import count_of
+from ._local import COROUTINE, count_of
 from ._machine import STATES
 from ._metrics import BreakerMetrics
 from ._outcome import NEUTRAL, Admission
@@ -337,6 +337,8 @@ class CircuitBreaker(Guards):
             except BaseException:
                 self._record(gen, NEUTRAL, 0.0)
                 raise
+            if type(result) is COROUTINE:  # call(async_fn): the one check a success pays
+                raise self._not_awaited(func, result, gen)
             window = self._window
             if window is None:
                 if self._streak:
@@ -367,7 +369,10 @@ class CircuitBreaker(Guards):
         gen = self._gen if state == CLOSED else self._admit()
         if gen < 0:
             if gen == _BYPASS:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                if type(result) is COROUTINE:
+                    raise self._not_awaited(func, result, gen)
+                return result
             if not self._enforce:  # shadow mode: it runs, unseen, as if refused
                 return cast(R, self._run_unrecorded(func, args, kwargs))
             return cast(R, self._refused(args, kwargs))
@@ -378,6 +383,8 @@ class CircuitBreaker(Guards):
         except BaseException as exc:
             self._record_exception(exc, gen, started)
             raise
+        if type(result) is COROUTINE:
+            raise self._not_awaited(func, result, gen)
         if self._is_failure is None:
             self._record_timed_success(state, gen, started)
         else:
@@ -447,7 +454,8 @@ class CircuitBreaker(Guards):
         gen = self._gen if state == CLOSED else self._admit()
         if gen < 0:
             if gen == _BYPASS:
-                return await func(*args, **kwargs)
+                result = await func(*args, **kwargs)
+                return result  # noqa: RET504 - the twin of call's, which checks the result
             if not self._enforce:  # shadow mode: it runs, unseen, as if refused
                 return cast(R, await self._arun_unrecorded(func, args, kwargs))
             return cast(R, await self._arefused(args, kwargs))

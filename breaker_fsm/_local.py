@@ -19,18 +19,19 @@ import inspect
 import itertools
 import logging
 import math
+import types
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from ._calls import CallRecord, call_record
 from ._detector import window_trips
 from ._machine import STATES
-from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, Admission, judge_exception
+from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, VOID, Admission, judge_exception
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN, Transitions, built
 from ._window import CountRing
 from .exceptions import CallTimeoutError, CircuitOpenError
 
-__all__ = ["LocalEngine", "count_of"]
+__all__ = ["COROUTINE", "LocalEngine", "count_of"]
 
 _log = logging.getLogger("breaker_fsm")
 
@@ -41,6 +42,26 @@ _REFUSED, _BYPASS, _SHADOW = Admission.REFUSED, Admission.BYPASS, Admission.SHAD
 #: started), given back, neutral, when a half-open breaker would refuse for want of a
 #: permit. ``__del__`` may run inside any lock, so it only appends (atomic) and takes none.
 LOST_PERMITS: list[tuple[LocalEngine, int, float]] = []
+
+#: What calling an ``async def`` function returns: ``call`` checks a result's type against
+#: it (one identity test) so that ``call(async_fn)`` fails instead of counting a success.
+COROUTINE = types.CoroutineType
+
+#: The modules whose frames run a guarded call: a ``TypeError`` raised in them, with no
+#: frame of the operation's own below, means the call could not be made.
+_CALL_MODULES = frozenset({"breaker_fsm._breaker", "breaker_fsm._local", "breaker_fsm._shared"})
+
+
+def _raised_by_the_breaker(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised in the breaker's own frames (no frame of the operation's)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") not in _CALL_MODULES:
+            return False
+        tb = tb.tb_next
+    return True
 
 
 def count_of(counter: itertools.count[int]) -> int:
@@ -258,21 +279,47 @@ class LocalEngine(Transitions):
     def _judge_raised(self, exc: BaseException) -> tuple[int, float | None]:
         """:meth:`_judge_exception` for an exception that ``call``/``acall`` caught.
 
-        They call the operation in their own frame. A ``TypeError`` raised right there, not
+        They call the operation in their own frames. A ``TypeError`` raised there, not
         inside the operation, means that the call could not be made: the operation is not
         callable, the arguments do not fit it, or ``acall`` was handed a function whose
-        result cannot be awaited. That is the
-        caller's mistake, not the dependency's answer: it is neutral (any half-open permit
-        is given back), and a note on the exception says so.
+        result cannot be awaited. That is the caller's mistake, not the dependency's
+        answer: ``VOID``, so nothing is recorded and any half-open permit is given back,
+        and a note on the exception names the method to use.
         """
-        tb = exc.__traceback__
-        if type(exc) is TypeError and tb is not None and tb.tb_next is None:
+        if type(exc) is TypeError and _raised_by_the_breaker(exc):
+            tb = cast(types.TracebackType, exc.__traceback__)
+            if tb.tb_frame.f_code.co_flags & inspect.CO_COROUTINE and "await" in str(exc):
+                how = (
+                    "acall() awaits what its function returns: a plain function goes through call()"
+                )
+            else:
+                how = (
+                    "call() takes a function and acall() an async function, with arguments that fit"
+                )
             exc.add_note(
-                f"breaker {self.name!r}: not counted as a failure: the call could not be made "
-                "(call() takes a function, acall() an async function)"
+                f"breaker {self.name!r}: the call could not be made ({how}); nothing was recorded"
             )
-            return NEUTRAL, None
+            return VOID, None
         return self._judge_exception(exc)
+
+    def _give_back(self, gen: int) -> None:
+        """Give back the admission of a call that was not made: nothing is recorded."""
+        self._record(gen, VOID, 0.0)
+
+    def _not_awaited(self, func: object, coroutine: object, gen: int) -> TypeError:
+        """``call`` was handed an async function: the ``TypeError`` to raise.
+
+        Nothing is recorded (the coroutine never ran: it is closed here, so Python does not
+        warn that it was never awaited), and any half-open permit is given back.
+        """
+        cast("types.CoroutineType[Any, Any, Any]", coroutine).close()
+        if gen >= 0:
+            self._give_back(gen)
+        name = getattr(func, "__qualname__", None) or repr(func)
+        return TypeError(
+            f"breaker {self.name!r}: call() got an async function ({name} returned a "
+            "coroutine): use `await breaker.acall(...)`; nothing was recorded"
+        )
 
     # ------------------------------------------------------------------ shadow mode, call sinks
 
@@ -292,15 +339,17 @@ class LocalEngine(Transitions):
         the outcome, which is what a replay of other policies needs.
         """
         next(self._shadowed or self._shadow_count)
-        if not self._call_sinks:
-            return func(*args, **kwargs)
-        started = self._clock.monotonic()
+        started = self._clock.monotonic() if self._call_sinks else 0.0
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc)[0], started, exc, shadowed=True)
+            if self._call_sinks:
+                self._tell_call(self._judge_raised(exc)[0], started, exc, shadowed=True)
             raise
-        self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
+        if type(result) is COROUTINE:
+            raise self._not_awaited(func, result, _SHADOW)
+        if self._call_sinks:
+            self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
     async def _arun_unrecorded(
@@ -314,7 +363,7 @@ class LocalEngine(Transitions):
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_exception(exc)[0], started, exc, shadowed=True)
+            self._tell_call(self._judge_raised(exc)[0], started, exc, shadowed=True)
             raise
         self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
@@ -323,6 +372,8 @@ class LocalEngine(Transitions):
         self, outcome: int, started: float, exc: BaseException | None, *, shadowed: bool = False
     ) -> None:
         """Hand a call's outcome to the call sinks (a shadow call's, or a shared one's)."""
+        if outcome == VOID:
+            return
         now = self._clock.monotonic()
         if outcome >= 0:
             outcome = self._timed_outcome(outcome, now - started)
@@ -445,7 +496,8 @@ class LocalEngine(Transitions):
     def _count(self, outcome: int) -> None:
         """Count ``outcome`` in the lifetime totals (the caller holds ``_lock``)."""
         if outcome < 0:
-            self._neutral += 1
+            if outcome == NEUTRAL:
+                self._neutral += 1
         elif outcome & FAILED:
             self._err += 1
         else:
@@ -476,7 +528,7 @@ class LocalEngine(Transitions):
             now = self._clock.monotonic() if at is None else at
             if outcome >= 0:
                 outcome = self._timed_outcome(outcome, now - started)
-            if self._call_sinks and tell:
+            if self._call_sinks and tell and outcome != VOID:
                 self._emit_call(call_record(self.name, outcome, started, now, exc))
         event = None
         lock = self._lock

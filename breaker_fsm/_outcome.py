@@ -2,7 +2,8 @@
 
 An *outcome* is an int so that a sliding window stores it in one byte and the hot path
 compares it without a lookup: ``SUCCESS`` (0), or the flags ``FAILED`` and ``SLOW`` combined
-with ``|`` (a call may be both), or ``NEUTRAL`` (-1: counted neither way).
+with ``|`` (a call may be both), or ``NEUTRAL`` (-1: counted neither way), or ``VOID``
+(-2: no call at all, it could not be made: counted nowhere, any trial permit given back).
 
 An *admission* is the generation a call was admitted under (an int ≥ 0: the ticket its
 outcome is recorded against, dropped if a transition has moved the generation on since),
@@ -15,12 +16,13 @@ from enum import IntEnum
 
 from .exceptions import CallTimeoutError
 
-__all__ = ["FAILED", "NEUTRAL", "SLOW", "SUCCESS", "Admission", "judge_exception"]
+__all__ = ["FAILED", "NEUTRAL", "SLOW", "SUCCESS", "VOID", "Admission", "judge_exception"]
 
 SUCCESS = 0
 FAILED = 1
 SLOW = 2
 NEUTRAL = -1
+VOID = -2
 
 
 class Admission(IntEnum):

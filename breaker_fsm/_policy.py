@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -317,6 +318,20 @@ class BreakerPolicy(BaseModel):
         ),
     )
 
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window_says_its_kind(cls, value: object) -> object:
+        """A window given as data names its kind; pydantic's own error names neither."""
+        if value is None or isinstance(value, CountWindow | TimeWindow):
+            return value
+        if not isinstance(value, Mapping) or value.get("kind") not in ("count", "time"):
+            shown = repr(dict(value)) if isinstance(value, Mapping) else repr(value)
+            raise ValueError(
+                f'needs a "kind": "count" (the last calls: {{"kind": "count", "size": 100}}) '
+                f'or "time" (the last seconds: {{"kind": "time", "seconds": 60}}), got {shown}'
+            )
+        return value
+
     # ------------------------------------------------------------------ cross-field rules
 
     @field_validator("slow_call_duration")
@@ -501,9 +516,10 @@ class BreakerPolicy(BaseModel):
         """Load a policy from environment variables such as ``BREAKER_FAILURE_THRESHOLD=3``.
 
         Every variable that starts with ``prefix`` names a field (case-insensitive); an
-        unknown one is an error. Values are JSON where they parse as JSON (numbers, ``null``,
+        unknown one is an error. Values are JSON where they parse as JSON (numbers,
         ``{"kind": "count", "size": 100}``, lists), else plain strings; exception lists may
-        also be comma-separated names, and durations ISO 8601 (``PT30S``).
+        also be comma-separated names, and durations ISO 8601 (``PT30S``). A field that
+        may be ``None`` is set to it by ``none``, ``null`` (any case) or an empty value.
 
         Raises:
             pydantic.ValidationError: a value is invalid, or a variable names no field; each
@@ -521,6 +537,20 @@ class BreakerPolicy(BaseModel):
                 continue
             name = key[len(prefix) :].lower()
             variables[name] = key
+            word = raw.strip().lower()
+            if word in _NONE_WORDS:
+                if name in _OPTIONAL_FIELDS:
+                    data[name] = None
+                    continue
+                if word and name in cls.model_fields:  # "" is an empty list of exceptions
+                    raise _validation_error(
+                        key,
+                        raw,
+                        f"{name} cannot be none (only {', '.join(sorted(_OPTIONAL_FIELDS))} "
+                        f"can): write a value, or leave {key} unset for the default "
+                        f"({cls.model_fields[name].default!r})",
+                        f"BreakerPolicy from environment ({prefix}*)",
+                    )
             try:
                 data[name] = json.loads(raw)
             except ValueError:
@@ -547,8 +577,21 @@ class BreakerPolicy(BaseModel):
             ) from None
 
 
-def _validation_error(field: str, value: object, message: str) -> ValidationError:
+#: What ``from_env`` reads as ``None`` (stripped, any case).
+_NONE_WORDS = frozenset({"", "none", "null"})
+
+#: The fields that may be ``None``.
+_OPTIONAL_FIELDS = frozenset(
+    name
+    for name, field in BreakerPolicy.model_fields.items()
+    if type(None) in typing.get_args(field.annotation)
+)
+
+
+def _validation_error(
+    field: str, value: object, message: str, title: str = "BreakerPolicy"
+) -> ValidationError:
     return ValidationError.from_exception_data(
-        "BreakerPolicy",
+        title,
         [{"type": "value_error", "loc": (field,), "input": value, "ctx": {"error": message}}],
     )

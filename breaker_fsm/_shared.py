@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from ._audit import SHARED_LIFE
 from ._guard import Permit
+from ._local import COROUTINE
 from ._machine import STATES
 from ._mirror import LOCAL_GEN, Mirror, StoreLink
-from ._outcome import Admission
+from ._outcome import VOID, Admission
 from ._policy import BreakerPolicy
 from ._store import EVENT_CODES, PushingState, Seed
 from ._transitions import CLOSED, DISABLED, HALF_OPEN, OPEN
@@ -72,7 +73,9 @@ class SharedBreaker(Mirror):
 
     # ------------------------------------------------------------------ calls
 
-    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(  # noqa: PLR0912 - one branch per admission and per outcome
+        self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
         """:meth:`CircuitBreaker.call` on the shared state."""
         link = self._link
         if self._state == OPEN and link.live and self._rejects_inline:  # refused alone
@@ -85,7 +88,10 @@ class SharedBreaker(Mirror):
             gen = self._store_admit(link)
         if gen < 0:
             if gen == _BYPASS:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                if type(result) is COROUTINE:
+                    raise self._not_awaited(func, result, gen)
+                return result
             if not self._enforce:  # shadow mode: it runs, unseen, as if refused
                 return cast(R, self._run_unrecorded(func, args, kwargs))
             return cast(R, self._refused(args, kwargs))
@@ -99,6 +105,8 @@ class SharedBreaker(Mirror):
             if not self._store_local(link, gen, outcome, started, hint):
                 self._store_record(link, gen, outcome, started, hint)
             raise
+        if type(result) is COROUTINE:
+            raise self._not_awaited(func, result, gen)
         outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
         if self._call_sinks:
             self._tell_call(outcome, started, None)
@@ -145,6 +153,14 @@ class SharedBreaker(Mirror):
         if not self._store_local(link, gen, outcome, started, hint):
             await self._store_arecord(link, gen, outcome, started, hint)
         return result
+
+    def _give_back(self, gen: int) -> None:
+        """Give back the admission of a call that was not made; nothing is recorded.
+
+        A half-open trial slot is the store's: giving it back is one round trip.
+        """
+        if not self._store_local(self._link, gen, VOID, 0.0, None):
+            self._store_record(self._link, gen, VOID, 0.0, None)
 
     # ------------------------------------------------------------------ operator events
 

@@ -14,6 +14,26 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CallRecord, CallTimeoutError, CircuitBreaker
 from breaker_fsm.testing import FakeClock
+from tests.redis_server import StoreFactory
+
+Make = Callable[..., CircuitBreaker]
+
+
+@pytest.fixture(params=["memory", "shared"])
+def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
+    """``make(policy, **options)``: a breaker on ``clock``, in memory or sharing state on a
+    real redis-server (whose scripts read the same clock)."""
+    stores: list[Any] = []
+
+    def build(policy: BreakerPolicy, **options: Any) -> CircuitBreaker:
+        if request.param == "shared":
+            factory: StoreFactory = request.getfixturevalue("redis_stores")
+            options["store"] = factory(now=clock.monotonic)
+            stores.append(options["store"])
+        return CircuitBreaker("svc", policy, clock=clock, **options)
+
+    build.stores = stores  # type: ignore[attr-defined]  # closed on the loop that used them
+    return build
 
 
 class FakeTimeLoop(asyncio.SelectorEventLoop):
@@ -27,22 +47,37 @@ class FakeTimeLoop(asyncio.SelectorEventLoop):
         return self.clock.monotonic()
 
 
-def run(clock: FakeClock, main: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``main()`` on a FakeTimeLoop."""
+def run(clock: FakeClock, main: Callable[[], Awaitable[Any]], make: Make | None = None) -> Any:
+    """Run ``main()`` on a FakeTimeLoop; then close ``make``'s stores' asyncio clients."""
+
+    async def scenario() -> Any:
+        try:
+            return await main()
+        finally:
+            for store in getattr(make, "stores", ()):
+                await store.aclose()
+
     with asyncio.Runner(loop_factory=lambda: FakeTimeLoop(clock)) as runner:
-        return runner.run(main())
+        return runner.run(scenario())
 
 
-async def hang_until_advanced(clock: FakeClock, seconds: float) -> None:
-    """Let the other task block, then move the clock on by ``seconds``."""
-    for _ in range(3):
-        await asyncio.sleep(0)
-    clock.advance(seconds)
+class Hang:
+    """A dependency that never answers; :meth:`advance` moves the clock once a call hangs
+    in it (a shared breaker's admission may take a round trip before the call starts)."""
 
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waiting = asyncio.Event()
 
-async def forever() -> None:
-    """A dependency that never answers."""
-    await asyncio.get_running_loop().create_future()
+    async def __call__(self) -> None:
+        self.waiting.set()
+        await asyncio.get_running_loop().create_future()
+
+    async def advance(self, seconds: float) -> None:
+        """Wait until a call hangs here, then move the clock on by ``seconds``."""
+        await self.waiting.wait()
+        self.waiting.clear()
+        self.clock.advance(seconds)
 
 
 @pytest.mark.parametrize(
@@ -50,26 +85,29 @@ async def forever() -> None:
     [{"record_exceptions": (KeyError,)}, {"ignore_exceptions": (TimeoutError,)}],
     ids=["not-recorded", "ignored"],
 )
-def test_acall_times_out_and_counts_a_failure(clock: FakeClock, lists: dict[str, Any]) -> None:
+def test_acall_times_out_and_counts_a_failure(
+    make: Make, clock: FakeClock, lists: dict[str, Any]
+) -> None:
     """Past call_timeout acall cancels the call, raises CallTimeoutError (a TimeoutError
     naming the breaker and the limit) and records a failure, whatever the exception lists
     say: the limit is the breaker's own."""
     policy = BreakerPolicy(failure_threshold=2, call_timeout=5, **lists)
     records: list[CallRecord] = []
-    breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
+    breaker = make(policy, call_sinks=[records.append])
 
     async def main() -> None:
+        hang = Hang(clock)
         for _ in range(2):
-            advancer = asyncio.create_task(hang_until_advanced(clock, 5))
+            advancer = asyncio.create_task(hang.advance(5))
             with pytest.raises(TimeoutError) as caught:
-                await breaker.acall(forever)
+                await breaker.acall(hang)
             assert type(caught.value) is CallTimeoutError
             assert (caught.value.breaker, caught.value.timeout) == ("svc", 5)
             assert str(caught.value) == "breaker 'svc': the call took call_timeout (5 s)"
             assert isinstance(caught.value.__cause__, asyncio.CancelledError)
             await advancer
 
-    run(clock, main)
+    run(clock, main, make)
     assert breaker.state == "open"
     assert breaker.metrics().error_count == 2
     assert [(r.outcome, r.duration) for r in records] == [("failure", 5.0)] * 2
@@ -102,26 +140,54 @@ def test_a_call_in_time_is_not_touched(clock: FakeClock) -> None:
     assert breaker.metrics().success_count == 1
 
 
-def test_wait_for_outside_acall_stays_neutral(clock: FakeClock) -> None:
+def test_wait_for_outside_acall_stays_neutral(make: Make, clock: FakeClock) -> None:
     """A timeout the caller owns (asyncio.wait_for around acall) cancels the call: that is
-    neutral, not a failure of the dependency; call_timeout inside trips the breaker."""
-    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1), clock=clock)
+    neutral, not a failure of the dependency."""
+    breaker = make(BreakerPolicy(failure_threshold=1))
 
     async def main() -> None:
-        advancer = asyncio.create_task(hang_until_advanced(clock, 1))
+        hang = Hang(clock)
+        advancer = asyncio.create_task(hang.advance(1))
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(breaker.acall(forever), 1)
+            await asyncio.wait_for(breaker.acall(hang), 1)
         await advancer
 
-    run(clock, main)
+    run(clock, main, make)
     metrics = breaker.metrics()
     assert (metrics.state, metrics.error_count, metrics.ignored_count) == ("closed", 0, 1)
 
 
-def test_call_records_a_late_return_as_a_failure(clock: FakeClock) -> None:
+def test_wait_for_outside_is_neutral_while_call_timeout_inside_trips(
+    make: Make, clock: FakeClock
+) -> None:
+    """On one breaker with call_timeout=5: wait_for(acall, 1) outside expires first and is
+    neutral, however often; wait_for(acall, 10) lets the breaker's own timeout expire at 5,
+    which is a failure and trips it."""
+    breaker = make(BreakerPolicy(failure_threshold=1, call_timeout=5))
+
+    async def main() -> None:
+        hang = Hang(clock)
+        for _ in range(3):
+            advancer = asyncio.create_task(hang.advance(1))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(breaker.acall(hang), 1)
+            await advancer
+        assert breaker.state == "closed"
+        advancer = asyncio.create_task(hang.advance(5))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(breaker.acall(hang), 10)
+        await advancer
+
+    run(clock, main, make)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.error_count, metrics.ignored_count) == ("open", 1, 3)
+    assert breaker.audit[-1].event == "trip"
+
+
+def test_call_records_a_late_return_as_a_failure(make: Make, clock: FakeClock) -> None:
     """call cannot interrupt a thread: a call that returns after call_timeout keeps its
     result, and is recorded as a failure."""
-    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1, call_timeout=2), clock=clock)
+    breaker = make(BreakerPolicy(failure_threshold=1, call_timeout=2))
 
     def slow() -> str:
         clock.advance(2)
@@ -132,9 +198,9 @@ def test_call_records_a_late_return_as_a_failure(clock: FakeClock) -> None:
     assert breaker.audit[-1].event == "trip"
 
 
-def test_a_permit_settled_late_is_a_failure(clock: FakeClock) -> None:
+def test_a_permit_settled_late_is_a_failure(make: Make, clock: FakeClock) -> None:
     """call_timeout applies from acquire to settle, as slow-call timing does."""
-    breaker = CircuitBreaker("svc", BreakerPolicy(call_timeout=1), clock=clock)
+    breaker = make(BreakerPolicy(call_timeout=1))
     permit = breaker.acquire()
     clock.advance(1)
     permit.success()

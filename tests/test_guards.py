@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
+from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, fail
+from tests.helpers import Boom, aok, fail, ok
 from tests.redis_server import StoreFactory
 
 Make = Callable[..., CircuitBreaker]
@@ -68,11 +68,9 @@ def test_with_block_records_success_and_failure(make: Make) -> None:
         pytest.fail("a refused block must not run")
 
 
-def test_with_block_ignores_the_fallback(clock: FakeClock) -> None:
+def test_with_block_ignores_the_fallback(make: Make) -> None:
     """A refused with block raises CircuitOpenError even when the breaker has a fallback."""
-    breaker = CircuitBreaker(
-        "svc", BreakerPolicy(failure_threshold=1), clock=clock, fallback=lambda: "cached"
-    )
+    breaker = make({"fallback": lambda: "cached"}, failure_threshold=1)
     fail(breaker)
     assert breaker.call(lambda: "never") == "cached"
     with pytest.raises(CircuitOpenError), breaker:
@@ -174,15 +172,9 @@ def test_async_permits(make: Make, clock: FakeClock) -> None:
     assert breaker.state == "closed"
 
 
-def test_half_open_permits_are_exact_across_threads(clock: FakeClock) -> None:
+def test_half_open_permits_are_exact_across_threads(make: Make, clock: FakeClock) -> None:
     """However many threads race for permits in half_open, exactly half_open_max_calls win."""
-    breaker = CircuitBreaker(
-        "svc",
-        BreakerPolicy(
-            failure_threshold=1, reset_timeout=1, half_open_max_calls=3, success_threshold=3
-        ),
-        clock=clock,
-    )
+    breaker = make(failure_threshold=1, reset_timeout=1, half_open_max_calls=3, success_threshold=3)
     fail(breaker)
     clock.advance(1)
     won: list[Any] = []
@@ -207,10 +199,41 @@ def test_half_open_permits_are_exact_across_threads(clock: FakeClock) -> None:
     assert breaker.state == "closed"
 
 
-def test_slow_call_timing_runs_from_acquire_to_settle(clock: FakeClock) -> None:
+def test_half_open_permits_are_exact_across_tasks(make: Make, clock: FakeClock) -> None:
+    """However many asyncio tasks race aacquire in half_open, exactly half_open_max_calls
+    win; async with blocks hold theirs until they end."""
+    breaker = make(failure_threshold=1, reset_timeout=1, half_open_max_calls=2, success_threshold=2)
+    fail(breaker)
+    clock.advance(1)
+    entered: list[int] = []
+
+    async def racer(index: int, release: asyncio.Event) -> str:
+        try:
+            async with breaker:
+                entered.append(index)
+                await release.wait()
+        except CircuitOpenError:
+            return "refused"
+        return "ran"
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        tasks = [asyncio.create_task(racer(i, release)) for i in range(12)]
+        while len(entered) < 2 or sum(t.done() for t in tasks) < 10:
+            await asyncio.sleep(0)
+        assert len(entered) == 2  # the two winners hold their trial slots
+        release.set()
+        outcomes = await asyncio.gather(*tasks)
+        assert sorted(outcomes) == ["ran"] * 2 + ["refused"] * 10
+
+    run(make, scenario)
+    assert breaker.state == "closed"
+    assert breaker.metrics().rejected_count == 10
+
+
+def test_slow_call_timing_runs_from_acquire_to_settle(make: Make, clock: FakeClock) -> None:
     """A permit settled after slow_call_duration counts a slow call."""
-    policy = BreakerPolicy(window=CountWindow(size=10), slow_call_duration=1.0)
-    breaker = CircuitBreaker("svc", policy, clock=clock)
+    breaker = make(window=CountWindow(size=10), slow_call_duration=1.0)
     permit = breaker.acquire()
     clock.advance(2)
     permit.success()
@@ -233,9 +256,9 @@ def test_exit_without_enter_is_an_error(clock: FakeClock) -> None:
         breaker.__exit__(None, None, None)
 
 
-def test_disabled_permits_record_nothing(clock: FakeClock) -> None:
+def test_disabled_permits_record_nothing(make: Make) -> None:
     """While disabled, a permit is granted and settling it records nothing."""
-    breaker = CircuitBreaker("svc", clock=clock)
+    breaker = make()
     breaker.send("disable")
     with breaker:
         pass
@@ -278,9 +301,9 @@ def test_generator_exhaustion_and_early_close_are_successes(make: Make) -> None:
     assert breaker.metrics().success_count == 2
 
 
-def test_generator_is_refused_when_open(clock: FakeClock) -> None:
+def test_generator_is_refused_when_open(make: Make) -> None:
     """A guarded generator on an open breaker raises CircuitOpenError at its first next()."""
-    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1), clock=clock)
+    breaker = make(failure_threshold=1)
     fail(breaker)
 
     @breaker
@@ -346,6 +369,41 @@ def test_is_failure_exception_looks_at_the_exception(make: Make) -> None:
     assert breaker.metrics().open_duration == 30.0  # the hint: at least 30 s
 
 
+def test_is_failure_exception_judges_awaited_calls_too(make: Make) -> None:
+    """acall, async with and an async generator put each recorded exception to the same
+    predicate: a 404 is a success, a 503 a failure."""
+
+    class HTTPError(Exception):
+        def __init__(self, status: int) -> None:
+            super().__init__(status)
+            self.status = status
+
+    breaker = make({"is_failure_exception": lambda exc: exc.status >= 500}, failure_threshold=3)
+
+    async def status(code: int) -> None:
+        raise HTTPError(code)
+
+    @breaker
+    async def stream(code: int) -> AsyncIterator[int]:
+        yield 1
+        raise HTTPError(code)
+
+    async def scenario() -> None:
+        for code in (404, 503):
+            with pytest.raises(HTTPError):
+                await breaker.acall(status, code)
+            with pytest.raises(HTTPError):
+                async with breaker:
+                    raise HTTPError(code)
+            with pytest.raises(HTTPError):
+                async for _ in stream(code):
+                    pass
+
+    run(make, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.error_count, breaker.state) == (3, 3, "open")
+
+
 def test_a_raising_exception_predicate_is_neutral_and_counted(clock: FakeClock) -> None:
     """An is_failure_exception that raises is logged and counted; the call is neutral."""
 
@@ -361,11 +419,18 @@ def test_a_raising_exception_predicate_is_neutral_and_counted(clock: FakeClock) 
         CircuitBreaker("svc", is_failure_exception=404)  # type: ignore[arg-type]
 
 
-def test_a_call_that_cannot_be_made_is_not_a_failure(make: Make) -> None:
+def nothing_recorded(breaker: CircuitBreaker) -> tuple[int, int, int, int, int]:
+    """The counters a call could change: requests, successes, errors, ignored, rejected."""
+    m = breaker.metrics()
+    return m.total_requests, m.success_count, m.error_count, m.ignored_count, m.rejected_count
+
+
+def test_a_call_that_cannot_be_made_records_nothing(make: Make) -> None:
     """A TypeError raised by the call itself (not callable, wrong arguments, acall of a
-    plain function) is the caller's mistake: neutral, noted, never a trip; one raised
-    inside the operation is the dependency's and counts."""
-    breaker = make(failure_threshold=1)
+    plain function) is the caller's mistake: re-raised with a note, nothing recorded,
+    never a trip; one raised inside the operation is the dependency's and counts."""
+    seen: list[CallRecord] = []
+    breaker = make({"call_sinks": [seen.append]}, failure_threshold=1)
 
     def takes_one(x: int) -> int:
         return x
@@ -375,36 +440,117 @@ def test_a_call_that_cannot_be_made_is_not_a_failure(make: Make) -> None:
 
     with pytest.raises(TypeError) as caught:
         breaker.call(42)  # type: ignore[arg-type]
-    assert "not counted as a failure" in "".join(caught.value.__notes__)
+    assert "nothing was recorded" in "".join(caught.value.__notes__)
     with pytest.raises(TypeError):
         breaker.call(takes_one, 1, 2)  # type: ignore[call-arg]
 
     async def scenario() -> None:
         with pytest.raises(TypeError) as caught:
             await breaker.acall(takes_one, 1)  # type: ignore[arg-type]
-        assert "acall() an async function" in "".join(caught.value.__notes__)
+        assert "a plain function goes through call()" in "".join(caught.value.__notes__)
+        with pytest.raises(TypeError):
+            await breaker.acall(aok, 1, 2)  # type: ignore[call-arg]
 
     run(make, scenario)
-    metrics = breaker.metrics()
-    assert (metrics.state, metrics.error_count, metrics.ignored_count) == ("closed", 0, 3)
+    assert breaker.state == "closed"
+    assert nothing_recorded(breaker) == (0, 0, 0, 0, 0)
+    assert seen == []
     with pytest.raises(TypeError):
         breaker.call(broken)
     assert breaker.state == "open"
 
 
-def test_a_wrong_style_call_in_half_open_gives_its_permit_back(clock: FakeClock) -> None:
-    """acall(sync_fn) during a trial neither retrips nor keeps the trial slot."""
-    breaker = CircuitBreaker(
-        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=1), clock=clock
-    )
+@pytest.mark.parametrize("options", [{}, {"call_sinks": [lambda record: None]}])
+def test_call_of_an_async_function_raises_naming_acall(make: Make, options: Any) -> None:
+    """call(async_fn) raises TypeError naming acall: nothing recorded, nothing told to call
+    sinks, the coroutine closed (never awaited, no warning), the breaker still closed."""
+    seen: list[CallRecord] = []
+    breaker = make({**options, "call_sinks": [*options.get("call_sinks", []), seen.append]})
+    ran: list[str] = []
+
+    async def fetch() -> str:
+        ran.append("ran")
+        return "ok"
+
+    for _ in range(3):
+        with pytest.raises(TypeError, match=r"acall\(") as caught:
+            breaker.call(fetch)  # type: ignore[arg-type]
+        assert "fetch" in str(caught.value)
+
+    def plain() -> Any:
+        return aok()  # a coroutine from a plain function is caught too
+
+    with pytest.raises(TypeError, match="acall"):
+        breaker.call(plain)
+    assert ran == []
+    assert breaker.state == "closed"
+    assert nothing_recorded(breaker) == (0, 0, 0, 0, 0)
+    assert seen == []
+    assert breaker.call(ok) == "ok"
+    assert breaker.metrics().success_count == 1
+
+
+def test_call_of_an_async_function_raises_on_the_fast_path(clock: FakeClock) -> None:
+    """The inlined closed path of the default policy (with and without a count window)
+    checks for a coroutine too, and counts nothing."""
+    for policy in (BreakerPolicy(), BreakerPolicy(window=CountWindow(size=10))):
+        breaker = CircuitBreaker("svc", policy, clock=clock)
+        with pytest.raises(TypeError, match="acall"):
+            breaker.call(aok)  # type: ignore[arg-type]
+        assert nothing_recorded(breaker) == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("style", ["call(async_fn)", "acall(sync_fn)", "acall(sync_fn) timed"])
+def test_a_wrong_style_call_in_half_open_gives_its_permit_back(
+    make: Make, clock: FakeClock, style: str
+) -> None:
+    """A wrong-style call during the one half-open trial neither retrips nor keeps the trial
+    slot nor counts: the next call is the trial, and it recovers the breaker."""
+    policy: dict[str, Any] = {"failure_threshold": 1, "reset_timeout": 1}
+    if style.endswith("timed"):
+        policy["call_timeout"] = 5
+    breaker = make(**policy)
     fail(breaker)
+    before = nothing_recorded(breaker)
     clock.advance(1)
 
     async def scenario() -> None:
-        with pytest.raises(TypeError):
-            await breaker.acall(lambda: "sync")  # type: ignore[arg-type, return-value]
+        if style == "call(async_fn)":
+            with pytest.raises(TypeError, match="acall"):
+                breaker.call(aok)  # type: ignore[arg-type]
+        else:
+            with pytest.raises(TypeError) as caught:
+                await breaker.acall(ok)  # type: ignore[arg-type]
+            assert "through call()" in "".join(caught.value.__notes__)
+        assert breaker.state == "half_open"
+        assert nothing_recorded(breaker) == before
+        assert await breaker.acall(aok, "trial") == "trial"
 
-    asyncio.run(scenario())
-    assert breaker.state == "half_open"
-    assert breaker.call(lambda: "trial") == "trial"
+    run(make, scenario)
     assert breaker.state == "closed"
+
+
+@pytest.mark.parametrize("state", ["disabled", "shadow"])
+def test_call_of_an_async_function_raises_where_nothing_is_recorded(
+    make: Make, clock: FakeClock, state: str
+) -> None:
+    """Disabled, or a shadow-mode breaker running a call it would refuse: call(async_fn)
+    raises TypeError naming acall all the same, and call sinks hear of nothing."""
+    seen: list[CallRecord] = []
+    if state == "disabled":
+        breaker = make()
+        breaker.send("disable")
+    else:
+        breaker = make({"call_sinks": [seen.append]}, failure_threshold=1, enforce=False)
+        fail(breaker)
+        assert breaker.state == "open"
+        seen.clear()
+    with pytest.raises(TypeError, match="acall"):
+        breaker.call(aok)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        with pytest.raises(TypeError):
+            await breaker.acall(ok)  # type: ignore[arg-type]
+
+    run(make, scenario)
+    assert seen == []

@@ -87,7 +87,22 @@ class _Sync(ast.NodeTransformer):
         return node
 
 
-def _body(func: Any, *, strip_async: bool = False) -> str:
+class _NoCoroutineCheck(ast.NodeTransformer):
+    """Drops call's ``if type(result) is COROUTINE:`` checks: only ``call`` can be handed
+    an async function (``acall`` hears of a plain one from ``await``'s own TypeError)."""
+
+    def visit_If(self, node: ast.If) -> Any:
+        test = node.test
+        if (
+            isinstance(test, ast.Compare)
+            and isinstance(test.comparators[0], ast.Name)
+            and test.comparators[0].id == "COROUTINE"
+        ):
+            return None
+        return self.generic_visit(node)
+
+
+def _body(func: Any, *, strip_async: bool = False, strip_coroutine_check: bool = False) -> str:
     """The function's body (docstring left out) as an AST dump."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
     function = tree.body[0]
@@ -95,13 +110,26 @@ def _body(func: Any, *, strip_async: bool = False) -> str:
     module = ast.Module(body=function.body[1:], type_ignores=[])
     if strip_async:
         module = _Sync().visit(module)
+    if strip_coroutine_check:
+        module = _NoCoroutineCheck().visit(module)
     return ast.dump(module)
 
 
 def test_call_and_acall_differ_only_by_await() -> None:
     """The inlined hot paths of call and acall stay twins: equal once await is stripped
-    and acall's awaited fallback helpers are read as call's."""
-    assert _body(CircuitBreaker.acall, strip_async=True) == _body(CircuitBreaker.call)
+    and acall's awaited fallback helpers are read as call's, and call's coroutine checks
+    are left out."""
+    assert _body(CircuitBreaker.acall, strip_async=True) == _body(
+        CircuitBreaker.call, strip_coroutine_check=True
+    )
+
+
+def test_call_checks_for_a_coroutine_wherever_it_runs_the_operation() -> None:
+    """call checks every result it gets for a coroutine (hot path, slow path, disabled):
+    the twin test leaves those checks out, so it counts them here."""
+    checks = _body(CircuitBreaker.call).count("id='COROUTINE'")
+    assert checks == 3
+    assert _body(CircuitBreaker.call, strip_coroutine_check=True).count("COROUTINE") == 0
 
 
 def test_the_twin_check_sees_a_difference() -> None:

@@ -151,6 +151,76 @@ def test_from_env_iso_error_names_the_variable() -> None:
     assert locations(exc) == {"BREAKER_HALF_OPEN_TIMEOUT"}
 
 
+@pytest.mark.parametrize("word", ["none", "None", "NULL", "null", "", "  none "])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("FAILURE_THRESHOLD", None),
+        ("WINDOW", None),
+        ("CALL_TIMEOUT", None),
+        ("HALF_OPEN_TIMEOUT", None),
+        ("MAX_RESET_TIMEOUT", None),
+    ],
+)
+def test_from_env_reads_none_where_none_is_allowed(word: str, field: str, value: None) -> None:
+    """none, null (any case) or an empty value set an optional field to None."""
+    environ = {f"BREAKER_{field}": word}
+    if field == "FAILURE_THRESHOLD":  # no trip rule left without a window
+        environ["BREAKER_WINDOW"] = '{"kind": "count", "size": 10}'
+    policy = BreakerPolicy.from_env(environ=environ)
+    assert getattr(policy, field.lower()) is value
+    assert BreakerPolicy.from_env(environ={"BREAKER_CALL_TIMEOUT": "5"}).call_timeout == 5.0
+
+
+@pytest.mark.parametrize("word", ["none", "NULL", "None"])
+def test_from_env_none_for_a_required_field_names_the_variable(word: str) -> None:
+    """none where None is not allowed is refused under the variable, saying which fields
+    may be none and what to write instead."""
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy.from_env(environ={"Breaker_Reset_Timeout": word})
+    assert locations(exc) == {"Breaker_Reset_Timeout"}
+    message = str(exc.value)
+    assert "reset_timeout cannot be none" in message
+    assert "failure_threshold" in message
+    assert "call_timeout" in message
+    assert "leave Breaker_Reset_Timeout unset for the default (30.0)" in message
+
+
+def test_from_env_empty_exception_list_is_still_empty() -> None:
+    """An empty value where None is not allowed keeps its meaning: no exception types."""
+    policy = BreakerPolicy.from_env(environ={"BREAKER_IGNORE_EXCEPTIONS": ""})
+    assert policy.ignore_exceptions == ()
+
+
+@pytest.mark.parametrize(
+    "window", [{"size": 100}, {"kind": "bogus", "size": 100}, 5, "count", ["count"]]
+)
+def test_a_window_without_a_kind_says_which_kinds_exist(window: object) -> None:
+    """A window given as data without a known "kind" is refused under the window field,
+    naming both kinds with an example of each."""
+    with pytest.raises(ValidationError) as exc:
+        BreakerPolicy.model_validate({"window": window})
+    assert locations(exc) == {"window"}
+    message = str(exc.value)
+    assert '"kind": "count"' in message
+    assert '"kind": "time"' in message
+    assert repr(window) in message
+
+
+def test_a_window_without_a_kind_from_env_names_the_variable() -> None:
+    """The same error from the environment is reported under the variable."""
+    with pytest.raises(ValidationError, match='needs a "kind"') as exc:
+        BreakerPolicy.from_env(environ={"BREAKER_WINDOW": '{"size": 100}'})
+    assert locations(exc) == {"BREAKER_WINDOW"}
+
+
+def test_windows_with_a_kind_still_validate() -> None:
+    """Window objects, and data with a kind, are accepted as before."""
+    assert BreakerPolicy(window=CountWindow(size=5)).window == CountWindow(size=5)
+    time = BreakerPolicy.model_validate({"window": {"kind": "time", "seconds": "PT2M"}})
+    assert time.window == TimeWindow(seconds=120)
+
+
 def test_other_loaders_keep_field_names() -> None:
     """Only from_env renames: a dict's errors still name the field."""
     with pytest.raises(ValidationError) as exc:

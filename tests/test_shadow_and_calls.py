@@ -140,23 +140,56 @@ def test_call_sinks_are_async_too(make: Make, clock: FakeClock) -> None:
     assert [r.outcome for r in records] == ["success", "failure", "refused"]
 
 
-def test_slow_calls_are_marked(clock: FakeClock) -> None:
+def test_shadow_mode_runs_awaited_calls_it_would_refuse(make: Make) -> None:
+    """acall on a shadow breaker that has tripped: the call runs and returns, unrecorded
+    but for the would-refuse count, and call sinks hear its real outcome."""
+    records: list[CallRecord] = []
+    breaker = make(
+        BreakerPolicy(failure_threshold=1, reset_timeout=10, enforce=False),
+        call_sinks=[records.append],
+    )
+
+    async def aok() -> str:
+        return "ran anyway"
+
+    async def aboom() -> None:
+        raise Boom("down")
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(Boom):
+                await breaker.acall(aboom)
+            assert breaker.state == "open"
+            assert await breaker.acall(aok) == "ran anyway"
+            with pytest.raises(Boom):
+                await breaker.acall(aboom)
+        finally:
+            for store in make.stores:  # type: ignore[attr-defined]
+                await store.aclose()
+
+    asyncio.run(scenario())
+    assert [r.outcome for r in records] == ["failure", "success", "failure"]
+    metrics = breaker.metrics()
+    assert (metrics.shadow_rejected_count, metrics.error_count, metrics.rejected_count) == (2, 1, 0)
+
+
+def test_slow_calls_are_marked(make: Make, clock: FakeClock) -> None:
     """A call slower than slow_call_duration is marked slow in its record."""
     records: list[CallRecord] = []
     policy = BreakerPolicy(window=CountWindow(size=10), slow_call_duration=1.0)
-    breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
+    breaker = make(policy, call_sinks=[records.append])
     breaker.call(lambda: clock.advance(2))
     breaker.call(lambda: clock.advance(0.5))
     assert [(r.outcome, r.slow) for r in records] == [("success", True), ("success", False)]
 
 
-def test_a_failing_call_sink_never_fails_the_call(clock: FakeClock) -> None:
+def test_a_failing_call_sink_never_fails_the_call(make: Make) -> None:
     """A sink that raises is logged and counted in sink_errors; the call's result stands."""
 
     def broken(record: CallRecord) -> None:
         raise RuntimeError("sink down")
 
-    breaker = CircuitBreaker("svc", clock=clock, call_sinks=[broken])
+    breaker = make(BreakerPolicy(), call_sinks=[broken])
     assert breaker.call(lambda: 7) == 7
     with pytest.raises(Boom):
         breaker.call(boom)

@@ -1,33 +1,26 @@
 """Model-based tests: a real ``CircuitBreaker`` against the reference model in ``tests.model``.
 
+The rules (calls, permits, blocks, time, events) are ``tests.model_rules``'s, shared with
+the shared-state test; this module adds restarts, reasons and the audit file of every life.
+
 The number of examples comes from the Hypothesis profile (``tests/conftest.py``): ``dev`` by
 default, ``ci`` (1,000 examples per state machine) in ``make test``, ``soak`` for long runs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, given
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from breaker_fsm import (
     BreakerPolicy,
     CircuitBreaker,
-    CircuitOpenError,
     CountWindow,
     IllegalTransitionError,
     TimeWindow,
@@ -47,63 +40,13 @@ from tests.model import (
     ReferenceBreaker,
     Ticket,
 )
-from tests.strategies import (
-    EVENTS,
-    CallSpec,
-    ClientError,
-    Hint,
-    NotFoundError,
-    ServiceError,
-    call_specs,
-    policies,
-)
-
-_EXCEPTIONS: dict[str, type[BaseException]] = {
-    "service_error": ServiceError,
-    "client_error": ClientError,
-    "not_found": NotFoundError,
-    "value_error": ValueError,
-}
-_BOOM = "predicate raises on this"
-_BAD = "a result is_failure rejects"
+from tests.model_rules import BreakerRules, broken_sink, fallback, is_failure
+from tests.strategies import EVENTS, CallSpec, ServiceError, call_specs, policies
 
 
-@pytest.fixture(autouse=True)
-def _quiet_breaker_log() -> Iterator[None]:
-    """Failing sinks and predicates are logged on purpose here; keep reports readable."""
-    logger = logging.getLogger("breaker_fsm")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
-
-
-def _is_failure(result: object) -> bool | float:
-    """The predicate the test breakers use: ``_BAD`` fails, ``Hint`` fails with seconds."""
-    if result == _BOOM:
-        raise RuntimeError("is_failure is broken")
-    if isinstance(result, Hint):
-        return result.seconds
-    return result == _BAD
-
-
-def _fallback(*args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """What a refused call returns when the breaker has a fallback: its arguments, tagged."""
-    return ("fallback", args, kwargs)
-
-
-def _failing_sink(record: Transition) -> None:
-    """An audit sink that always fails: it must never affect a call or a transition."""
-    raise RuntimeError(f"sink down ({record.seq})")
-
-
-class BreakerVersusModel(RuleBasedStateMachine):
-    """Drive a breaker and the reference model with the same calls, clock and events."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.breaker: CircuitBreaker | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+class BreakerVersusModel(BreakerRules):
+    """Drive an in-memory breaker and the reference model alike (rules: ``BreakerRules``);
+    the service may restart, and each life appends to the same audit file."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -135,150 +78,31 @@ class BreakerVersusModel(RuleBasedStateMachine):
         self.file: list[Transition] = []  # a JsonlSink's file: every life of the service
         self.lives = 0
         self._start_life()
-        self.loop = asyncio.new_event_loop()
 
     def _start_life(self) -> None:
-        """A new breaker instance (a process start) and a fresh model; the file goes on."""
+        """A new breaker instance (a process start) and a fresh model; the file goes on.
+
+        Permits the last life held are released on it first (its model is gone).
+        """
+        self.release_held()
         self.records: list[Transition] = []
         sinks: list[Any] = [self.records.append, self.file.append]
         if self.failing_sink:
-            sinks.insert(0, _failing_sink)
+            sinks.insert(0, broken_sink)
         self.breaker = CircuitBreaker(
             "model-test",
             self.policy,
             clock=self.clock,
-            fallback=_fallback if self.use_fallback else None,
+            fallback=fallback if self.use_fallback else None,
             sinks=sinks,
-            is_failure=_is_failure if self.use_predicate else None,
+            is_failure=is_failure if self.use_predicate else None,
             rng=random.Random(self.seed),
         )
         self.model = ReferenceBreaker(self.policy, random.Random(self.seed))
+        self.settled.clear()
         self.lives += 1
 
-    def teardown(self) -> None:
-        """Close the event loop the async calls ran on."""
-        if self.loop is not None:
-            self.loop.close()
-
-    # ------------------------------------------------------------------ calls
-
-    def _result_of(self, spec: CallSpec) -> tuple[object, BaseException | None]:
-        """What the operation returns or raises for ``spec``."""
-        if spec.outcome == "ok":
-            return "value", None
-        if spec.outcome == "bad_result":
-            return _BAD, None
-        if spec.outcome == "hint_result":
-            return Hint(spec.hint), None
-        if spec.outcome == "predicate_raises":
-            return _BOOM, None
-        if spec.outcome == "base_exception":
-            neutral = asyncio.CancelledError if spec.is_async else KeyboardInterrupt
-            return None, neutral("neutral")
-        return None, _EXCEPTIONS[spec.outcome](spec.outcome)
-
-    def _expected_outcome(
-        self, spec: CallSpec, error: BaseException | None
-    ) -> tuple[str, float | None]:
-        """The model's verdict on a call that ran: (ok/failed/neutral, Retry-After hint)."""
-        if error is not None:
-            return self.model.classify_exception(type(error)), None
-        if not self.use_predicate:
-            return "ok", None
-        if spec.outcome == "bad_result":
-            return "failed", None
-        if spec.outcome == "hint_result":
-            return "failed", spec.hint
-        if spec.outcome == "predicate_raises":
-            return "neutral", None
-        return "ok", None
-
-    def _invoke(self, spec: CallSpec) -> None:
-        """One call through the breaker, checked against the model's admission and verdict."""
-        breaker, model, clock = self.breaker, self.model, self.clock
-        assert breaker is not None
-        assert self.loop is not None
-        started = clock.monotonic()
-        state_before = model.state
-        ticket = model.admit(started)
-        admitted_in = model.state
-        result, error = self._result_of(spec)
-        ran: list[bool] = []
-
-        def body() -> object:
-            ran.append(True)
-            if spec.duration:
-                clock.advance(spec.duration)
-            if isinstance(spec.inner, CallSpec):
-                self._invoke(spec.inner)
-            elif isinstance(spec.inner, str):
-                self._send(spec.inner)
-            if error is not None:
-                raise error
-            return result
-
-        def operation(*args: Any, **kwargs: Any) -> object:
-            assert (args, kwargs) == ((1,), {"k": 2})
-            return body()
-
-        async def async_operation(*args: Any, **kwargs: Any) -> object:
-            assert (args, kwargs) == ((1,), {"k": 2})
-            return body()
-
-        got: object = None
-        raised: BaseException | None = None
-        try:
-            if spec.is_async:
-                got = self.loop.run_until_complete(breaker.acall(async_operation, 1, k=2))
-            else:
-                got = breaker.call(operation, 1, k=2)
-        except BaseException as exc:  # KeyboardInterrupt is a test outcome here
-            raised = exc
-        ended = clock.monotonic()
-        note(f"{spec} admitted={ticket!r} from {state_before} -> raised={raised!r}")
-        event(f"call: {'refused' if ticket == REJECTED else 'ran'} in {admitted_in}")
-
-        if ticket == REJECTED:
-            assert not ran, "a refused call ran its operation"
-            self._check_refusal(got, raised, started)
-            return
-
-        assert ran, "an admitted call did not run its operation"
-        if error is None:
-            assert raised is None, raised
-            assert got is result
-        elif spec.is_async and isinstance(error, asyncio.CancelledError):
-            assert isinstance(raised, asyncio.CancelledError)
-        else:
-            assert raised is error, "the operation's own exception must be re-raised unchanged"
-        outcome, hint = self._expected_outcome(spec, error)
-        if isinstance(ticket, Ticket) and ticket.episode != model.episode:
-            event(f"call: outcome of {admitted_in} call after a transition")
-        if isinstance(ticket, Ticket) and self.use_predicate and spec.outcome == "predicate_raises":
-            model.predicate_errors += 1  # the predicate ran and raised: counted, logged
-        if admitted_in == HALF_OPEN:
-            event(f"call: {outcome} trial")
-        model.complete(ticket, outcome, started, ended, hint)
-
-    def _check_refusal(self, got: object, raised: BaseException | None, now: float) -> None:
-        """A refused call returned the fallback's value, or raised a full CircuitOpenError."""
-        if self.use_fallback:
-            assert raised is None
-            assert got == ("fallback", (1,), {"k": 2})
-            return
-        assert isinstance(raised, CircuitOpenError), raised
-        assert raised.breaker == "model-test"
-        assert raised.state == self.model.state
-        expected_retry = self.model.retry_after(now)
-        if expected_retry is None:
-            assert raised.retry_after is None
-        else:
-            assert raised.retry_after == pytest.approx(expected_retry, abs=1e-9)
-
-    @rule(spec=call_specs())
-    def call(self, spec: CallSpec) -> None:
-        """A call that returns or raises at once."""
-        self._invoke(spec)
+    # ------------------------------------------------------------------ more calls
 
     @rule(specs=st.lists(call_specs(), min_size=2, max_size=6))
     def burst(self, specs: list[CallSpec]) -> None:
@@ -297,11 +121,6 @@ class BreakerVersusModel(RuleBasedStateMachine):
         for spec in specs:
             self._invoke(spec)
 
-    @rule(spec=call_specs(nested=True))
-    def call_with_inner_action(self, spec: CallSpec) -> None:
-        """A call that, in flight, calls the breaker again or sends an operator event."""
-        self._invoke(spec)
-
     @precondition(lambda self: self.breaker is not None and self._trial_would_run())
     @rule(specs=st.lists(call_specs(slow=True), min_size=1, max_size=4))
     def trials(self, specs: list[CallSpec]) -> None:
@@ -315,74 +134,7 @@ class BreakerVersusModel(RuleBasedStateMachine):
         """A half-open trial that, in flight, calls again (permits) or sends an event."""
         self._invoke(spec)
 
-    def _trial_would_run(self) -> bool:
-        """Whether a call now would be admitted as a half-open trial (asks the model)."""
-        model, now = self.model, self.clock.monotonic()
-        if model.state == OPEN:
-            return model.open_elapsed(now)
-        return (
-            model.state == HALF_OPEN
-            and not model.half_open_timed_out(now)
-            and model.permits < model.policy.half_open_max_calls
-        )
-
-    # ------------------------------------------------------------------ time
-
-    @rule(seconds=st.sampled_from([0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 7.0, 60.0]))
-    def advance(self, seconds: float) -> None:
-        """Time passes with no calls."""
-        self.clock.advance(seconds)
-
-    @precondition(
-        lambda self: (
-            self.breaker is not None
-            and (
-                self.model.state == OPEN
-                or (
-                    self.model.state == HALF_OPEN
-                    and self.model.policy.half_open_timeout is not None
-                )
-            )
-        )
-    )
-    @rule(early=st.booleans())
-    def advance_to_deadline(self, early: bool) -> None:
-        """Time moves to exactly (or just before) the end of the open or half-open episode."""
-        model, now = self.model, self.clock.monotonic()
-        if model.state == OPEN:
-            deadline = model.opened_at + model.open_duration
-        else:
-            assert model.policy.half_open_timeout is not None
-            deadline = model.half_open_since + model.policy.half_open_timeout
-        step = deadline - now
-        if early:
-            step -= 0.125
-        if step > 0:
-            self.clock.advance(step)
-
-    # ------------------------------------------------------------------ events
-
-    def _send(self, event: str) -> None:
-        assert self.breaker is not None
-        now = self.clock.monotonic()
-        state = self.model.state
-        legal = self.model.send(event, now)
-        try:
-            after = self.breaker.send(event)
-        except IllegalTransitionError as exc:
-            assert not legal, f"{event!r} from {state!r} should be legal"
-            assert exc.event == event
-            assert exc.state == state
-            assert event in str(exc)
-            assert state in str(exc)
-        else:
-            assert legal, f"{event!r} from {state!r} should be illegal"
-            assert after == self.model.state
-
-    @rule(event=st.sampled_from(EVENTS))
-    def send(self, event: str) -> None:
-        """An event fired by name: operator events, guarded events, an unknown name."""
-        self._send(event)
+    # ------------------------------------------------------------------ more events
 
     @rule(
         event=st.sampled_from(EVENTS),
@@ -416,30 +168,6 @@ class BreakerVersusModel(RuleBasedStateMachine):
         self._start_life()
 
     # ------------------------------------------------------------------ invariants
-
-    @precondition(lambda self: self.breaker is not None)
-    @invariant()
-    def state_and_metrics_match(self) -> None:
-        """State and every counter in ``metrics()`` equal the model's."""
-        assert self.breaker is not None
-        now = self.clock.monotonic()
-        expected = self.model.metrics(now)
-        metrics = self.breaker.metrics()
-        assert self.breaker.state == expected["state"]
-        actual = {name: getattr(metrics, name) for name in expected}
-        assert actual == expected
-        assert metrics.name == "model-test"
-        expected_retry = self.model.retry_after(now)
-        if expected_retry is None:
-            assert metrics.retry_after is None
-        else:
-            assert metrics.retry_after == pytest.approx(expected_retry, abs=1e-9)
-        if self.model.state == OPEN:
-            assert metrics.open_duration == pytest.approx(self.model.open_duration, rel=1e-12)
-        errors = self.model.predicate_errors
-        if self.failing_sink:
-            errors += len(self.model.trail)
-        assert metrics.sink_errors == errors
 
     @precondition(lambda self: self.breaker is not None)
     @invariant()
