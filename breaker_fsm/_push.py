@@ -247,8 +247,8 @@ class PushChannel:
                 if isinstance(reply, Exception):
                     continue  # a cluster node that is down: its breakers ask until it is back
                 for mirror in mirrors:
-                    if reply is not None:
-                        mirror._pushed(reply)
+                    if not mirror._reread(reply):
+                        continue  # the store lost what it saw and was not re-seeded: it asks
                     with self._lock:
                         if self.up and self.token == token:
                             mirror._link.live = True

@@ -96,6 +96,9 @@ from ._lua import (
     SEED_LAYOUT,
     START,
     STATE,
+    SYNC,
+    SYNC_ARGS,
+    SYNC_LAYOUT,
     UNPINNED,
     fingerprint,
     header,
@@ -171,6 +174,7 @@ class _Entry:
         "_acquire",
         "_operator",
         "_record",
+        "_sync",
         "fingerprint",
         "keys",
         "now",
@@ -186,7 +190,7 @@ class _Entry:
         # Without a window a breaker has one key: one argument less to send per call.
         keys = store.keys(name)[: 1 if policy.window is None else 2]
         self.keys = tuple(key.encode() for key in keys)
-        self._record, self._acquire, self._operator = store._scripts(policy)
+        self._record, self._acquire, self._operator, self._sync = store._scripts(policy)
         self.now = store.now
         self.retry_interval = store.retry_interval
         self.push = store._push
@@ -242,6 +246,12 @@ class _Entry:
         now = UNPINNED if self.now is None else self.now()
         args = OPERATOR_ARGS.pack(now, *seed, event, u, self.origin)
         return self._confirmed(_reply(self._operator.run(self.keys, args)))
+
+    def sync(self, seed: Seed) -> StoreReply:
+        """The state, after re-seeding it if ``seed`` shows the store lost it (push thread)."""
+        now = UNPINNED if self.now is None else self.now()
+        args = SYNC_ARGS.pack(now, *seed, self.origin)
+        return _reply(self._sync.run(self.keys, args))
 
     async def arecord(
         self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
@@ -413,7 +423,7 @@ class RedisStore:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis]
         self._aclients = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
-        self._script_cache: dict[tuple[BreakerPolicy, int], tuple[_Script, _Script, _Script]] = {}
+        self._script_cache: dict[tuple[BreakerPolicy, int], tuple[_Script, ...]] = {}
         self._peek_script = _Script(self, PEEK)
         self.channel = f"{namespace}:transitions"  # where the scripts publish transitions
         self._push = PushChannel(self, self.channel) if push else None
@@ -617,7 +627,7 @@ class RedisStore:
             detail,
         )
 
-    def _scripts(self, policy: BreakerPolicy) -> tuple[_Script, _Script, _Script]:
+    def _scripts(self, policy: BreakerPolicy) -> tuple[_Script, ...]:
         ttl_ms = int(min(ttl_seconds(policy, self.ttl), 10 * 365 * 86400.0) * 1000)
         key = (policy, ttl_ms)
         scripts = self._script_cache.get(key)
@@ -631,10 +641,12 @@ class RedisStore:
             record = head + lua_arguments(RECORD_LAYOUT) + COMMON + PRELUDE + RECORD
             acquire = head + lua_arguments(ACQUIRE_LAYOUT) + COMMON + PRELUDE + ACQUIRE
             operator = head + lua_arguments(OPERATOR_LAYOUT) + COMMON + PRELUDE + OPERATOR
+            sync = head + lua_arguments(SYNC_LAYOUT) + COMMON + PRELUDE + SYNC
             scripts = (  # the fast path first: it needs none of the rest
                 _Script(self, START + fast + record),
                 _Script(self, START + acquire),
                 _Script(self, START + operator),
+                _Script(self, START + sync),
             )
             self._script_cache[key] = scripts
         return scripts

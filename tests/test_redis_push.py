@@ -264,6 +264,61 @@ def test_a_killed_push_connection_is_resubscribed_and_nothing_is_missed(
     wait_until(state_is(a, "closed"), "reset after the resubscription")
 
 
+def test_a_re_read_that_finds_the_store_behind_the_mirrors_puts_the_lost_trip_back(
+    redis_server: RedisServer,
+    redis_stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The entry rewritten to an older generation (a lost write): the re-read re-seeds it.
+
+    Both members called (generation 0), A tripped (1); the trip is then lost by the store.
+    After their push channels come back, neither adopts the older state, the store holds
+    the trip again without a call of theirs, and a new member refuses its first call.
+    """
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    a, b = members(redis_stores, clock)
+    assert a.call(lambda: "ok") == b.call(lambda: "ok") == "ok"
+    with redis_server.client() as admin:
+        before = admin.get("breaker_fsm:{svc}")
+        fail(a)
+        wait_until(state_is(b, "open"), "b mirrors the trip")
+        admin.set("breaker_fsm:{svc}", before)  # generation 0 of the same entry: trip lost
+        assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 2
+    wait_until(
+        lambda: sum("push channel back" in r.getMessage() for r in caplog.records) == 2,
+        "both members re-read",
+    )
+    wait_live(a, b)
+    assert (a.state, b.state) == ("open", "open")
+    state = redis_stores().describe("svc")
+    assert state is not None
+    assert (state["state"], state["gen"]) == (1, 1)  # open, at the generation they saw
+    c = CircuitBreaker("svc", POLICY, clock=clock, store=redis_stores(now=clock.monotonic))
+    wait_live(c)
+    never = Never()
+    with pytest.raises(CircuitOpenError):
+        c.call(never)
+    assert never.ran == 0
+
+
+def test_a_re_read_that_finds_no_entry_puts_an_open_mirror_back(
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Redis restarted empty under an open fleet: the re-read recreates the open entry."""
+    a, b = members(redis_stores, clock)
+    fail(a)
+    wait_until(state_is(b, "open"), "b mirrors the trip")
+    redis_server.kill()
+    redis_server.restart()
+    wait_until(lambda: redis_stores().describe("svc") is not None, "re-seeded by a re-read")
+    wait_live(a, b)
+    state = redis_stores().describe("svc")
+    assert state is not None
+    assert (state["state"], state["gen"]) == (1, 1)
+    assert (a.state, b.state) == ("open", "open")
+
+
 def test_without_a_subscription_each_call_asks_first(
     redis_stores: StoreFactory, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
