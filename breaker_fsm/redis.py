@@ -74,7 +74,6 @@ import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ._lua import (
     ACQUIRE,
@@ -108,7 +107,8 @@ from ._lua import (
 )
 from ._push import PushChannel
 from ._store import Seed, StoreReply
-from ._topology import CARRIED, CLUSTER, SENTINEL, SERVER, Topology, topology_of
+from ._topology import CARRIED, CLUSTER, SENTINEL, SERVER, Topology, check_url, topology_of
+from ._topology import redacted as _redacted
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -120,16 +120,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 _log = logging.getLogger("breaker_fsm")
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class _Script:
@@ -381,11 +371,13 @@ class RedisStore:
 
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
-        opening = namespace.find("{")
-        if opening >= 0 and namespace.find("}", opening) == opening + 1:
-            raise ValueError(  # Redis would hash each key whole: one breaker, several slots
-                f"a RedisStore's namespace must not hold an empty hash tag '{{}}': {namespace!r}"
+        if "{" in namespace or "}" in namespace:
+            raise ValueError(  # a tag in it would be every key's: all breakers in one slot
+                f"a RedisStore's namespace must not hold '{{' or '}}' (a Redis Cluster would "
+                f"hash every breaker's keys by it, into one slot): {namespace!r}"
             )
+        if isinstance(client, str):
+            check_url(client)
         for label, value in (
             ("timeout", timeout),
             ("ttl", ttl),

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -1217,6 +1218,56 @@ def test_store_arguments_are_checked() -> None:
     store = RedisStore("redis://127.0.0.1:1/0")
     assert isinstance(store, SharedStore)
     assert "namespace='breaker_fsm'" in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("", "needs a URL"),
+        ("   ", "needs a URL"),
+        ("http://127.0.0.1:21379", "scheme must be one of"),
+        ("127.0.0.1:6379", "scheme must be one of"),
+        ("redis://127.0.0.1:notaport/0", "port 'notaport' is not a number"),
+        ("redis://127.0.0.1:0/0", "port '0' is not a number from 1 to 65535"),
+        ("redis://:pw@127.0.0.1:70000/0", "port '70000'"),
+        ("redis://127.0.0.1:6379/zero", "database 'zero' is not a number"),
+        ("redis://", "no host"),
+        ("rediss://:6379/0", "no host"),
+        ("unix://", "socket's path"),
+        ("redis+cluster://", "no host"),
+        ("redis+cluster://127.0.0.1:7000,:7001", "no host in ':7001'"),
+        ("redis+cluster://127.0.0.1:7000,127.0.0.1:x", "port 'x'"),
+        ("redis+sentinel:///mymaster", "no host"),
+        ("redis+sentinel://[::1]x/mymaster", "is not host:port"),
+    ],
+)
+def test_a_malformed_url_is_refused_at_construction(url: str, problem: str) -> None:
+    """What redis-py would take and fail on (or re-aim at localhost) later is refused now."""
+    from breaker_fsm.redis import RedisStore
+
+    with pytest.raises(ValueError, match=re.escape(problem)) as info:
+        RedisStore(url, push=False)
+    assert "pw" not in str(info.value)  # the password is masked
+    if url.strip():
+        assert "RedisStore URL" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://127.0.0.1:6379",
+        "redis://user:pw@cache:6379/2",
+        "rediss://[::1]:6380/0?ssl_cert_reqs=none",
+        "unix:///tmp/redis.sock?db=1",
+        "redis+cluster://[::1]:7000, 10.0.0.2:7001",
+        "redis+sentinel://s1,s2:26380/mymaster/1",
+    ],
+)
+def test_a_well_formed_url_is_taken(url: str) -> None:
+    from breaker_fsm.redis import RedisStore
+
+    RedisStore(url, push=False)
 
 
 def test_verify_treats_local_runs_as_walks_of_their_own() -> None:
