@@ -12,10 +12,12 @@ import asyncio
 import gc
 import logging
 import os
+import shlex
 import signal
 import ssl
 import time
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -445,18 +447,15 @@ def test_a_password_url_passes_through(clock: FakeClock, redis_stores: StoreFact
 
 
 def test_an_acl_user_url_passes_through(clock: FakeClock, redis_stores: StoreFactory) -> None:
-    """An ACL user with only what a store needs (its keys, its channel, scripts) is enough."""
+    """An ACL user with only what a store needs (its keys, its channel, scripts) is enough.
+
+    The user is made with the README's own ``ACL SETUSER`` line, word for word.
+    """
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    [line] = [x for x in readme.splitlines() if x.startswith("ACL SETUSER ")]
     with RedisServer(require_redis_server(), password="admin") as server:
         with server.client() as admin:
-            admin.acl_setuser(
-                "breaker",
-                enabled=True,
-                passwords=["+fleet-pw"],
-                keys=["breaker_fsm:*"],
-                channels=["breaker_fsm:*"],
-                reset_channels=True,
-                categories=["+@all", "-@dangerous"],
-            )
+            assert admin.execute_command(*shlex.split(line)) in (b"OK", "OK", True)
         url = f"redis://breaker:fleet-pw@{server.host}:{server.port}/0"
         a, b = members(redis_stores, clock, url=url)
         fail(a)
