@@ -607,7 +607,17 @@ class RedisStore:
         if not self._confirming:
             return
         self._confirming = False
-        detail = f"{why} replica(s) acknowledged" if isinstance(why, int) else repr(why)
+        if isinstance(why, int):
+            detail = f"{why} replica(s) acknowledged"
+        elif "timeout" in type(why).__name__.lower():
+            detail = (  # WAIT's own timeout is checked on the server's cron tick (1/hz s)
+                f"no answer to WAIT within the store's timeout of {self.timeout:g}s: fewer "
+                f"than {self.wait_replicas} replica(s) acknowledged, and Redis answers a WAIT "
+                "that timed out only on its next cron tick (up to 100 ms late at the default "
+                "hz 10); is a replica attached?"
+            )
+        else:
+            detail = f"{type(why).__name__}: {why}"
         _log.warning(
             "%r: a transition of %s is not confirmed by %d replica(s) within %gs (%s): a "
             "failover now may lose it (the fleet re-seeds it from the members that saw it); "

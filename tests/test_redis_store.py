@@ -1204,6 +1204,35 @@ def test_registry_passes_the_store_on(redis_stores: StoreFactory, clock: FakeClo
     assert one.transition_counts()["users-api"]["trip"] == 1
 
 
+def test_wait_without_a_replica_says_so_and_blocks_each_transition(
+    redis_stores: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No replica attached: each transition's WAIT answers 0 after wait_timeout, and says so."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    store = redis_stores(now=clock.monotonic, wait_replicas=1, timeout=2.0, wait_timeout=0.2)
+    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=store)
+    started = time.monotonic()
+    assert breaker.send("force_open") == "forced_open"
+    assert time.monotonic() - started >= 0.2  # the WAIT blocked for its whole timeout
+    assert store.unconfirmed == 1
+    assert "not confirmed by 1 replica(s) within 0.2s (0 replica(s) acknowledged)" in caplog.text
+
+
+def test_a_wait_that_outlasts_the_socket_timeout_is_explained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A WAIT timed out by the socket (Redis answers it on a cron tick): the real cause."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore("redis://127.0.0.1:1/0", push=False, wait_replicas=1)
+    store._unconfirmed(b"breaker_fsm:{svc}", RedisTimeout("Timeout reading from socket"))
+    assert "no answer to WAIT within the store's timeout of 0.05s" in caplog.text
+    assert "fewer than 1 replica(s) acknowledged" in caplog.text
+    assert "cron tick" in caplog.text
+
+
 def test_store_arguments_are_checked() -> None:
     """Wrong clients and non-positive settings are refused with a clear error."""
     from breaker_fsm._store import SharedStore
