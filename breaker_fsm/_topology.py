@@ -25,7 +25,16 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["CLUSTER", "SENTINEL", "SERVER", "Topology", "check_url", "redacted", "topology_of"]
+__all__ = [
+    "CLUSTER",
+    "SENTINEL",
+    "SERVER",
+    "Topology",
+    "check_url",
+    "redacted",
+    "topology_of",
+    "where",
+]
 
 SERVER, CLUSTER, SENTINEL = "server", "cluster", "sentinel"
 
@@ -297,3 +306,40 @@ def topology_of(client: Any, service_name: str | None) -> Topology | None:  # no
             return Topology(SENTINEL, derived.build_sync, None)
         return Topology(SENTINEL, None, derived.build_async)
     return None
+
+
+def where(client: Any, service_name: str | None) -> str:
+    """What a store was given, in a few words: never a client's repr (its whole pool).
+
+    A URL without its password; ``host:port/db`` (``unix:path/db``) for a client of one
+    server; ``cluster h:p,h:p`` for a Cluster; ``sentinel h:p,h:p/service`` for Sentinel
+    (or a client from its ``master_for``).
+    """
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+    import redis.cluster
+    import redis.sentinel
+
+    if isinstance(client, str):
+        return redacted(client)
+    if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+        nodes = client.get_nodes() or list(client.nodes_manager.startup_nodes.values())
+        return "cluster " + _listed([f"{n.host}:{n.port}" for n in nodes])
+    if isinstance(client, redis.sentinel.Sentinel | redis.asyncio.sentinel.Sentinel):
+        sentinels = [f"{h}:{p}" for h, p in (_address(s) for s in client.sentinels)]
+        return f"sentinel {_listed(sentinels)}/{service_name}"
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:
+        return where(manager, getattr(pool, "service_name", None))
+    kwargs = getattr(pool, "connection_kwargs", {})
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        return f"unix:{kwargs['path']}/{db}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+def _listed(items: list[str], most: int = 3) -> str:
+    """``a,b,c`` (and how many more)."""
+    shown = ",".join(items[:most])
+    return shown if len(items) <= most else f"{shown} (+{len(items) - most})"

@@ -105,10 +105,19 @@ from ._lua import (
     trial_lease,
     ttl_seconds,
 )
+from ._machine import STATES
 from ._push import PushChannel
 from ._store import Seed, StoreReply
-from ._topology import CARRIED, CLUSTER, SENTINEL, SERVER, Topology, check_url, topology_of
-from ._topology import redacted as _redacted
+from ._topology import (
+    CARRIED,
+    CLUSTER,
+    SENTINEL,
+    SERVER,
+    Topology,
+    check_url,
+    topology_of,
+    where,
+)
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -429,6 +438,9 @@ class RedisStore:
             raise ValueError("service_name= is for a Sentinel (or a redis+sentinel:// URL)")
         self._take(client, async_client)
         self.topology = SERVER if self._topology is None else self._topology.kind
+        #: What the store was given, shortly (the URL without its password, host:port/db,
+        #: the nodes, the sentinels and service): for its repr, and so for its warnings.
+        self._where = where(client, service_name)
 
     def _take(self, client: Any, async_client: Any) -> None:
         """Keep the client the user passed, as the sync one or the asyncio one."""
@@ -458,8 +470,7 @@ class RedisStore:
             )
 
     def __repr__(self) -> str:
-        where = _redacted(self._url) if self._url else repr(self._client or self._shared_aclient)
-        return f"RedisStore({where}, namespace={self.namespace!r})"
+        return f"RedisStore({self._where}, namespace={self.namespace!r})"
 
     @property
     def pushing(self) -> bool:
@@ -485,17 +496,23 @@ class RedisStore:
         base = f"{self.namespace}:{{{tag}}}"
         return base, base + ":w"
 
-    def describe(self, name: str) -> dict[str, float] | None:
+    def describe(self, name: str) -> dict[str, float | str] | None:
         """Breaker ``name``'s shared state, decoded (``None`` when it has none).
 
         The state is one string of 18 packed numbers, which is what makes a script cheap;
-        this reads it for people (an operator's console, a test).
+        this reads it for people (an operator's console, a test): every field by its name,
+        plus ``state_name`` (``"forced_open"`` for ``state`` 3) and ``fingerprint_hex`` (the
+        policy fingerprint as the warnings spell it, 12 hex digits).
         """
         raw: bytes | None = self._sync_client().get(self.keys(name)[0])
         if raw is None:
             return None
         raw = raw.ljust(STATE.size, b"\0")  # written before fingerprints: 0
-        return dict(zip(FIELDS, STATE.unpack(raw), strict=True))
+        fields: dict[str, float | str] = dict(zip(FIELDS, STATE.unpack(raw), strict=True))
+        state = int(fields["state"])
+        fields["state_name"] = STATES[state] if 0 <= state < len(STATES) else str(state)
+        fields["fingerprint_hex"] = f"{int(fields['fingerprint']):012x}"
+        return fields
 
     def _peek(self, keys: list[bytes]) -> list[StoreReply | Exception | None]:
         """The state of each key as a reply (``None`` if it has none): one pipelined trip.

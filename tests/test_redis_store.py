@@ -1233,6 +1233,41 @@ def test_a_wait_that_outlasts_the_socket_timeout_is_explained(
     assert "cron tick" in caplog.text
 
 
+def test_a_store_names_what_it_was_given_in_a_few_words() -> None:
+    """The repr (and so every warning) never embeds a client's repr, its whole pool."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.sentinel import Sentinel
+
+    from breaker_fsm.redis import RedisStore
+
+    sentinel = Sentinel([("127.0.0.1", 1), ("127.0.0.1", 2)], socket_timeout=0.1)
+    cases = {
+        "redis://:pw@127.0.0.1:1/0": "redis://:***@127.0.0.1:1/0",
+        redis.Redis(host="127.0.0.1", port=1, db=3): "127.0.0.1:1/3",
+        redis.Redis(unix_socket_path="/tmp/r.sock"): "unix:/tmp/r.sock/0",
+        sentinel: "sentinel 127.0.0.1:1,127.0.0.1:2/mymaster",
+        sentinel.master_for("mymaster"): "sentinel 127.0.0.1:1,127.0.0.1:2/mymaster",
+        RedisCluster(host="127.0.0.1", port=1): "cluster 127.0.0.1:1",
+    }
+    for client, shown in cases.items():
+        store = RedisStore(client, service_name="mymaster" if client is sentinel else None)
+        assert repr(store) == f"RedisStore({shown}, namespace='breaker_fsm')"
+
+
+def test_describe_names_the_state_and_spells_the_fingerprint_as_the_warnings_do(
+    redis_stores: Any, clock: FakeClock
+) -> None:
+    from breaker_fsm._lua import fingerprint
+
+    policy = BreakerPolicy()
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(now=clock.monotonic))
+    assert breaker.send("force_open") == "forced_open"
+    described = redis_stores().describe("svc")
+    assert described is not None
+    assert (described["state"], described["state_name"]) == (3, "forced_open")
+    assert described["fingerprint_hex"] == f"{fingerprint(policy):012x}"
+
+
 def test_store_arguments_are_checked() -> None:
     """Wrong clients and non-positive settings are refused with a clear error."""
     from breaker_fsm._store import SharedStore
