@@ -175,16 +175,17 @@ class Mirror(CircuitBreaker):
         """Follow the state re-read after a lost push (``None``: the store has no entry).
 
         A store behind the shared state this mirror last saw, in the same entry epoch (a
-        failover lost transitions), or without an entry while the mirror holds more than
-        a fresh entry's closed state, is re-seeded from the mirror, as any round trip
-        would do (:meth:`_reseed`): no member adopts the older state, and the members that
-        never saw the lost transitions get them back by push. ``False`` when that failed:
-        the mirror is not current, and its breaker asks before each call.
+        failover lost transitions), or without an entry while the mirror (or, degraded,
+        the local state: :meth:`_seed`) is not closed, is re-seeded from the mirror, as
+        any round trip would do (:meth:`_reseed`): no member adopts the older state, and
+        the members that never saw the lost transitions get them back by push. ``False``
+        when that failed: the mirror is not current, and its breaker asks before each call.
         """
         link = self._link
         seed = link.seed
         if reply is None:
-            return seed.state == CLOSED or not seed.epoch or self._reseed(link)
+            closed = self._seed(link, self._clock.monotonic()).state == CLOSED
+            return closed or self._reseed(link)
         if reply.epoch == seed.epoch and reply.gen < seed.gen:
             return self._reseed(link)
         self._pushed(reply)
@@ -422,8 +423,23 @@ class Mirror(CircuitBreaker):
         )
 
     def _seed(self, link: StoreLink, now: float) -> Seed:
-        """The shared state as last mirrored, to recreate a store entry that is gone."""
+        """The shared state as last mirrored, to recreate a store entry that is gone.
+
+        A degraded breaker that opened on its own (a local trip or retrip) seeds its local
+        open episode instead, at the shared generation and epoch it last mirrored: a store
+        that lost the entry (restarted empty) is recreated open, so the fleet does not go
+        back to calling a dependency this member saw failing; a store that kept the entry
+        (not behind that generation) wins, as ever.
+        """
         seed = link.seed
+        if link.degraded and self._state == OPEN and self._gen >= LOCAL_GEN:
+            remaining = self._open_duration - (now - self._opened_at)
+            return seed._replace(
+                state=OPEN,
+                episode=self._open_episodes,
+                open_duration=self._open_duration,
+                remaining=max(0.0, remaining),
+            )
         if seed.state == OPEN:
             return seed._replace(remaining=max(0.0, link.deadline - now))
         return seed

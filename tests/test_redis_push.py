@@ -321,6 +321,39 @@ def test_a_re_read_that_finds_no_entry_puts_an_open_mirror_back(
     assert (a.state, b.state) == ("open", "open")
 
 
+def test_a_trip_made_alone_while_the_store_was_away_seeds_it_when_it_comes_back_empty(
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A trips on its local state while Redis is down; Redis restarts empty: the fleet is open.
+
+    The newest state any member saw is A's open episode: A's first round trip (or its
+    re-read) recreates the entry open, B follows by push, and neither runs the operation.
+    """
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=600)
+    a, b = members(redis_stores, clock, policy)
+    assert a.call(lambda: "ok") == "ok"
+    redis_server.kill()
+    wait_until(lambda: not a.metrics().live, "a's push channel is lost")
+    fail(a)  # asks the dead server: degraded, trips on its local state
+    assert a.metrics().degraded
+    assert a.state == "open"
+    redis_server.restart()
+    clock.advance(1)  # past retry_interval: a degraded member asks again
+    never = Never()
+    with pytest.raises(CircuitOpenError):
+        a.call(never)  # the store, recreated from a's open episode, refuses too
+    wait_until(state_is(b, "open"), "b follows the recreated open entry")
+    with pytest.raises(CircuitOpenError):
+        b.call(never)
+    assert never.ran == 0
+    state = redis_stores().describe("svc")
+    assert state is not None
+    assert state["state_name"] == "open"
+    assert not a.metrics().degraded
+    assert [(r.event, r.generation) for r in a.audit] == [("trip", None)]  # made alone
+    verify(merged(a, b))
+
+
 def test_without_a_subscription_each_call_asks_first(
     redis_stores: StoreFactory, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

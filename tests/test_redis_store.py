@@ -518,9 +518,15 @@ def test_a_dead_server_degrades_to_local_state_then_converges(
 
     redis_server.restart()  # empty
     clock.advance(4)
-    assert a.call(lambda: "back") == "back"  # acquire recreates the entry from a's mirror
+    # acquire (or a's re-read) recreates the entry from a's open episode, made alone: it
+    # is over, so the call is the trial that recovers (generations 1 and 2)
+    assert a.call(lambda: "back") == "back"
     assert not a.metrics().degraded
     assert a.state == "closed"
+    assert [(r.event, r.generation) for r in list(a.audit)[1:]] == [
+        ("attempt_reset", 1),
+        ("recover", 2),
+    ]
     assert b.call(lambda: "back") == "back"
     assert not b.metrics().degraded
     fail(a)
@@ -530,8 +536,8 @@ def test_a_dead_server_degrades_to_local_state_then_converges(
     b.call(lambda: None)
     assert b.state == "open"  # converged: one shared breaker again
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
-    assert a.audit[-1].generation == 1
-    assert verify(a.audit) == 2
+    assert a.audit[-1].generation == 3
+    assert verify(a.audit) == 4
 
 
 def test_a_hung_server_times_out_and_degrades(
@@ -1068,7 +1074,8 @@ def test_acall_degrades_and_resyncs(
         assert breaker.metrics().degraded
         redis_server.restart()
         clock.advance(1)
-        assert await breaker.acall(aok) == "ok"  # acquire: the store's state (closed) wins
+        # acquire recreates the entry from the local open episode (over: a trial, recovered)
+        assert await breaker.acall(aok) == "ok"
         assert not breaker.metrics().degraded
         fail_task = breaker.acall(aboom)
         with pytest.raises(ConnectionError):
@@ -1079,8 +1086,8 @@ def test_acall_degrades_and_resyncs(
         assert breaker.state == "closed"
 
     run_closing(store, scenario)
-    assert [r.generation for r in breaker.audit] == [None, 1, 2, 3]
-    assert verify(breaker.audit) == 4
+    assert [r.generation for r in breaker.audit] == [None, 1, 2, 3, 4, 5]
+    assert verify(breaker.audit) == 6
 
 
 def test_acall_refusals_overrides_and_lost_acquires(
