@@ -39,6 +39,9 @@ __all__ = [
     "SEED_LAYOUT",
     "START",
     "STATE",
+    "SYNC",
+    "SYNC_ARGS",
+    "SYNC_LAYOUT",
     "UNPINNED",
     "fingerprint",
     "header",
@@ -76,6 +79,7 @@ SEED_LAYOUT = "dqqqddq"  # now | seed: st g n d rem ep
 RECORD_LAYOUT = SEED_LAYOUT + "qqddq"  # gen seen, outcome, u, hint, origin
 ACQUIRE_LAYOUT = SEED_LAYOUT + "dq"  # u, origin
 OPERATOR_LAYOUT = SEED_LAYOUT + "qdq"  # event, u, origin
+SYNC_LAYOUT = SEED_LAYOUT + "q"  # origin
 PEEK_LAYOUT = "d"  # now
 
 
@@ -413,6 +417,16 @@ if DIRTY then save() end
 return finish(ok)
 """
 
+# sync: the state as a reply, after putting back what the caller's seed shows it lost
+# (missing, or behind the caller's mirror of this same entry: load() recreates it, and
+# finish() publishes that). A member whose re-read after a lost push found the store
+# behind its mirror sends it, so that no member adopts the older state (breaker_fsm._push).
+SYNC = """
+load()
+if DIRTY then save() end
+return finish(0)
+"""
+
 
 # peek: the state as a reply, changing nothing (a member re-reading after a lost push).
 # Policy-free, so one script serves every breaker; '' when the entry does not exist.
@@ -469,6 +483,7 @@ REPLY = struct.Struct("<" + REPLY_LAYOUT)
 RECORD_ARGS = struct.Struct("<" + RECORD_LAYOUT)
 ACQUIRE_ARGS = struct.Struct("<" + ACQUIRE_LAYOUT)
 OPERATOR_ARGS = struct.Struct("<" + OPERATOR_LAYOUT)
+SYNC_ARGS = struct.Struct("<" + SYNC_LAYOUT)
 PEEK_ARGS = struct.Struct("<" + PEEK_LAYOUT)
 #: The names of the state's fields, for :meth:`RedisStore.describe`.
 FIELDS = (

@@ -28,7 +28,7 @@ from ._store import EVENTS, Seed
 from ._transitions import CLOSED, HALF_OPEN, OPEN, Extra, Stats
 
 if TYPE_CHECKING:
-    from ._store import SharedState, StoreReply
+    from ._store import PushingState, SharedState, StoreReply
 
 __all__ = ["LOCAL_GEN", "Mirror", "StoreLink"]
 
@@ -120,8 +120,13 @@ class Mirror(CircuitBreaker):
                 return True
         return False
 
-    def _store_failed(self, link: StoreLink, exc: BaseException, now: float) -> None:
-        """Count a failed round trip; the first of an outage degrades and logs once."""
+    def _store_failed(
+        self, link: StoreLink, exc: BaseException, now: float, *, owed: bool = True
+    ) -> None:
+        """Count a failed round trip; the first of an outage degrades and logs once.
+
+        ``owed``: the round trip could have made a transition, which its push records.
+        """
         with self._lock:
             link.errors += 1
             first = not link.degraded
@@ -140,17 +145,23 @@ class Mirror(CircuitBreaker):
                 exc,
                 link.entry.retry_interval,
             )
-        self._reply_lost(link)
+        if owed:
+            self._reply_lost(link)
 
     def _pushed(self, reply: StoreReply) -> None:
         """Follow a transition another member made (or the state re-read after a lost push).
 
         Moves the mirror (a built machine reads the breaker's state) without recording
-        anything; a reply older than the mirror is ignored. A degraded breaker takes it as
-        the store's first answer: the shared state wins over the local one.
+        anything; a reply older than the mirror is ignored, and so is one behind the shared
+        state this mirror last saw, degraded or not (a late push; or a store that lost
+        transitions, which the next round trip re-seeds). A degraded breaker takes any
+        other as the store's first answer: the shared state wins over the local one.
         """
         link = self._link
         self._check_policy(link, reply)
+        seed = link.seed
+        if reply.epoch == seed.epoch and reply.gen < seed.gen:
+            return  # never backwards within one entry epoch
         if link.degraded:
             self._resynced(link)
         with self._lock:
@@ -159,6 +170,46 @@ class Mirror(CircuitBreaker):
             if reply.epoch == link.epoch and reply.gen <= self._gen:
                 return
             self._adopt(link, reply, self._clock.monotonic(), moved=reply.event != 0)
+
+    def _reread(self, reply: StoreReply | None) -> bool:
+        """Follow the state re-read after a lost push (``None``: the store has no entry).
+
+        A store behind the shared state this mirror last saw, in the same entry epoch (a
+        failover lost transitions), or without an entry while the mirror (or, degraded,
+        the local state: :meth:`_seed`) is not closed, is re-seeded from the mirror, as
+        any round trip would do (:meth:`_reseed`): no member adopts the older state, and
+        the members that never saw the lost transitions get them back by push. ``False``
+        when that failed: the mirror is not current, and its breaker asks before each call.
+        """
+        link = self._link
+        seed = link.seed
+        if reply is None:
+            closed = self._seed(link, self._clock.monotonic()).state == CLOSED
+            return closed or self._reseed(link)
+        if reply.epoch == seed.epoch and reply.gen < seed.gen:
+            return self._reseed(link)
+        self._pushed(reply)
+        return True
+
+    def _reseed(self, link: StoreLink) -> bool:
+        """Put back the state this mirror saw (one round trip, push thread); whether done."""
+        now = self._clock.monotonic()
+        seed = self._seed(link, now)
+        try:
+            reply = cast("PushingState", link.entry).sync(seed)
+        except Exception as exc:
+            self._store_failed(link, exc, now, owed=False)
+            return False
+        if reply.epoch != seed.epoch:
+            _log.warning(
+                "breaker %r: the shared store had lost transitions this member saw (a "
+                "failover, or a restart); put back its state at generation %d (%s)",
+                self.name,
+                seed.gen,
+                STATES[seed.state],
+            )
+        self._on_reply(link, reply, now)
+        return True
 
     def _check_policy(self, link: StoreLink, reply: StoreReply) -> None:
         """Warn (once) when the shared state was written under another policy."""
@@ -372,8 +423,23 @@ class Mirror(CircuitBreaker):
         )
 
     def _seed(self, link: StoreLink, now: float) -> Seed:
-        """The shared state as last mirrored, to recreate a store entry that is gone."""
+        """The shared state as last mirrored, to recreate a store entry that is gone.
+
+        A degraded breaker that opened on its own (a local trip or retrip) seeds its local
+        open episode instead, at the shared generation and epoch it last mirrored: a store
+        that lost the entry (restarted empty) is recreated open, so the fleet does not go
+        back to calling a dependency this member saw failing; a store that kept the entry
+        (not behind that generation) wins, as ever.
+        """
         seed = link.seed
+        if link.degraded and self._state == OPEN and self._gen >= LOCAL_GEN:
+            remaining = self._open_duration - (now - self._opened_at)
+            return seed._replace(
+                state=OPEN,
+                episode=self._open_episodes,
+                open_duration=self._open_duration,
+                remaining=max(0.0, remaining),
+            )
         if seed.state == OPEN:
             return seed._replace(remaining=max(0.0, link.deadline - now))
         return seed

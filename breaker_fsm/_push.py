@@ -176,7 +176,7 @@ class PushChannel:
         while not stop.is_set():
             message = pubsub.get_message(timeout=POLL)
             if message is not None and message["type"] == "subscribe":
-                self._went_up()
+                self._went_up(stop)
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError("no confirmation of SUBSCRIBE")
@@ -195,7 +195,7 @@ class PushChannel:
                     self._dispatch(message["data"])
                 elif kind == "subscribe":  # the client reconnected on its own: pushes lost
                     self._went_down(ConnectionError("the push connection was re-established"))
-                    self._went_up()
+                    self._went_up(stop)
             if now >= next_ping:
                 pubsub.ping()
                 next_ping = now + PING
@@ -224,8 +224,12 @@ class PushChannel:
             elif reply.event:  # its reply records it, unless that reply was lost
                 mirror._own_pushed(reply)
 
-    def _went_up(self) -> None:
-        """Subscribed: re-read every follower's state, then their mirrors are live."""
+    def _went_up(self, stop: threading.Event) -> None:
+        """Subscribed: re-read every follower's state, then their mirrors are live.
+
+        Not once the channel is closed: a re-read may write (a re-seed), and a closed
+        store's thread must not.
+        """
         with self._lock:
             self.up = True
             self.token += 1
@@ -242,13 +246,15 @@ class PushChannel:
             )
         for start in range(0, len(snapshot), CHUNK):
             chunk = snapshot[start : start + CHUNK]
+            if stop.is_set():
+                return
             replies = self.store._peek([key for key, _ in chunk])
             for (_, mirrors), reply in zip(chunk, replies, strict=True):
                 if isinstance(reply, Exception):
                     continue  # a cluster node that is down: its breakers ask until it is back
                 for mirror in mirrors:
-                    if reply is not None:
-                        mirror._pushed(reply)
+                    if stop.is_set() or not mirror._reread(reply):
+                        continue  # the store lost what it saw and was not re-seeded: it asks
                     with self._lock:
                         if self.up and self.token == token:
                             mirror._link.live = True

@@ -184,6 +184,15 @@ class PushingState(SharedState, Protocol):
         """
         ...
 
+    def sync(self, seed: Seed) -> StoreReply:
+        """The state, after re-creating it from ``seed`` if the store lost it.
+
+        Lost: missing, or behind ``seed`` in the same entry epoch (a failover dropped
+        transitions that this member had mirrored). Sent by the push thread when a re-read
+        or a push shows the store behind the mirror, so that no member goes backwards.
+        """
+        ...
+
     def push_token(self) -> int | None:
         """Taken before a round trip that reads the state (see :meth:`confirm_push`)."""
         ...

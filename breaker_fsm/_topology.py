@@ -23,9 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["CLUSTER", "SENTINEL", "SERVER", "Topology", "topology_of"]
+__all__ = [
+    "CLUSTER",
+    "SENTINEL",
+    "SERVER",
+    "Topology",
+    "check_url",
+    "redacted",
+    "topology_of",
+    "where",
+]
 
 SERVER, CLUSTER, SENTINEL = "server", "cluster", "sentinel"
 
@@ -75,6 +84,69 @@ class Topology:
 
     def __repr__(self) -> str:
         return f"<{self.kind} topology>"
+
+
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that redis-py would take and only fail on later (or quietly re-aim).
+
+    An empty string, another scheme, a missing host (redis-py would use localhost), a port
+    that is not a number from 1 to 65535, a database that is not a number.
+
+    Raises:
+        ValueError: naming the URL (its password masked) and what is wrong with it.
+    """
+    if not url.strip():
+        raise ValueError("a RedisStore needs a URL (redis://host:port/db, ...), got ''")
+    shown = repr(redacted(url))
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        raise ValueError(
+            f"RedisStore URL {shown}: the scheme must be one of "
+            f"{', '.join(s + '://' for s in _SCHEMES)}"
+        )
+    parts = urlsplit(url)
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"RedisStore URL {shown}: a unix:// URL names the socket's path")
+        return
+    netloc = parts.netloc.rpartition("@")[2]
+    for item in netloc.split(",") if scheme.startswith("redis+") else [netloc]:
+        problem = _address_problem(item.strip())
+        if problem:
+            raise ValueError(f"RedisStore URL {shown}: {problem}")
+    if scheme in ("redis", "rediss"):
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"RedisStore URL {shown}: the database {db!r} is not a number")
+
+
+def _address_problem(item: str) -> str | None:
+    """What is wrong with one ``host[:port]`` of a URL, or ``None``."""
+    if item.startswith("["):  # an IPv6 literal: [::1]:6379
+        host, _, rest = item[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return f"{item!r} is not host:port"
+        port = rest[1:]
+    else:
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+    if not host:
+        return f"no host in {item!r} (it would silently mean localhost)"
+    if ":" in item and not (port.isdigit() and 0 < int(port) < 65536):
+        return f"the port {port!r} is not a number from 1 to 65535"
+    return None
 
 
 def _kept(options: dict[str, Any], carried: dict[str, Any]) -> dict[str, Any]:
@@ -234,3 +306,40 @@ def topology_of(client: Any, service_name: str | None) -> Topology | None:  # no
             return Topology(SENTINEL, derived.build_sync, None)
         return Topology(SENTINEL, None, derived.build_async)
     return None
+
+
+def where(client: Any, service_name: str | None) -> str:
+    """What a store was given, in a few words: never a client's repr (its whole pool).
+
+    A URL without its password; ``host:port/db`` (``unix:path/db``) for a client of one
+    server; ``cluster h:p,h:p`` for a Cluster; ``sentinel h:p,h:p/service`` for Sentinel
+    (or a client from its ``master_for``).
+    """
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+    import redis.cluster
+    import redis.sentinel
+
+    if isinstance(client, str):
+        return redacted(client)
+    if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+        nodes = client.get_nodes() or list(client.nodes_manager.startup_nodes.values())
+        return "cluster " + _listed([f"{n.host}:{n.port}" for n in nodes])
+    if isinstance(client, redis.sentinel.Sentinel | redis.asyncio.sentinel.Sentinel):
+        sentinels = [f"{h}:{p}" for h, p in (_address(s) for s in client.sentinels)]
+        return f"sentinel {_listed(sentinels)}/{service_name}"
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:
+        return where(manager, getattr(pool, "service_name", None))
+    kwargs = getattr(pool, "connection_kwargs", {})
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        return f"unix:{kwargs['path']}/{db}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+def _listed(items: list[str], most: int = 3) -> str:
+    """``a,b,c`` (and how many more)."""
+    shown = ",".join(items[:most])
+    return shown if len(items) <= most else f"{shown} (+{len(items) - most})"

@@ -74,7 +74,6 @@ import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ._lua import (
     ACQUIRE,
@@ -96,6 +95,9 @@ from ._lua import (
     SEED_LAYOUT,
     START,
     STATE,
+    SYNC,
+    SYNC_ARGS,
+    SYNC_LAYOUT,
     UNPINNED,
     fingerprint,
     header,
@@ -103,9 +105,19 @@ from ._lua import (
     trial_lease,
     ttl_seconds,
 )
+from ._machine import STATES
 from ._push import PushChannel
 from ._store import Seed, StoreReply
-from ._topology import CARRIED, CLUSTER, SENTINEL, SERVER, Topology, topology_of
+from ._topology import (
+    CARRIED,
+    CLUSTER,
+    SENTINEL,
+    SERVER,
+    Topology,
+    check_url,
+    topology_of,
+    where,
+)
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -117,16 +129,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 _log = logging.getLogger("breaker_fsm")
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class _Script:
@@ -171,6 +173,7 @@ class _Entry:
         "_acquire",
         "_operator",
         "_record",
+        "_sync",
         "fingerprint",
         "keys",
         "now",
@@ -186,7 +189,7 @@ class _Entry:
         # Without a window a breaker has one key: one argument less to send per call.
         keys = store.keys(name)[: 1 if policy.window is None else 2]
         self.keys = tuple(key.encode() for key in keys)
-        self._record, self._acquire, self._operator = store._scripts(policy)
+        self._record, self._acquire, self._operator, self._sync = store._scripts(policy)
         self.now = store.now
         self.retry_interval = store.retry_interval
         self.push = store._push
@@ -242,6 +245,12 @@ class _Entry:
         now = UNPINNED if self.now is None else self.now()
         args = OPERATOR_ARGS.pack(now, *seed, event, u, self.origin)
         return self._confirmed(_reply(self._operator.run(self.keys, args)))
+
+    def sync(self, seed: Seed) -> StoreReply:
+        """The state, after re-seeding it if ``seed`` shows the store lost it (push thread)."""
+        now = UNPINNED if self.now is None else self.now()
+        args = SYNC_ARGS.pack(now, *seed, self.origin)
+        return _reply(self._sync.run(self.keys, args))
 
     async def arecord(
         self, gen: int, outcome: int, u: float, hint: float | None, seed: Seed
@@ -371,11 +380,13 @@ class RedisStore:
 
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
-        opening = namespace.find("{")
-        if opening >= 0 and namespace.find("}", opening) == opening + 1:
-            raise ValueError(  # Redis would hash each key whole: one breaker, several slots
-                f"a RedisStore's namespace must not hold an empty hash tag '{{}}': {namespace!r}"
+        if "{" in namespace or "}" in namespace:
+            raise ValueError(  # a tag in it would be every key's: all breakers in one slot
+                f"a RedisStore's namespace must not hold '{{' or '}}' (a Redis Cluster would "
+                f"hash every breaker's keys by it, into one slot): {namespace!r}"
             )
+        if isinstance(client, str):
+            check_url(client)
         for label, value in (
             ("timeout", timeout),
             ("ttl", ttl),
@@ -413,7 +424,7 @@ class RedisStore:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis]
         self._aclients = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
-        self._script_cache: dict[tuple[BreakerPolicy, int], tuple[_Script, _Script, _Script]] = {}
+        self._script_cache: dict[tuple[BreakerPolicy, int], tuple[_Script, ...]] = {}
         self._peek_script = _Script(self, PEEK)
         self.channel = f"{namespace}:transitions"  # where the scripts publish transitions
         self._push = PushChannel(self, self.channel) if push else None
@@ -427,6 +438,9 @@ class RedisStore:
             raise ValueError("service_name= is for a Sentinel (or a redis+sentinel:// URL)")
         self._take(client, async_client)
         self.topology = SERVER if self._topology is None else self._topology.kind
+        #: What the store was given, shortly (the URL without its password, host:port/db,
+        #: the nodes, the sentinels and service): for its repr, and so for its warnings.
+        self._where = where(client, service_name)
 
     def _take(self, client: Any, async_client: Any) -> None:
         """Keep the client the user passed, as the sync one or the asyncio one."""
@@ -456,8 +470,7 @@ class RedisStore:
             )
 
     def __repr__(self) -> str:
-        where = _redacted(self._url) if self._url else repr(self._client or self._shared_aclient)
-        return f"RedisStore({where}, namespace={self.namespace!r})"
+        return f"RedisStore({self._where}, namespace={self.namespace!r})"
 
     @property
     def pushing(self) -> bool:
@@ -483,17 +496,23 @@ class RedisStore:
         base = f"{self.namespace}:{{{tag}}}"
         return base, base + ":w"
 
-    def describe(self, name: str) -> dict[str, float] | None:
+    def describe(self, name: str) -> dict[str, float | str] | None:
         """Breaker ``name``'s shared state, decoded (``None`` when it has none).
 
         The state is one string of 18 packed numbers, which is what makes a script cheap;
-        this reads it for people (an operator's console, a test).
+        this reads it for people (an operator's console, a test): every field by its name,
+        plus ``state_name`` (``"forced_open"`` for ``state`` 3) and ``fingerprint_hex`` (the
+        policy fingerprint as the warnings spell it, 12 hex digits).
         """
         raw: bytes | None = self._sync_client().get(self.keys(name)[0])
         if raw is None:
             return None
         raw = raw.ljust(STATE.size, b"\0")  # written before fingerprints: 0
-        return dict(zip(FIELDS, STATE.unpack(raw), strict=True))
+        fields: dict[str, float | str] = dict(zip(FIELDS, STATE.unpack(raw), strict=True))
+        state = int(fields["state"])
+        fields["state_name"] = STATES[state] if 0 <= state < len(STATES) else str(state)
+        fields["fingerprint_hex"] = f"{int(fields['fingerprint']):012x}"
+        return fields
 
     def _peek(self, keys: list[bytes]) -> list[StoreReply | Exception | None]:
         """The state of each key as a reply (``None`` if it has none): one pipelined trip.
@@ -605,7 +624,17 @@ class RedisStore:
         if not self._confirming:
             return
         self._confirming = False
-        detail = f"{why} replica(s) acknowledged" if isinstance(why, int) else repr(why)
+        if isinstance(why, int):
+            detail = f"{why} replica(s) acknowledged"
+        elif "timeout" in type(why).__name__.lower():
+            detail = (  # WAIT's own timeout is checked on the server's cron tick (1/hz s)
+                f"no answer to WAIT within the store's timeout of {self.timeout:g}s: fewer "
+                f"than {self.wait_replicas} replica(s) acknowledged, and Redis answers a WAIT "
+                "that timed out only on its next cron tick (up to 100 ms late at the default "
+                "hz 10); is a replica attached?"
+            )
+        else:
+            detail = f"{type(why).__name__}: {why}"
         _log.warning(
             "%r: a transition of %s is not confirmed by %d replica(s) within %gs (%s): a "
             "failover now may lose it (the fleet re-seeds it from the members that saw it); "
@@ -617,7 +646,7 @@ class RedisStore:
             detail,
         )
 
-    def _scripts(self, policy: BreakerPolicy) -> tuple[_Script, _Script, _Script]:
+    def _scripts(self, policy: BreakerPolicy) -> tuple[_Script, ...]:
         ttl_ms = int(min(ttl_seconds(policy, self.ttl), 10 * 365 * 86400.0) * 1000)
         key = (policy, ttl_ms)
         scripts = self._script_cache.get(key)
@@ -631,10 +660,12 @@ class RedisStore:
             record = head + lua_arguments(RECORD_LAYOUT) + COMMON + PRELUDE + RECORD
             acquire = head + lua_arguments(ACQUIRE_LAYOUT) + COMMON + PRELUDE + ACQUIRE
             operator = head + lua_arguments(OPERATOR_LAYOUT) + COMMON + PRELUDE + OPERATOR
+            sync = head + lua_arguments(SYNC_LAYOUT) + COMMON + PRELUDE + SYNC
             scripts = (  # the fast path first: it needs none of the rest
                 _Script(self, START + fast + record),
                 _Script(self, START + acquire),
                 _Script(self, START + operator),
+                _Script(self, START + sync),
             )
             self._script_cache[key] = scripts
         return scripts

@@ -12,10 +12,12 @@ import asyncio
 import gc
 import logging
 import os
+import shlex
 import signal
 import ssl
 import time
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -264,6 +266,94 @@ def test_a_killed_push_connection_is_resubscribed_and_nothing_is_missed(
     wait_until(state_is(a, "closed"), "reset after the resubscription")
 
 
+def test_a_re_read_that_finds_the_store_behind_the_mirrors_puts_the_lost_trip_back(
+    redis_server: RedisServer,
+    redis_stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The entry rewritten to an older generation (a lost write): the re-read re-seeds it.
+
+    Both members called (generation 0), A tripped (1); the trip is then lost by the store.
+    After their push channels come back, neither adopts the older state, the store holds
+    the trip again without a call of theirs, and a new member refuses its first call.
+    """
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    a, b = members(redis_stores, clock)
+    assert a.call(lambda: "ok") == b.call(lambda: "ok") == "ok"
+    with redis_server.client() as admin:
+        before = admin.get("breaker_fsm:{svc}")
+        fail(a)
+        wait_until(state_is(b, "open"), "b mirrors the trip")
+        admin.set("breaker_fsm:{svc}", before)  # generation 0 of the same entry: trip lost
+        assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 2
+    wait_until(
+        lambda: sum("push channel back" in r.getMessage() for r in caplog.records) == 2,
+        "both members re-read",
+    )
+    wait_live(a, b)
+    assert (a.state, b.state) == ("open", "open")
+    state = redis_stores().describe("svc")
+    assert state is not None
+    assert (state["state"], state["gen"]) == (1, 1)  # open, at the generation they saw
+    c = CircuitBreaker("svc", POLICY, clock=clock, store=redis_stores(now=clock.monotonic))
+    wait_live(c)
+    never = Never()
+    with pytest.raises(CircuitOpenError):
+        c.call(never)
+    assert never.ran == 0
+
+
+def test_a_re_read_that_finds_no_entry_puts_an_open_mirror_back(
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """Redis restarted empty under an open fleet: the re-read recreates the open entry."""
+    a, b = members(redis_stores, clock)
+    fail(a)
+    wait_until(state_is(b, "open"), "b mirrors the trip")
+    redis_server.kill()
+    redis_server.restart()
+    wait_until(lambda: redis_stores().describe("svc") is not None, "re-seeded by a re-read")
+    wait_live(a, b)
+    state = redis_stores().describe("svc")
+    assert state is not None
+    assert (state["state"], state["gen"]) == (1, 1)
+    assert (a.state, b.state) == ("open", "open")
+
+
+def test_a_trip_made_alone_while_the_store_was_away_seeds_it_when_it_comes_back_empty(
+    redis_server: RedisServer, redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A trips on its local state while Redis is down; Redis restarts empty: the fleet is open.
+
+    The newest state any member saw is A's open episode: A's first round trip (or its
+    re-read) recreates the entry open, B follows by push, and neither runs the operation.
+    """
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=600)
+    a, b = members(redis_stores, clock, policy)
+    assert a.call(lambda: "ok") == "ok"
+    redis_server.kill()
+    wait_until(lambda: not a.metrics().live, "a's push channel is lost")
+    fail(a)  # asks the dead server: degraded, trips on its local state
+    assert a.metrics().degraded
+    assert a.state == "open"
+    redis_server.restart()
+    clock.advance(1)  # past retry_interval: a degraded member asks again
+    never = Never()
+    with pytest.raises(CircuitOpenError):
+        a.call(never)  # the store, recreated from a's open episode, refuses too
+    wait_until(state_is(b, "open"), "b follows the recreated open entry")
+    with pytest.raises(CircuitOpenError):
+        b.call(never)
+    assert never.ran == 0
+    state = redis_stores().describe("svc")
+    assert state is not None
+    assert state["state_name"] == "open"
+    assert not a.metrics().degraded
+    assert [(r.event, r.generation) for r in a.audit] == [("trip", None)]  # made alone
+    verify(merged(a, b))
+
+
 def test_without_a_subscription_each_call_asks_first(
     redis_stores: StoreFactory, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -390,18 +480,15 @@ def test_a_password_url_passes_through(clock: FakeClock, redis_stores: StoreFact
 
 
 def test_an_acl_user_url_passes_through(clock: FakeClock, redis_stores: StoreFactory) -> None:
-    """An ACL user with only what a store needs (its keys, its channel, scripts) is enough."""
+    """An ACL user with only what a store needs (its keys, its channel, scripts) is enough.
+
+    The user is made with the README's own ``ACL SETUSER`` line, word for word.
+    """
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    [line] = [x for x in readme.splitlines() if x.startswith("ACL SETUSER ")]
     with RedisServer(require_redis_server(), password="admin") as server:
         with server.client() as admin:
-            admin.acl_setuser(
-                "breaker",
-                enabled=True,
-                passwords=["+fleet-pw"],
-                keys=["breaker_fsm:*"],
-                channels=["breaker_fsm:*"],
-                reset_channels=True,
-                categories=["+@all", "-@dangerous"],
-            )
+            assert admin.execute_command(*shlex.split(line)) in (b"OK", "OK", True)
         url = f"redis://breaker:fleet-pw@{server.host}:{server.port}/0"
         a, b = members(redis_stores, clock, url=url)
         fail(a)

@@ -244,6 +244,45 @@ def test_a_transition_the_primary_never_replicated_is_lost_by_redis_not_by_the_f
 
 
 @pytest.mark.slow
+def test_a_member_degraded_through_the_failover_puts_the_lost_trip_back_on_its_re_read(
+    redis_sentinel: SentinelSet,
+    stores: Callable[..., RedisStore],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The entry exists at generation 0 (both members called); the trip (1) is lost by Redis.
+
+    B asks the dead primary meanwhile (degraded). When the push channels come back, both
+    re-read generation 0 of the same entry: behind their mirrors, so they re-seed the trip
+    instead of adopting the older state, with no call of theirs; a new member refuses too.
+    """
+    a, b = members(stores, clock, wait_replicas=1, wait_timeout=0.2)
+    assert a.call(lambda: "replicated") == "replicated"
+    assert b.call(lambda: "replicated") == "replicated"
+    crash = lose_the_replication_link(redis_sentinel)
+    try:
+        fail(a)
+        wait_until(state_is(b, "open"), "b mirrors the trip")
+    finally:
+        crash()
+    wait_until(lambda: not b.metrics().live, "b's push channel is lost")
+    refused(b)  # not live: it asks the dead primary, degrades, refuses on its local state
+    assert b.metrics().degraded
+    redis_sentinel.wait_promoted(redis_sentinel.replica)
+    wait_live(a, b)
+    assert (a.state, b.state) == ("open", "open")
+    assert not b.metrics().degraded
+    assert gen_on(redis_sentinel.replica) == 1  # put back by a re-read, not by a call
+    assert "had lost transitions this member saw" in caplog.text
+    c = CircuitBreaker("svc", POLICY, clock=clock, store=stores(now=clock.monotonic))
+    wait_live(c)
+    refused(c)  # a member that never saw the trip gets it from the store
+    clock.advance(30)
+    assert b.call(lambda: "trial") == "trial"
+    wait_until(lambda: a.state == c.state == "closed", "the fleet follows the recovery")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("wait", [0, 1], ids=["no-wait", "wait-1"])
 def test_the_fleet_loses_no_transition_when_the_primary_dies_under_a_stream_of_them(
     redis_sentinel: SentinelSet, stores: Callable[..., RedisStore], clock: FakeClock, wait: int

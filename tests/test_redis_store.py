@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -517,9 +518,15 @@ def test_a_dead_server_degrades_to_local_state_then_converges(
 
     redis_server.restart()  # empty
     clock.advance(4)
-    assert a.call(lambda: "back") == "back"  # acquire recreates the entry from a's mirror
+    # acquire (or a's re-read) recreates the entry from a's open episode, made alone: it
+    # is over, so the call is the trial that recovers (generations 1 and 2)
+    assert a.call(lambda: "back") == "back"
     assert not a.metrics().degraded
     assert a.state == "closed"
+    assert [(r.event, r.generation) for r in list(a.audit)[1:]] == [
+        ("attempt_reset", 1),
+        ("recover", 2),
+    ]
     assert b.call(lambda: "back") == "back"
     assert not b.metrics().degraded
     fail(a)
@@ -529,8 +536,8 @@ def test_a_dead_server_degrades_to_local_state_then_converges(
     b.call(lambda: None)
     assert b.state == "open"  # converged: one shared breaker again
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
-    assert a.audit[-1].generation == 1
-    assert verify(a.audit) == 2
+    assert a.audit[-1].generation == 3
+    assert verify(a.audit) == 4
 
 
 def test_a_hung_server_times_out_and_degrades(
@@ -1067,7 +1074,8 @@ def test_acall_degrades_and_resyncs(
         assert breaker.metrics().degraded
         redis_server.restart()
         clock.advance(1)
-        assert await breaker.acall(aok) == "ok"  # acquire: the store's state (closed) wins
+        # acquire recreates the entry from the local open episode (over: a trial, recovered)
+        assert await breaker.acall(aok) == "ok"
         assert not breaker.metrics().degraded
         fail_task = breaker.acall(aboom)
         with pytest.raises(ConnectionError):
@@ -1078,8 +1086,8 @@ def test_acall_degrades_and_resyncs(
         assert breaker.state == "closed"
 
     run_closing(store, scenario)
-    assert [r.generation for r in breaker.audit] == [None, 1, 2, 3]
-    assert verify(breaker.audit) == 4
+    assert [r.generation for r in breaker.audit] == [None, 1, 2, 3, 4, 5]
+    assert verify(breaker.audit) == 6
 
 
 def test_acall_refusals_overrides_and_lost_acquires(
@@ -1203,6 +1211,70 @@ def test_registry_passes_the_store_on(redis_stores: StoreFactory, clock: FakeClo
     assert one.transition_counts()["users-api"]["trip"] == 1
 
 
+def test_wait_without_a_replica_says_so_and_blocks_each_transition(
+    redis_stores: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No replica attached: each transition's WAIT answers 0 after wait_timeout, and says so."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    store = redis_stores(now=clock.monotonic, wait_replicas=1, timeout=2.0, wait_timeout=0.2)
+    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock, store=store)
+    started = time.monotonic()
+    assert breaker.send("force_open") == "forced_open"
+    assert time.monotonic() - started >= 0.2  # the WAIT blocked for its whole timeout
+    assert store.unconfirmed == 1
+    assert "not confirmed by 1 replica(s) within 0.2s (0 replica(s) acknowledged)" in caplog.text
+
+
+def test_a_wait_that_outlasts_the_socket_timeout_is_explained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A WAIT timed out by the socket (Redis answers it on a cron tick): the real cause."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore("redis://127.0.0.1:1/0", push=False, wait_replicas=1)
+    store._unconfirmed(b"breaker_fsm:{svc}", RedisTimeout("Timeout reading from socket"))
+    assert "no answer to WAIT within the store's timeout of 0.05s" in caplog.text
+    assert "fewer than 1 replica(s) acknowledged" in caplog.text
+    assert "cron tick" in caplog.text
+
+
+def test_a_store_names_what_it_was_given_in_a_few_words() -> None:
+    """The repr (and so every warning) never embeds a client's repr, its whole pool."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.sentinel import Sentinel
+
+    from breaker_fsm.redis import RedisStore
+
+    sentinel = Sentinel([("127.0.0.1", 1), ("127.0.0.1", 2)], socket_timeout=0.1)
+    cases = {
+        "redis://:pw@127.0.0.1:1/0": "redis://:***@127.0.0.1:1/0",
+        redis.Redis(host="127.0.0.1", port=1, db=3): "127.0.0.1:1/3",
+        redis.Redis(unix_socket_path="/tmp/r.sock"): "unix:/tmp/r.sock/0",
+        sentinel: "sentinel 127.0.0.1:1,127.0.0.1:2/mymaster",
+        sentinel.master_for("mymaster"): "sentinel 127.0.0.1:1,127.0.0.1:2/mymaster",
+        RedisCluster(host="127.0.0.1", port=1): "cluster 127.0.0.1:1",
+    }
+    for client, shown in cases.items():
+        store = RedisStore(client, service_name="mymaster" if client is sentinel else None)
+        assert repr(store) == f"RedisStore({shown}, namespace='breaker_fsm')"
+
+
+def test_describe_names_the_state_and_spells_the_fingerprint_as_the_warnings_do(
+    redis_stores: Any, clock: FakeClock
+) -> None:
+    from breaker_fsm._lua import fingerprint
+
+    policy = BreakerPolicy()
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(now=clock.monotonic))
+    assert breaker.send("force_open") == "forced_open"
+    described = redis_stores().describe("svc")
+    assert described is not None
+    assert (described["state"], described["state_name"]) == (3, "forced_open")
+    assert described["fingerprint_hex"] == f"{fingerprint(policy):012x}"
+
+
 def test_store_arguments_are_checked() -> None:
     """Wrong clients and non-positive settings are refused with a clear error."""
     from breaker_fsm._store import SharedStore
@@ -1217,6 +1289,56 @@ def test_store_arguments_are_checked() -> None:
     store = RedisStore("redis://127.0.0.1:1/0")
     assert isinstance(store, SharedStore)
     assert "namespace='breaker_fsm'" in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("", "needs a URL"),
+        ("   ", "needs a URL"),
+        ("http://127.0.0.1:21379", "scheme must be one of"),
+        ("127.0.0.1:6379", "scheme must be one of"),
+        ("redis://127.0.0.1:notaport/0", "port 'notaport' is not a number"),
+        ("redis://127.0.0.1:0/0", "port '0' is not a number from 1 to 65535"),
+        ("redis://:pw@127.0.0.1:70000/0", "port '70000'"),
+        ("redis://127.0.0.1:6379/zero", "database 'zero' is not a number"),
+        ("redis://", "no host"),
+        ("rediss://:6379/0", "no host"),
+        ("unix://", "socket's path"),
+        ("redis+cluster://", "no host"),
+        ("redis+cluster://127.0.0.1:7000,:7001", "no host in ':7001'"),
+        ("redis+cluster://127.0.0.1:7000,127.0.0.1:x", "port 'x'"),
+        ("redis+sentinel:///mymaster", "no host"),
+        ("redis+sentinel://[::1]x/mymaster", "is not host:port"),
+    ],
+)
+def test_a_malformed_url_is_refused_at_construction(url: str, problem: str) -> None:
+    """What redis-py would take and fail on (or re-aim at localhost) later is refused now."""
+    from breaker_fsm.redis import RedisStore
+
+    with pytest.raises(ValueError, match=re.escape(problem)) as info:
+        RedisStore(url, push=False)
+    assert "pw" not in str(info.value)  # the password is masked
+    if url.strip():
+        assert "RedisStore URL" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://127.0.0.1:6379",
+        "redis://user:pw@cache:6379/2",
+        "rediss://[::1]:6380/0?ssl_cert_reqs=none",
+        "unix:///tmp/redis.sock?db=1",
+        "redis+cluster://[::1]:7000, 10.0.0.2:7001",
+        "redis+sentinel://s1,s2:26380/mymaster/1",
+    ],
+)
+def test_a_well_formed_url_is_taken(url: str) -> None:
+    from breaker_fsm.redis import RedisStore
+
+    RedisStore(url, push=False)
 
 
 def test_verify_treats_local_runs_as_walks_of_their_own() -> None:
