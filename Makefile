@@ -48,15 +48,17 @@ lock: | $(UV)
 test: $(STAMP)
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest --cov --cov-report=term-missing --cov-fail-under=95 $(PYTEST_ARGS)
 
-# The whole suite on every Python the classifiers name, each from the same lock. The default
-# Python's run is `make test` (with the coverage floor); the others run without coverage.
+# The suite on every Python the classifiers name, each from the same lock. The default
+# Python's run is `make test` (with the coverage floor and the `slow` failover cases); the
+# others run without coverage and without the `slow` cases (Redis failovers, whose logic
+# does not vary by Python version and which `make test` runs).
 test-matrix: | $(UV)
 	@set -e; $(foreach v,$(wordlist 2,$(words $(PYTHONS)),$(PYTHONS)), \
 		echo "== Python $(v) (uv.lock): $(call python-for,$(v))"; \
 		UV_PROJECT_ENVIRONMENT=.venv-$(v) $(UV) sync --locked --all-extras --quiet \
 			--python $(call python-for,$(v)); \
 		HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} .venv-$(v)/bin/python -m pytest -q \
-			-p no:cacheprovider --no-cov $(PYTEST_ARGS);)
+			-p no:cacheprovider --no-cov -m "not slow" $(PYTEST_ARGS);)
 
 # Drift you can see: the same suite against the newest and the lowest versions that
 # pyproject.toml admits, resolved now (not from uv.lock). A new upstream release that breaks
