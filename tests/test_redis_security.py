@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import ssl
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,12 @@ def ca() -> trustme.CA:
 @pytest.fixture
 def tls_proxy(redis_server: RedisServer, ca: trustme.CA) -> Iterator[TlsProxy]:
     """TLS on 127.0.0.1 in front of the test's redis-server, certified by ``ca``."""
+    if sys.version_info[:3] == (3, 13, 0):
+        pytest.skip(
+            "Python 3.13.0's asyncio.Server raises TypeError in Server._wakeup when a "
+            "connection it counted is collected after it closed (an unraisable error at "
+            "teardown); the TLS tests run on every other Python the matrix has"
+        )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     with TlsProxy(redis_server.port, context) as proxy:

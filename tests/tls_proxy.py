@@ -10,7 +10,6 @@ memory BIOs, so no TLS object is shared between threads).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 from types import TracebackType
@@ -30,8 +29,7 @@ class TlsProxy:
         self.port = 0
         self.accepted = 0  # TLS handshakes completed (connections relayed)
         self._loop = asyncio.new_event_loop()
-        self._listener: socket.socket | None = None
-        self._acceptor: asyncio.Future[None] | None = None
+        self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -60,33 +58,14 @@ class TlsProxy:
         self.stop()
 
     async def _listen(self) -> None:
-        # A bare listening socket, not asyncio.start_server: a Server counts its
-        # connections, and one its collector closes after the Server has closed makes
-        # Python 3.13.0 raise TypeError in the transport's __del__. Plain TCP first, TLS
-        # inside each connection's task (start_tls): every connection, handshake
-        # included, is then a task that stop() can cancel.
-        listener = socket.socket()
-        listener.bind((LOOPBACK, 0))
-        listener.listen()
-        listener.setblocking(False)
-        self._listener = listener
-        self.port = listener.getsockname()[1]
-        self._acceptor = asyncio.ensure_future(self._accept())
-
-    async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            connection, _ = await loop.sock_accept(self._listener)
-            reader = asyncio.StreamReader()
-            protocol = asyncio.StreamReaderProtocol(reader, self._accepted)  # server side
-            await loop.connect_accepted_socket(lambda p=protocol: p, connection)
+        # Plain TCP first, TLS inside each connection's task (start_tls): every
+        # connection, handshake included, is then a task that stop() can cancel.
+        self._server = await asyncio.start_server(self._accepted, LOOPBACK, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _close(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.cancel()
-            await asyncio.gather(self._acceptor, return_exceptions=True)
-        if self._listener is not None:
-            self._listener.close()
+        if self._server is not None:
+            self._server.close()
         for _ in range(3):  # connections accepted just before the close start late
             for _ in range(10):  # (and aborted transports close their sockets in callbacks)
                 await asyncio.sleep(0)
@@ -103,7 +82,6 @@ class TlsProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers = [writer]
-        plain = writer.transport  # start_tls replaces it; a failed handshake may leave it open
         try:
             await writer.start_tls(self.context)
             self.accepted += 1
@@ -117,7 +95,6 @@ class TlsProxy:
         finally:
             for each in writers:
                 each.transport.abort()
-            plain.abort()  # closed here, not by the collector after the server is gone
 
 
 async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
