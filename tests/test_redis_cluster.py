@@ -333,6 +333,7 @@ def subscriber_counts(cluster: ClusterNodes) -> dict[int, int]:
     return counts
 
 
+@pytest.mark.slow  # a node killed and restarted: a failover case, run by make test
 def test_a_lost_node_degrades_its_breakers_only_and_they_converge_when_it_returns(
     cluster: ClusterNodes, stores: Callable[..., RedisStore], clock: FakeClock
 ) -> None:
