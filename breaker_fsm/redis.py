@@ -578,6 +578,10 @@ class RedisStore:
         except Exception as exc:
             self._unconfirmed(key, exc)
             return
+        self._confirmed(key, acked)
+
+    def _confirmed(self, key: bytes, acked: int) -> None:
+        """Take ``WAIT``'s answer: ``acked`` replicas have the transition on ``key``."""
         if acked < self.wait_replicas:
             self._unconfirmed(key, acked)
         else:
@@ -595,10 +599,7 @@ class RedisStore:
         except Exception as exc:
             self._unconfirmed(key, exc)
             return
-        if acked < self.wait_replicas:
-            self._unconfirmed(key, acked)
-        else:
-            self._confirming = True
+        self._confirmed(key, acked)
 
     def _wait_sync(self, key: bytes) -> int:
         client: Any = self._sync_client()

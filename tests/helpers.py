@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -327,3 +327,21 @@ def write_trail(path: Path, name: str = "users-api", *, later: float = 0.0) -> P
     breaker.send("force_open")
     breaker.send("reset", reason="dependency fixed")
     return path
+
+
+def store_factory(url: str) -> Iterator[Callable[..., RedisStore]]:
+    """A fixture's body: ``make(**options)`` builds a RedisStore on ``url`` (or on
+    ``client=``), with a 2 s timeout unless told otherwise; every one is closed after."""
+    made: list[RedisStore] = []
+
+    def make(**kwargs: Any) -> RedisStore:
+        from breaker_fsm.redis import RedisStore
+
+        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
+        store = RedisStore(kwargs.pop("client", url), **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()

@@ -31,6 +31,7 @@ from tests.helpers import (
     merged,
     refused,
     run_closing,
+    store_factory,
     through,
     wait_live,
     wait_until,
@@ -56,17 +57,7 @@ def cluster(redis_cluster: ClusterNodes) -> ClusterNodes:
 @pytest.fixture
 def stores(cluster: ClusterNodes) -> Iterator[Callable[..., RedisStore]]:
     """Build RedisStores on the cluster (its URL form); every one is closed after the test."""
-    made: list[RedisStore] = []
-
-    def make(**kwargs: Any) -> RedisStore:
-        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
-        store = RedisStore(kwargs.pop("client", cluster.url), **kwargs)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
+    yield from store_factory(cluster.url)
 
 
 def members(

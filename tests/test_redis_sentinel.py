@@ -23,7 +23,16 @@ import pytest
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
-from tests.helpers import PATIENCE, fail, merged, refused, run_closing, wait_live, wait_until
+from tests.helpers import (
+    PATIENCE,
+    fail,
+    merged,
+    refused,
+    run_closing,
+    store_factory,
+    wait_live,
+    wait_until,
+)
 from tests.redis_cluster import SERVICE, SentinelSet
 from tests.redis_server import RedisServer
 
@@ -39,17 +48,7 @@ RETRY = 1.0  # the stores' retry_interval (seconds of the fake clock)
 @pytest.fixture
 def stores(redis_sentinel: SentinelSet) -> Iterator[Callable[..., RedisStore]]:
     """Build RedisStores on the sentinels' primary (URL form); each is closed after the test."""
-    made: list[RedisStore] = []
-
-    def make(**kwargs: Any) -> RedisStore:
-        kwargs.setdefault("timeout", 2.0)  # a loaded test machine must not look like an outage
-        store = RedisStore(kwargs.pop("client", redis_sentinel.url), **kwargs)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
+    yield from store_factory(redis_sentinel.url)
 
 
 def members(
