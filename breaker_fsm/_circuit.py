@@ -120,6 +120,11 @@ def circuit(
     """
     if callable(name):  # bare @circuit: the function itself came as the name
         return circuit()(name)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(
+            f"circuit() takes the breaker's name (a str) or the function to guard, "
+            f"got {type(name).__name__}"
+        )
     breaker_kwargs = {
         key: value for key in _BREAKER_ARGUMENTS if (value := options.pop(key, None)) is not None
     }

@@ -6,14 +6,9 @@ import builtins
 import dataclasses
 import functools
 import importlib
-import json
 import os
-import re
-import tomllib
-import typing
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -34,7 +29,7 @@ from pydantic import (
 
 from ._detector import FAILURE_RATE, SLOW_RATE, STREAK, trip_rule
 from ._outcome import FAILED, NEUTRAL, judge_exception
-from .exceptions import PolicyFileError
+from ._sources import read_policy_env, read_policy_file, validate_titled, validation_error
 
 if TYPE_CHECKING:
     import random
@@ -45,6 +40,13 @@ __all__ = ["BreakerPolicy", "BreakerStats", "CountWindow", "TimeWindow"]
 # --------------------------------------------------------------------------- field types
 
 
+def _not_a_bool(value: object) -> object:
+    """Refuse ``True``/``False`` where a number is expected (pydantic would read 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"takes a number, not {value!r}")
+    return value
+
+
 def _seconds(value: object) -> object:
     """Accept ``timedelta`` and ISO 8601 durations wherever seconds are expected."""
     if isinstance(value, timedelta):
@@ -53,7 +55,14 @@ def _seconds(value: object) -> object:
         text = value.strip().upper()
         if text.lstrip("+-").startswith("P"):
             return _iso_seconds(text)
-    return value
+        try:
+            float(text)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is neither a number of seconds nor an ISO 8601 duration "
+                "such as PT30S, PT1M30S or P1DT2H"
+            ) from None
+    return _not_a_bool(value)
 
 
 @functools.cache
@@ -130,7 +139,7 @@ Seconds = Annotated[
     Field(gt=0, allow_inf_nan=False),
     WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, _DURATION_SCHEMA]}),
 ]
-Fraction = Annotated[float, Field(gt=0, le=1)]
+Fraction = Annotated[float, BeforeValidator(_not_a_bool), Field(gt=0, le=1)]
 
 
 # The largest windows a policy accepts. Every breaker allocates its window up front, and a
@@ -169,6 +178,7 @@ class CountWindow(BaseModel):
     kind: Literal["count"] = "count"
     size: Annotated[
         int,
+        BeforeValidator(_not_a_bool),
         _at_most(
             MAX_COUNT_WINDOW,
             "a count window allocates a byte a call up front; for longer, use a TimeWindow",
@@ -318,6 +328,16 @@ class BreakerPolicy(BaseModel):
         ),
     )
 
+    _numbers_are_not_bools = field_validator(
+        "failure_threshold",
+        "success_threshold",
+        "half_open_max_calls",
+        "minimum_calls",
+        "reset_timeout_multiplier",
+        "reset_timeout_jitter",
+        mode="before",
+    )(_not_a_bool)
+
     @field_validator("window", mode="before")
     @classmethod
     def _window_says_its_kind(cls, value: object) -> object:
@@ -352,11 +372,11 @@ class BreakerPolicy(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         """Check the rules that span fields which may have been left at their defaults."""
         if self.failure_threshold is None and self.window is None:
-            raise _validation_error(
+            raise validation_error(
                 "window", None, "no trip rule is active: set failure_threshold or a window"
             )
         if self.half_open_max_calls < self.success_threshold:
-            raise _validation_error(
+            raise validation_error(
                 "half_open_max_calls",
                 self.half_open_max_calls,
                 f"must be >= success_threshold ({self.success_threshold}), "
@@ -477,41 +497,8 @@ class BreakerPolicy(BaseModel):
             PolicyFileError: the file is missing, unreadable, malformed or of an unknown kind.
             pydantic.ValidationError: the values are invalid (titled with the file's name).
         """
-        file = Path(path)
-        suffix = file.suffix.lower()
-        if suffix not in (".json", ".toml"):
-            raise PolicyFileError(str(file), "unknown policy file type: use .json or .toml")
-        try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise PolicyFileError(str(file), "no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyFileError(str(file), f"cannot read: {exc}") from None
-        data: object
-        if suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise PolicyFileError(
-                    str(file), f"invalid JSON: {exc.msg}", line=exc.lineno
-                ) from None
-            except (RecursionError, ValueError) as exc:  # too deep, or an int too long
-                raise PolicyFileError(str(file), f"cannot parse: {exc}") from None
-        else:
-            try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                found = re.search(r"line (\d+)", str(exc))
-                raise PolicyFileError(
-                    str(file), f"invalid TOML: {exc}", line=int(found[1]) if found else None
-                ) from None
-            except (RecursionError, ValueError) as exc:  # too deep, or an int too long
-                raise PolicyFileError(str(file), f"cannot parse: {exc}") from None
-        for key in section.split(".") if section else ():
-            if not isinstance(data, dict) or key not in data:
-                raise PolicyFileError(str(file), f"no [{section}] table")
-            data = data[key]
-        return cls._validate_titled(data, f"BreakerPolicy from {file}")
+        data, title = read_policy_file(path, section)
+        return validate_titled(cls, data, title)
 
     @classmethod
     def from_env(
@@ -522,8 +509,10 @@ class BreakerPolicy(BaseModel):
         Every variable that starts with ``prefix`` names a field (case-insensitive); an
         unknown one is an error. Values are JSON where they parse as JSON (numbers,
         ``{"kind": "count", "size": 100}``, lists), else plain strings; exception lists may
-        also be comma-separated names, and durations ISO 8601 (``PT30S``). A field that
-        may be ``None`` is set to it by ``none``, ``null`` (any case) or an empty value.
+        also be comma-separated names, durations ISO 8601 (``PT30S``), and ``enforce``
+        ``true``/``false``, ``1``/``0``, ``yes``/``no`` or ``on``/``off`` (any case). A
+        field that may be ``None`` is set to it by ``none``, ``null`` (any case) or an empty
+        value.
 
         Raises:
             pydantic.ValidationError: a value is invalid, or a variable names no field; each
@@ -533,69 +522,5 @@ class BreakerPolicy(BaseModel):
         # Hand-written, not pydantic-settings: the core depends on pydantic alone, an extra
         # would make from_env behave differently with and without it, and pydantic-settings
         # names the field in its errors, not the variable (pydantic-settings issue #24).
-        env = os.environ if environ is None else environ
-        data: dict[str, object] = {}
-        variables: dict[str, str] = {}  # field -> the variable that set it
-        for key, raw in env.items():
-            if not key.upper().startswith(prefix.upper()):
-                continue
-            name = key[len(prefix) :].lower()
-            variables[name] = key
-            word = raw.strip().lower()
-            if word in _NONE_WORDS:
-                if name in _OPTIONAL_FIELDS:
-                    data[name] = None
-                    continue
-                if word and name in cls.model_fields:  # "" is an empty list of exceptions
-                    raise _validation_error(
-                        key,
-                        raw,
-                        f"{name} cannot be none (only {', '.join(sorted(_OPTIONAL_FIELDS))} "
-                        f"can): write a value, or leave {key} unset for the default "
-                        f"({cls.model_fields[name].default!r})",
-                        f"BreakerPolicy from environment ({prefix}*)",
-                    )
-            try:
-                data[name] = json.loads(raw)
-            except ValueError:
-                data[name] = raw
-        return cls._validate_titled(data, f"BreakerPolicy from environment ({prefix}*)", variables)
-
-    @classmethod
-    def _validate_titled(
-        cls, data: object, title: str, sources: Mapping[str, str] | None = None
-    ) -> BreakerPolicy:
-        """Validate ``data``; errors are titled ``title``, fields renamed by ``sources``."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            renamed = sources or {}
-            for error in errors:
-                field = error["loc"][0] if error["loc"] else None
-                if isinstance(field, str) and field in renamed:
-                    error["loc"] = (renamed[field], *error["loc"][1:])
-            raise ValidationError.from_exception_data(
-                title,
-                errors,  # type: ignore[arg-type]  # same error dicts
-            ) from None
-
-
-#: What ``from_env`` reads as ``None`` (stripped, any case).
-_NONE_WORDS = frozenset({"", "none", "null"})
-
-#: The fields that may be ``None``.
-_OPTIONAL_FIELDS = frozenset(
-    name
-    for name, field in BreakerPolicy.model_fields.items()
-    if type(None) in typing.get_args(field.annotation)
-)
-
-
-def _validation_error(
-    field: str, value: object, message: str, title: str = "BreakerPolicy"
-) -> ValidationError:
-    return ValidationError.from_exception_data(
-        title,
-        [{"type": "value_error", "loc": (field,), "input": value, "ctx": {"error": message}}],
-    )
+        data, variables, title = read_policy_env(cls, prefix, environ)
+        return validate_titled(cls, data, title, variables)

@@ -225,3 +225,10 @@ def test_circuit_names_a_bad_registry_or_target() -> None:
         circuit(registry={})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="decorates a function, got str"):
         circuit(name="x")("not a function")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", [5, b"svc", ["svc"]])
+def test_a_name_that_is_not_a_string_is_refused_where_it_is_given(name: object) -> None:
+    """``circuit(5)`` would otherwise fail only when the function is decorated, or never."""
+    with pytest.raises(TypeError, match=f"breaker's name \\(a str\\).*got {type(name).__name__}"):
+        circuit(name)  # type: ignore[call-overload]

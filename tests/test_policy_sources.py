@@ -10,7 +10,7 @@ from typing import Annotated
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CountWindow, TimeWindow
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CountWindow, PolicyFileError, TimeWindow
 from breaker_fsm._policy import MAX_COUNT_WINDOW, MAX_TIME_WINDOW, _at_most
 
 #: Every duration field of the policy (seconds, float), with a window so slow calls work.
@@ -316,3 +316,94 @@ def test_policy_errors_are_titled_by_where_the_values_came_from(tmp_path: Path) 
         BreakerPolicy.from_file(path)
     assert exc.value.title == f"BreakerPolicy from {path}"
     assert [(error["loc"], error["type"]) for error in exc.value.errors()] == [((), "model_type")]
+
+
+# ----------------------------------------------------------------------------- mistakes
+
+
+#: Every numeric field, and what it would have been read as had True been taken for 1.
+NUMBERS = (
+    "failure_threshold",
+    "success_threshold",
+    "half_open_max_calls",
+    "minimum_calls",
+    "failure_rate_threshold",
+    "slow_call_rate_threshold",
+    "reset_timeout_multiplier",
+    "reset_timeout_jitter",
+    *DURATIONS,
+    "call_timeout",
+)
+
+
+@pytest.mark.parametrize("value", [True, False])
+@pytest.mark.parametrize("field", NUMBERS)
+def test_a_bool_is_not_taken_for_a_number(field: str, value: bool) -> None:
+    """pydantic reads True as 1 in lax mode; a policy names the field and refuses it."""
+    with pytest.raises(ValidationError, match=f"takes a number, not {value}") as caught:
+        policy_with(field, value)
+    assert locations(caught) == {field}
+
+
+@pytest.mark.parametrize(("window", "where"), [({"kind": "count", "size": True}, "size")])
+def test_a_bool_is_not_taken_for_a_window_size(window: dict[str, object], where: str) -> None:
+    with pytest.raises(ValidationError, match="takes a number, not True") as caught:
+        BreakerPolicy(window=window)  # type: ignore[arg-type]
+    assert locations(caught) == {f"window.count.{where}"}
+
+
+@pytest.mark.parametrize("text", ["30s", "1m", "thirty", "30 seconds"])
+@pytest.mark.parametrize("field", DURATIONS)
+def test_a_duration_that_is_neither_seconds_nor_iso_says_how_to_write_one(
+    field: str, text: str
+) -> None:
+    with pytest.raises(ValidationError, match="nor an ISO 8601 duration such as PT30S") as caught:
+        policy_with(field, text)
+    assert locations(caught) == {field}
+    with pytest.raises(ValidationError, match="PT30S"):
+        TimeWindow(seconds=text)  # type: ignore[arg-type]
+
+
+def test_numbers_and_none_still_pass_the_bool_check() -> None:
+    policy = BreakerPolicy(failure_threshold=None, window=CountWindow(size=5), minimum_calls=2)
+    assert (policy.failure_threshold, policy.minimum_calls, policy.window) == (
+        None,
+        2,
+        CountWindow(size=5),
+    )
+    assert policy_with("reset_timeout", "2.5").reset_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("word", "enforce"),
+    [
+        *[("true", True), ("1", True), ("Yes", True), (" ON ", True)],
+        *[("false", False), ("0", False), ("NO", False), ("off", False)],
+    ],
+)
+def test_from_env_reads_the_usual_words_for_enforce(word: str, enforce: bool) -> None:
+    assert BreakerPolicy.from_env(environ={"BREAKER_ENFORCE": word}).enforce is enforce
+
+
+@pytest.mark.parametrize("word", ["maybe", "2", "[]"])
+def test_from_env_names_the_variable_of_a_bad_enforce(word: str) -> None:
+    with pytest.raises(ValidationError, match="BREAKER_ENFORCE") as caught:
+        BreakerPolicy.from_env(environ={"BREAKER_ENFORCE": word})
+    assert locations(caught) == {"BREAKER_ENFORCE"}
+
+
+def test_from_env_refuses_a_prefix_that_is_not_a_string() -> None:
+    with pytest.raises(TypeError, match="prefix must be a str, got int"):
+        BreakerPolicy.from_env(prefix=5, environ={})  # type: ignore[arg-type]
+
+
+def test_a_pyproject_read_whole_asks_for_its_section(tmp_path: Path) -> None:
+    """Read without ``section=``, a pyproject's other tables would be three 'extra' errors."""
+    file = tmp_path / "pyproject.toml"
+    file.write_text(
+        '[project]\nname = "svc"\n\n[tool.breaker_fsm]\nfailure_threshold = 3\n', "utf-8"
+    )
+    with pytest.raises(PolicyFileError, match=r"section='tool\.breaker_fsm'") as caught:
+        BreakerPolicy.from_file(file)
+    assert str(file) in str(caught.value)
+    assert BreakerPolicy.from_file(file, section="tool.breaker_fsm").failure_threshold == 3
