@@ -23,6 +23,7 @@ from . import __version__
 from ._audit import Transition
 from ._machine import STATES, BreakerMachine
 from ._policy import BreakerPolicy
+from ._sources import guess_section
 from ._trail import read_numbered
 from ._verify import BreakerSummary, instant, verify
 from .diagram import FORMATS, render
@@ -220,21 +221,9 @@ def _load_policy(file: Path, section: str | None = None) -> BreakerPolicy:
 
 
 def _section_hint(exc: ValidationError) -> str | None:
-    """A hint to pass --section when the policy seems to sit in a table of the file.
-
-    A table holding a ``breaker_fsm`` table (``[tool.breaker_fsm]`` in a pyproject.toml)
-    is the likeliest; else the first table the policy does not know.
-    """
-    tables = [
-        (str(error["loc"][0]), error["input"])
-        for error in exc.errors(include_url=False)
-        if error["type"] == "extra_forbidden"
-        and len(error["loc"]) == 1
-        and isinstance(error["input"], dict)
-    ]
-    ours = [f"{name}.breaker_fsm" for name, value in tables if "breaker_fsm" in value]
-    guesses = ours or [name for name, _ in tables]
-    return f"  hint: is the policy in a table? Pass --section {guesses[0]}" if guesses else None
+    """A hint to pass --section when the policy seems to sit in a table of the file."""
+    table = guess_section(exc)
+    return None if table is None else f"  hint: is the policy in a table? Pass --section {table}"
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

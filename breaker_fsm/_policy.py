@@ -29,7 +29,13 @@ from pydantic import (
 
 from ._detector import FAILURE_RATE, SLOW_RATE, STREAK, trip_rule
 from ._outcome import FAILED, NEUTRAL, judge_exception
-from ._sources import read_policy_env, read_policy_file, validate_titled, validation_error
+from ._sources import (
+    guess_section,
+    read_policy_env,
+    read_policy_file,
+    validate_titled,
+    validation_error,
+)
 
 if TYPE_CHECKING:
     import random
@@ -498,7 +504,12 @@ class BreakerPolicy(BaseModel):
             pydantic.ValidationError: the values are invalid (titled with the file's name).
         """
         data, title = read_policy_file(path, section)
-        return validate_titled(cls, data, title)
+        try:
+            return validate_titled(cls, data, title)
+        except ValidationError as exc:
+            if section is None and (table := guess_section(exc)) is not None:
+                exc.add_note(f"hint: is the policy in a table? Pass section={table!r}")
+            raise
 
     @classmethod
     def from_env(

@@ -21,7 +21,13 @@ from pydantic import BaseModel, ValidationError
 
 from .exceptions import PolicyFileError
 
-__all__ = ["read_policy_env", "read_policy_file", "validate_titled", "validation_error"]
+__all__ = [
+    "guess_section",
+    "read_policy_env",
+    "read_policy_file",
+    "validate_titled",
+    "validation_error",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,9 +37,6 @@ _NONE_WORDS = frozenset({"", "none", "null"})
 #: The words ``from_env`` reads as ``True`` or ``False`` for a field that is one of them.
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True}
 _BOOL_WORDS |= {"false": False, "0": False, "no": False, "off": False}
-
-#: Top-level tables of a ``pyproject.toml``: a policy file read whole has none of them.
-_PYPROJECT_TABLES = frozenset({"build-system", "project", "tool"})
 
 
 def validation_error(
@@ -99,13 +102,25 @@ def read_policy_file(path: str | os.PathLike[str], section: str | None) -> tuple
         if not isinstance(data, dict) or key not in data:
             raise PolicyFileError(str(file), f"no [{section}] table")
         data = data[key]
-    if section is None and isinstance(data, dict) and _PYPROJECT_TABLES & data.keys():
-        raise PolicyFileError(
-            str(file),
-            "a pyproject.toml holds other tables: name the policy's with section= "
-            "(section='tool.breaker_fsm' for a [tool.breaker_fsm] table)",
-        )
     return data, f"BreakerPolicy from {file}"
+
+
+def guess_section(exc: ValidationError) -> str | None:
+    """The table a policy file read whole seems to hold the policy in, from its errors.
+
+    A table holding a ``breaker_fsm`` table (``[tool.breaker_fsm]`` in a pyproject.toml)
+    is the likeliest; else the first table the policy does not know.
+    """
+    tables = [
+        (str(error["loc"][0]), error["input"])
+        for error in exc.errors(include_url=False)
+        if error["type"] == "extra_forbidden"
+        and len(error["loc"]) == 1
+        and isinstance(error["input"], dict)
+    ]
+    ours = [f"{name}.breaker_fsm" for name, value in tables if "breaker_fsm" in value]
+    guesses = ours or [name for name, _ in tables]
+    return guesses[0] if guesses else None
 
 
 @functools.cache

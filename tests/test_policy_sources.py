@@ -10,7 +10,7 @@ from typing import Annotated
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CountWindow, PolicyFileError, TimeWindow
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CountWindow, TimeWindow
 from breaker_fsm._policy import MAX_COUNT_WINDOW, MAX_TIME_WINDOW, _at_most
 
 #: Every duration field of the policy (seconds, float), with a window so slow calls work.
@@ -398,12 +398,18 @@ def test_from_env_refuses_a_prefix_that_is_not_a_string() -> None:
 
 
 def test_a_pyproject_read_whole_asks_for_its_section(tmp_path: Path) -> None:
-    """Read without ``section=``, a pyproject's other tables would be three 'extra' errors."""
+    """Read without ``section=``, a pyproject's tables are 'extra' errors: a note names it."""
     file = tmp_path / "pyproject.toml"
     file.write_text(
         '[project]\nname = "svc"\n\n[tool.breaker_fsm]\nfailure_threshold = 3\n', "utf-8"
     )
-    with pytest.raises(PolicyFileError, match=r"section='tool\.breaker_fsm'") as caught:
+    with pytest.raises(ValidationError, match=str(file)) as caught:
         BreakerPolicy.from_file(file)
-    assert str(file) in str(caught.value)
+    assert caught.value.__notes__ == [
+        "hint: is the policy in a table? Pass section='tool.breaker_fsm'"
+    ]
     assert BreakerPolicy.from_file(file, section="tool.breaker_fsm").failure_threshold == 3
+    file.write_text("failure_threshold = 3\nthreshold = 2\n", "utf-8")
+    with pytest.raises(ValidationError, match="threshold") as caught:
+        BreakerPolicy.from_file(file)
+    assert not hasattr(caught.value, "__notes__")  # no table: nothing to guess
