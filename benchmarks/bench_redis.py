@@ -95,7 +95,7 @@ def measure(server: RedisServer, rounds: int, target: float) -> tuple[Results, d
         with contextlib.suppress(ZeroDivisionError):
             breaker.call(lambda: 1 / 0)
         assert breaker.state == "open", breaker.state
-    client = store._sync_client()  # the very client the store's scripts run on
+    client = store._clients.sync()  # the very client the store's scripts run on
     client.set("bench:key", "value")
     for breaker in (plain, counted):
         breaker.call(op)  # connect, load the scripts
@@ -208,7 +208,7 @@ def propagation(url: str, transitions: int = 100, name: str = "propagation") -> 
 
 async def _warm_async(store: RedisStore, breaker: CircuitBreaker) -> Any:
     await breaker.acall(aop)
-    return store._async_client()
+    return store._clients.for_loop()
 
 
 def _swallow(breaker: CircuitBreaker) -> None:

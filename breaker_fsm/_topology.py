@@ -1,9 +1,10 @@
 """How a :class:`~breaker_fsm.redis.RedisStore` reaches Redis: one server, a Cluster, Sentinel.
 
 A store needs two kinds of client, a sync one (``call``, ``send``, the push thread) and an
-asyncio one per event loop (``acall``, ``asend``), and builds whichever it was not given.
-A :class:`Topology` knows how to build both for one kind of deployment, from a URL or from
-the client (or :class:`redis.sentinel.Sentinel`) the user passed:
+asyncio one per event loop (``acall``, ``asend``), and builds whichever it was not given
+(:class:`~breaker_fsm._clients.Clients`). A :class:`Topology` knows how to build both for
+one kind of deployment, from a URL or from the client (or :class:`redis.sentinel.Sentinel`)
+the user passed:
 
 - one server: ``redis://``, ``rediss://``, ``unix://``; a ``redis.Redis`` or
   ``redis.asyncio.Redis``;

@@ -43,7 +43,7 @@ def test_asend_reaches_the_other_breakers_of_the_store(
         assert b.state == "closed"
 
     run_closing(store, scenario)
-    assert store._client is None  # no blocking client was ever built
+    assert store._clients._sync is None  # no blocking client was ever built
     assert [(r.event, r.generation, r.reason) for r in a.audit] == [
         ("force_open", 1, "maintenance"),
         ("reset", 2, "operator: reset"),

@@ -408,8 +408,8 @@ def test_wait_on_a_cluster_without_replicas_leaves_every_transition_unconfirmed(
     assert breaker.state == "open"
     assert store.unconfirmed == 3
     assert caplog.text.count("not confirmed by 1 replica") == 1
-    with store._sync_client().get_redis_connection(
-        store._sync_client().get_node_from_key(store.keys(name)[0])
+    with store._clients.sync().get_redis_connection(
+        store._clients.sync().get_node_from_key(store.keys(name)[0])
     ) as node:
         assert node.exists(store.keys(name)[0] + ":ack")  # written on the slot's master
 
@@ -437,7 +437,7 @@ def test_cluster_and_sentinel_urls_are_read() -> None:
         RedisStore("redis+cluster://127.0.0.1:1/3")
     store = RedisStore("redis+sentinel://:pw@127.0.0.1:1/primary/2")
     assert store.topology == "sentinel"
-    client = store._sync_client()  # built, not connected: master_for connects lazily
+    client = store._clients.sync()  # built, not connected: master_for connects lazily
     kwargs = client.connection_pool.connection_kwargs
     assert (kwargs["password"], kwargs["db"]) == ("pw", 2)
     assert "***" in repr(store)

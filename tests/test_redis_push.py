@@ -526,7 +526,7 @@ def test_tls_options_pass_through_to_both_clients(redis_stores: StoreFactory) ->
         url="rediss://user:pw@cache.invalid:6380/2?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem",
         push=False,
     )
-    sync_pool = store._sync_client().connection_pool
+    sync_pool = store._clients.sync().connection_pool
     assert sync_pool.connection_class.__name__ == "SSLConnection"
     kwargs: dict[str, Any] = sync_pool.connection_kwargs
     assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("user", "pw", 2)
@@ -534,7 +534,7 @@ def test_tls_options_pass_through_to_both_clients(redis_stores: StoreFactory) ->
     assert kwargs["ssl_ca_certs"] == "/ca.pem"
 
     async def derived() -> None:
-        pool = store._async_client().connection_pool
+        pool = store._clients.for_loop().connection_pool
         assert pool.connection_class.__name__ == "SSLConnection"
         assert pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
         assert pool.connection_kwargs["password"] == "pw"

@@ -1048,7 +1048,7 @@ def test_acall_uses_the_asyncio_client(
         assert breaker.metrics().ignored_count == 1
 
     run_closing(store, scenario)
-    assert store._client is None  # no blocking client was ever used
+    assert store._clients._sync is None  # no blocking client was ever used
     assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "recover"]
     assert other.call(lambda: "sync") == "sync"
     assert other.metrics().transitions == 3
@@ -1234,7 +1234,8 @@ def test_a_wait_that_outlasts_the_socket_timeout_is_explained(
     from breaker_fsm.redis import RedisStore
 
     store = RedisStore("redis://127.0.0.1:1/0", push=False, wait_replicas=1)
-    store._unconfirmed(b"breaker_fsm:{svc}", RedisTimeout("Timeout reading from socket"))
+    assert store._replicas is not None
+    store._replicas._unconfirmed(b"breaker_fsm:{svc}", RedisTimeout("Timeout reading from socket"))
     assert "no answer to WAIT within the store's timeout of 0.05s" in caplog.text
     assert "fewer than 1 replica(s) acknowledged" in caplog.text
     assert "cron tick" in caplog.text

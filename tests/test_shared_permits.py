@@ -191,7 +191,7 @@ def test_an_acquire_whose_reply_is_lost_holds_the_permit_only_for_the_lease(
         return "trial"
 
     async def cancelled() -> None:
-        await store._async_client().ping()  # this loop's connection is up
+        await store._clients.for_loop().ping()  # this loop's connection is up
         with paused(redis_server), pytest.raises(TimeoutError):
             await asyncio.wait_for(a.acall(trial), 0.1)  # shorter than the store's timeout
 
@@ -269,7 +269,7 @@ def test_a_cancelled_round_trip_that_made_a_transition_is_still_recorded(
         raise ConnectionError("dependency down")
 
     async def cancelled() -> None:
-        await store._async_client().ping()  # this loop's connection is up
+        await store._clients.for_loop().ping()  # this loop's connection is up
         round_trip = a.acall(down) if lost == "record" else a.asend("force_open")
         with paused(redis_server), pytest.raises(TimeoutError):
             await asyncio.wait_for(round_trip, 0.1)
