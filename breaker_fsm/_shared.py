@@ -42,6 +42,7 @@ _log = logging.getLogger("breaker_fsm")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _REFUSED, _BYPASS = Admission.REFUSED, Admission.BYPASS
 _ASK = -10  # admission plan: the mirror cannot decide, ask the store
@@ -85,7 +86,7 @@ class SharedBreaker(Mirror):
         if self._state == CLOSED and link.live and not link.degraded:
             gen = self._gen
         else:
-            gen = self._store_admit(link)
+            gen = self._store_admit(link, self._clock.monotonic())
         if gen < 0:
             if gen == _BYPASS:
                 result = func(*args, **kwargs)
@@ -193,7 +194,7 @@ class SharedBreaker(Mirror):
         link = self._link
         if self._state == CLOSED and link.live and not link.degraded:
             return self._permit(self._gen)
-        return self._permit(self._store_admit(link))
+        return self._permit(self._store_admit(link, self._clock.monotonic()))
 
     async def aacquire(self) -> Permit:
         """:meth:`CircuitBreaker.aacquire` on the shared state, on the asyncio client."""
@@ -225,44 +226,47 @@ class SharedBreaker(Mirror):
 
     # ------------------------------------------------------------------ the round trips
 
+    def _store_admit(self, link: StoreLink, now: float) -> int:
+        """Admit a call (sync): from the mirror, with one round trip, or on local state."""
+        plan = self._store_plan(link, now)
+        if plan != _ASK:
+            return self._admit() if plan == _LOCAL else plan
+        token, u, seed = self._acquire_plan(link, now)
+        reply = self._round_trip(link, link.entry.acquire, u, seed)
+        return self._store_admitted(link, reply, now, token)
+
     async def _store_aadmit(self, link: StoreLink, now: float) -> int:
         """:meth:`_store_admit` on the asyncio client."""
-        gen = self._store_plan(link, now)
-        if gen == _ASK:
-            token = cast("PushingState", link.entry).push_token() if link.pushing else None
-            try:
-                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
-                reply = await link.entry.aacquire(u, self._seed(link, now))
-            except Exception as exc:
-                self._store_failed(link, exc, now)
-                return self._admit()
-            except BaseException:  # interrupted: its script may have run all the same
-                self._reply_lost(link)
-                raise
-            return self._store_admitted(link, reply, now, token)
-        if gen == _LOCAL:
-            return self._admit()
-        return gen
+        plan = self._store_plan(link, now)
+        if plan != _ASK:
+            return self._admit() if plan == _LOCAL else plan
+        token, u, seed = self._acquire_plan(link, now)
+        reply = await self._around_trip(link, link.entry.aacquire, u, seed)
+        return self._store_admitted(link, reply, now, token)
 
-    def _store_admit(self, link: StoreLink) -> int:
-        """Admit a call (sync): from the mirror, with one round trip, or on local state."""
-        now = self._clock.monotonic()
-        gen = self._store_plan(link, now)
-        if gen == _ASK:
-            token = cast("PushingState", link.entry).push_token() if link.pushing else None
-            try:
-                u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
-                reply = link.entry.acquire(u, self._seed(link, now))
-            except Exception as exc:
-                self._store_failed(link, exc, now)
-                return self._admit()
-            except BaseException:  # interrupted: its script may have run all the same
-                self._reply_lost(link)
-                raise
-            return self._store_admitted(link, reply, now, token)
-        if gen == _LOCAL:
-            return self._admit()
-        return gen
+    def _round_trip(
+        self, link: StoreLink, operation: Callable[..., T], *args: Any
+    ) -> T | Exception:
+        """``operation(*args)`` on the store: its reply, or the exception it raised."""
+        try:
+            return operation(*args)
+        except Exception as exc:
+            return exc
+        except BaseException:  # interrupted: its script may have run all the same
+            self._reply_lost(link)
+            raise
+
+    async def _around_trip(
+        self, link: StoreLink, operation: Callable[..., Awaitable[T]], *args: Any
+    ) -> T | Exception:
+        """:meth:`_round_trip` on the asyncio client."""
+        try:
+            return await operation(*args)
+        except Exception as exc:
+            return exc
+        except BaseException:  # interrupted (cancelled): its script may have run all the same
+            self._reply_lost(link)
+            raise
 
     def _store_plan(self, link: StoreLink, now: float) -> int:  # noqa: PLR0911 - one per case
         """An admission decided without a round trip, or how to decide it.
@@ -286,14 +290,25 @@ class SharedBreaker(Mirror):
             return _ASK
         return _BYPASS if state == DISABLED else _REFUSED
 
+    def _acquire_plan(self, link: StoreLink, now: float) -> tuple[int | None, float, Seed]:
+        """What an ``acquire`` round trip sends, and the push token taken before it."""
+        token = cast("PushingState", link.entry).push_token() if link.pushing else None
+        u = self._jitter(self._state != CLOSED)  # a closed mirror expects no retrip
+        return token, u, self._seed(link, now)
+
     def _store_admitted(
-        self, link: StoreLink, reply: StoreReply, now: float, token: int | None
+        self, link: StoreLink, reply: StoreReply | Exception, now: float, token: int | None
     ) -> int:
-        """Mirror an ``acquire`` reply; the generation the call runs under, or ``_REFUSED``.
+        """Act on an ``acquire`` round trip: the call's generation, or an ``Admission``.
+
+        A failed round trip degrades the breaker, and the local rules admit the call.
 
         ``token``: the push channel's, taken before the round trip; the reply makes a
         mirror that was not live live again if no push can have been missed since.
         """
+        if isinstance(reply, Exception):
+            self._store_failed(link, reply, now)
+            return self._admit()
         self._on_reply(link, reply, now)
         if not link.live:
             cast("PushingState", link.entry).confirm_push(link, token)
@@ -324,14 +339,7 @@ class SharedBreaker(Mirror):
     ) -> None:
         """Record one outcome in the store (one round trip) and mirror what it decided."""
         outcome, now, u, seed = self._record_plan(link, outcome, started)
-        answer: StoreReply | Exception | None
-        try:
-            answer = link.entry.record(gen, outcome, u, hint, seed)
-        except Exception as exc:
-            answer = exc
-        except BaseException:  # interrupted: its script may have run all the same
-            self._reply_lost(link)
-            raise
+        answer = self._round_trip(link, link.entry.record, gen, outcome, u, hint, seed)
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     async def _store_arecord(
@@ -339,14 +347,7 @@ class SharedBreaker(Mirror):
     ) -> None:
         """:meth:`_store_record` on the asyncio client."""
         outcome, now, u, seed = self._record_plan(link, outcome, started)
-        answer: StoreReply | Exception | None
-        try:
-            answer = await link.entry.arecord(gen, outcome, u, hint, seed)
-        except Exception as exc:
-            answer = exc
-        except BaseException:  # interrupted: its script may have run all the same
-            self._reply_lost(link)
-            raise
+        answer = await self._around_trip(link, link.entry.arecord, gen, outcome, u, hint, seed)
         self._record_answer(link, gen, outcome, started, hint, now, answer)
 
     def _record_plan(
@@ -396,13 +397,8 @@ class SharedBreaker(Mirror):
         code, now = self._store_send_plan(link, event)
         answer: StoreReply | Exception | None = None
         if code is not None:
-            try:
-                answer = link.entry.operator(code, self._jitter(), self._seed(link, now))
-            except Exception as exc:
-                answer = exc
-            except BaseException:  # interrupted: its script may have run all the same
-                self._reply_lost(link)
-                raise
+            u, seed = self._jitter(), self._seed(link, now)
+            answer = self._round_trip(link, link.entry.operator, code, u, seed)
         return self._store_sent(link, event, reason, now, answer)
 
     async def _store_asend(self, link: StoreLink, event: str, reason: str | None) -> str | None:
@@ -410,13 +406,8 @@ class SharedBreaker(Mirror):
         code, now = self._store_send_plan(link, event)
         answer: StoreReply | Exception | None = None
         if code is not None:
-            try:
-                answer = await link.entry.aoperator(code, self._jitter(), self._seed(link, now))
-            except Exception as exc:
-                answer = exc
-            except BaseException:  # interrupted: its script may have run all the same
-                self._reply_lost(link)
-                raise
+            u, seed = self._jitter(), self._seed(link, now)
+            answer = await self._around_trip(link, link.entry.aoperator, code, u, seed)
         return self._store_sent(link, event, reason, now, answer)
 
     def _store_send_plan(self, link: StoreLink, event: str) -> tuple[int | None, float]:
