@@ -25,7 +25,7 @@ from ._machine import STATES, BreakerMachine
 from ._policy import BreakerPolicy
 from ._sources import guess_section
 from ._trail import read_numbered
-from ._verify import BreakerSummary, instant, verify
+from ._verify import BreakerSummary, Fork, instant, verify
 from .diagram import FORMATS, render
 from .exceptions import AuditError, DiagramError, PolicyFileError, ReplayError
 
@@ -327,10 +327,11 @@ def _utc(at: datetime) -> str:
 def verify_command(files: tuple[Path, ...]) -> None:
     """Check that the trails in FILES, merged, are legal walks of the machine.
 
-    Prints one line per breaker (transitions, lives, outages, time span), then the head
-    of each writer's hash chain (to compare with an anchored one), and exits 0; or exits 1
-    naming the file and line of the first bad record. A file with no records is named
-    on stderr.
+    Prints one line per breaker (transitions, lives, outages, time span), then each fork
+    of a fleet's shared walk (records of two members at one generation: a failover lost
+    one member's transition), then the head of each writer's hash chain (to compare with
+    an anchored one), and exits 0; or exits 1 naming the file and line of the first bad
+    record. A file with no records is named on stderr.
     """
     located = _read(files)
     for empty in sorted(set(files) - {file for file, _, _ in located}, key=files.index):
@@ -341,27 +342,47 @@ def verify_command(files: tuple[Path, ...]) -> None:
         file, line, _ = located[exc.index if exc.index is not None else -1]
         raise Fail(f"{file}:{line}: {exc}") from None
     for breaker in summary.breakers.values():
-        click.echo(_breaker_line(breaker))
+        click.echo(_breaker_line(breaker, located))
+    forks = sum(len(breaker.forks) for breaker in summary.breakers.values())
     click.secho(
         f"OK: {_plural(summary, 'transition')} of {_plural(len(summary.breakers), 'breaker')} "
-        f"in {_plural(len(files), 'file')}, legal walks of BreakerMachine",
+        f"in {_plural(len(files), 'file')}, legal walks of BreakerMachine"
+        + (f" ({_plural(forks, 'failover fork')}: a store lost transitions)" if forks else ""),
         fg="green",
     )
 
 
-def _breaker_line(breaker: BreakerSummary) -> str:
+def _breaker_line(breaker: BreakerSummary, located: Sequence[Located]) -> str:
     notes = [_plural(breaker.restarts, "restart")] if breaker.restarts else []
     if breaker.concurrent:
         notes.append(f"{breaker.concurrent} writing at the same time as another")
     if breaker.store_restarts:
         notes.append(_plural(breaker.store_restarts, "store restart"))
     restarts = f" ({', '.join(notes)})" if notes else ""
+    forks = f", {_plural(len(breaker.forks), 'failover fork')}" if breaker.forks else ""
     return (
-        f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
-        f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "
-        f"{_plural(breaker.outages, 'outage')}, "
-        f"{_utc(breaker.first)} → {_utc(breaker.last)} ({_duration(breaker.span)})"
-    ) + "".join(f"\n  head {head} ({origin})" for origin, head in breaker.heads.items())
+        (
+            f"{breaker.breaker}: {_plural(breaker.transitions, 'transition')}, "
+            f"{_plural(breaker.lives, 'life', 'lives')}{restarts}, "
+            f"{_plural(breaker.outages, 'outage')}{forks}, "
+            f"{_utc(breaker.first)} → {_utc(breaker.last)} ({_duration(breaker.span)})"
+        )
+        + "".join(f"\n  {_fork_line(fork, located)}" for fork in breaker.forks)
+        + "".join(f"\n  head {head} ({origin})" for origin, head in breaker.heads.items())
+    )
+
+
+def _fork_line(fork: Fork, located: Sequence[Located]) -> str:
+    """A fork: where each of its records is, and what it did."""
+    branches = "; ".join(
+        f"{located[index][0]}:{located[index][1]} {record.event} "
+        f"{record.source} → {record.target} by {record.origin}"
+        for index, record in zip(fork.indexes, fork.records, strict=True)
+    )
+    return (
+        f"fork at generation {fork.generation} ({fork.life}): {branches} "
+        "(the store lost one in a failover; the fleet went on from the one it kept)"
+    )
 
 
 def _duration(span: timedelta) -> str:

@@ -155,21 +155,25 @@ class Mirror(CircuitBreaker):
         anything; a reply older than the mirror is ignored, and so is one behind the shared
         state this mirror last saw, degraded or not (a late push; or a store that lost
         transitions, which the next round trip re-seeds). A degraded breaker takes any
-        other as the store's first answer: the shared state wins over the local one.
+        other as the store's first answer: the shared state wins over the local one. So
+        does another state at the mirror's own generation: a fork (:meth:`_forked`).
         """
         link = self._link
         self._check_policy(link, reply)
         seed = link.seed
         if reply.epoch == seed.epoch and reply.gen < seed.gen:
             return  # never backwards within one entry epoch
+        forked = _forked(seed, reply)
         if link.degraded:
             self._resynced(link)
         with self._lock:
             if reply.epoch < link.epoch:
                 return
-            if reply.epoch == link.epoch and reply.gen <= self._gen:
+            if reply.epoch == link.epoch and reply.gen <= self._gen and not forked:
                 return
             self._adopt(link, reply, self._clock.monotonic(), moved=reply.event != 0)
+        if forked:
+            self._forked(reply, seed)
 
     def _reread(self, reply: StoreReply | None) -> bool:
         """Follow the state re-read after a lost push (``None``: the store has no entry).
@@ -230,10 +234,14 @@ class Mirror(CircuitBreaker):
     ) -> None:
         """Mirror a store's reply; record the transition its script made, if any."""
         self._check_policy(link, reply)
+        seed = link.seed
+        forked = _forked(seed, reply)
         if link.degraded:
             self._resynced(link)
         if reply.event:
             self._store_transition(link, reply, reason)
+            if forked:
+                self._forked(reply, seed)
             return
         with self._lock:
             if reply.epoch == link.epoch:
@@ -248,6 +256,29 @@ class Mirror(CircuitBreaker):
                         link.deadline = self._opened_at + self._open_duration
                     return
             self._adopt(link, reply, now, moved=False)
+        if forked:
+            self._forked(reply, seed)
+
+    def _forked(self, reply: StoreReply, seed: Seed) -> None:
+        """The store holds another state at the mirror's generation: say so (it was adopted).
+
+        One entry's generation names one state, unless the store lost a transition this
+        member made or mirrored (a failover) and another member, which had not seen it,
+        made another one at that generation before anyone put it back (a re-read or a
+        round trip re-seeds a store only when it is *behind* the mirror). The store's state
+        is the fleet's from then on; both transitions are in the members' trails, where
+        ``verify`` reports them as a fork (``BreakerSummary.forks``).
+        """
+        _log.warning(
+            "breaker %r: the shared store holds %s at generation %d, where this member "
+            "mirrored %s: the store lost a transition (a failover) and another member made "
+            "another one at that generation; following the store's (verify reports the "
+            "fork in the merged trails)",
+            self.name,
+            STATES[reply.state if reply.gen == seed.gen else reply.source],
+            seed.gen,
+            STATES[seed.state],
+        )
 
     def _resynced(self, link: StoreLink) -> None:
         """The store answers again: what it says from now on wins over the local state."""
@@ -464,6 +495,20 @@ class Mirror(CircuitBreaker):
         a failing window up to ``minimum_calls``. A neutral outcome never does.
         """
         return outcome > 0 or (outcome == 0 and self._window is not None)
+
+
+def _forked(seed: Seed, reply: StoreReply) -> bool:
+    """Whether ``reply`` shows another state at the generation the mirror last saw (``seed``).
+
+    One entry's generation names one state: another one there (the state a reply holds at
+    that generation, or the source of the transition that followed it) is a fork (see
+    :meth:`Mirror._forked`).
+    """
+    if reply.epoch != seed.epoch:
+        return False
+    if reply.gen == seed.gen:
+        return reply.state != seed.state
+    return bool(reply.event) and reply.gen == seed.gen + 1 and reply.source != seed.state
 
 
 class StoreLink:

@@ -11,7 +11,27 @@ from ._audit import SHARED_LIFE, Transition, digest, is_shared
 from ._machine import STATES, legal_moves
 from .exceptions import AuditError
 
-__all__ = ["AuditSummary", "BreakerSummary", "instant", "verify"]
+__all__ = ["AuditSummary", "BreakerSummary", "Fork", "instant", "verify"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """Records of one fleet's shared numbering at one generation, by different members.
+
+    A store that lost a transition it had acknowledged (a failover to a replica that never
+    received it, or an older copy restored) holds the generation before it; a member that
+    had not seen the lost transition then makes another one at the same generation before
+    any member that had seen it puts it back. Both are genuine records of the same walk:
+    the store kept one, and the fleet went on from that one.
+    """
+
+    breaker: str
+    #: The generation (``seq``) the records share, and the numbering (``life``) it is in.
+    generation: int
+    life: str
+    #: The records, in trail order, and their positions in the trail (``index``).
+    records: tuple[Transition, ...]
+    indexes: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,8 @@ class BreakerSummary:
     #: Shared numberings after a fleet's first: each began when its store lost the
     #: breaker's entry (a Redis restarted empty) and a member recreated it.
     store_restarts: int = 0
+    #: Generations that several members recorded a transition at: a failover lost one.
+    forks: tuple[Fork, ...] = ()
 
     @property
     def restarts(self) -> int:
@@ -105,7 +127,9 @@ class _Tally:
             ended = last if ended is None else max(ended, last)
         return count
 
-    def summary(self, breaker: str, heads: dict[str, str]) -> BreakerSummary:
+    def summary(
+        self, breaker: str, heads: dict[str, str], forks: tuple[Fork, ...]
+    ) -> BreakerSummary:
         return BreakerSummary(
             breaker=breaker,
             transitions=self.transitions,
@@ -118,6 +142,7 @@ class _Tally:
             heads=heads,
             concurrent=self.concurrent(),
             store_restarts=max(0, len(self.shared_lives) - 1),
+            forks=forks,
         )
 
 
@@ -150,6 +175,11 @@ def verify(records: Iterable[Transition]) -> AuditSummary:
       shared walk (of the same numbering) had at the generation it continues
       (checked when that record is in the trail), and a member never goes back to an
       older generation when it rejoins or degrades again.
+    - Two or more records at one generation of one numbering, each by a different member,
+      are a fork (:class:`Fork`, in ``BreakerSummary.forks``), not an error: a store that
+      lost an acknowledged transition (a failover) and another member that made another
+      one at that generation. Each must follow a record of the generation before it, and
+      each record after it must follow one of them.
     - Records that carry an ``origin`` are checked against their writer's hash chain: each
       ``prev`` must be the :func:`digest` of the record the same origin wrote before it. So
       an edited record, or a deleted or moved one, fails even when the walk stays legal.
@@ -319,23 +349,31 @@ class _Verifier:
         """Check the chains, walk each fleet's shared records by generation, check the joins."""
         for (breaker, origin), entries in self.writers.items():
             self.chain(breaker, origin, entries)
-        generations: dict[tuple[str, str], dict[int, Transition]] = {}
+        generations: dict[tuple[str, str], dict[int, list[Transition]]] = {}
+        forks: dict[str, list[Fork]] = {}
         for numbering, entries in self.shared.items():
             walk = generations[numbering] = {}
-            previous: Transition | None = None
-            for index, record in sorted(entries, key=lambda entry: _generation(entry[1])):
-                if record.seq != _generation(record):
-                    self.flag(index, record, f"seq {record.seq} is not its generation "
-                              f"{record.generation}")  # fmt: skip
-                self.step(index, record, previous)
-                walk[_generation(record)] = previous = record
+            levels: dict[int, list[Entry]] = {}
+            for entry in entries:
+                levels.setdefault(_generation(entry[1]), []).append(entry)
+            previous: list[Transition] = []
+            for generation in sorted(levels):
+                level = levels[generation]
+                for index, record in level:
+                    if record.seq != generation:
+                        self.flag(index, record, f"seq {record.seq} is not its generation "
+                                  f"{record.generation}")  # fmt: skip
+                    self.follows(index, record, previous)
+                if len(level) > 1 and self.distinct_writers(level):
+                    forks.setdefault(numbering[0], []).append(self.fork(numbering, level))
+                walk[generation] = previous = [record for _, record in level]
         for (index, record), strict in self.starts:
             numbering = (record.breaker, record.life or SHARED_LIFE)
-            base = generations.get(numbering, {}).get(record.seq - 1)
-            if base is not None and base.target != record.source:
-                self.flag(index, record, f"degraded at generation {base.seq}, which left "
-                          f"{base.target!r}, but starts from {record.source!r}")  # fmt: skip
-            elif strict and base is None:
+            bases = generations.get(numbering, {}).get(record.seq - 1, [])
+            if bases and record.source not in {base.target for base in bases}:
+                self.flag(index, record, f"degraded at generation {record.seq - 1}, which "
+                          f"left {_targets(bases)}, but starts from {record.source!r}")  # fmt: skip
+            elif strict and not bases:
                 self.flag(index, record, f"source {record.source!r} is not the previous "
                           "target of this member's run")  # fmt: skip
         if self.problems:
@@ -348,7 +386,54 @@ class _Verifier:
             )
         return AuditSummary(
             {
-                name: tally.summary(name, self.heads.get(name, {}))
+                name: tally.summary(name, self.heads.get(name, {}), tuple(forks.get(name, ())))
                 for name, tally in self.tallies.items()
             }
         )
+
+    def follows(self, index: int, record: Transition, previous: list[Transition]) -> None:
+        """Check that a shared ``record`` follows the generation before it (``previous``).
+
+        Several records there (a fork): it follows the one whose target is its source.
+        """
+        if not previous:
+            return
+        if len(previous) == 1:
+            self.step(index, record, previous[0])
+        elif record.seq != previous[0].seq + 1:
+            self.step(index, record, previous[0])  # the same gap, whichever one is named
+        elif record.source not in {base.target for base in previous}:
+            self.flag(index, record, f"source {record.source!r} is not the target of any "
+                      f"record at generation {previous[0].seq} ({_targets(previous)})")  # fmt: skip
+
+    def distinct_writers(self, level: list[Entry]) -> bool:
+        """Whether each record of one generation has its own writer; flag any that has not.
+
+        One member never records one generation of one numbering twice: a fork is made by
+        two members, each of which saw only its own branch.
+        """
+        seen: set[str | None] = set()
+        for index, record in level:
+            if record.origin in seen:
+                self.flag(index, record, f"{record.origin} recorded generation "
+                          f"{record.seq} twice")  # fmt: skip
+                return False
+            seen.add(record.origin)
+        return True
+
+    @staticmethod
+    def fork(numbering: tuple[str, str], level: list[Entry]) -> Fork:
+        """The fork that ``level``'s records (one generation, several writers) make."""
+        ordered = sorted(level, key=lambda entry: entry[0])
+        return Fork(
+            breaker=numbering[0],
+            generation=_generation(ordered[0][1]),
+            life=numbering[1],
+            records=tuple(record for _, record in ordered),
+            indexes=tuple(index for index, _ in ordered),
+        )
+
+
+def _targets(records: list[Transition]) -> str:
+    """The targets of ``records``, as a message names them: ``'open'`` or ``'open' or ...``."""
+    return " or ".join(dict.fromkeys(repr(record.target) for record in records))

@@ -17,7 +17,7 @@
 from ._audit import AuditLog, Chain, Sink, Transition, digest
 from ._calls import CallLogSink, CallRecord, CallSink
 from ._trail import JsonlSink, LoggingSink, dump_jsonl, read_jsonl
-from ._verify import AuditSummary, BreakerSummary, verify
+from ._verify import AuditSummary, BreakerSummary, Fork, verify
 from .exceptions import AuditError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "CallRecord",
     "CallSink",
     "Chain",
+    "Fork",
     "JsonlSink",
     "LoggingSink",
     "Sink",

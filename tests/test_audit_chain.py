@@ -281,7 +281,11 @@ def test_a_member_never_goes_back_to_an_older_generation() -> None:
 
 
 def test_the_shared_walk_is_checked_across_members() -> None:
-    """A generation missing between two members' records, or claimed twice, fails."""
+    """A generation missing between two members' records, or claimed twice by one, fails.
+
+    Claimed by two members, it is a fork (a failover lost one: ``tests/test_failover_fork.py``),
+    each record of which must follow the generation before it.
+    """
     _, a = member()
     _, b = member()
     gap = [a(1, "trip", "closed", "open"), b(3, "attempt_reset", "open", "half_open")]
@@ -290,8 +294,18 @@ def test_the_shared_walk_is_checked_across_members() -> None:
     _, c = member()
     _, d = member()
     twice = [c(1, "trip", "closed", "open"), d(1, "force_open", "closed", "forced_open")]
-    with pytest.raises(AuditError, match="seq 1 follows seq 1"):
+    (fork,) = verify(twice).breakers["svc"].forks
+    assert (fork.generation, fork.records, fork.indexes) == (1, tuple(twice), (0, 1))
+    twice.append(c(1, "force_open", "closed", "forced_open"))
+    with pytest.raises(AuditError, match=r"seq 1: .* recorded generation 1 twice"):
         verify(twice)
+    _, f = member()
+    _, g = member()
+    astray = [f(1, "trip", "closed", "open"), g(2, "trip", "closed", "open")]
+    astray.insert(1, g(1, "force_open", "closed", "forced_open"))
+    with pytest.raises(AuditError, match="seq 2: source 'closed' is not the target of any "
+                       "record at generation 1 \\('open' or 'forced_open'\\)"):  # fmt: skip
+        verify(astray)
     _, e = member()
     bad = e(1, "trip", "closed", "open").model_copy(update={"seq": 2})
     with pytest.raises(AuditError, match="seq 2 is not its generation 1"):
