@@ -12,6 +12,7 @@ does about them: a member that saw the lost transition re-seeds the store with i
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import threading
@@ -279,6 +280,66 @@ def test_a_member_degraded_through_the_failover_puts_the_lost_trip_back_on_its_r
     clock.advance(30)
     assert b.call(lambda: "trial") == "trial"
     wait_until(lambda: a.state == c.state == "closed", "the fleet follows the recovery")
+
+
+@pytest.mark.slow
+def test_a_member_that_never_saw_the_lost_transition_forks_the_walk_and_verify_names_it(
+    redis_sentinel: SentinelSet,
+    stores: Callable[..., RedisStore],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A's force_open (generation 1) dies with a primary cut off from its replica; B, which
+    never heard of it (no push), trips on the promoted replica at generation 1 before A
+    reaches it. A then follows the store (open), with a warning; the merged trail verifies,
+    with one fork at generation 1: A's force_open and B's trip."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    a, b = (
+        CircuitBreaker("svc", POLICY, clock=clock, store=stores(now=clock.monotonic, push=False))
+        for _ in range(2)
+    )
+    assert a.call(lambda: "ok") == b.call(lambda: "ok") == "ok"  # the entry, generation 0
+    with redis_sentinel.primary.client() as admin:
+        assert admin.execute_command("WAIT", 1, int(PATIENCE * 1000)) == 1  # on the replica
+    crash = lose_the_replication_link(redis_sentinel)
+    try:
+        assert a.send("force_open") == "forced_open"  # acknowledged, never replicated
+    finally:
+        crash()
+    redis_sentinel.wait_promoted(redis_sentinel.replica)
+    assert gen_on(redis_sentinel.replica) == 0
+    assert b.call(lambda: "ok") == "ok"  # its round trip may meet the dead primary: degraded
+    clock.advance(RETRY)  # ...then this one reaches the new primary
+    fail(b)  # b's mirror is at generation 0, and so is the store: b's trip is generation 1
+    assert gen_on(redis_sentinel.replica) == 1
+    assert b.state == "open"
+    assert not b.metrics().degraded
+    clock.advance(RETRY)  # a's forced_open mirror is asked again (sync_interval)
+    refused(a)  # a round trip: the store's state, or the dead primary (then degraded)
+    clock.advance(RETRY)
+    refused(a)
+    assert a.state == "open"  # the store's state at the generation it mirrored: followed
+    assert not a.metrics().degraded
+    assert "the shared store holds open at generation 1, where this member mirrored " \
+        "forced_open" in caplog.text  # fmt: skip
+    trail = merged(a, b)
+    summary = verify(trail)
+    (fork,) = summary.breakers["svc"].forks
+    assert [(r.event, r.generation, r.origin) for r in fork.records] == [
+        ("force_open", 1, a.audit.origin),
+        ("trip", 1, b.audit.origin),
+    ]
+    assert len({r.life for r in fork.records}) == 1  # one numbering: the same store entry
+    clock.advance(30)  # the fleet goes on from the trip: a trial, and it recovers
+    assert a.call(lambda: "trial") == "trial"
+    assert b.call(lambda: "runs") == "runs"
+    assert [(r.seq, r.event) for r in merged(a, b) if r.generation is not None] == [
+        (1, "force_open"),
+        (1, "trip"),
+        (2, "attempt_reset"),
+        (3, "recover"),
+    ]
+    assert verify(merged(a, b)).breakers["svc"].forks == (fork,)
 
 
 @pytest.mark.slow
