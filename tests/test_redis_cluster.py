@@ -37,6 +37,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.redis_cluster import ClusterNodes
+from tests.redis_server import RedisServer
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
 
@@ -387,6 +388,72 @@ def test_a_lost_node_degrades_its_breakers_only_and_they_converge_when_it_return
     assert described is not None
     assert described["state"] == 1.0  # open, shared
     assert verify([r for r in lost_b.audit if r.generation is not None]) >= 1
+
+
+def failed_over(cluster: ClusterNodes, key: str, replica: RedisServer) -> None:
+    """Wait until the cluster serves ``key``'s slot from ``replica``, a master now."""
+    wait_until(lambda: cluster.master_of(key) is replica, f"{replica!r} serves {key!r}")
+    with replica.client() as client:
+        assert client.info("replication")["role"] == "master"
+
+
+@pytest.fixture
+def replica_stores(redis_cluster_replica: ClusterNodes) -> Iterator[Callable[..., RedisStore]]:
+    """RedisStores on the cluster with a replica (its URL form); each is closed after."""
+    yield from store_factory(redis_cluster_replica.url)
+
+
+def rejected_scripts(server: RedisServer) -> int:
+    """The scripts ``server`` answered with an error instead of running them (MOVED too)."""
+    with server.client() as client:
+        stats: dict[str, Any] = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("rejected_calls", 0)) for c in ("evalsha",))
+
+
+def test_a_replica_that_takes_over_the_slot_is_followed_through_moved(
+    redis_cluster_replica: ClusterNodes,
+    replica_stores: Callable[..., RedisStore],
+    clock: FakeClock,
+) -> None:
+    """A breaker on a master with a replica; ``CLUSTER FAILOVER`` on the replica swaps them.
+
+    The old master answers the members' next script with ``MOVED``; the client follows it
+    to the new master, which holds the trip (a manual failover waits for the replica to
+    catch up): no call degrades, the fleet goes on at the next generation, pushes follow.
+    """
+    cluster = redis_cluster_replica
+    name = cluster.names_per_node()[0]
+    key = f"breaker_fsm:{{{name}}}"
+    old, replica = cluster.servers[0], cluster.replicas[0]
+    assert cluster.master_of(key) is old
+    a, b = members(replica_stores, clock, name)
+    fail(a)
+    wait_until(state_is(b, "open"), "b mirrors the trip")
+    with replica.client() as client:
+        assert client.execute_command("CLUSTER", "FAILOVER")
+    failed_over(cluster, key, replica)
+    assert rejected_scripts(old) == 0
+    clock.advance(30)  # the open duration is over: b's next call asks the (old) master
+    assert b.call(lambda: "trial") == "trial"  # MOVED, then attempt_reset and recover
+    assert rejected_scripts(old) == 1  # the old master said MOVED, once
+    assert not b.metrics().degraded
+    wait_until(state_is(a, "closed"), "a follows the recovery (pushed)")
+    assert a.send("force_open") == "forced_open"  # a's client follows MOVED too
+    assert not a.metrics().degraded
+    wait_until(state_is(b, "forced_open"), "b follows the override")
+    refused(b)
+    trail = merged(a, b)
+    assert [(r.seq, r.event, r.generation) for r in trail] == [
+        (1, "trip", 1),
+        (2, "attempt_reset", 2),
+        (3, "recover", 3),
+        (4, "force_open", 4),
+    ]
+    assert verify(trail) == 4
+    described = replica_stores().describe(name)
+    assert described is not None
+    assert (described["state_name"], described["gen"]) == ("forced_open", 4)
+    assert cluster.master_of(key) is replica  # where it was read from
 
 
 # ---------------------------------------------------------------------------- WAIT, URLs
