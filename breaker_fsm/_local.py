@@ -242,7 +242,7 @@ class LocalEngine(Judging):
         the outcome, which is what a replay of other policies needs.
         """
         next(self._shadowed or self._shadow_count)
-        started = self._clock.monotonic() if self._call_sinks else 0.0
+        started = self._clock.monotonic()  # a call sink added during the call needs it too
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
@@ -260,15 +260,15 @@ class LocalEngine(Judging):
     ) -> Any:
         """:meth:`_run_unrecorded` for awaited calls."""
         next(self._shadowed or self._shadow_count)
-        if not self._call_sinks:
-            return await func(*args, **kwargs)
         started = self._clock.monotonic()
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            self._tell_call(self._judge_raised(exc)[0], started, exc, shadowed=True)
+            if self._call_sinks:
+                self._tell_call(self._judge_raised(exc)[0], started, exc, shadowed=True)
             raise
-        self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
+        if self._call_sinks:
+            self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
     def _tell_call(

@@ -281,3 +281,93 @@ def test_call_log_sink_names_a_bad_path() -> None:
     """CallLogSink(123) says what it needs, naming itself."""
     with pytest.raises(TypeError, match="CallLogSink path must be a str or a path, got int"):
         CallLogSink(123)  # type: ignore[arg-type]
+
+
+def test_shadow_calls_pass_their_arguments_and_tell_call_sinks_everything(
+    make: Make, clock: FakeClock
+) -> None:
+    """A call a shadow breaker would refuse gets its arguments, by call and acall; call
+    sinks get its start, its duration, what it raised, and the outcome ``is_failure``
+    judges from what it returned, each marked shadowed."""
+    records: list[CallRecord] = []
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=100, enforce=False)
+    breaker = make(policy, call_sinks=[records.append], is_failure=lambda r: r == "bad")
+    quiet = make(policy)  # no call sink: acall's other path
+    fail(breaker)
+    fail(quiet)  # shared, it is the same breaker: already open, so this one is shadowed
+    assert quiet.state == "open"
+    before = quiet.metrics().shadow_rejected_count
+    records.clear()
+    clock.advance(10)
+
+    def op(result: str, *, took: float) -> str:
+        clock.advance(took)
+        if result == "raise":
+            raise Boom(result)
+        return result
+
+    async def aop(result: str, *, took: float) -> str:
+        return op(result, took=took)
+
+    assert breaker.call(op, "good", took=0.5) == "good"
+    assert breaker.call(op, "bad", took=0.25) == "bad"
+    with pytest.raises(Boom) as raised:
+        breaker.call(op, "raise", took=1)
+
+    async def scenario() -> None:
+        try:
+            assert await breaker.acall(aop, "good", took=0.5) == "good"
+            assert await breaker.acall(aop, "bad", took=0.25) == "bad"
+            with pytest.raises(Boom) as araised:
+                await breaker.acall(aop, "raise", took=1)
+            assert records[-1].exception is araised.value
+            assert await quiet.acall(aop, "good", took=0) == "good"
+        finally:
+            for store in make.stores:  # type: ignore[attr-defined]
+                await store.aclose()
+
+    asyncio.run(scenario())
+    assert records[2].exception is raised.value
+    expected = [("success", 10.0, 0.5), ("failure", 10.5, 0.25), ("failure", 10.75, 1.0)]
+    seen = [(r.outcome, r.start, r.duration) for r in records]
+    assert seen == expected + [(o, s + 1.75, d) for o, s, d in expected]
+    assert all(r.shadowed for r in records)
+    assert [r.exception is None for r in records] == [True, True, False] * 2
+    assert (breaker.state, breaker.metrics().shadow_rejected_count) == ("open", 6)
+    assert quiet.metrics().shadow_rejected_count == before + 1
+
+
+def test_a_call_sink_added_during_a_shadowed_call_hears_it_whole(
+    make: Make, clock: FakeClock
+) -> None:
+    """A call sink added while a call a shadow breaker would refuse is running hears that
+    call with its real start and duration, by call and acall alike."""
+    records: list[CallRecord] = []
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=100, enforce=False)
+    breaker, abreaker = make(policy), make(policy)  # neither has a call sink yet
+    fail(breaker)
+    fail(abreaker)  # shared, already open: shadowed
+    clock.advance(10)
+
+    def op(breaker: CircuitBreaker) -> str:
+        breaker.add_call_sink(records.append)
+        clock.advance(0.5)
+        return "ran"
+
+    async def aop(breaker: CircuitBreaker) -> str:
+        return op(breaker)
+
+    assert breaker.call(op, breaker) == "ran"
+
+    async def scenario() -> None:
+        try:
+            assert await abreaker.acall(aop, abreaker) == "ran"
+        finally:
+            for store in make.stores:  # type: ignore[attr-defined]
+                await store.aclose()
+
+    asyncio.run(scenario())
+    assert [(r.outcome, r.start, r.duration, r.shadowed) for r in records] == [
+        ("success", 10.0, 0.5, True),
+        ("success", 10.5, 0.5, True),
+    ]
