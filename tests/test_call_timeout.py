@@ -129,14 +129,15 @@ def test_the_operations_own_timeout_is_judged_as_raised(clock: FakeClock) -> Non
 
 
 def test_a_call_in_time_is_not_touched(clock: FakeClock) -> None:
-    """A call that answers before call_timeout returns its value and counts a success."""
+    """A call that answers before call_timeout gets its arguments, returns its value and
+    counts a success."""
     breaker = CircuitBreaker("svc", BreakerPolicy(call_timeout=5), clock=clock)
 
-    async def quick() -> str:
+    async def quick(value: str, *, suffix: str) -> str:
         clock.advance(4.5)
-        return "ok"
+        return value + suffix
 
-    assert run(clock, lambda: breaker.acall(quick)) == "ok"
+    assert run(clock, lambda: breaker.acall(quick, "o", suffix="k")) == "ok"
     assert breaker.metrics().success_count == 1
 
 

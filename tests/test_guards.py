@@ -135,18 +135,64 @@ def test_permit_release_is_neutral_and_gives_back_the_trial(make: Make, clock: F
 
 
 def test_a_lost_half_open_permit_warns_and_gives_its_trial_back(clock: FakeClock) -> None:
-    """A permit garbage-collected unsettled warns; its trial slot is not held for good."""
+    """A permit garbage-collected unsettled warns; its trial slot is not held for good:
+    given back as an ignored call that began when the permit was taken."""
+    seen: list[CallRecord] = []
     breaker = CircuitBreaker(
-        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock
+        "svc",
+        BreakerPolicy(failure_threshold=1, reset_timeout=5),
+        clock=clock,
+        call_sinks=[seen.append],
     )
     fail(breaker)
     clock.advance(5)
     with pytest.warns(ResourceWarning, match=r"<Permit of 'svc', held> was never settled"):
         breaker.acquire()  # dropped unsettled: collected at once
+    clock.advance(1)
     second = breaker.acquire()  # the lost trial's slot, given back (neutral)
     second.success()
     metrics = breaker.metrics()
     assert (breaker.state, metrics.ignored_count, metrics.success_count) == ("closed", 1, 1)
+    assert [(r.outcome, r.start, r.duration) for r in seen[1:]] == [
+        ("ignored", 5.0, 1.0),
+        ("success", 6.0, 0.0),
+    ]
+
+
+#: A lost permit that another thread gives back first (see ``TakenMeanwhile``).
+TAKEN = object()
+
+
+class TakenMeanwhile(list[Any]):
+    """The lost permits as a racing thread leaves them: ``TAKEN`` is popped by that thread
+    between this one's look at the list and its own pop, which then finds it empty."""
+
+    def pop(self, index: Any = -1) -> Any:
+        item = super().pop(index)
+        if item is TAKEN:
+            raise IndexError("pop from empty list")
+        return item
+
+
+def test_a_lost_permit_given_back_while_another_thread_empties_the_list(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A breaker that finds its own lost permit among several gives it back and takes the
+    trial, even when another thread takes the last one from under it."""
+    lost = TakenMeanwhile([TAKEN])
+    monkeypatch.setattr("breaker_fsm._local.LOST_PERMITS", lost)
+    monkeypatch.setattr("breaker_fsm._guard.LOST_PERMITS", lost)
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(failure_threshold=1, reset_timeout=5), clock=clock
+    )
+    fail(breaker)
+    clock.advance(5)
+    with pytest.warns(ResourceWarning, match="never settled"):
+        breaker.acquire()  # dropped unsettled: on the list, above TAKEN
+    assert len(lost) == 2
+    breaker.acquire().success()  # its own slot back: the trial, not a refusal
+    assert lost == []
+    assert (breaker.state, breaker.metrics().ignored_count) == ("closed", 1)
 
 
 def test_a_lost_closed_permit_only_warns(clock: FakeClock) -> None:
@@ -264,13 +310,23 @@ def test_exit_without_enter_is_an_error(clock: FakeClock) -> None:
 
 
 def test_disabled_permits_record_nothing(make: Make) -> None:
-    """While disabled, a permit is granted and settling it records nothing."""
-    breaker = make()
+    """While disabled, a permit is granted and settling it records nothing and tells call
+    sinks nothing, as call() does then."""
+    seen: list[CallRecord] = []
+    breaker = make({"call_sinks": [seen.append]})
     breaker.send("disable")
     with breaker:
         pass
     breaker.acquire().failure()
+
+    async def scenario() -> None:
+        async with breaker:
+            pass
+
+    run(make, scenario)
+    assert breaker.call(ok) == "ok"
     assert breaker.metrics().total_requests == 0
+    assert seen == []
 
 
 def test_generator_failure_mid_iteration_is_a_failure(make: Make) -> None:

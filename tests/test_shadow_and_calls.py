@@ -183,8 +183,11 @@ def test_slow_calls_are_marked(make: Make, clock: FakeClock) -> None:
     assert [(r.outcome, r.slow) for r in records] == [("success", True), ("success", False)]
 
 
-def test_a_failing_call_sink_never_fails_the_call(make: Make) -> None:
-    """A sink that raises is logged and counted in sink_errors; the call's result stands."""
+def test_a_failing_call_sink_never_fails_the_call(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sink that raises is logged (naming the breaker and the sink, with the traceback)
+    and counted in sink_errors; the call's result stands."""
 
     def broken(record: CallRecord) -> None:
         raise RuntimeError("sink down")
@@ -194,6 +197,9 @@ def test_a_failing_call_sink_never_fails_the_call(make: Make) -> None:
     with pytest.raises(Boom):
         breaker.call(boom)
     assert breaker.metrics().sink_errors == 2
+    logged = [r for r in caplog.records if "call sink" in r.getMessage()]
+    assert [r.getMessage() for r in logged] == [f"breaker 'svc': call sink {broken!r} failed"] * 2
+    assert all(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in logged)
 
 
 def test_no_call_sink_keeps_the_fast_path(clock: FakeClock) -> None:
