@@ -101,22 +101,28 @@ class Permit:
         """The outcome of a block that ended with ``exc`` (``None``: normally)."""
         return SUCCESS if exc is None else self._breaker._judge_exception(exc)[0]
 
+    def _end(self, exc: BaseException | None) -> None:
+        """Settle, unless settled already, as a block that ended with ``exc`` (or normally)."""
+        if not self._settled:
+            self._breaker._complete(self._gen, self._take(self._judge(exc)), self._started, exc)
+
+    async def _aend(self, exc: BaseException | None) -> None:
+        """:meth:`_end` for asyncio code."""
+        if not self._settled:
+            outcome = self._take(self._judge(exc))
+            await self._breaker._acomplete(self._gen, outcome, self._started, exc)
+
     def __enter__(self) -> Permit:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        if not self._settled:
-            exc = exc_info[1]
-            self._breaker._complete(self._gen, self._take(self._judge(exc)), self._started, exc)
+        self._end(exc_info[1])
 
     async def __aenter__(self) -> Permit:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if not self._settled:
-            exc = exc_info[1]
-            outcome = self._take(self._judge(exc))
-            await self._breaker._acomplete(self._gen, outcome, self._started, exc)
+        await self._aend(exc_info[1])
 
 
 class Guards(LocalEngine):
@@ -195,7 +201,7 @@ def guard_generator(
         permit.success()
         raise
     except BaseException as exc:
-        permit.__exit__(type(exc), exc, exc.__traceback__)
+        permit._end(exc)
         raise
     permit.success()
     return result
@@ -210,9 +216,9 @@ async def guard_async_generator(
         async for item in func(*args, **kwargs):
             yield item
     except GeneratorExit:
-        await permit.__aexit__(None, None, None)
+        await permit._aend(None)
         raise
     except BaseException as exc:
-        await permit.__aexit__(type(exc), exc, exc.__traceback__)
+        await permit._aend(exc)
         raise
-    await permit.__aexit__(None, None, None)
+    await permit._aend(None)

@@ -20,7 +20,7 @@ import itertools
 import logging
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from ._calls import CallRecord, call_record
 from ._detector import window_trips
@@ -209,13 +209,13 @@ class LocalEngine(Judging):
         """Give back the admission of a call that was not made: nothing is recorded."""
         self._record(gen, VOID, 0.0)
 
-    def _not_awaited(self, func: object, coroutine: object, gen: int) -> TypeError:
+    def _not_awaited(self, func: object, coroutine: Any, gen: int) -> TypeError:
         """``call`` was handed an async function: the ``TypeError`` to raise.
 
         Nothing is recorded (the coroutine never ran: it is closed here, so Python does not
         warn that it was never awaited), and any half-open permit is given back.
         """
-        cast("types.CoroutineType[Any, Any, Any]", coroutine).close()
+        coroutine.close()
         if gen >= 0:
             self._give_back(gen)
         name = getattr(func, "__qualname__", None) or repr(func)
