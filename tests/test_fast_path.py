@@ -9,7 +9,14 @@ from typing import Any, NoReturn
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, TimeWindow
+from breaker_fsm import (
+    BreakerPolicy,
+    CallRecord,
+    CircuitBreaker,
+    CircuitOpenError,
+    CountWindow,
+    TimeWindow,
+)
 from breaker_fsm.testing import FakeClock
 from tests.helpers import Boom, Interrupt, boom, fail, ok
 
@@ -409,12 +416,13 @@ def test_success_trips_a_time_window_whose_old_buckets_expired(read_metrics_firs
     for _ in range(3):
         breaker.call(ok)
     clock.advance(2)
-    fail(breaker, 3)  # 3 of 6 failed: 0.5 < 0.6
+    fail(breaker, 3)
+    breaker.call(ok)  # 3 of 7 failed: 0.43 < 0.6; and no streak left to reset
     assert breaker.state == "closed"
-    clock.advance(1.5)  # second 0 leaves the window: 3 of 3 failed
-    if read_metrics_first:
-        assert breaker.metrics().failure_rate == 1.0
-    breaker.call(ok)  # 3 of 4 failed: 0.75 >= 0.6
+    clock.advance(1.5)  # second 0 leaves the window: 3 of 4 failed
+    if read_metrics_first:  # it rolls the window: the next success is in the newest second
+        assert breaker.metrics().failure_rate == 0.75
+    breaker.call(ok)  # 3 of 5 failed: 0.6 >= 0.6
     assert breaker.state == "open"
 
 
@@ -519,8 +527,10 @@ def test_trial_success_recovers_while_the_time_window_is_armed() -> None:
     assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "recover"]
 
 
-def test_stale_success_does_not_enter_a_time_window() -> None:
-    """A success that started before a reset is not counted in the new time window."""
+@pytest.mark.parametrize(("event", "kept"), [("reset", 0), ("force_open", 5)])
+def test_stale_success_does_not_enter_a_time_window(event: str, kept: int) -> None:
+    """A success that started before a transition is not counted in the window, whether
+    the transition cleared it (reset) or kept it (force_open)."""
     clock = FakeClock()
     breaker = CircuitBreaker(
         "t", BreakerPolicy(window=TimeWindow(seconds=60), minimum_calls=2), clock=clock
@@ -528,13 +538,100 @@ def test_stale_success_does_not_enter_a_time_window() -> None:
     for _ in range(5):
         breaker.call(ok)
 
-    def reset_then_succeed() -> str:
-        breaker.send("reset")
+    def transition_then_succeed() -> str:
+        breaker.send(event)
         return "ok"
 
-    breaker.call(reset_then_succeed)
+    breaker.call(transition_then_succeed)
     m = breaker.metrics()
-    assert (m.window_calls, m.success_count) == (0, 6)
+    assert (m.window_calls, m.success_count) == (kept, 6)
+
+
+class CountingClock(FakeClock):
+    """A FakeClock that counts its monotonic readings."""
+
+    readings = 0
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        return super().monotonic()
+
+
+def time_window_breaker(clock: FakeClock, **policy: Any) -> CircuitBreaker:
+    """A breaker on a 60 s time window that needs two calls to judge a rate."""
+    policy = {"failure_threshold": None, "minimum_calls": 2, **policy}
+    return CircuitBreaker("t", BreakerPolicy(window=TimeWindow(seconds=60), **policy), clock=clock)
+
+
+@pytest.mark.parametrize(("slow", "readings"), [(None, 1), (1.0, 2)])
+def test_a_time_window_success_reads_the_clock_once_at_its_end(
+    slow: float | None, readings: int
+) -> None:
+    """A success in a time window reads the clock once when it ends (that one reading
+    judges it slow and files it), plus once when it starts if slow calls are timed."""
+    clock = CountingClock()
+    breaker = time_window_breaker(clock, slow_call_duration=slow)
+    for calls in range(1, 5):  # under minimum_calls, then lock-free
+        breaker.call(ok)
+        assert clock.readings == calls * readings
+
+
+def test_a_slow_success_in_the_newest_second_is_never_counted_lock_free() -> None:
+    """A success that takes longer than slow_call_duration but ends within the newest
+    bucket's second is counted slow, from any clock origin (monotonic readings may be
+    negative)."""
+    clock = FakeClock(-10.0)
+    breaker = time_window_breaker(clock, slow_call_duration=0.5)
+    breaker.call(ok)
+    breaker.call(ok)  # minimum_calls: plain successes may now be counted lock-free
+
+    def slow() -> str:
+        clock.advance(0.75)  # from -10.0 to -9.25: still in second -10
+        return "slow"
+
+    breaker.call(slow)
+    m = breaker.metrics()
+    assert (m.window_calls, m.slow_call_count, m.slow_call_rate) == (3, 1, pytest.approx(1 / 3))
+
+
+def test_a_success_resets_the_streak_in_a_time_window() -> None:
+    """A success between failures ends their streak, though the window could count it
+    lock-free otherwise."""
+    clock = FakeClock()
+    breaker = time_window_breaker(clock, failure_threshold=2, failure_rate_threshold=1.0)
+    breaker.call(ok)
+    breaker.call(ok)
+    fail(breaker)
+    breaker.call(ok)
+    fail(breaker)  # one failure in a row: 2 of 5 failed
+    m = breaker.metrics()
+    assert (m.state, m.failure_count, m.window_calls) == ("closed", 1, 5)
+
+
+def test_every_time_window_success_reaches_the_call_sinks() -> None:
+    """With a call sink, no success is counted lock-free, out of the sink's sight."""
+    records: list[CallRecord] = []
+    breaker = time_window_breaker(FakeClock())
+    breaker.add_call_sink(records.append)
+    for _ in range(4):
+        breaker.call(ok)
+    assert [r.outcome for r in records] == ["success"] * 4
+    assert breaker.metrics().window_calls == 4
+
+
+def test_a_count_window_with_slow_call_timing_counts_every_success() -> None:
+    """Slow-call timing with a count window: successes past minimum_calls are counted
+    under the lock (the ring is never armed on this path)."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "c",
+        BreakerPolicy(window=CountWindow(size=10), minimum_calls=2, slow_call_duration=1.0),
+        clock=clock,
+    )
+    for _ in range(4):
+        assert breaker.call(ok) == "ok"
+    m = breaker.metrics()
+    assert (m.success_count, m.window_calls, m.slow_call_count) == (4, 4, 0)
 
 
 def test_awaited_refusal_while_half_open_is_full_uses_the_fallback() -> None:
