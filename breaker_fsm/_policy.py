@@ -6,6 +6,7 @@ import builtins
 import dataclasses
 import functools
 import importlib
+import math
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -404,12 +405,10 @@ class BreakerPolicy(BaseModel):
         ``min(reset_timeout × multiplier^(episode−1), max_reset_timeout)``, then scaled by
         ``1 + u`` with ``u`` uniform in ``[−jitter, +jitter]`` drawn from ``rng``.
         """
-        base = self.reset_timeout
-        if self.reset_timeout_multiplier != 1.0 and episode > 1:
-            try:
-                base = base * self.reset_timeout_multiplier ** (episode - 1)
-            except OverflowError:
-                base = float("inf")
+        try:
+            base = self.reset_timeout * self.reset_timeout_multiplier ** (episode - 1)
+        except OverflowError:
+            base = math.inf
         if self.max_reset_timeout is not None:
             base = min(base, self.max_reset_timeout)
         if self.reset_timeout_jitter and rng is not None:
