@@ -151,10 +151,8 @@ class Guards(LocalEngine):
 
     def _permit(self, gen: int) -> Permit:
         """The permit of an admission, or the refusal."""
-        if gen >= 0:
-            return Permit(self, gen, self._clock.monotonic() if self._timed else 0.0)
-        if gen == _BYPASS:
-            return Permit(self, gen, 0.0)
+        if gen >= 0 or gen == _BYPASS:  # its start: a call sink added before it settles needs it
+            return Permit(self, gen, self._clock.monotonic())
         if not self._enforce:  # shadow mode: it runs, unseen, as if refused
             next(self._shadowed or self._shadow_count)
             return Permit(self, _SHADOW, self._clock.monotonic())

@@ -146,8 +146,12 @@ def test_a_lost_half_open_permit_warns_and_gives_its_trial_back(clock: FakeClock
     )
     fail(breaker)
     clock.advance(5)
-    with pytest.warns(ResourceWarning, match=r"<Permit of 'svc', held> was never settled"):
+    with pytest.warns(ResourceWarning) as warned:
         breaker.acquire()  # dropped unsettled: collected at once
+    assert [str(w.message) for w in warned] == [
+        "<Permit of 'svc', held> was never settled: settle a permit with success(), failure() "
+        "or release(), or use it as a context manager"
+    ]
     clock.advance(1)
     second = breaker.acquire()  # the lost trial's slot, given back (neutral)
     second.success()
@@ -196,8 +200,9 @@ def test_a_lost_permit_given_back_while_another_thread_empties_the_list(
 
 
 def test_a_lost_closed_permit_only_warns(clock: FakeClock) -> None:
-    """Unsettled in closed, a permit held no slot: a warning, and nothing recorded."""
-    breaker = CircuitBreaker("svc", clock=clock)
+    """Unsettled in closed, a permit held no slot: a warning, and nothing recorded, then or
+    when the breaker, half-open, next looks for a lost trial to take back."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(failure_threshold=1), clock=clock)
     with pytest.warns(ResourceWarning, match="never settled"):
         breaker.acquire()
     assert breaker.metrics().total_requests == 0
@@ -205,6 +210,50 @@ def test_a_lost_closed_permit_only_warns(clock: FakeClock) -> None:
     settled.success()
     del settled  # settled: no warning (filterwarnings = error would fail the test)
     gc.collect()
+    fail(breaker)
+    clock.advance(60)
+    trial = breaker.acquire()
+    with pytest.raises(CircuitOpenError):
+        breaker.acquire()  # the one trial is held; no lost one to take back
+    trial.success()
+    metrics = breaker.metrics()
+    assert (breaker.state, metrics.ignored_count, metrics.success_count) == ("closed", 0, 2)
+
+
+def test_a_lost_shared_permit_is_left_to_its_lease(
+    clock: FakeClock, redis_stores: StoreFactory
+) -> None:
+    """A shared breaker's lost trial is the store's lease: an in-memory breaker looking for
+    lost trials to take back leaves it alone, and the fleet's trial stays taken."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5)
+    shared = CircuitBreaker("svc", policy, clock=clock, store=redis_stores(now=clock.monotonic))
+    local = CircuitBreaker("mem", policy, clock=clock)
+    fail(shared)
+    fail(local)
+    clock.advance(5)
+    with pytest.warns(ResourceWarning, match="never settled"):
+        shared.acquire()  # the fleet's one trial, lost
+    trial = local.acquire()
+    with pytest.raises(CircuitOpenError):
+        local.acquire()  # looks for lost trials: finds none of its own
+    with pytest.raises(CircuitOpenError):
+        shared.acquire()  # its trial is still leased
+    trial.success()
+    assert (local.state, shared.state) == ("closed", "half_open")
+
+
+def test_a_call_sink_added_while_a_permit_is_held_hears_its_start(
+    make: Make, clock: FakeClock
+) -> None:
+    """A permit taken before the breaker had a call sink is told with its real start."""
+    seen: list[CallRecord] = []
+    breaker = make()
+    clock.advance(10)
+    permit = breaker.acquire()
+    breaker.add_call_sink(seen.append)
+    clock.advance(0.5)
+    permit.success()
+    assert [(r.outcome, r.start, r.duration) for r in seen] == [("success", 10.0, 0.5)]
 
 
 def test_async_permits(make: Make, clock: FakeClock) -> None:
