@@ -118,7 +118,7 @@ class LocalEngine(Judging):
                 return _REFUSED
             else:
                 return _BYPASS if state == DISABLED else _REFUSED
-        return _REFUSED  # pragma: no cover - only a pathological clock gets here
+        return _REFUSED  # only a clock that outruns every duration between readings gets here
 
     def _give_back_lost_permits(self) -> bool:
         """Settle, neutrally, every lost permit; whether one was this breaker's."""

@@ -1148,18 +1148,20 @@ def test_is_failure_verdicts_that_are_not_numbers_give_no_open_hint() -> None:
         assert (breaker.state, breaker.metrics().open_duration) == ("open", 0.5)
 
 
-def test_a_verdict_of_zero_seconds_is_a_failure() -> None:
-    """0 seconds (a Retry-After: 0) is a number of seconds: a failure, not a false verdict."""
+def test_a_verdict_of_zero_seconds_is_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """0 seconds (a Retry-After: 0) is a number of seconds: a failure, not a false verdict,
+    and a valid hint (nothing is logged)."""
     for verdict in (0, 0.0):
         breaker = CircuitBreaker(
             "z",
             BreakerPolicy(failure_threshold=1, reset_timeout=0.5),
             is_failure_exception=lambda _e, v=verdict: v,
         )
-        with pytest.raises(Boom):
+        with caplog.at_level(logging.DEBUG, logger="breaker_fsm"), pytest.raises(Boom):
             breaker.call(boom)
         metrics = breaker.metrics()
         assert (breaker.state, metrics.failure_count, metrics.open_duration) == ("open", 1, 0.5)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_verdicts_that_are_no_duration_are_failures_without_a_hint(

@@ -172,6 +172,32 @@ def test_clock_that_stands_still_or_jumps_back() -> None:
     assert verify(breaker.audit) == 2
 
 
+class RacingClock(FakeClock):
+    """A clock that moves on by ``step`` seconds at every reading (a pathological one)."""
+
+    step = 0.0
+
+    def monotonic(self) -> float:
+        self.advance(self.step)
+        return super().monotonic()
+
+
+def test_a_clock_that_races_ahead_cannot_keep_admission_looping() -> None:
+    """A clock that outruns every open duration and half-open timeout between two readings
+    could move the breaker round open -> half_open -> open forever: one admission makes
+    at most four transitions, then refuses the call; the trail stays legal."""
+    clock = RacingClock()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=1, half_open_timeout=1)
+    breaker = CircuitBreaker("clock", policy, clock=clock)
+    with contextlib.suppress(Boom):
+        breaker.call(_raise, Boom())
+    clock.step = 10.0
+    with pytest.raises(CircuitOpenError):
+        breaker.call(int)
+    assert [r.event for r in breaker.audit] == ["trip", *["attempt_reset", "retrip"] * 2]
+    assert verify(breaker.audit) == 5
+
+
 def test_reentrant_operator_from_sink_keeps_trail_legal() -> None:
     """A sink that force-opens on every trip leaves a legal, complete trail."""
     clock = FakeClock()
