@@ -26,14 +26,18 @@ __all__ = [
 class JsonlSink:
     """Append each record to a JSON Lines file, one object a line, flushed as written.
 
-    The file is opened for each record (transitions are rare), so a rotated or recreated
-    file is picked up and a vanished directory is reported on the next write.
+    The file is created (empty) here, if it does not exist yet: a process that records
+    nothing (a fleet member that only mirrors other members' transitions) still leaves a
+    trail that ``breaker-fsm audit verify`` reads, as "no records". It is then opened for
+    each record (transitions are rare), so a rotated or recreated file is picked up and a
+    vanished directory is reported on the next write.
 
     Raises:
         FileNotFoundError: the file's directory does not exist (checked here, not at the
             first transition, which would be during an outage).
         NotADirectoryError: what should be the file's directory is not one.
         IsADirectoryError: the path is a directory, not a file.
+        PermissionError: the file cannot be created or written.
     """
 
     __slots__ = ("path",)
@@ -50,6 +54,8 @@ class JsonlSink:
             raise IsADirectoryError(
                 f"JsonlSink({str(self.path)!r}) is a directory: name a file in it"
             )
+        with self.path.open("a", encoding="utf-8"):  # created empty, an existing one kept
+            pass
 
     def __call__(self, record: Transition) -> None:
         """Write ``record`` as one line."""

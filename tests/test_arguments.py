@@ -215,9 +215,11 @@ def test_jsonl_sink_on_a_directory_fails_at_construction(tmp_path: Path) -> None
 
 
 def test_jsonl_sink_file_may_not_exist_yet(tmp_path: Path) -> None:
-    """Only the directory must exist: the file is created by the first record."""
+    """Only the directory must exist: the sink creates the file, empty, the record appends."""
     path = tmp_path / "audit.jsonl"
     breaker = CircuitBreaker("users-api", sinks=[JsonlSink(path)])
-    assert not path.exists()
+    assert path.read_text() == ""  # a member that records nothing still leaves its trail
     breaker.send("force_open")
+    assert path.read_text().count("\n") == 1
+    JsonlSink(path)  # an existing trail is kept as it is
     assert path.read_text().count("\n") == 1

@@ -343,6 +343,7 @@ def test_jsonl_sink_to_vanished_directory_is_counted(tmp_path: Path) -> None:
     path = tmp_path / "gone" / "audit.jsonl"
     path.parent.mkdir()
     breaker = CircuitBreaker("v", BreakerPolicy(failure_threshold=1), sinks=[JsonlSink(path)])
+    path.unlink()  # created empty by the sink
     path.parent.rmdir()  # after construction, which checks that the directory exists
     with pytest.raises(ZeroDivisionError):
         breaker.call(lambda: 1 / 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from breaker_fsm import BreakerPolicy
-from breaker_fsm.audit import digest, read_jsonl
+from breaker_fsm.audit import JsonlSink, digest, read_jsonl
 from tests.helpers import SCRIPT, breaker_fsm, one_error_line, write_trail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -569,3 +569,15 @@ def test_unexpected_errors_are_one_line_not_a_traceback(
     assert main(["diagram"]) == 1
     assert capsys.readouterr().err == "Error: unexpected RuntimeError: disk on fire\n"
     assert main(["--version"]) == 0
+
+
+def test_audit_verify_takes_the_empty_trail_of_a_member_that_recorded_nothing(
+    trail: Path, tmp_path: Path
+) -> None:
+    """A JsonlSink creates its file: a watching member's trail verifies, as "no records"."""
+    watcher = tmp_path / "tr-w.jsonl"
+    JsonlSink(watcher)  # a member that only mirrors others' transitions records nothing
+    done = breaker_fsm("audit", "verify", watcher, trail)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"{watcher}: no records\n"
+    assert "OK: 5 transitions of 1 breaker in 2 files" in done.stdout
