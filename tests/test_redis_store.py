@@ -1311,6 +1311,24 @@ def test_store_arguments_are_checked() -> None:
         ("redis+cluster://127.0.0.1:7000,127.0.0.1:x", "port 'x'"),
         ("redis+sentinel:///mymaster", "no host"),
         ("redis+sentinel://[::1]x/mymaster", "is not host:port"),
+        ("redis+sentinel://127.0.0.1:1/mymaster/x", "the database 'x' is not a number"),
+        ("redis+sentinel://127.0.0.1:1/mymaster/-1", "the database '-1' is not a number"),
+        ("redis+sentinel://127.0.0.1:1/mymaster/0/extra", "only a database may follow"),
+        ("redis+sentinel://127.0.0.1:1/0", "'0' would be the service's name, but looks like a"),
+        ("redis+sentinel://:pw@127.0.0.1:1/", "names its service (.../SERVICE[/DB])"),
+        ("redis+cluster://:pw@127.0.0.1:7000/1", "a Redis Cluster has only database 0"),
+        ("redis://127.0.0.1:46019,127.0.0.1:54473", "for a Redis Cluster's nodes use redis+"),
+        ("rediss://:pw@a:1,b:2/0", "names one server, not several ('a:1,b:2')"),
+        ("redis://127.0.0.1:6379/0?bogus=1", "unknown query option 'bogus': redis-py would"),
+        ("unix:///tmp/r.sock?db=1&bogus=1&nope=2", "unknown query options 'bogus', 'nope'"),
+        ("rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&sockettimeout=1", "'sockettimeout'"),
+        ("redis://127.0.0.1:6379/0?db=x", "Invalid value for 'db'"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=fast", "Invalid value for 'socket_timeout'"),
+        ("redis+cluster://127.0.0.1:7000?bogus=1", "takes no query options, got 'bogus'"),
+        (
+            "redis+sentinel://127.0.0.1:1/mymaster?socket_timeout=1",
+            "takes no query options, got 'socket_timeout': build a Sentinel client",
+        ),
     ],
 )
 def test_a_malformed_url_is_refused_at_construction(url: str, problem: str) -> None:
@@ -1334,12 +1352,25 @@ def test_a_malformed_url_is_refused_at_construction(url: str, problem: str) -> N
         "unix:///tmp/redis.sock?db=1",
         "redis+cluster://[::1]:7000, 10.0.0.2:7001",
         "redis+sentinel://s1,s2:26380/mymaster/1",
+        "redis://127.0.0.1:6379/0?socket_timeout=2&health_check_interval=5&max_connections=9",
+        "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none&ssl_check_hostname=false&client_name=x",
+        "redis+sentinel://s1/mymaster/",
     ],
 )
 def test_a_well_formed_url_is_taken(url: str) -> None:
     from breaker_fsm.redis import RedisStore
 
     RedisStore(url, push=False)
+
+
+def test_a_urls_socket_timeout_overrides_the_stores_timeout() -> None:
+    """``?socket_timeout=`` wins over ``timeout`` (redis-py's URL options come last)."""
+    from breaker_fsm.redis import RedisStore
+
+    store = RedisStore("redis://127.0.0.1:1/0?socket_timeout=2", timeout=0.05, push=False)
+    kwargs = store._clients.sync().connection_pool.connection_kwargs  # built: no I/O yet
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.0, 0.05)
+    store.close()
 
 
 def test_verify_treats_local_runs_as_walks_of_their_own() -> None:
