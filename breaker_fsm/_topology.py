@@ -31,8 +31,12 @@ __all__ = [
     "SENTINEL",
     "SERVER",
     "Topology",
+    "check_async_client",
     "check_url",
+    "decodes",
+    "kind_of",
     "redacted",
+    "service_of",
     "topology_of",
     "where",
 ]
@@ -128,7 +132,7 @@ def check_url(url: str) -> None:
         from redis.connection import parse_url
 
         try:  # no I/O: the values of the options it knows (?db=x, ?socket_timeout=y)
-            parse_url(url)
+            parse_url(url)  # type: ignore[no-untyped-call]
         except ValueError as exc:
             raise ValueError(f"RedisStore URL {shown}: {exc}") from None
 
@@ -387,12 +391,133 @@ def topology_of(client: Any, service_name: str | None) -> Topology | None:  # no
     pool = getattr(client, "connection_pool", None)
     manager = getattr(pool, "sentinel_manager", None)
     if manager is not None:  # a client from Sentinel.master_for: follows the same primary
+        if not getattr(pool, "is_master", True):
+            raise ValueError(
+                f"RedisStore was given a client from Sentinel.slave_for({pool.service_name!r}) "  # type: ignore[union-attr]
+                "(or an asyncio one): it reaches a read-only replica, and every transition "
+                "would fail there. Pass Sentinel.master_for(...) (it follows failovers), or "
+                "the Sentinel with service_name="
+            )
         derived = topology_of(manager, pool.service_name)  # type: ignore[union-attr]
         assert derived is not None  # a Sentinel always has one
         if isinstance(client, redis.asyncio.Redis):
             return Topology(SENTINEL, derived.build_sync, None)
         return Topology(SENTINEL, None, derived.build_async)
     return None
+
+
+def decodes(client: Any) -> bool:
+    """Whether ``client`` (any kind, a Sentinel too) decodes replies to ``str``."""
+    for owner in (
+        getattr(client, "connection_pool", None),  # redis.Redis, a master_for client
+        getattr(client, "nodes_manager", None),  # a sync RedisCluster
+        client,  # an asyncio RedisCluster, a Sentinel
+    ):
+        kwargs = getattr(owner, "connection_kwargs", None)
+        if isinstance(kwargs, dict) and kwargs.get("decode_responses"):
+            return True
+    return False
+
+
+def kind_of(client: Any) -> str:
+    """``SERVER``, ``CLUSTER`` or ``SENTINEL``: what a client (not a URL) reaches."""
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+    import redis.cluster
+    import redis.sentinel
+
+    if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+        return CLUSTER
+    if isinstance(client, redis.sentinel.Sentinel | redis.asyncio.sentinel.Sentinel):
+        return SENTINEL
+    pool = getattr(client, "connection_pool", None)
+    return SENTINEL if getattr(pool, "sentinel_manager", None) is not None else SERVER
+
+
+def service_of(client: Any) -> str | None:
+    """The Sentinel service a ``redis+sentinel://`` URL or a ``master_for`` client names."""
+    if isinstance(client, str):
+        if urlsplit(client).scheme.lower() != "redis+sentinel":
+            return None
+        return unquote(urlsplit(client).path.strip("/").partition("/")[0]) or None
+    pool = getattr(client, "connection_pool", None)
+    service = getattr(pool, "service_name", None)
+    return service if isinstance(service, str) else None
+
+
+def _server_of(client: Any) -> tuple[Any, ...] | None:
+    """``(host, port, db, path)`` of a one-server URL or client (no I/O), else ``None``."""
+    if isinstance(client, str):
+        from redis.connection import parse_url
+
+        kwargs = parse_url(client)  # type: ignore[no-untyped-call]  # checked by check_url
+    else:
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+        if not isinstance(kwargs, dict):
+            return None
+    if kwargs.get("path"):
+        return (None, None, int(kwargs.get("db") or 0), kwargs["path"])
+    host = kwargs.get("host") or "localhost"
+    host = "127.0.0.1" if host == "localhost" else host  # one server, two spellings
+    return (host, int(kwargs.get("port") or 6379), int(kwargs.get("db") or 0), None)
+
+
+def check_async_client(async_client: Any, client: Any, kind: str, service: str | None) -> None:
+    """Refuse an ``async_client`` that is no asyncio client, or not of ``client``'s Redis.
+
+    Its kind must be ``kind`` (a cluster's with a cluster, ...); where the settings show it
+    without I/O, it must reach the same server (host, port and database) or the same
+    Sentinel service: else ``call`` and ``acall`` would share state on two Redis.
+
+    Raises:
+        TypeError: not an asyncio client, or another kind of deployment than ``client``.
+        ValueError: ``client`` is an asyncio client already, or another server or service.
+    """
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    got = f"{type(async_client).__name__} {async_client!r}"[:120]
+    if not isinstance(async_client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
+        raise TypeError(
+            "RedisStore's async_client= must be a redis.asyncio.Redis (or a "
+            "redis.asyncio.cluster.RedisCluster, or a client from an asyncio Sentinel's "
+            f"master_for) on the same Redis as client=, got {got}"
+        )
+    if isinstance(client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
+        raise ValueError(
+            "RedisStore's client= is an asyncio client already: async_client= is for a store "
+            "given a URL or a sync client (pass the asyncio client once)"
+        )
+    theirs = kind_of(async_client)
+    if theirs != kind:
+        raise TypeError(
+            f"RedisStore's async_client= reaches a {_KINDS[theirs]}, client= a "
+            f"{_KINDS[kind]}: both must reach the same Redis (else call and acall would "
+            "share breakers on two different ones)"
+        )
+    if kind == SENTINEL:
+        mine, other = service, service_of(async_client)
+        if mine and other and mine != other:
+            raise ValueError(
+                f"RedisStore's async_client= follows the Sentinel service {other!r}, client= "
+                f"{mine!r}: both must follow the same primary"
+            )
+    elif kind == SERVER:
+        mine_at, other_at = _server_of(client), _server_of(async_client)
+        if mine_at is not None and other_at is not None and mine_at != other_at:
+            raise ValueError(
+                f"RedisStore's async_client= reaches {_shown(other_at)}, client= "
+                f"{_shown(mine_at)}: both must reach the same server and database (else call "
+                "and acall would share breakers on two different ones)"
+            )
+
+
+_KINDS = {SERVER: "single server", CLUSTER: "Redis Cluster", SENTINEL: "Sentinel primary"}
+
+
+def _shown(at: tuple[Any, ...]) -> str:
+    host, port, db, path = at
+    return f"unix:{path}/{db}" if path else f"{host}:{port}/{db}"
 
 
 def where(client: Any, service_name: str | None) -> str:

@@ -65,6 +65,7 @@ breakers it held, as any outage does.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,18 @@ from ._lua import (
 from ._machine import STATES
 from ._push import PushChannel
 from ._replicas import Replicas
-from ._topology import CLUSTER, SENTINEL, SERVER, check_url, topology_of, where
+from ._topology import (
+    CLUSTER,
+    SENTINEL,
+    SERVER,
+    Topology,
+    check_async_client,
+    check_url,
+    decodes,
+    service_of,
+    topology_of,
+    where,
+)
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -108,6 +120,76 @@ if TYPE_CHECKING:
     from ._store import StoreReply
 
 __all__ = ["RedisStore"]
+
+
+def _check_types(
+    *,
+    namespace: object,
+    service_name: object,
+    push: object,
+    wait_replicas: object,
+    seconds: dict[str, object],
+) -> None:
+    """Refuse an argument of the wrong type, naming it (before any comparison fails on it).
+
+    Raises:
+        TypeError: naming the argument, what it must be and what it got.
+    """
+    if not isinstance(namespace, str):
+        raise TypeError(f"RedisStore's namespace must be a str, got {_got(namespace)}")
+    if service_name is not None and not isinstance(service_name, str):
+        raise TypeError(
+            f"RedisStore's service_name must be a str (the Sentinel service's name, as in "
+            f"'mymaster'), got {_got(service_name)}"
+        )
+    if not isinstance(push, bool):
+        raise TypeError(f"RedisStore's push must be True or False, got {_got(push)}")
+    if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
+        raise TypeError(
+            "RedisStore's wait_replicas must be an int (how many replicas a transition "
+            f"waits for; 0: none), got {_got(wait_replicas)}"
+        )
+    for label, value in seconds.items():
+        if value is None and label == "wait_timeout":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"RedisStore's {label} must be a number of seconds, got {_got(value)}")
+
+
+def _topology(client: Any, async_client: Any, service_name: str | None) -> Topology | None:
+    """The topology of ``client``, once it and ``async_client`` are checked (no I/O).
+
+    Raises:
+        TypeError: ``client`` or ``async_client`` is not what a store takes.
+        ValueError: a client decodes responses, is a Sentinel replica's, or does not reach
+            the Redis the other one does; ``service_name`` does not go with ``client``.
+    """
+    for label, given in (("client", client), ("async_client", async_client)):
+        if given is not None and not isinstance(given, str) and decodes(given):
+            raise ValueError(
+                f"RedisStore needs a {label} without decode_responses (replies are "
+                f"binary): build the {type(given).__name__} without it"
+            )
+    topology = topology_of(client, service_name)
+    if service_name is not None and (topology is None or topology.kind != SENTINEL):
+        raise ValueError("service_name= is for a Sentinel (or a redis+sentinel:// URL)")
+    named = service_of(client)  # the URL's, or a master_for client's
+    if service_name is not None and named is not None and service_name != named:
+        raise ValueError(
+            f"service_name={service_name!r} conflicts with the service {named!r} that "
+            f"{'the URL' if isinstance(client, str) else 'the master_for client'} names: "
+            "name the service in one place"
+        )
+    if async_client is not None:
+        kind = SERVER if topology is None else topology.kind
+        check_async_client(async_client, client, kind, service_name or named)
+        topology_of(async_client, None)  # a slave_for client is refused
+    return topology
+
+
+def _got(value: object) -> str:
+    """``type value`` for an error message, short."""
+    return f"{type(value).__name__} {value!r}"[:80]
 
 
 class RedisStore:
@@ -196,6 +278,20 @@ class RedisStore:
                 "breaker_fsm.redis needs redis-py: pip install 'breaker-fsm[redis]'"
             ) from exc
 
+        _check_types(
+            namespace=namespace,
+            service_name=service_name,
+            push=push,
+            wait_replicas=wait_replicas,
+            seconds={
+                "timeout": timeout,
+                "ttl": ttl,
+                "retry_interval": retry_interval,
+                "sync_interval": sync_interval,
+                "trial_lease": trial_lease,
+                "wait_timeout": wait_timeout,
+            },
+        )
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
         if "{" in namespace or "}" in namespace:
@@ -215,14 +311,19 @@ class RedisStore:
         ):
             if not value > 0:
                 raise ValueError(f"{label} must be > 0, got {value!r}")
+        if wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be >= 0, got {wait_replicas!r}")
+        if wait_timeout is not None and not wait_replicas:
+            raise ValueError(
+                f"wait_timeout={wait_timeout!r} bounds the WAIT that wait_replicas= asks for, "
+                "and wait_replicas is 0 (no WAIT): set wait_replicas=1 too, or drop wait_timeout"
+            )
         self.namespace = namespace
         self.timeout = float(timeout)
         self.ttl = float(ttl)
         self.retry_interval = float(retry_interval)
         self.sync_interval = float(sync_interval)
         self.trial_lease = float(trial_lease)
-        if wait_replicas < 0:
-            raise ValueError(f"wait_replicas must be >= 0, got {wait_replicas!r}")
         self.wait_replicas = int(wait_replicas)
         self.wait_timeout = self.timeout / 2 if wait_timeout is None else float(wait_timeout)
         if self.wait_timeout >= self.timeout:
@@ -232,14 +333,7 @@ class RedisStore:
             )
         self.now = now
         self.no_script: type[Exception] = redis.exceptions.NoScriptError
-        pool = getattr(client, "connection_pool", None)
-        if pool is not None and pool.connection_kwargs.get("decode_responses"):
-            raise ValueError(
-                "RedisStore needs a client without decode_responses: replies are binary"
-            )
-        topology = topology_of(client, service_name)
-        if service_name is not None and (topology is None or topology.kind != SENTINEL):
-            raise ValueError("service_name= is for a Sentinel (or a redis+sentinel:// URL)")
+        topology = _topology(client, async_client, service_name)
         self.topology = SERVER if topology is None else topology.kind
         self._clients = Clients(client, async_client, topology, self.timeout)
         self._replicas = (  # WAIT after each transition: only when asked for
