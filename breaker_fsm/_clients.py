@@ -17,7 +17,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ._topology import CARRIED, Topology
+from ._topology import CARRIED, SERVER, Topology
 
 if TYPE_CHECKING:
     import redis.asyncio as redis_async
@@ -80,6 +80,11 @@ class Clients:
                 "service_name=) or their asyncio twins, "
                 f"got {type(client).__name__}"
             )
+
+    @property
+    def kind(self) -> str:
+        """``SERVER``, ``CLUSTER`` or ``SENTINEL``: what the clients reach."""
+        return SERVER if self._topology is None else self._topology.kind
 
     def sync(self) -> Any:  # a redis.Redis or a RedisCluster
         """The sync client, built on first use."""

@@ -24,6 +24,7 @@ from ._lua import (
     fingerprint,
 )
 from ._store import Seed, StoreReply
+from ._topology import explain
 
 if TYPE_CHECKING:
     from ._clients import Clients
@@ -47,21 +48,36 @@ class Script:
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest().encode()
 
     def run(self, keys: tuple[bytes, ...], args: bytes) -> bytes:
-        """EVALSHA on the store's sync client."""
-        client = self.clients.sync()
+        """EVALSHA on the store's sync client.
+
+        Raises:
+            Exception: redis-py's, its message given the likely cause where one is known
+                (:func:`~breaker_fsm._topology.explain`): a replica, a cluster's node.
+        """
         try:
-            reply: bytes = client.execute_command("EVALSHA", self.sha, len(keys), *keys, args)
-        except self.no_script:  # a new or restarted server: EVAL caches it there
-            reply = client.execute_command("EVAL", self.text, len(keys), *keys, args)
+            client = self.clients.sync()
+            try:
+                reply: bytes = client.execute_command("EVALSHA", self.sha, len(keys), *keys, args)
+            except self.no_script:  # a new or restarted server: EVAL caches it there
+                reply = client.execute_command("EVAL", self.text, len(keys), *keys, args)
+        except Exception as exc:
+            explain(exc, self.clients.kind)
+            raise
         return reply
 
     async def arun(self, keys: tuple[bytes, ...], args: bytes) -> bytes:
-        """EVALSHA on the store's asyncio client for the running loop."""
-        client = self.clients.for_loop()
+        """EVALSHA on the store's asyncio client for the running loop (see :meth:`run`)."""
         try:
-            reply: bytes = await client.execute_command("EVALSHA", self.sha, len(keys), *keys, args)
-        except self.no_script:
-            reply = await client.execute_command("EVAL", self.text, len(keys), *keys, args)
+            client = self.clients.for_loop()
+            try:
+                reply: bytes = await client.execute_command(
+                    "EVALSHA", self.sha, len(keys), *keys, args
+                )
+            except self.no_script:
+                reply = await client.execute_command("EVAL", self.text, len(keys), *keys, args)
+        except Exception as exc:
+            explain(exc, self.clients.kind)
+            raise
         return reply
 
 

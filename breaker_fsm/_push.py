@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._lua import REPLY
 from ._store import StoreReply
+from ._topology import explain
 
 if TYPE_CHECKING:
     from ._mirror import Mirror, StoreLink
@@ -271,6 +272,7 @@ class PushChannel:
         if exc is None or self._outage:
             return
         self._outage = True
+        explain(exc, self.store.topology)
         auth = "authentication" in f"{type(exc).__name__} {exc}".lower()
         _log.warning(
             "%r: push channel %s (%s: %s)%s; its breakers ask the store before each call "

@@ -22,6 +22,7 @@ redis-py is imported here lazily, inside functions: ``breaker_fsm`` imports with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
@@ -34,6 +35,7 @@ __all__ = [
     "check_async_client",
     "check_url",
     "decodes",
+    "explain",
     "kind_of",
     "redacted",
     "service_of",
@@ -555,3 +557,60 @@ def _listed(items: list[str], most: int = 3) -> str:
     """``a,b,c`` (and how many more)."""
     shown = ",".join(items[:most])
     return shown if len(items) <= most else f"{shown} (+{len(items) - most})"
+
+
+#: A sentinel's client as redis-py's MasterNotFoundError names it: its whole pool's repr.
+_SENTINEL_REPR = re.compile(r"<redis\.[\w.]*Redis\((.*?)\)>\)>\)>(?: - )?", re.DOTALL)
+_HINTED = "; hint: "
+
+
+def explain(exc: BaseException, kind: str) -> BaseException:
+    """``exc``, its message given the likely cause (in place, once): for the warnings.
+
+    What a store on the wrong kind of server meets: a read-only replica (``READONLY``), a
+    Redis Cluster's node (``MOVED``), a Sentinel (no ``EVALSHA``), reached as one server;
+    no sentinel that names the primary (redis-py's message repeats each sentinel's whole
+    pool: shortened to the addresses tried and the reasons).
+    """
+    import redis.exceptions as errors
+    import redis.sentinel
+
+    text = str(exc)
+    if _HINTED in text or len(exc.args) != 1:
+        return exc
+    hint = None
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        text = _SENTINEL_REPR.sub(_sentinel_named, text)
+        hint = (
+            "no sentinel named a primary for it: check the sentinels' addresses, that they "
+            "run and that they watch that service"
+            if " : " in text
+            else "the sentinels know no primary of that name: check the service name "
+            "(SENTINEL MASTERS lists them)"
+        )
+    elif kind == SERVER and (isinstance(exc, errors.ReadOnlyError) or "READONLY" in text):
+        hint = (
+            "this client points at a read-only replica: use the primary (behind Sentinel: "
+            "redis+sentinel://HOST:PORT/SERVICE or Sentinel(...).master_for(SERVICE))"
+        )
+    elif kind == SERVER and isinstance(exc, errors.MovedError | errors.AskError):
+        hint = (
+            "this server is part of a Redis Cluster: use redis+cluster://HOST:PORT or a "
+            "redis.cluster.RedisCluster client"
+        )
+    elif kind == SERVER and "unknown command" in text.lower() and "eval" in text.lower():
+        hint = (
+            "this server runs no scripts: is it a Sentinel, not a primary? Use "
+            "redis+sentinel://HOST:PORT/SERVICE or Sentinel(...).master_for(SERVICE)"
+        )
+    if hint is not None:
+        exc.args = (f"{text}{_HINTED}{hint}",)
+    return exc
+
+
+def _sentinel_named(match: re.Match[str]) -> str:
+    """One sentinel's client repr, as ``sentinel host:port: ``."""
+    inner = match.group(1)
+    host = re.search(r"\bhost=([^,)]+)", inner)
+    port = re.search(r"\bport=(\d+)", inner)
+    return f"sentinel {host.group(1)}:{port.group(1)}: " if host and port else "a sentinel: "

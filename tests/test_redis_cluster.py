@@ -517,3 +517,34 @@ def test_cluster_and_sentinel_urls_are_read() -> None:
     assert "***" in repr(store)
     assert "pw" not in repr(store)
     store.close()
+
+
+def test_a_one_server_store_on_a_cluster_node_says_it_is_a_cluster(
+    cluster: ClusterNodes, stores: Callable[..., RedisStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    """MOVED, met by a redis:// URL to one node: the warning says to use redis+cluster://."""
+    node = cluster.servers[0]
+    elsewhere = cluster.names_per_node()[1]  # its slot is another node's
+    store = stores(client=f"redis://{node.host}:{node.port}/0", timeout=2.0, push=False)
+    breaker = CircuitBreaker(elsewhere, POLICY, store=store)
+    assert breaker.call(lambda: "ran") == "ran"  # locally: no call fails
+    assert breaker.metrics().degraded
+    assert "MovedError" in caplog.text
+    assert (
+        "hint: this server is part of a Redis Cluster: use redis+cluster://HOST:PORT or a "
+        "redis.cluster.RedisCluster client"
+    ) in caplog.text
+
+
+def test_a_sync_cluster_client_is_checked_like_any_other(cluster: ClusterNodes) -> None:
+    """decode_responses is refused on a RedisCluster too; an async_client of another kind."""
+    decoding = cluster.client(decode_responses=True)
+    plain = cluster.client()
+    try:
+        with pytest.raises(ValueError, match="needs a client without decode_responses"):
+            RedisStore(decoding, push=False)
+        with pytest.raises(TypeError, match="reaches a single server, client= a Redis Cluster"):
+            RedisStore(plain, async_client=redis.asyncio.Redis(port=1), push=False)
+    finally:
+        decoding.close()
+        plain.close()

@@ -421,3 +421,64 @@ def test_a_mirror_of_an_expired_entry_follows_its_successor_instead_of_re_seedin
     refused(a)
     assert a.state == "forced_open"
     assert gen_on(redis_server) == 2
+
+
+def test_a_store_on_a_replica_or_a_sentinel_says_which_it_is(
+    redis_sentinel: SentinelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One server's client, aimed at the replica or a sentinel: the warnings name the cause."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    replica = redis.Redis(port=redis_sentinel.replica.port, socket_timeout=2.0,
+                          retry=Retry(NoBackoff(), 0))  # fmt: skip
+    on_replica = RedisStore(replica, push=False, namespace="rep")
+    sentinel = redis_sentinel.sentinels[0]
+    on_sentinel = RedisStore(f"redis://127.0.0.1:{sentinel.port}/0", timeout=2.0, push=False)
+    try:
+        breaker = CircuitBreaker("svc", POLICY, store=on_replica)
+        assert breaker.call(lambda: "read only") == "read only"  # reads pass on a replica
+        fail(breaker)  # the first write
+        assert breaker.metrics().degraded
+        assert "-READONLY You can't write against a read only replica" in caplog.text
+        assert (
+            "hint: this client points at a read-only replica: use the primary (behind "
+            "Sentinel: redis+sentinel://HOST:PORT/SERVICE or Sentinel(...).master_for(SERVICE))"
+        ) in caplog.text
+        other = CircuitBreaker("svc", POLICY, store=on_sentinel)
+        assert other.call(lambda: "ran") == "ran"
+        assert other.metrics().degraded
+        assert "hint: this server runs no scripts: is it a Sentinel, not a primary?" in caplog.text
+    finally:
+        on_replica.close()
+        on_sentinel.close()
+        replica.close()
+
+
+def test_a_sentinel_url_with_no_sentinel_up_warns_in_one_short_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No pool reprs: the sentinels tried, each one's reason, and what to check."""
+    from tests.redis_server import free_port
+
+    ports = [free_port(), free_port()]
+    store = RedisStore(f"redis+sentinel://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/mymaster")
+    try:
+        breaker = CircuitBreaker("svc", POLICY, store=store)
+        assert breaker.call(lambda: "ran") == "ran"
+
+        async def scenario() -> None:
+            assert await breaker.acall(asyncio.sleep, 0, "ran") == "ran"
+
+        asyncio.run(scenario())
+        wait_until(lambda: "push channel unavailable" in caplog.text, "the push warning")
+    finally:
+        store.close()
+    warnings = [r.getMessage() for r in caplog.records if "No master found" in r.getMessage()]
+    assert len(warnings) == 2  # the breaker's (one per outage) and the push channel's
+    for message in warnings:
+        assert len(message) < 600, message
+        assert "Pool" not in message
+        for port in ports:
+            assert f"sentinel 127.0.0.1:{port}: " in message
+        assert "hint: no sentinel named a primary for it" in message
