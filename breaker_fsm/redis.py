@@ -215,7 +215,8 @@ class RedisStore:
             Redis slows every call down. The other kind of client (sync for ``call`` and
             ``send``, asyncio for ``acall`` and ``asend``) is derived from it unless you
             pass it too.
-        service_name: with a ``redis.sentinel.Sentinel``: the name of the primary.
+        service_name: with a ``redis.sentinel.Sentinel``: the name of the primary (a URL
+            or a ``master_for`` client names it already: another name is refused).
         namespace: prefix of every key.
         timeout: seconds to wait for Redis (connect and reply) before degrading, for the
             clients the store builds.
@@ -228,7 +229,12 @@ class RedisStore:
             acquire retrips the episode. Used when the policy sets neither
             ``half_open_timeout`` (which ends the episode itself) nor ``call_timeout``
             (the lease is then ``call_timeout`` plus ``timeout``).
-        async_client: the ``redis.asyncio.Redis`` client for ``acall`` and ``asend``.
+        async_client: the asyncio client for ``acall`` and ``asend`` (else built or derived):
+            a ``redis.asyncio.Redis``, a ``redis.asyncio.cluster.RedisCluster`` or an
+            asyncio ``Sentinel``'s ``master_for`` client, of the same kind of deployment as
+            ``client`` and, where the settings show it without I/O, the same server and
+            database or Sentinel service (else refused: ``call`` and ``acall`` would share
+            breakers on two different Redis).
         push: subscribe (one connection and one daemon thread per store) to the
             transitions every script publishes, so that each breaker's mirror follows the
             fleet at once; while the subscription is down a call asks Redis first. With

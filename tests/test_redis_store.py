@@ -876,6 +876,25 @@ def test_a_success_that_trips_the_window_draws_jitter(
     assert expected != pytest.approx(5)
 
 
+def test_the_failure_streak_is_the_fleets_one_members_success_ends_anothers(
+    redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """One streak per breaker name: b's success between a's failures resets a's count."""
+    a, b = shared(redis_stores, clock, BreakerPolicy(failure_threshold=3))
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            a.call(boom)
+    assert b.call(lambda: "ok") == "ok"  # the shared streak: 2 → 0
+    with pytest.raises(ConnectionError):
+        a.call(boom)  # 1, not 3: no trip
+    assert (a.state, a.metrics().failure_count) == ("closed", 1)
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            b.call(boom)  # b's failures count on with a's: 2, 3 → the fleet trips
+    assert b.state == "open"
+    assert [r.reason for r in b.audit] == ["3 consecutive failures ≥ 3; open for 30s"]
+
+
 @MODES
 def test_an_empty_reply_clears_a_stale_streak(
     redis_stores: StoreFactory, clock: FakeClock, mode: str
