@@ -82,6 +82,11 @@ def store_of(breaker: CircuitBreaker) -> RedisStore:
     return store
 
 
+def waiting(wait: int) -> dict[str, Any]:
+    """The store options of ``wait`` replicas (a wait_timeout goes with wait_replicas only)."""
+    return {"wait_replicas": wait, "wait_timeout": 0.2} if wait else {}
+
+
 def state_is(breaker: CircuitBreaker, state: str) -> Callable[[], bool]:
     return lambda: breaker.state == state
 
@@ -214,7 +219,7 @@ def test_a_transition_the_primary_never_replicated_is_lost_by_redis_not_by_the_f
     cannot take back a write the primary already applied. Either way the promoted replica
     lacks the trip, and the first member to reach it puts it back: the fleet stays open.
     """
-    a, b = members(stores, clock, wait_replicas=wait, wait_timeout=0.2)
+    a, b = members(stores, clock, **waiting(wait))
     assert a.call(lambda: "replicated") == "replicated"
     crash = lose_the_replication_link(redis_sentinel)
     try:
@@ -352,7 +357,7 @@ def test_the_fleet_loses_no_transition_when_the_primary_dies_under_a_stream_of_t
     Counts the transitions the primary acknowledged that the promoted replica lacks (Redis'
     loss), and checks that once the members are back the shared walk holds every one of them.
     """
-    a, b = members(stores, clock, wait_replicas=wait, wait_timeout=0.2)
+    a, b = members(stores, clock, **waiting(wait))
     sent = local = 0
 
     def flip() -> None:
