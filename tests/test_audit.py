@@ -186,8 +186,9 @@ def test_verify_checks_the_shared_walk_across_local_runs() -> None:
         transition(1, "trip", "closed", "open", generation=1),
         transition(3, "attempt_reset", "open", "half_open", generation=3),
     ]
-    with pytest.raises(AuditError, match="seq 3 follows seq 1"):
+    with pytest.raises(AuditError, match="seq 3 follows seq 1") as exc:
         verify(trail)
+    assert (exc.value.seq, exc.value.index) == (3, 1)
 
 
 def test_verify_starts_a_new_local_walk_after_a_shared_record() -> None:
@@ -198,6 +199,23 @@ def test_verify_starts_a_new_local_walk_after_a_shared_record() -> None:
         transition(9, "recover", "half_open", "closed"),
     ]
     assert verify(trail) == 3
+
+
+def test_verify_counts_the_outages_of_a_trail_in_the_first_format() -> None:
+    """Without origins, each run of records without a generation after one with a generation
+    is an outage; records without a generation before any with one are none."""
+    alone = [transition(1, "trip", "closed", "open"), transition(2, "reset", "open", "closed")]
+    assert verify(alone).breakers["b"].outages == 0
+    once = [transition(1, "trip", "closed", "open", generation=1)]
+    once.append(transition(2, "attempt_reset", "open", "half_open"))
+    assert verify(once).breakers["b"].outages == 1
+    twice = [
+        *once,
+        transition(2, "attempt_reset", "open", "half_open", generation=2),
+        transition(3, "recover", "half_open", "closed"),
+        transition(4, "trip", "closed", "open"),
+    ]
+    assert verify(twice).breakers["b"].outages == 2
 
 
 def test_transition_rejects_naive_datetimes_and_extra_fields() -> None:

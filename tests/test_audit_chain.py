@@ -200,7 +200,10 @@ def test_the_newest_record_is_covered_by_an_anchored_head(tmp_path: Path) -> Non
 def test_a_forked_child_writes_as_a_new_instance(monkeypatch: pytest.MonkeyPatch) -> None:
     """After a fork (a new pid) the inherited chain takes a new origin and starts over."""
     chain = Chain()
+    assert (chain.origin.split(":")[1], chain.head) == (str(os.getpid()), None)
+    parent = chain.origin
     first = chain.stamp(transition(1, "force_open", "closed", "forced_open"))
+    assert (first.origin, first.life, first.prev) == (parent, parent, None)
     monkeypatch.setattr(os, "getpid", lambda: 4_000_000)
     second = chain.stamp(transition(2, "reset", "forced_open", "closed"))
     assert second.origin != first.origin
@@ -208,6 +211,8 @@ def test_a_forked_child_writes_as_a_new_instance(monkeypatch: pytest.MonkeyPatch
     assert second.origin.split(":")[1] == "4000000"
     assert (second.prev, second.life) == (None, second.origin)
     assert "Chain(origin=" in repr(chain)
+    third = chain.stamp(transition(3, "force_open", "closed", "forced_open"))
+    assert (third.origin, third.prev) == (second.origin, digest(second))  # the child's chain
 
 
 # --------------------------------------------------------------------------- fleets
@@ -278,6 +283,29 @@ def test_a_member_never_goes_back_to_an_older_generation() -> None:
     _, c = member()  # a reply that a newer one overtook is recorded late: no step back
     late = [c(2, "force_open", "open", "forced_open"), c(1, "trip", "closed", "open")]
     assert verify(late) == verify([late[1], late[0]]) == 2
+
+
+def test_a_member_stamps_the_numbering_it_is_given() -> None:
+    """shared=True stamps the fleet's numbering, a life names the store entry's
+    incarnation, and a record that carries a life keeps it."""
+    chain = Chain()
+    made = transition(1, "trip", "closed", "open", generation=1)
+    assert chain.stamp(made, shared=True).life == "shared"
+    assert chain.stamp(made, shared="shared:7").life == "shared:7"
+    kept = made.model_copy(update={"life": "shared:5"})
+    assert chain.stamp(kept, shared="shared:7").life == "shared:5"
+    assert chain.stamp(made).life == chain.origin
+
+
+def test_a_member_degrading_again_may_not_start_before_its_last_outage() -> None:
+    """A member's outage from generation 2 marks it: a later one from generation 1 fails."""
+    _, a = member()
+    trail = [a(1, "trip", "closed", "open"), a(2, "attempt_reset", "open", "half_open")]
+    trail.append(a(3, "recover", "half_open", "closed", alone=True))
+    assert verify(trail).breakers["svc"].outages == 1
+    trail.append(a(2, "attempt_reset", "open", "half_open", alone=True))
+    with pytest.raises(AuditError, match=r"degraded at generation 1 after .* generation 2$"):
+        verify(trail)
 
 
 def test_the_shared_walk_is_checked_across_members() -> None:
