@@ -250,7 +250,7 @@ class CircuitBreaker(Guards):
         sinks, so a breaker without one pays nothing for the feature).
         """
         check_sink(sink, "add_call_sink's sink", calls=True)
-        self._set_call_sinks((*self._call_sinks, sink))
+        self._add_call_sink(sink)
 
     def add_sink(self, sink: Sink) -> None:
         """Send every later transition to ``sink`` too."""

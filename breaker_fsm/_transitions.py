@@ -445,18 +445,19 @@ class Transitions:
         if self._sinks:
             self._deliver(record)
 
-    def _set_call_sinks(self, sinks: tuple[CallSink, ...]) -> None:
-        """Install call sinks; a breaker with any leaves its inlined fast paths for good.
+    def _add_call_sink(self, sink: CallSink) -> None:
+        """Add a call sink: the breaker leaves its inlined fast paths for good.
 
-        ``_hot`` is cleared before the flags it is derived from, as in :meth:`_apply`.
+        From now on every call is timed (its record has a duration) and none is refused
+        inline (a refusal is recorded too). ``_hot`` is cleared before the flag it is
+        derived from, as in :meth:`_apply`.
         """
         with self._tlock, self._lock:
-            if sinks:
-                self._hot = False
-                self._fast = False
-            self._call_sinks = sinks
-            self._timed = self._slow is not None or self._call_timeout is not None or bool(sinks)
-            self._rejects_inline = self._enforce and not sinks
+            self._hot = False
+            self._fast = False
+            self._call_sinks = (*self._call_sinks, sink)
+            self._timed = True
+            self._rejects_inline = False
 
     def _next_generation(self, gen: int) -> int:
         """The generation after ``gen``: a transition starts a new one."""
