@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import BreakerMachine, BreakerPolicy, BreakerStats, CircuitBreaker, Transition
+from breaker_fsm import (
+    BreakerMachine,
+    BreakerPolicy,
+    BreakerStats,
+    CircuitBreaker,
+    TimeWindow,
+    Transition,
+)
 from breaker_fsm._binding import _POOL, _Binding
 from breaker_fsm.audit import AuditLog, verify
 from breaker_fsm.testing import FakeClock
@@ -80,6 +87,24 @@ def test_machine_is_built_on_demand_and_kept_for_every_later_transition(clock: F
         ("force_open", "closed", "forced_open"),
     ]
     assert verify(breaker.audit) == 4
+
+
+def test_a_kept_machine_records_the_evidence_its_guard_decided_on(clock: FakeClock) -> None:
+    """The record's counters are those the trip was decided on, even when a listener of the
+    kept machine moves the clock past the window before the transition is applied."""
+    policy = BreakerPolicy(failure_threshold=None, window=TimeWindow(seconds=10), minimum_calls=2)
+    breaker = CircuitBreaker("evidence", policy, clock=clock)
+
+    class LateListener:
+        def before_transition(self) -> None:
+            clock.advance(60)  # the window the guard read is gone by now
+
+    breaker.machine.add_listener(LateListener())  # type: ignore[no-untyped-call]
+    fail(breaker, times=2)
+    (record,) = breaker.audit
+    assert record.event == "trip"
+    assert (record.counters["window_calls"], record.counters["window_failures"]) == (2, 2)
+    assert record.reason == "failure rate 1.00 ≥ 0.5 over 2 calls; open for 30s"
 
 
 def test_a_kept_machine_reads_the_breakers_state(clock: FakeClock) -> None:
