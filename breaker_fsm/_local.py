@@ -357,14 +357,16 @@ class LocalEngine(Judging):
 
         Counted without the lock, like a closed success on the fast path, when nothing can
         come of it but counting: the call ran in ``closed`` in this generation, there is no
-        streak to reset, it was not slow, and the window already holds ``minimum_calls``
-        outcomes, has no expired bucket left to check (``dirty``) and takes this reading
-        into its newest bucket (``until``). A plain success only lowers the rates then.
+        streak to reset, it was neither slow nor late (past ``call_timeout``: a failure),
+        and the window already holds ``minimum_calls`` outcomes, has no expired bucket left
+        to check (``dirty``) and takes this reading into its newest bucket (``until``). A
+        plain success only lowers the rates then.
         Otherwise :meth:`_record` counts it under the lock.
         """
         now = self._clock.monotonic()
         window = self._window
         slow = self._slow
+        timeout = self._call_timeout
         if (
             state == CLOSED
             and window is not None
@@ -374,6 +376,7 @@ class LocalEngine(Judging):
             and window.calls >= self._min_calls
             and not self._streak
             and (slow is None or now - started <= slow)
+            and (timeout is None or now - started < timeout)
             and gen == self._gen
             and not self._call_sinks
         ):

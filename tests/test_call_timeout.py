@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CallRecord, CallTimeoutError, CircuitBreaker
+from breaker_fsm import BreakerPolicy, CallRecord, CallTimeoutError, CircuitBreaker, TimeWindow
 from breaker_fsm.testing import FakeClock
 from tests.redis_server import StoreFactory
 
@@ -197,6 +197,28 @@ def test_call_records_a_late_return_as_a_failure(make: Make, clock: FakeClock) -
     assert breaker.call(slow) == "late"
     assert breaker.state == "open"
     assert breaker.audit[-1].event == "trip"
+
+
+def test_a_late_return_is_a_failure_in_a_time_window_that_counts_successes_lock_free(
+    clock: FakeClock,
+) -> None:
+    """A time window counts plain successes without the lock once it holds minimum_calls
+    outcomes; a call that returns after call_timeout is no plain success: a failure."""
+    policy = BreakerPolicy(
+        failure_threshold=None, window=TimeWindow(seconds=60), minimum_calls=2, call_timeout=0.5
+    )
+    breaker = CircuitBreaker("svc", policy, clock=clock)
+    breaker.call(lambda: "ok")
+    breaker.call(lambda: "ok")
+
+    def late() -> str:
+        clock.advance(0.5)  # call_timeout exactly, in the same second (the newest bucket)
+        return "late"
+
+    assert breaker.call(late) == "late"
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.error_count, metrics.window_calls) == (2, 1, 3)
+    assert metrics.failure_rate == pytest.approx(1 / 3)
 
 
 def test_a_permit_settled_late_is_a_failure(make: Make, clock: FakeClock) -> None:
