@@ -308,6 +308,30 @@ def test_a_member_degrading_again_may_not_start_before_its_last_outage() -> None
         verify(trail)
 
 
+def test_a_late_reply_does_not_lower_the_generation_a_member_reached() -> None:
+    """A member that recorded generation 2, then generation 1's overtaken reply, has still
+    reached generation 2: degrading from generation 1 afterwards fails."""
+    _, a = member()
+    trail = [a(2, "attempt_reset", "open", "half_open"), a(1, "trip", "closed", "open")]
+    assert verify(trail) == 2
+    trail.append(a(2, "attempt_reset", "open", "half_open", alone=True))
+    with pytest.raises(AuditError, match=r"degraded at generation 1 after .* generation 2$"):
+        verify(trail)
+
+
+def test_a_shared_record_ends_the_members_local_run() -> None:
+    """A member back on the store ends its run: its next record made alone is a new
+    outage, even when it is numbered and placed as the run's next one would be."""
+    _, a = member()
+    trail = [
+        a(1, "trip", "closed", "open"),
+        a(2, "attempt_reset", "open", "half_open", alone=True),  # outage 1
+        a(2, "attempt_reset", "open", "half_open"),  # back: the fleet's generation 2
+        a(3, "recover", "half_open", "closed", alone=True),  # outage 2
+    ]
+    assert verify(trail).breakers["svc"].outages == 2
+
+
 def test_the_shared_walk_is_checked_across_members() -> None:
     """A generation missing between two members' records, or claimed twice by one, fails.
 
