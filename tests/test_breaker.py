@@ -558,6 +558,29 @@ def test_guarded_event_refused_when_guard_fails(clock: FakeClock) -> None:
     assert trip_breaker.state == "closed"
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["pooled", "kept"])
+def test_a_guarded_event_sent_with_a_reason_decides_on_the_counters(
+    clock: FakeClock, kept: bool
+) -> None:
+    """send(event, reason=...) asks the guard about the breaker's counters, through a pooled
+    machine or the breaker's own: refused before the open duration, taken after it."""
+    breaker = make(clock)
+    if kept:
+        assert breaker.machine.current_state_value == "closed"
+    with pytest.raises(IllegalTransitionError, match="its guard does not hold"):
+        breaker.send("trip", reason="by hand")
+    trip(breaker)
+    clock.advance(9)
+    with pytest.raises(IllegalTransitionError, match="its guard does not hold"):
+        breaker.send("attempt_reset", reason="too early")
+    clock.advance(1)
+    assert breaker.send("attempt_reset", reason="probe now") == "half_open"
+    assert [(r.event, r.reason) for r in breaker.audit] == [
+        ("trip", "3 consecutive failures ≥ 3; open for 10s"),
+        ("attempt_reset", "probe now"),
+    ]
+
+
 def test_asend_without_a_store_is_send(clock: FakeClock) -> None:
     """asend on an in-memory breaker returns, raises and records exactly what send does."""
     script = [
