@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -201,11 +201,25 @@ def test_verify_starts_a_new_local_walk_after_a_shared_record() -> None:
     assert verify(trail) == 3
 
 
+def test_verify_measures_time_across_utc_offsets() -> None:
+    """first, last and span compare instants: 10:00+02:00 is an hour before 09:00 UTC."""
+    east = timezone(timedelta(hours=2))
+    early = transition(1, "force_open", "closed", "forced_open").model_copy(
+        update={"at": datetime(2026, 1, 1, 10, tzinfo=east)}
+    )
+    late = transition(2, "reset", "forced_open", "closed").model_copy(
+        update={"at": datetime(2026, 1, 1, 9, tzinfo=UTC)}
+    )
+    b = verify([early, late]).breakers["b"]
+    assert (b.first, b.last, b.span) == (early.at, late.at, timedelta(hours=1))
+
+
 def test_verify_counts_the_outages_of_a_trail_in_the_first_format() -> None:
     """Without origins, each run of records without a generation after one with a generation
     is an outage; records without a generation before any with one are none."""
     alone = [transition(1, "trip", "closed", "open"), transition(2, "reset", "open", "closed")]
     assert verify(alone).breakers["b"].outages == 0
+    assert verify(alone).breakers["b"].heads == {}  # no origin: no writer's chain
     once = [transition(1, "trip", "closed", "open", generation=1)]
     once.append(transition(2, "attempt_reset", "open", "half_open"))
     assert verify(once).breakers["b"].outages == 1

@@ -107,6 +107,26 @@ def test_lives_that_overlap_in_time_are_concurrent_not_restarts() -> None:
     assert (db.lives, db.restarts, db.concurrent) == (4, 2, 1)
 
 
+def test_lives_inside_a_long_one_are_each_concurrent() -> None:
+    """Two short lives, one after the other, both while a long one is writing: both are
+    concurrent writers (the long life's end counts, not only the latest one's)."""
+    clock = FakeClock()
+    long = CircuitBreaker("db", clock=clock)
+    long.send("force_open")
+    short = []
+    for _ in range(2):
+        clock.advance(10)
+        breaker = CircuitBreaker("db", clock=clock)
+        breaker.send("force_open")
+        clock.advance(1)
+        breaker.send("reset")
+        short.append(breaker)
+    clock.advance(100)
+    long.send("reset")
+    db = verify([*long.audit, *short[0].audit, *short[1].audit]).breakers["db"]
+    assert (db.lives, db.restarts, db.concurrent) == (3, 0, 2)
+
+
 def test_verify_and_digest_say_what_they_take() -> None:
     """A path to verify, or a dict to digest: a TypeError saying what to pass instead."""
     with pytest.raises(TypeError, match=r"^verify\(\) takes records, not a path .*read_jsonl"):
@@ -150,9 +170,13 @@ def test_an_edited_record_is_named(
     for event in ("force_open", "reset", "force_open", "reset"):
         breaker.send(event)
     edit_line(path, line, change)
-    with pytest.raises(AuditError, match="this record was edited") as exc:
+    with pytest.raises(AuditError) as exc:
         verify(read_jsonl(path))
     assert (exc.value.index, exc.value.seq) == (line - 1, line)
+    assert str(exc.value) == (
+        f"breaker 'db', seq {line}: the hash chain breaks between this record and seq "
+        f"{line + 1}: this record was edited, or records after it were removed"
+    )
 
 
 def test_a_deleted_record_is_named(tmp_path: Path) -> None:
@@ -218,8 +242,8 @@ def test_a_forked_child_writes_as_a_new_instance(monkeypatch: pytest.MonkeyPatch
 # --------------------------------------------------------------------------- fleets
 
 
-def member() -> tuple[Chain, Callable[..., Transition]]:
-    """A fleet member's chain and a function that stamps its next record (shared=True)."""
+def member(life: bool | str = True) -> tuple[Chain, Callable[..., Transition]]:
+    """A fleet member's chain and a function that stamps its next record (shared=life)."""
     chain = Chain()
 
     def write(seq: int, event: str, source: str, target: str, *, alone: bool = False) -> Transition:
@@ -227,7 +251,7 @@ def member() -> tuple[Chain, Callable[..., Transition]]:
             float(seq), seq=seq, breaker="svc", event=event, source=source, target=target,
             monotonic=float(seq), generation=None if alone else seq,
         )  # fmt: skip
-        return chain.stamp(made, shared=True)
+        return chain.stamp(made, shared=life)
 
     return chain, write
 
@@ -262,9 +286,11 @@ def test_a_fleets_merged_trails_verify_across_an_outage() -> None:
         verify(trail_a)  # a's alone: generations 2 and 3 are in b's file, left out
 
 
-def test_a_local_run_must_start_where_the_shared_walk_was() -> None:
-    """A member that degrades from generation 2 starts from the state generation 2 left."""
-    _, a = member()
+@pytest.mark.parametrize("life", [True, "shared:7"])
+def test_a_local_run_must_start_where_the_shared_walk_was(life: bool | str) -> None:
+    """A member that degrades from generation 2 starts from the state generation 2 left
+    (in the fleet's numbering, or in the store entry's incarnation it names)."""
+    _, a = member(life)
     trail = [a(1, "trip", "closed", "open"), a(2, "attempt_reset", "open", "half_open")]
     trail.append(a(3, "reset", "open", "closed", alone=True))
     with pytest.raises(AuditError, match="degraded at generation 2, which left 'half_open'"):
@@ -332,6 +358,37 @@ def test_a_shared_record_ends_the_members_local_run() -> None:
     assert verify(trail).breakers["svc"].outages == 2
 
 
+def test_a_writers_head_is_the_end_of_its_chain_in_any_trail_order() -> None:
+    """A member stamped generation 2, then generation 1's overtaken reply: given by seq,
+    its head is still the record it stamped last, as its log's head said."""
+    chain, c = member()
+    late = [c(2, "force_open", "open", "forced_open"), c(1, "trip", "closed", "open")]
+    svc = verify([late[1], late[0]]).breakers["svc"]
+    assert svc.heads == {chain.origin: chain.head}
+    assert svc.head == digest(late[0])  # the trail's last record
+
+
+def test_a_members_record_replaced_by_another_members_breaks_its_chain() -> None:
+    """The shared walk stays legal with one of a's records swapped for b's of the same
+    generation; a's next record names the record missing before it."""
+    chain, a = member()
+    _, b = member()
+    first = a(1, "trip", "closed", "open")
+    a(2, "attempt_reset", "open", "half_open")  # left out of the trail
+    trail = [
+        first,
+        b(2, "attempt_reset", "open", "half_open"),
+        a(3, "recover", "half_open", "closed"),
+    ]
+    with pytest.raises(AuditError) as exc:
+        verify(trail)
+    assert exc.value.index == 2
+    assert str(exc.value) == (
+        f"breaker 'svc', seq 3: prev is not the hash of any record {chain.origin} wrote in "
+        "this trail: one before it was edited, removed or moved"
+    )
+
+
 def test_the_shared_walk_is_checked_across_members() -> None:
     """A generation missing between two members' records, or claimed twice by one, fails.
 
@@ -341,8 +398,9 @@ def test_the_shared_walk_is_checked_across_members() -> None:
     _, a = member()
     _, b = member()
     gap = [a(1, "trip", "closed", "open"), b(3, "attempt_reset", "open", "half_open")]
-    with pytest.raises(AuditError, match="seq 3 follows seq 1: expected 2"):
+    with pytest.raises(AuditError, match="seq 3 follows seq 1: expected 2") as exc:
         verify(gap)
+    assert exc.value.index == 1
     _, c = member()
     _, d = member()
     twice = [c(1, "trip", "closed", "open"), d(1, "force_open", "closed", "forced_open")]
@@ -360,8 +418,9 @@ def test_the_shared_walk_is_checked_across_members() -> None:
         verify(astray)
     _, e = member()
     bad = e(1, "trip", "closed", "open").model_copy(update={"seq": 2})
-    with pytest.raises(AuditError, match="seq 2 is not its generation 1"):
+    with pytest.raises(AuditError, match="seq 2 is not its generation 1") as exc:
         verify([bad])
+    assert exc.value.index == 0
 
 
 def test_a_member_rejoining_after_the_fleet_moved_by_one_is_a_new_outage() -> None:
@@ -376,8 +435,9 @@ def test_a_member_rejoining_after_the_fleet_moved_by_one_is_a_new_outage() -> No
     ]
     assert verify(trail).breakers["svc"].outages == 2
     wrong = [*trail[:2], trail[3]]  # nothing explains where seq 3 starts from
-    with pytest.raises(AuditError, match="not the previous target of this member's run"):
+    with pytest.raises(AuditError, match="not the previous target of this member's run") as exc:
         verify(wrong)
+    assert exc.value.index == 2
 
 
 def test_a_real_fleets_trails_verify_across_a_redis_outage(
