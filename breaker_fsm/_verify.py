@@ -337,8 +337,10 @@ class _Verifier:
             else:
                 self.flag(index, record, f"prev is not the hash of any record {origin} wrote "
                           "in this trail: one before it was edited, removed or moved")  # fmt: skip
-        ends = [hashed for hashed in digests if hashed not in successors]  # one, when intact
-        self.heads.setdefault(breaker, {})[origin] = ends[-1] if ends else digests[-1]
+        # One end when intact; never none: every record would then be another's ``prev``,
+        # a cycle of hashes (records with one digest are one record, with one ``prev``).
+        ends = [hashed for hashed in digests if hashed not in successors]
+        self.heads.setdefault(breaker, {})[origin] = ends[-1]
 
     @staticmethod
     def _follows(before: Transition, record: Transition) -> bool:
