@@ -104,8 +104,8 @@ class _Tally:
 
     def add(self, record: Transition) -> None:
         when = (instant(record.at), record.at)
-        self.first = min(self.first, when, key=lambda pair: pair[0])
-        self.last = max(self.last, when, key=lambda pair: pair[0])
+        self.first = min(self.first, when)  # by instant: at one instant, equal datetimes
+        self.last = max(self.last, when)
         self.record = record
         self.transitions += 1
         span = self.lives.setdefault(record.life or record.origin, [when[0], when[0]])

@@ -7,7 +7,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,17 +127,51 @@ def test_lives_inside_a_long_one_are_each_concurrent() -> None:
     assert (db.lives, db.restarts, db.concurrent) == (3, 0, 2)
 
 
+def test_a_lifes_span_runs_from_its_earliest_record_to_its_latest() -> None:
+    """Whatever order a life's records come in (a wall clock stepped back), its span is
+    its earliest to its latest: a life that wrote inside it is concurrent."""
+    clock = FakeClock()
+    long, inside = CircuitBreaker("db", clock=clock), CircuitBreaker("db", clock=clock)
+    long.send("force_open")
+    clock.advance(5)
+    inside.send("force_open")
+    inside.send("reset")
+    for _ in range(2):
+        clock.advance(10)
+        long.send("reset" if long.state == "forced_open" else "force_open")
+    assert verify([*long.audit, *inside.audit]).breakers["db"].concurrent == 1
+    stepped, other = Chain(), Chain()
+
+    def at(chain: Chain, wall: float, made: Transition) -> Transition:
+        return chain.stamp(made.model_copy(update={"at": datetime.fromtimestamp(wall, UTC)}))
+
+    trail = [
+        at(stepped, 100, transition(1, "force_open", "closed", "forced_open", "db")),
+        at(stepped, 0, transition(2, "reset", "forced_open", "closed", "db")),  # stepped back
+        at(other, 50, transition(1, "disable", "closed", "disabled", "db")),
+    ]
+    assert verify(trail).breakers["db"].concurrent == 1
+
+
 def test_verify_and_digest_say_what_they_take() -> None:
     """A path to verify, or a dict to digest: a TypeError saying what to pass instead."""
-    with pytest.raises(TypeError, match=r"^verify\(\) takes records, not a path .*read_jsonl"):
+    with pytest.raises(TypeError) as exc:
         verify("trail.jsonl")  # type: ignore[arg-type]
+    assert str(exc.value) == (
+        "verify() takes records, not a path ('trail.jsonl'): read a trail with "
+        "read_jsonl(path) and verify what it returns"
+    )
     with pytest.raises(TypeError, match=r"^verify\(\) takes records, not a path"):
         verify(Path("trail.jsonl"))  # type: ignore[arg-type]
     record = transition(1, "trip", "closed", "open")
     with pytest.raises(TypeError, match=r"^verify\(\): record 1 is a dict, not a Transition$"):
         verify([record, record.model_dump()])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match=r"^digest\(\) takes a Transition, got dict \("):
+    with pytest.raises(TypeError) as exc:
         digest(record.model_dump())  # type: ignore[arg-type]
+    assert str(exc.value) == (
+        "digest() takes a Transition, got dict "
+        "(Transition.model_validate(...) builds one from a dict)"
+    )
 
 
 def test_old_and_new_records_in_one_trail_are_two_lives(tmp_path: Path) -> None:
@@ -293,8 +327,9 @@ def test_a_local_run_must_start_where_the_shared_walk_was(life: bool | str) -> N
     _, a = member(life)
     trail = [a(1, "trip", "closed", "open"), a(2, "attempt_reset", "open", "half_open")]
     trail.append(a(3, "reset", "open", "closed", alone=True))
-    with pytest.raises(AuditError, match="degraded at generation 2, which left 'half_open'"):
+    with pytest.raises(AuditError, match="degraded at generation 2, which left 'half_open'") as exc:
         verify(trail)
+    assert exc.value.index == 2
 
 
 def test_a_member_never_goes_back_to_an_older_generation() -> None:
@@ -330,8 +365,9 @@ def test_a_member_degrading_again_may_not_start_before_its_last_outage() -> None
     trail.append(a(3, "recover", "half_open", "closed", alone=True))
     assert verify(trail).breakers["svc"].outages == 1
     trail.append(a(2, "attempt_reset", "open", "half_open", alone=True))
-    with pytest.raises(AuditError, match=r"degraded at generation 1 after .* generation 2$"):
+    with pytest.raises(AuditError, match=r"degraded at generation 1 after .* generation 2$") as exc:
         verify(trail)
+    assert exc.value.index == 3
 
 
 def test_a_late_reply_does_not_lower_the_generation_a_member_reached() -> None:
