@@ -107,6 +107,30 @@ def test_a_kept_machine_records_the_evidence_its_guard_decided_on(clock: FakeClo
     assert record.reason == "failure rate 1.00 ≥ 0.5 over 2 calls; open for 30s"
 
 
+def test_a_kept_machines_listeners_see_the_evidence_of_each_state(clock: FakeClock) -> None:
+    """The stats a transition is sent with hold the open timing only in open, and the
+    half-open timing only in half_open: the evidence of the state being left."""
+    breaker = CircuitBreaker("timing", ONE_STRIKE, clock=clock)
+    seen: list[tuple[str, float | None, float | None]] = []
+
+    class Listener:
+        def after_transition(self, event: str, stats: BreakerStats) -> None:
+            seen.append((str(event), stats.opened_at, stats.half_open_since))
+
+    breaker.machine.add_listener(Listener())  # type: ignore[no-untyped-call]
+    start = clock.monotonic()
+    fail(breaker)  # trip
+    clock.advance(5)
+    breaker.call(ok)  # attempt_reset, then recover
+    fail(breaker)  # trip again
+    assert seen == [
+        ("trip", None, None),
+        ("attempt_reset", start, None),
+        ("recover", None, start + 5),
+        ("trip", None, None),
+    ]
+
+
 def test_a_kept_machine_reads_the_breakers_state(clock: FakeClock) -> None:
     """The machine's state is the breaker's: writing current_state_value moves nothing."""
     breaker = CircuitBreaker("state", ONE_STRIKE, clock=clock)
