@@ -131,6 +131,20 @@ def test_a_kept_machines_listeners_see_the_evidence_of_each_state(clock: FakeClo
     ]
 
 
+def test_an_event_sent_to_the_kept_machine_itself_is_recorded(clock: FakeClock) -> None:
+    """An event sent to breaker.machine directly, with no stats and a reason that send()
+    would refuse, moves the breaker and is recorded: its counters read now, its reason as text."""
+    breaker = CircuitBreaker("direct", ONE_STRIKE, clock=clock)
+    breaker.machine.send("force_open", reason=5)
+    breaker.machine.send("reset")
+    assert breaker.state == "closed"
+    assert [(r.event, r.reason) for r in breaker.audit] == [
+        ("force_open", "5"),
+        ("reset", "operator: reset"),
+    ]
+    assert verify(breaker.audit) == 2
+
+
 def test_a_kept_machine_reads_the_breakers_state(clock: FakeClock) -> None:
     """The machine's state is the breaker's: writing current_state_value moves nothing."""
     breaker = CircuitBreaker("state", ONE_STRIKE, clock=clock)
