@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from breaker_fsm import AuditError, BreakerPolicy, BreakerStats, CircuitBreaker, Transition
-from breaker_fsm._audit import COUNTERS
+from breaker_fsm._audit import COUNTERS, check_wall
 from breaker_fsm.audit import (
     AuditLog,
     JsonlSink,
@@ -319,6 +320,44 @@ def test_a_wall_clock_datetime_cannot_hold_changes_nothing() -> None:
     breaker._clock = FakeClock()
     assert breaker.send("force_open") == "forced_open"
     assert [r.seq for r in breaker.audit] == [1]
+
+
+def test_a_wall_reading_past_year_9999_in_utc_is_refused_west_of_utc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wall reading is checked as a UTC datetime, whatever the local time zone: one
+    second past 9999-12-31T23:59:59Z is refused, though local time (UTC-5) could hold it."""
+    monkeypatch.setenv("TZ", "Etc/GMT+5")
+    time.tzset()
+    try:
+        assert check_wall(253402300799.0) == 253402300799.0  # the last second that fits
+        assert check_wall(0) == 0.0
+        with pytest.raises(ValueError, match="year 10000 is out of range"):
+            check_wall(253402300800.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_keep_stamps_the_numbering_it_is_given_and_keeps_any_names() -> None:
+    """AuditLog.keep: the instance's own life by default, the fleet's or the one named with
+    shared=; the machine's names share one object, other names are kept as given."""
+    log = AuditLog(8)
+    counters = (0, 0, 0, 0, 0, 0)
+
+    def keep(event: str, source: str, target: str, **shared: bool | str) -> Transition:
+        return log.keep(1, "b", event, source, target, 0.0, 0.0, "why", counters, 1, **shared)
+
+    assert keep("trip", "closed", "open").life == log.origin
+    assert keep("trip", "closed", "open", shared=True).life == "shared"
+    assert keep("trip", "closed", "open", shared="shared:9").life == "shared:9"
+    made = keep("".join(["tr", "ip"]), "".join(["clo", "sed"]), "".join(["op", "en"]))
+    kept = log[-1]
+    for name, given in (("event", "trip"), ("source", "closed"), ("target", "open")):
+        assert getattr(made, name) is getattr(kept, name) is getattr(log[0], name) == given
+    other = keep("probe", "here", "there")
+    assert (other.event, other.source, other.target) == ("probe", "here", "there")
+    assert (log[-1].event, log[-1].source, log[-1].target) == ("probe", "here", "there")
 
 
 def test_a_record_whose_prev_is_no_digest_is_kept_whole() -> None:
