@@ -360,6 +360,31 @@ def test_keep_stamps_the_numbering_it_is_given_and_keeps_any_names() -> None:
     assert (log[-1].event, log[-1].source, log[-1].target) == ("probe", "here", "there")
 
 
+def test_record_stamps_the_numbering_it_is_given_and_append_keeps_any_names() -> None:
+    """AuditLog.record: the instance's own life by default, else the record's own life,
+    the one named with shared=, or the fleet's; append keeps the machine's names as one
+    object each and other names as given; a record read back is a new, equal object."""
+    log = AuditLog(16)
+    made = transition(1, "trip", "closed", "open")
+    assert log.record(made).life == log.origin
+    assert log.record(made, shared=True).life == "shared"
+    assert log.record(made, shared="shared:9").life == "shared:9"
+    own = made.model_copy(update={"life": "shared:5"})
+    assert (
+        log.record(own, shared=True).life == log.record(own, shared="shared:9").life == "shared:5"
+    )
+    counted = {"counters": dict.fromkeys(COUNTERS, 0.0)}  # kept as a row of its values
+    for _ in range(2):
+        names = ("".join(["tr", "ip"]), "".join(["clo", "sed"]), "".join(["op", "en"]))
+        log.append(transition(1, *names).model_copy(update=counted))
+    for name in ("event", "source", "target"):
+        assert getattr(log[-1], name) is getattr(log[-2], name)
+    log.append(transition(2, "probe", "here", "there").model_copy(update=counted))
+    assert (log[-1].event, log[-1].source, log[-1].target) == ("probe", "here", "there")
+    assert log[-1] == log[-1]
+    assert log[-1] is not log[-1]
+
+
 def test_a_record_whose_prev_is_no_digest_is_kept_whole() -> None:
     """A record made without validation, whose prev is not a hex digest, reads back as it was."""
     odd = transition(1, "reset", "closed", "closed").model_copy(
