@@ -381,8 +381,12 @@ def test_record_stamps_the_numbering_it_is_given_and_append_keeps_any_names() ->
         assert getattr(log[-1], name) is getattr(log[-2], name)
     log.append(transition(2, "probe", "here", "there").model_copy(update=counted))
     assert (log[-1].event, log[-1].source, log[-1].target) == ("probe", "here", "there")
-    assert log[-1] == log[-1]
-    assert log[-1] is not log[-1]
+    chained = transition(3, "reset", "there", "closed").model_copy(
+        update={**counted, "prev": "ab" * 32}
+    )
+    log.append(chained)
+    assert log[-1] == chained
+    assert log[-1] is not log[-1]  # kept as a row, built again at each read
 
 
 def test_a_record_whose_prev_is_no_digest_is_kept_whole() -> None:
