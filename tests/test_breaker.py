@@ -1236,3 +1236,118 @@ def test_illegal_send_messages() -> None:
     with pytest.raises(IllegalTransitionError) as exc:
         breaker.send("trip")
     assert exc.value.detail == "its guard does not hold"
+
+
+# ------------------------------------------------------------------------ acall's inlined paths
+
+
+def test_acall_of_a_plain_function_on_the_inlined_path_records_nothing(clock: FakeClock) -> None:
+    """The default policy's inlined closed path of acall (with and without a count window)
+    takes await's TypeError for the caller's mistake: noted, nothing counted, never a trip."""
+    for policy in (
+        BreakerPolicy(failure_threshold=1),
+        BreakerPolicy(failure_threshold=1, window=CountWindow(size=10)),
+    ):
+        breaker = CircuitBreaker("svc", policy, clock=clock)
+        with pytest.raises(TypeError) as caught:
+            asyncio.run(breaker.acall(ok))  # type: ignore[arg-type]
+        assert "through call()" in "".join(caught.value.__notes__)
+        m = breaker.metrics()
+        assert (m.total_requests, m.error_count, m.ignored_count, m.state) == (0, 0, 0, "closed")
+        with pytest.raises(Boom):  # an exception of the operation's own still counts
+            asyncio.run(breaker.acall(_araise, Boom("down")))
+        assert (breaker.metrics().error_count, breaker.state) == (1, "open")
+
+
+async def _araise(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+def test_acall_refusals_say_how_long_and_which_breaker(clock: FakeClock) -> None:
+    """acall's inlined refusals: retry_after counts from the trip (not from time 0), and a
+    forced-open refusal names its breaker and state, with no retry_after."""
+    breaker = make(clock)
+    clock.advance(100)  # the trip happens at monotonic 100, not 0
+    trip(breaker)
+    clock.advance(4)
+    with pytest.raises(CircuitOpenError) as caught:
+        asyncio.run(breaker.acall(_araise, Boom()))
+    assert (caught.value.breaker, caught.value.state) == ("svc", "open")
+    assert caught.value.retry_after == pytest.approx(6.0)
+    breaker.send("force_open")
+    with pytest.raises(CircuitOpenError) as caught:
+        asyncio.run(breaker.acall(_araise, Boom()))
+    assert (caught.value.breaker, caught.value.state, caught.value.retry_after) == (
+        "svc",
+        "forced_open",
+        None,
+    )
+    assert breaker.metrics().rejected_count == 2
+
+
+def test_acall_on_a_clock_below_zero_opens_for_the_reset_timeout(clock: FakeClock) -> None:
+    """A monotonic clock may read below zero: the open episode still lasts reset_timeout."""
+    below = FakeClock(start=-1000.0)
+    breaker = make(below)
+    trip(breaker)
+    below.advance(9)
+    with pytest.raises(CircuitOpenError) as caught:
+        asyncio.run(breaker.acall(_araise, Boom()))
+    assert caught.value.retry_after == pytest.approx(1.0)
+    below.advance(1)
+
+    async def good() -> str:
+        return "trial"
+
+    assert asyncio.run(breaker.acall(good)) == "trial"
+    assert events(breaker) == ["trip", "attempt_reset", "recover"]
+
+
+def test_adding_a_sink_that_is_not_one_is_refused_by_name(clock: FakeClock, tmp_path: Any) -> None:
+    """add_sink and add_call_sink name themselves and the record their sink receives, and
+    refuse a file sink of the other kind."""
+    from breaker_fsm.audit import CallLogSink, JsonlSink
+
+    breaker = make(clock)
+    with pytest.raises(TypeError) as caught:
+        breaker.add_sink(3)  # type: ignore[arg-type]
+    assert (
+        str(caught.value)
+        == "add_sink's sink must be callable (it receives each Transition), got int 3"
+    )
+    with pytest.raises(TypeError) as caught:
+        breaker.add_call_sink(3)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "add_call_sink's sink must be callable (it receives each CallRecord), got int 3"
+    )
+    trail = JsonlSink(tmp_path / "trail.jsonl")
+    with pytest.raises(
+        TypeError, match=r"^add_call_sink's sink receives each CallRecord, but .*\.CallLogSink\("
+    ):
+        breaker.add_call_sink(trail)  # type: ignore[arg-type]
+    with (
+        CallLogSink(tmp_path / "calls.jsonl") as calls,
+        pytest.raises(
+            TypeError, match=r"^add_sink's sink receives each Transition, but .*\.JsonlSink\("
+        ),
+    ):
+        breaker.add_sink(calls)  # type: ignore[arg-type]
+    assert (breaker.sinks, breaker.call_sinks) == ((), ())
+
+
+def test_a_callable_object_with_a_plain_call_is_decorated_as_plain(clock: FakeClock) -> None:
+    """@breaker on an object whose __call__ is a plain method (or a functools.partial of a
+    plain function) gives a plain wrapper that calls through call()."""
+    import functools
+    import inspect
+
+    class Double:
+        def __call__(self, x: int) -> int:
+            return 2 * x
+
+    breaker = make(clock)
+    for func in (Double(), functools.partial(lambda x, y: x * y, 2)):
+        wrapped = breaker(func)
+        assert not inspect.iscoroutinefunction(wrapped)
+        assert wrapped(3) == 6
+    assert breaker.metrics().success_count == 2

@@ -652,6 +652,7 @@ def test_a_wrong_style_call_in_half_open_gives_its_permit_back(
 
     run(make, scenario)
     assert breaker.state == "closed"
+    assert breaker.metrics().store_errors == 0  # the trial slot went back in one round trip
 
 
 @pytest.mark.parametrize("state", ["disabled", "shadow"])
