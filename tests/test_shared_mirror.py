@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
+from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.exceptions import IllegalTransitionError
 from breaker_fsm.testing import FakeClock
-from tests.helpers import fail, run_closing
+from tests.helpers import Boom, aboom, aok, fail, run_closing
 from tests.redis_server import StoreFactory
 
 if TYPE_CHECKING:
@@ -629,3 +629,45 @@ def test_a_degraded_breaker_closed_by_a_local_transition_asks_the_store_again(
     assert breaker.call(lambda: "back") == "back"
     metrics = breaker.metrics()
     assert (metrics.degraded, metrics.store_errors, metrics.state) == (False, errors, "closed")
+
+
+def seven_seconds(exc: BaseException) -> float:
+    """An ``is_failure_exception`` predicate: every failure asks for 7 s open."""
+    return 7.0
+
+
+HINTED = BreakerPolicy(failure_threshold=1, reset_timeout=1, max_reset_timeout=5)
+
+
+@pytest.mark.parametrize("store", ["answers", "degraded"])
+def test_an_awaited_failure_keeps_its_hint_and_tells_call_sinks_what_it_raised(
+    stores: StoreFactory, dead_redis_store: RedisStore, clock: FakeClock, store: str
+) -> None:
+    """acall on a shared breaker, the store answering or not: the failure's open-duration
+    hint (capped) decides the open episode, and the call sink's record carries the exception."""
+    shared = stores() if store == "answers" else dead_redis_store
+    seen: list[CallRecord] = []
+    breaker = CircuitBreaker(
+        "svc",
+        HINTED,
+        clock=clock,
+        store=shared,
+        is_failure_exception=seven_seconds,
+        call_sinks=[seen.append],
+    )
+    raised: list[BaseException] = []
+
+    async def scenario() -> None:
+        assert await breaker.acall(aok) == "ok"  # a dead store degrades here
+        with pytest.raises(Boom) as caught:
+            await breaker.acall(aboom)
+        raised.append(caught.value)
+
+    run_closing(shared, scenario)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.open_duration) == ("open", 5)
+    assert metrics.store_errors == (0 if store == "answers" else 1)
+    assert [(r.outcome, r.exception) for r in seen] == [("success", None), ("failure", raised[0])]
+    [trip] = breaker.audit
+    assert trip.reason is not None
+    assert trip.reason.endswith("open for 5s")
