@@ -15,7 +15,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import pytest
 
@@ -30,7 +30,7 @@ from breaker_fsm._machine import STATES
 from breaker_fsm._outcome import FAILED, NEUTRAL, SUCCESS
 from breaker_fsm._store import EVENT_CODES, Seed, SharedState, SharedStore, StoreReply
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, boom, ok
+from tests.helpers import Boom, aok, boom, ok
 
 CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = range(5)
 
@@ -595,3 +595,245 @@ def test_an_operator_event_while_the_store_is_down_applies_locally(
     messages = [r.getMessage() for r in caplog.records]
     assert "this process's state only" in messages[-1]
     assert breaker.metrics().degraded
+
+
+# ------------------------------------------------------------------------ a store that pushes
+
+
+class ScriptedPushingState(ScriptedState):
+    """A scripted ``PushingState``: the test delivers the pushes itself (``_pushed``,
+    ``_own_pushed``, ``_reread``, as the push thread does); an answer may be a callable,
+    run in the round trip (to push during it, then answer or raise)."""
+
+    fingerprint = 0  # no policy digest: never warns
+
+    def __init__(self) -> None:
+        super().__init__(retry_interval=60.0)
+        self.followers: list[Any] = []
+        self.token = 1  # the channel is up, and stays up
+
+    def _answer(self, op: str, *args: Any) -> Any:
+        if self.answers and callable(self.answers[0]):
+            self.calls.append(Call(op, args))
+            return self.answers.popleft()()  # type: ignore[operator]
+        return super()._answer(op, *args)
+
+    def follow(self, mirror: Any) -> None:
+        self.followers.append(mirror)
+
+    def sync(self, seed: Seed) -> StoreReply:
+        return self._answer("sync", seed)  # type: ignore[no-any-return]
+
+    def push_token(self) -> int | None:
+        return self.token
+
+    def confirm_push(self, link: Any, token: int | None) -> None:
+        if token is not None and token == self.token:
+            link.live = True
+
+
+@pytest.fixture
+def pushing() -> ScriptedPushingState:
+    return ScriptedPushingState()
+
+
+def on_pushing(entry: ScriptedPushingState, clock: FakeClock, **policy: Any) -> CircuitBreaker:
+    """A shared breaker "svc" following ``entry``'s pushes (not live until a read)."""
+    policy.setdefault("reset_timeout", 10)
+    breaker = CircuitBreaker(
+        "svc", BreakerPolicy(**policy), clock=clock, store=ScriptedStore(entry)
+    )
+    assert entry.followers == [breaker]
+    assert not breaker.metrics().live
+    return breaker
+
+
+def live_closed(entry: ScriptedPushingState, breaker: CircuitBreaker, epoch: int = 1) -> None:
+    """One successful call: its admission reads the state under the push token (live)."""
+    entry.script(reply(epoch=epoch), None)
+    assert breaker.call(ok) == "ok"
+    assert breaker.metrics().live
+    entry.calls.clear()
+
+
+def test_an_awaited_admission_under_a_push_token_makes_the_mirror_live(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """acall on a mirror that is not live asks first; the reply, read under the channel's
+    token, makes it live: the next call is admitted without a round trip."""
+    breaker = on_pushing(pushing, clock, failure_threshold=3)
+    pushing.script(reply(), None, None)
+
+    async def scenario() -> None:
+        assert await breaker.acall(aok) == "ok"
+        assert breaker.metrics().live
+        assert await breaker.acall(aok, "again") == "again"
+
+    asyncio.run(scenario())
+    assert [c.op for c in pushing.calls] == ["aacquire", "arecord", "arecord"]
+
+
+def test_a_re_read_that_finds_the_entry_gone_puts_the_open_mirror_back(
+    pushing: ScriptedPushingState, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The push thread re-reads no entry under an open mirror: it sends the mirrored
+    episode back (sync), warns once naming the generation, and follows the new entry."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    pushing.script(reply(), tripped())
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(4)
+    pushing.script(reply("open", gen=1, epoch=1, episode=1, elapsed=4.0))  # same entry
+    assert breaker._reread(None) is True
+    assert caplog.records == []
+    pushing.script(reply("open", gen=1, epoch=2, episode=1, elapsed=4.0))  # recreated
+    assert breaker._reread(None) is True
+    assert [c.args[0] for c in pushing.calls[-2:]] == [Seed(OPEN, 1, 1, 10.0, 6.0, 1)] * 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "breaker 'svc': the shared store had lost transitions this member saw (a failover, or "
+        "a restart); put back its state at generation 1 (open)"
+    ]
+    assert (breaker.state, breaker.metrics().retry_after) == ("open", 6.0)
+    assert breaker.metrics().store_errors == 0
+    clock.advance(6)
+    pushing.script(reply("half_open", gen=2, epoch=2, event="attempt_reset", source="open"))
+    pushing.script(reply("closed", gen=3, epoch=2, event="recover", source="half_open"))
+    assert breaker.call(ok) == "ok"
+    assert [(r.event, r.generation, r.life) for r in breaker.audit][1:] == [
+        ("attempt_reset", 2, "shared:2"),
+        ("recover", 3, "shared:2"),
+    ]
+
+
+def test_a_re_read_that_cannot_put_the_state_back_degrades_and_owes_nothing(
+    pushing: ScriptedPushingState, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-seed that fails: the mirror is not current (False), the breaker degrades with
+    the usual warning, and no transition is owed to a push: the next own push is kept."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    pushing.script(reply(), tripped())
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    pushing.script(ConnectionError("gone"))
+    assert breaker._reread(None) is False
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.store_errors, metrics.state) == (True, 1, "open")
+    assert [r.getMessage() for r in caplog.records] == [
+        "breaker 'svc': shared store unavailable (ConnectionError: gone); running on local "
+        "state, retrying every 60s"
+    ]
+    breaker._own_pushed(reply("half_open", gen=2, event="attempt_reset", source="open"))
+    assert [r.event for r in breaker.audit] == ["trip"]  # kept, not recorded
+    assert breaker.metrics().degraded
+
+
+def test_an_own_push_kept_for_a_lost_reply_is_recorded_but_never_rolls_back(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A member's own push arrives, then its round trip fails: the transition is recorded
+    from the push. One from an older entry epoch than the mirror's is recorded only."""
+    breaker = on_pushing(pushing, clock, failure_threshold=3)
+    live_closed(pushing, breaker, epoch=2)
+    late = tripped(gen=5, epoch=1)
+
+    def push_then_fail() -> NoReturn:
+        breaker._own_pushed(late)
+        raise TimeoutError("reply lost")
+
+    pushing.script(push_then_fail)
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert [(r.event, r.generation, r.life) for r in breaker.audit] == [("trip", 5, "shared:1")]
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.failure_count, metrics.degraded) == ("closed", 1, True)
+
+
+def test_a_lost_reply_owes_one_transition_to_the_next_own_push(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A round trip that fails with nothing pushed yet owes one transition: the next own
+    push records it (and the shared state wins again); a later own push is only kept."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker)
+    pushing.script(TimeoutError("reply lost"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert breaker.metrics().degraded
+    breaker._own_pushed(tripped())
+    assert not breaker.metrics().degraded
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", None), ("trip", 1)]
+    breaker._own_pushed(reply("half_open", gen=2, event="attempt_reset", source="open"))
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", None), ("trip", 1)]
+
+
+def test_an_interrupted_operator_round_trip_owes_its_transition_to_its_push(
+    pushing: ScriptedPushingState, clock: FakeClock, send: Send
+) -> None:
+    """send() interrupted in its round trip (a BaseException) re-raises the interruption;
+    its script may have run, so the member's own push of it is recorded."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    pushing.script(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        send(breaker, "force_open")
+    assert list(breaker.audit) == []
+    breaker._own_pushed(reply("forced_open", gen=1, event="force_open", source="closed"))
+    assert [(r.event, r.generation) for r in breaker.audit] == [("force_open", 1)]
+    assert (breaker.state, breaker.metrics().store_errors) == ("forced_open", 0)
+
+
+# ------------------------------------------------------------------------ the local walk
+
+
+def test_the_first_answer_after_a_local_trip_wins_in_the_entrys_first_epoch(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """Degraded, the breaker tripped alone (a local generation, far above any shared one);
+    the store's next answer, from the same entry (epoch 1, generation 0), is adopted whole."""
+    breaker = make(failure_threshold=1)
+    entry.script(ConnectionError("store down"))
+    failed(invoke, breaker)
+    assert (breaker.state, breaker.metrics().degraded) == ("open", True)
+    clock.advance(10)  # past the local episode and the retry time
+    entry.script(reply(epoch=1), None)
+    assert invoke(breaker, ok, "shared again") == "shared again"
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.degraded, metrics.transitions) == ("closed", False, 0)
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", None)]
+
+
+def test_local_generations_tell_a_stale_permit_from_a_trial(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """Degraded, each local transition starts a new generation: a permit of an earlier
+    half-open episode settles as stale, not as a trial of the current one."""
+    breaker = make(failure_threshold=1, reset_timeout=1, half_open_max_calls=2, success_threshold=2)
+    entry.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)  # trips locally
+    clock.advance(1)
+    first, second = breaker.acquire(), breaker.acquire()  # the first is attempt_reset's
+    first.failure()  # retrips
+    clock.advance(breaker.metrics().retry_after or 0.0)
+    third = breaker.acquire()  # a new half-open episode
+    second.success()  # stale: counted, not a trial
+    third.success()  # the one trial: one of two
+    assert breaker.state == "half_open"
+    assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "retrip", "attempt_reset"]
+    assert (breaker.metrics().success_count, len(entry.calls)) == (2, 1)
+
+
+def test_a_degraded_permit_settles_locally_with_its_timing(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """Degraded, a permit settles on local state without a round trip, timed from acquire."""
+    breaker = make(failure_threshold=3, slow_call_duration=1, window=CountWindow(size=10))
+    entry.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    with breaker.acquire():
+        clock.advance(1.5)
+    metrics = breaker.metrics()
+    assert (metrics.success_count, metrics.slow_call_count, metrics.store_errors) == (1, 1, 1)
+    assert len(entry.calls) == 1
