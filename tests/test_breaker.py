@@ -21,7 +21,7 @@ from breaker_fsm import (
 )
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, boom, fail, ok
+from tests.helpers import Boom, aok, boom, fail, ok
 
 
 def events(breaker: CircuitBreaker) -> list[str]:
@@ -1351,3 +1351,40 @@ def test_a_callable_object_with_a_plain_call_is_decorated_as_plain(clock: FakeCl
         assert not inspect.iscoroutinefunction(wrapped)
         assert wrapped(3) == 6
     assert breaker.metrics().success_count == 2
+
+
+def test_a_call_that_cannot_be_made_on_the_inlined_path_records_nothing(clock: FakeClock) -> None:
+    """The default policy's inlined closed path of call (with and without a count window):
+    arguments that do not fit, or an async function, are the caller's mistake: nothing is
+    counted, and the TypeError for an async function names it; so does a disabled breaker's."""
+    for policy in (
+        BreakerPolicy(failure_threshold=1),
+        BreakerPolicy(failure_threshold=1, window=CountWindow(size=10)),
+    ):
+        breaker = CircuitBreaker("svc", policy, clock=clock)
+        with pytest.raises(TypeError):
+            breaker.call(ok, 1, 2, 3)  # type: ignore[call-arg]
+        with pytest.raises(TypeError) as caught:
+            breaker.call(aok)  # type: ignore[arg-type]
+        assert str(caught.value) == (
+            "breaker 'svc': call() got an async function (aok returned a coroutine): use "
+            "`await breaker.acall(...)`; nothing was recorded"
+        )
+        m = breaker.metrics()
+        assert (m.total_requests, m.error_count, m.ignored_count, m.state) == (0, 0, 0, "closed")
+        breaker.send("disable")
+        with pytest.raises(TypeError, match=r"\(aok returned a coroutine\)"):
+            breaker.call(aok)  # type: ignore[arg-type]
+
+
+def test_a_forced_open_call_refusal_names_its_breaker(clock: FakeClock) -> None:
+    """call's inlined forced-open refusal: the breaker, the state, no retry_after."""
+    breaker = make(clock)
+    breaker.send("force_open")
+    with pytest.raises(CircuitOpenError) as caught:
+        breaker.call(ok)
+    assert (caught.value.breaker, caught.value.state, caught.value.retry_after) == (
+        "svc",
+        "forced_open",
+        None,
+    )

@@ -837,3 +837,38 @@ def test_a_degraded_permit_settles_locally_with_its_timing(
     metrics = breaker.metrics()
     assert (metrics.success_count, metrics.slow_call_count, metrics.store_errors) == (1, 1, 1)
     assert len(entry.calls) == 1
+
+
+def test_an_own_push_owed_to_an_interrupted_round_trip_never_rolls_back(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """An interrupted round trip (not an outage: nothing degrades) owes its transition to
+    the own push; one from an older entry epoch than the mirror's is recorded only."""
+    breaker = on_pushing(pushing, clock, failure_threshold=3)
+    live_closed(pushing, breaker, epoch=2)
+    pushing.script(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        breaker.call(boom)
+    breaker._own_pushed(tripped(gen=5, epoch=1))
+    assert [(r.event, r.generation, r.life) for r in breaker.audit] == [("trip", 5, "shared:1")]
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.degraded, metrics.transitions) == ("closed", False, 0)
+
+
+def test_the_last_eight_own_pushes_are_kept_for_a_reply_lost_later(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """Own pushes are kept, oldest first, eight at most: a round trip that fails after
+    nine records the oldest one still kept."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker)
+
+    def nine_pushes_then_fail() -> NoReturn:
+        for gen in range(1, 10):
+            breaker._own_pushed(tripped(gen=gen))
+        raise TimeoutError("reply lost")
+
+    pushing.script(nine_pushes_then_fail)
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", 2)]
