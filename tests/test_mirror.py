@@ -656,21 +656,17 @@ def live_closed(entry: ScriptedPushingState, breaker: CircuitBreaker, epoch: int
     entry.calls.clear()
 
 
-def test_an_awaited_admission_under_a_push_token_makes_the_mirror_live(
-    pushing: ScriptedPushingState, clock: FakeClock
+def test_an_admission_under_a_push_token_makes_the_mirror_live(
+    pushing: ScriptedPushingState, clock: FakeClock, invoke: Invoke, twin: Twin
 ) -> None:
-    """acall on a mirror that is not live asks first; the reply, read under the channel's
+    """A mirror that is not live asks before a call; the reply, read under the channel's
     token, makes it live: the next call is admitted without a round trip."""
     breaker = on_pushing(pushing, clock, failure_threshold=3)
     pushing.script(reply(), None, None)
-
-    async def scenario() -> None:
-        assert await breaker.acall(aok) == "ok"
-        assert breaker.metrics().live
-        assert await breaker.acall(aok, "again") == "again"
-
-    asyncio.run(scenario())
-    assert [c.op for c in pushing.calls] == ["aacquire", "arecord", "arecord"]
+    assert invoke(breaker, ok) == "ok"
+    assert breaker.metrics().live
+    assert invoke(breaker, ok, "again") == "again"
+    assert [c.op for c in pushing.calls] == [twin("acquire"), twin("record"), twin("record")]
 
 
 def test_a_re_read_that_finds_the_entry_gone_puts_the_open_mirror_back(
@@ -768,19 +764,23 @@ def test_a_lost_reply_owes_one_transition_to_the_next_own_push(
     assert [(r.event, r.generation) for r in breaker.audit] == [("trip", None), ("trip", 1)]
 
 
-def test_an_interrupted_operator_round_trip_owes_its_transition_to_its_push(
-    pushing: ScriptedPushingState, clock: FakeClock, send: Send
+@pytest.mark.parametrize("trip", ["acquire", "record", "operator"])
+def test_an_interrupted_round_trip_owes_its_transition_to_its_push(
+    pushing: ScriptedPushingState, clock: FakeClock, invoke: Invoke, send: Send, trip: str
 ) -> None:
-    """send() interrupted in its round trip (a BaseException) re-raises the interruption;
-    its script may have run, so the member's own push of it is recorded."""
+    """A round trip interrupted (a BaseException) re-raises the interruption, nothing
+    degrades; its script may have run, so the member's own push of it is recorded."""
     breaker = on_pushing(pushing, clock, failure_threshold=1)
+    if trip != "acquire":
+        live_closed(pushing, breaker)
     pushing.script(KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        send(breaker, "force_open")
+        _ = send(breaker, "force_open") if trip == "operator" else invoke(breaker, boom)
     assert list(breaker.audit) == []
     breaker._own_pushed(reply("forced_open", gen=1, event="force_open", source="closed"))
     assert [(r.event, r.generation) for r in breaker.audit] == [("force_open", 1)]
-    assert (breaker.state, breaker.metrics().store_errors) == ("forced_open", 0)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.store_errors, metrics.degraded) == ("forced_open", 0, False)
 
 
 # ------------------------------------------------------------------------ the local walk
@@ -872,3 +872,86 @@ def test_the_last_eight_own_pushes_are_kept_for_a_reply_lost_later(
     with pytest.raises(Boom):
         breaker.call(boom)
     assert [(r.event, r.generation) for r in breaker.audit] == [("trip", 2)]
+
+
+def test_a_push_from_a_recreated_entry_is_adopted_whatever_its_generation(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A push behind the mirror in its own entry epoch is ignored; one from a new epoch
+    (the entry was recreated) is the shared state now, at any generation."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    pushing.script(reply(), tripped(gen=3))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    breaker._pushed(reply("closed", gen=2, epoch=1))
+    assert (breaker.state, breaker.metrics().transitions) == ("open", 3)
+    breaker._pushed(reply("closed", gen=1, epoch=2))
+    assert (breaker.state, breaker.metrics().transitions) == ("closed", 1)
+    assert [r.event for r in breaker.audit] == ["trip"]  # a push is recorded by its maker
+
+
+def test_a_push_of_the_mirrored_generation_resyncs_a_degraded_breaker(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """Degraded, a push (or a re-read) of the very state last mirrored is the store's
+    answer: the breaker is back on the shared state."""
+    breaker = on_pushing(pushing, clock, failure_threshold=3)
+    pushing.script(reply(), reply(gen=0, streak=1))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    pushing.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert breaker.metrics().degraded
+    breaker._pushed(reply(gen=0, streak=2))
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.failure_count, metrics.store_errors) == (False, 2, 1)
+
+
+def test_a_pushed_transition_starts_the_new_states_counters(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A pushed transition's counters are those that justified it: the mirror's new
+    state starts from zero (closed: no streak, an empty window)."""
+    breaker = on_pushing(
+        pushing, clock, failure_threshold=3, window=CountWindow(size=10), minimum_calls=5
+    )
+    live_closed(pushing, breaker)
+    breaker._pushed(tripped(gen=1, streak=3, window=(6, 4, 0)))
+    assert breaker.state == "open"
+    breaker._pushed(
+        reply("closed", gen=2, event="reset", source="open", streak=3, window=(6, 4, 0))
+    )
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.failure_count, metrics.window_calls) == ("closed", 0, 0)
+
+
+def test_a_degraded_open_breaker_refuses_alone_until_its_episode_ends(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """Tripped alone while the store was down, the breaker refuses on its own timing to the
+    episode's last moment, past its retry time too: no round trip for a refusal."""
+    breaker = make(failure_threshold=1, reset_timeout=10)
+    entry.script(ConnectionError("store down"))
+    failed(invoke, breaker)
+    clock.advance(9.5)  # past retry_interval (5 s), half a second before the end
+    assert refused(invoke, breaker).retry_after == pytest.approx(0.5)
+    assert len(entry.calls) == 1
+    assert breaker.metrics().rejected_count == 1
+
+
+def test_call_of_an_async_function_on_a_disabled_shared_breaker_names_it(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """A disabled mirror bypasses without a round trip; call(async_fn) still raises the
+    TypeError naming the function, and nothing is recorded."""
+    breaker = make(failure_threshold=1)
+    entry.script(reply("disabled", gen=1, event="disable", source="closed"))
+    assert breaker.send("disable") == "disabled"
+    with pytest.raises(TypeError) as caught:
+        breaker.call(aok)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "breaker 'svc': call() got an async function (aok returned a coroutine): use "
+        "`await breaker.acall(...)`; nothing was recorded"
+    )
+    assert (len(entry.calls), breaker.metrics().total_requests) == (1, 0)
