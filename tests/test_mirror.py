@@ -25,6 +25,7 @@ from breaker_fsm import (
     CircuitOpenError,
     CountWindow,
     IllegalTransitionError,
+    TimeWindow,
 )
 from breaker_fsm._machine import STATES
 from breaker_fsm._outcome import FAILED, NEUTRAL, SUCCESS
@@ -955,3 +956,26 @@ def test_call_of_an_async_function_on_a_disabled_shared_breaker_names_it(
         "`await breaker.acall(...)`; nothing was recorded"
     )
     assert (len(entry.calls), breaker.metrics().total_requests) == (1, 0)
+
+
+def test_a_mirrored_time_window_reads_empty_once_a_whole_window_has_passed(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """The store's time-window totals, as last mirrored, hold until a whole window has
+    passed since that reply (they are not aged in between); degraded, the window is local."""
+    clock.advance(100)
+    breaker = make(failure_threshold=None, window=TimeWindow(seconds=10), minimum_calls=2)
+    entry.script(reply(window=(4, 1, 0)))
+    assert breaker.call(ok) == "ok"
+    clock.advance(9.5)
+    metrics = breaker.metrics()
+    assert (metrics.window_calls, metrics.failure_rate) == (4, 0.25)
+    clock.advance(0.5)  # ten seconds on
+    metrics = breaker.metrics()
+    assert (metrics.window_calls, metrics.failure_rate) == (0, None)
+    entry.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert breaker.call(ok) == "ok"  # counted locally: no round trip before retry time
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.window_calls, metrics.failure_rate) == (True, 2, 0.5)
