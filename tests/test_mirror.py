@@ -979,3 +979,88 @@ def test_a_mirrored_time_window_reads_empty_once_a_whole_window_has_passed(
     assert breaker.call(ok) == "ok"  # counted locally: no round trip before retry time
     metrics = breaker.metrics()
     assert (metrics.degraded, metrics.window_calls, metrics.failure_rate) == (True, 2, 0.5)
+
+
+def test_a_re_read_that_finds_the_store_current_or_ahead_sends_nothing(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A re-read finding no entry under a closed mirror, the very state mirrored, or a
+    later one of the same entry, is followed without a round trip (nothing to put back)."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker)
+    assert breaker._reread(None) is True
+    assert breaker._reread(reply(gen=0, epoch=1)) is True
+    assert breaker._reread(reply("open", gen=1, epoch=1, episode=1)) is True
+    assert pushing.calls == []
+    assert (breaker.state, breaker.metrics().transitions) == ("open", 1)
+
+
+def test_a_round_trips_own_transition_from_another_entry_epoch_is_adopted(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """The reply of this member's own round trip reports a transition the store just made:
+    it is the shared state even from another epoch of the entry than the mirror's."""
+    breaker = on_pushing(pushing, clock, failure_threshold=3)
+    live_closed(pushing, breaker, epoch=2)
+    pushing.script(tripped(gen=5, epoch=1, streak=3))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert (breaker.state, breaker.metrics().transitions) == ("open", 5)
+    assert [(r.event, r.generation, r.life) for r in breaker.audit] == [("trip", 5, "shared:1")]
+
+
+def test_a_transition_recorded_from_its_push_is_not_recorded_again_from_its_reply(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """An interrupted round trip owes a transition; the next round trip's own push arrives
+    before its reply and is taken for it: the reply then finds it recorded already."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker)
+    pushing.script(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        breaker.call(boom)
+
+    def push_then_reply() -> StoreReply:
+        breaker._own_pushed(tripped())
+        return tripped()
+
+    pushing.script(push_then_reply)
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", 1)]
+
+
+def test_a_failure_with_a_hint_while_degraded_opens_for_the_hint(
+    make: Make, entry: ScriptedState, invoke: Invoke
+) -> None:
+    """Degraded, a failure's open-duration hint (from is_failure_exception) is kept on
+    local state: the local episode lasts the hint, capped by max_reset_timeout."""
+    breaker = make(
+        failure_threshold=2,
+        reset_timeout=1,
+        max_reset_timeout=5,
+        options={"is_failure_exception": lambda exc: 7.0},
+    )
+    entry.script(ConnectionError("store down"))
+    failed(invoke, breaker)  # degrades
+    failed(invoke, breaker)  # local: trips with the hint
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.open_duration, metrics.store_errors) == ("open", 5, 1)
+
+
+def test_a_re_read_behind_the_mirror_in_its_epoch_puts_the_state_back(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A re-read behind the mirror in the same entry epoch (a failover lost a transition)
+    is re-seeded from the mirror; one from a new epoch (the entry recreated) is followed."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    pushing.script(reply(), tripped())
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    pushing.calls.clear()
+    pushing.script(reply("open", gen=1, epoch=1, episode=1))
+    assert breaker._reread(reply(gen=0, epoch=1)) is True  # behind: put back
+    assert pushing.calls == [Call("sync", (Seed(OPEN, 1, 1, 10.0, 10.0, 1),))]
+    assert breaker.state == "open"
+    assert breaker._reread(reply(gen=0, epoch=2)) is True  # recreated: followed
+    assert (breaker.state, len(pushing.calls)) == ("closed", 1)
