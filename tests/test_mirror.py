@@ -1064,3 +1064,37 @@ def test_a_re_read_behind_the_mirror_in_its_epoch_puts_the_state_back(
     assert breaker.state == "open"
     assert breaker._reread(reply(gen=0, epoch=2)) is True  # recreated: followed
     assert (breaker.state, len(pushing.calls)) == ("closed", 1)
+
+
+def test_a_member_under_another_policy_is_warned_about_once(
+    pushing: ScriptedPushingState,
+    make: Make,
+    entry: ScriptedState,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reply whose policy fingerprint is another one than this member's entry's warns,
+    once; an unknown fingerprint (0) on either side, or the same one, never does."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    pushing.fingerprint = 0x111
+    breaker = on_pushing(pushing, clock, failure_threshold=5)
+    live_closed(pushing, breaker)  # a reply without a fingerprint
+    pushing.script(reply(streak=1)._replace(fingerprint=0x111))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert caplog.records == []
+    for streak in (2, 3):
+        pushing.script(reply(streak=streak)._replace(fingerprint=0x222))
+        with pytest.raises(Boom):
+            breaker.call(boom)
+    assert [r.getMessage() for r in caplog.records] == [
+        "breaker 'svc': another member of the fleet shares it under a different policy "
+        "(fingerprint 000000000222 in the shared state, 000000000111 here): the fleet's "
+        "decisions mix both; give every process the same policy for this name"
+    ]
+    caplog.clear()
+    unknown = make(failure_threshold=5)  # an entry without a fingerprint of its own
+    entry.script(reply(streak=1)._replace(fingerprint=0x222))
+    with pytest.raises(Boom):
+        unknown.call(boom)
+    assert caplog.records == []
