@@ -1098,3 +1098,76 @@ def test_a_member_under_another_policy_is_warned_about_once(
     with pytest.raises(Boom):
         unknown.call(boom)
     assert caplog.records == []
+
+
+class Stats:
+    """A listener on a breaker's machine: the whole evidence each transition was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any]] = []
+
+    def after_transition(self, event: str, stats: Any) -> None:
+        self.seen.append((str(event), stats))
+
+
+def test_a_store_transition_goes_through_the_machine_with_the_stores_evidence(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """The evidence a store's transition gives the machine (and its audit record) is the
+    reply's: its time, streak, window and trials; an opening time for attempt_reset only,
+    a half-open start for a timed-out retrip only."""
+    from breaker_fsm._policy import BreakerStats
+
+    breaker = make(
+        failure_threshold=3,
+        window=CountWindow(size=20),
+        minimum_calls=5,
+        success_threshold=3,
+        half_open_max_calls=3,
+        half_open_timeout=5,
+    )
+    stats = Stats()
+    breaker.machine.add_listener(stats)  # type: ignore[no-untyped-call]
+    entry.script(tripped(gen=1, streak=3, window=(9, 6, 2), justified=4.5, open_duration=12.0))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(12)
+    entry.script(
+        reply("half_open", gen=2, event="attempt_reset", source="open", streak=3, justified=12.5),
+        None,
+    )
+    assert breaker.call(ok) == "ok"
+    entry.script(
+        reply("half_open", gen=2, trials=(1, 0)),
+        reply(
+            "open", gen=3, event="retrip", source="half_open", streak=4, trials=(1, 1),
+            justified=2.5, open_duration=24.0, episode=2,
+        ),
+    )  # fmt: skip
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(24)
+    entry.script(
+        reply("half_open", gen=4, event="attempt_reset", source="open", streak=4, justified=24),
+        None,
+    )
+    assert breaker.call(ok) == "ok"
+    clock.advance(5)
+    entry.script(
+        reply(
+            "open", gen=5, event="retrip", source="half_open", ok=0, streak=4, trials=(2, 0),
+            justified=5.0, open_duration=48.0, episode=3,
+        )
+    )  # fmt: skip
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    expected = [
+        ("trip", BreakerStats(4.5, 3, 9, 6, 2, 0, 0, None, 12.0, None)),
+        ("attempt_reset", BreakerStats(12.5, 3, 0, 0, 0, 0, 0, 0.0, 10.0, None)),
+        ("retrip", BreakerStats(2.5, 4, 0, 0, 0, 1, 1, None, 24.0, None)),
+        ("attempt_reset", BreakerStats(24.0, 4, 0, 0, 0, 0, 0, 0.0, 10.0, None)),
+        ("retrip", BreakerStats(5.0, 4, 0, 0, 0, 2, 0, None, 48.0, 0.0)),
+    ]
+    assert stats.seen == expected
+    counters = [(r.counters["window_slow"], r.counters["trial_failures"]) for r in breaker.audit]
+    assert counters == [(2, 0), (0, 0), (0, 1), (0, 0), (0, 0)]
