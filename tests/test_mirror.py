@@ -1171,3 +1171,53 @@ def test_a_store_transition_goes_through_the_machine_with_the_stores_evidence(
     assert stats.seen == expected
     counters = [(r.counters["window_slow"], r.counters["trial_failures"]) for r in breaker.audit]
     assert counters == [(2, 0), (0, 0), (0, 1), (0, 0), (0, 0)]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("open", Seed(OPEN, 0, 1, 16.0, 10.0, 3)),  # 10 s of the local episode left
+        ("ended", Seed(OPEN, 0, 1, 16.0, 0.0, 3)),  # its time is up: none left
+        ("reset", Seed(CLOSED, 0, 0, 10.0, 0.0, 3)),  # reset locally: the shared state's
+    ],
+)
+def test_a_degraded_breaker_seeds_its_local_open_episode(
+    make: Make, entry: ScriptedState, send: Send, clock: FakeClock, case: tuple[str, Seed]
+) -> None:
+    """Tripped alone while degraded, the breaker's next round trip carries its local open
+    episode as the seed (at the shared generation and epoch it last mirrored), so a store
+    that lost the entry is recreated open; once reset locally, the shared state's seed."""
+    how, seed = case
+    clock.advance(100)
+    breaker = make(
+        failure_threshold=1,
+        reset_timeout=10,
+        max_reset_timeout=16,
+        options={"is_failure_exception": lambda exc: 16.0},  # the local episode: 16 s
+    )
+    entry.script(reply(epoch=3), ConnectionError("store down"))
+    assert breaker.call(ok) == "ok"
+    with pytest.raises(Boom):
+        breaker.call(boom)  # degrades, trips locally at 100
+    if how == "reset":
+        assert send(breaker, "reset") == "closed"  # before retry time: local
+    clock.advance(20 if how == "ended" else 6)  # past retry time
+    source = "closed" if how == "reset" else "open"
+    entry.script(reply("forced_open", gen=1, epoch=3, event="force_open", source=source))
+    assert send(breaker, "force_open") == "forced_open"
+    assert entry.calls[-1].op.endswith("operator")
+    assert entry.calls[-1].args == (EVENT_CODES["force_open"], 0.0, seed)
+
+
+def test_an_open_mirror_past_its_deadline_seeds_no_time_left(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """A mirrored open episode whose time is up is sent back with 0 s left, not less."""
+    breaker = make(failure_threshold=1)
+    entry.script(tripped(gen=4, episode=2, open_duration=20.0))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(25)
+    entry.script(reply("closed", gen=5, event="reset", source="open"))
+    assert breaker.send("reset") == "closed"
+    assert entry.calls[-1].args == (EVENT_CODES["reset"], 0.0, Seed(OPEN, 4, 2, 20.0, 0.0, 1))
