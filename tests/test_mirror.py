@@ -965,6 +965,7 @@ def test_a_mirrored_time_window_reads_empty_once_a_whole_window_has_passed(
     passed since that reply (they are not aged in between); degraded, the window is local."""
     clock.advance(100)
     breaker = make(failure_threshold=None, window=TimeWindow(seconds=10), minimum_calls=2)
+    assert breaker.metrics().window_calls == 0  # nothing mirrored yet
     entry.script(reply(window=(4, 1, 0)))
     assert breaker.call(ok) == "ok"
     clock.advance(9.5)
@@ -1221,3 +1222,33 @@ def test_an_open_mirror_past_its_deadline_seeds_no_time_left(
     entry.script(reply("closed", gen=5, event="reset", source="open"))
     assert breaker.send("reset") == "closed"
     assert entry.calls[-1].args == (EVENT_CODES["reset"], 0.0, Seed(OPEN, 4, 2, 20.0, 0.0, 1))
+
+
+def test_jitter_is_drawn_for_operator_events_and_windowed_successes_only(
+    make: Make, entry: ScriptedState, invoke: Invoke, send: Send, clock: FakeClock
+) -> None:
+    """An operator event may open the breaker: it draws; so does a success with a window
+    (it may bring a failing window up to minimum_calls); a neutral trial never does."""
+    breaker = make(
+        failure_threshold=1,
+        window=CountWindow(size=10),
+        minimum_calls=5,
+        half_open_max_calls=2,
+        success_threshold=2,
+        reset_timeout_jitter=0.5,
+        ignore_exceptions=(KeyError,),
+        options={"rng": random.Random(7)},
+    )
+    draws = random.Random(7)
+    entry.script(None, reply("forced_open", gen=1, event="force_open", source="closed"))
+    assert invoke(breaker, ok) == "ok"
+    assert send(breaker, "force_open") == "forced_open"
+    breaker._pushed(reply("half_open", gen=2, event="attempt_reset", source="forced_open"))
+    entry.script(reply("half_open", gen=2), reply("half_open", gen=2))
+    with pytest.raises(KeyError):
+        invoke(breaker, lambda: {}["x"])  # a neutral trial: its permit goes back
+    at = {"record": 2, "operator": 1, "acquire": 0}  # where each round trip sends u
+    sent = [c.args[at[c.op[1:] if c.op[1:] in at else c.op]] for c in entry.calls]
+    first, second = draws.uniform(-0.5, 0.5), draws.uniform(-0.5, 0.5)
+    third = draws.uniform(-0.5, 0.5)  # the trial's admission may retrip a timed-out episode
+    assert sent == [first, second, third, 0.0]
