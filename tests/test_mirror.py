@@ -645,7 +645,7 @@ def on_pushing(entry: ScriptedPushingState, clock: FakeClock, **policy: Any) -> 
         "svc", BreakerPolicy(**policy), clock=clock, store=ScriptedStore(entry)
     )
     assert entry.followers == [breaker]
-    assert not breaker.metrics().live
+    assert breaker.metrics().live is False
     return breaker
 
 
