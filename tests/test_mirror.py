@@ -1252,3 +1252,52 @@ def test_jitter_is_drawn_for_operator_events_and_windowed_successes_only(
     first, second = draws.uniform(-0.5, 0.5), draws.uniform(-0.5, 0.5)
     third = draws.uniform(-0.5, 0.5)  # the trial's admission may retrip a timed-out episode
     assert sent == [first, second, third, 0.0]
+
+
+def test_a_record_reply_at_a_newer_closed_generation_is_adopted(
+    make: Make, entry: ScriptedState, invoke: Invoke
+) -> None:
+    """A record's reply from a later closed episode (another member reset it meanwhile)
+    moves the mirror to that generation, with the reply's streak."""
+    breaker = make(failure_threshold=3)
+    entry.script(reply(streak=1), reply(gen=4, streak=1))
+    failed(invoke, breaker)  # the entry read: generation 0
+    failed(invoke, breaker)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.transitions, metrics.failure_count) == ("closed", 4, 1)
+
+
+def test_a_degraded_breakers_first_record_reply_resyncs_it(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """Degraded and past its retry time, a call's record round trip answers with the very
+    state mirrored: the breaker is back on the shared state."""
+    breaker = make(failure_threshold=3)
+    entry.script(reply(), ConnectionError("store down"))
+    assert invoke(breaker, ok, "read") == "read"  # the entry read: generation 0
+    failed(invoke, breaker)
+    clock.advance(5)  # the retry time
+    entry.script(reply(streak=2))
+    failed(invoke, breaker)
+    metrics = breaker.metrics()
+    assert (metrics.degraded, metrics.failure_count, metrics.store_errors) == (False, 2, 1)
+
+
+def test_a_recovery_reply_after_a_re_read_of_its_state_is_still_recorded(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A re-read during a trial's round trip already shows the recovered state its script
+    made: the round trip's reply still records the recovery, once."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker)
+    breaker._pushed(reply("open", gen=1, event="trip", source="closed", episode=1))
+    breaker._pushed(reply("half_open", gen=2, event="attempt_reset", source="open", episode=1))
+
+    def re_read_then_reply() -> StoreReply:
+        assert breaker._reread(reply("closed", gen=3)) is True
+        return reply("closed", gen=3, event="recover", source="half_open")
+
+    pushing.script(reply("half_open", gen=2), re_read_then_reply)
+    assert breaker.call(ok) == "ok"
+    assert [(r.event, r.generation) for r in breaker.audit] == [("recover", 3)]
+    assert (breaker.state, breaker.metrics().transitions) == ("closed", 3)
