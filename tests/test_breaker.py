@@ -1388,3 +1388,17 @@ def test_a_forced_open_call_refusal_names_its_breaker(clock: FakeClock) -> None:
         "forced_open",
         None,
     )
+
+
+def test_rates_are_reported_from_minimum_calls_on(clock: FakeClock) -> None:
+    """metrics() reports a window's rates once it holds minimum_calls outcomes (one, here
+    from the first), and neither retry_after nor a due transition while closed."""
+    breaker = make(clock, failure_threshold=None, window=CountWindow(size=10), minimum_calls=1)
+    assert breaker.metrics().failure_rate is None
+    breaker.call(ok)
+    metrics = breaker.metrics()
+    assert (metrics.failure_rate, metrics.retry_after, metrics.due) == (0.0, None, None)
+    later = make(clock, failure_threshold=None, window=CountWindow(size=10), minimum_calls=3)
+    later.call(ok)
+    later.call(ok)
+    assert (later.metrics().window_calls, later.metrics().failure_rate) == (2, None)

@@ -1301,3 +1301,63 @@ def test_a_recovery_reply_after_a_re_read_of_its_state_is_still_recorded(
     assert breaker.call(ok) == "ok"
     assert [(r.event, r.generation) for r in breaker.audit] == [("recover", 3)]
     assert (breaker.state, breaker.metrics().transitions) == ("closed", 3)
+
+
+def test_a_reset_reply_starts_the_closed_mirror_from_zero(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """An operator reset made by the store reports the counters that stood before it; the
+    mirror's closed episode starts with no streak and an empty window."""
+    breaker = make(failure_threshold=3, window=CountWindow(size=10), minimum_calls=5)
+    entry.script(tripped(gen=1, streak=3, window=(6, 4, 0)))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    entry.script(reply("closed", gen=2, event="reset", source="open", streak=3, window=(6, 4, 0)))
+    assert breaker.send("reset") == "closed"
+    metrics = breaker.metrics()
+    assert (metrics.failure_count, metrics.window_calls, metrics.transitions) == (0, 0, 2)
+
+
+def test_a_transition_recorded_long_ago_is_not_recorded_again_from_a_late_push(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """Every recorded transition is remembered (the last 32): its own push arriving late,
+    after later transitions, is never taken for the transition a lost reply owes."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker)
+    first = tripped()
+    pushing.script(first, reply("forced_open", gen=2, event="force_open", source="open"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert breaker.send("force_open") == "forced_open"
+    breaker._own_pushed(first)  # late
+    pushing.script(TimeoutError("reply lost"))
+    assert breaker.send("reset") == "closed"  # lost: applied locally
+    assert [(r.event, r.generation) for r in breaker.audit] == [
+        ("trip", 1),
+        ("force_open", 2),
+        ("reset", None),
+    ]
+
+
+def test_a_re_read_with_newer_counters_keeps_them_after_the_reply(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A re-read of the recovered state, with outcomes counted since, arrives before the
+    trial's reply: the reply records the recovery and keeps the re-read's counters."""
+    breaker = on_pushing(
+        pushing, clock, failure_threshold=3, window=CountWindow(size=10), minimum_calls=5
+    )
+    live_closed(pushing, breaker)
+    breaker._pushed(reply("open", gen=1, event="trip", source="closed", episode=1))
+    breaker._pushed(reply("half_open", gen=2, event="attempt_reset", source="open", episode=1))
+
+    def re_read_then_reply() -> StoreReply:
+        assert breaker._reread(reply("closed", gen=3, streak=1, window=(2, 1, 0))) is True
+        return reply("closed", gen=3, event="recover", source="half_open")
+
+    pushing.script(reply("half_open", gen=2), re_read_then_reply)
+    assert breaker.call(ok) == "ok"
+    assert [(r.event, r.generation) for r in breaker.audit] == [("recover", 3)]
+    metrics = breaker.metrics()
+    assert (metrics.failure_count, metrics.window_calls) == (1, 2)
