@@ -1402,3 +1402,25 @@ def test_rates_are_reported_from_minimum_calls_on(clock: FakeClock) -> None:
     later.call(ok)
     later.call(ok)
     assert (later.metrics().window_calls, later.metrics().failure_rate) == (2, None)
+
+
+def test_metrics_say_what_transition_is_due_and_when(clock: FakeClock) -> None:
+    """Open: retry_after counts down to 0, when attempt_reset is due; half-open: a retrip
+    is due once half_open_timeout has passed (due is lazy: the next call makes it)."""
+    breaker = make(
+        clock, failure_threshold=1, half_open_timeout=4, success_threshold=2, half_open_max_calls=2
+    )
+    clock.advance(50)
+    trip(breaker)
+    clock.advance(3)
+    metrics = breaker.metrics()
+    assert (metrics.retry_after, metrics.due) == (7.0, None)
+    clock.advance(7)
+    metrics = breaker.metrics()
+    assert (metrics.retry_after, metrics.due) == (0.0, "attempt_reset")
+    breaker.call(ok)  # the first of two trials: half-open
+    clock.advance(3.5)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.retry_after, metrics.due) == ("half_open", None, None)
+    clock.advance(0.5)
+    assert breaker.metrics().due == "retrip"
