@@ -1424,3 +1424,25 @@ def test_metrics_say_what_transition_is_due_and_when(clock: FakeClock) -> None:
     assert (metrics.state, metrics.retry_after, metrics.due) == ("half_open", None, None)
     clock.advance(0.5)
     assert breaker.metrics().due == "retrip"
+
+
+def test_metrics_name_the_breaker_and_rate_slow_calls(clock: FakeClock) -> None:
+    """metrics(): the breaker's name, no shadow refusals (0, not None) and, with slow-call
+    timing and minimum_calls reached, the slow-call rate."""
+    breaker = make(
+        clock,
+        failure_threshold=None,
+        window=CountWindow(size=10),
+        minimum_calls=2,
+        slow_call_duration=1,
+        slow_call_rate_threshold=1.0,
+    )
+
+    def slow() -> str:
+        clock.advance(2)
+        return "slow"
+
+    breaker.call(ok)
+    breaker.call(slow)
+    metrics = breaker.metrics()
+    assert (metrics.name, metrics.shadow_rejected_count, metrics.slow_call_rate) == ("svc", 0, 0.5)

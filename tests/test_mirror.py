@@ -1361,3 +1361,46 @@ def test_a_re_read_with_newer_counters_keeps_them_after_the_reply(
     assert [(r.event, r.generation) for r in breaker.audit] == [("recover", 3)]
     metrics = breaker.metrics()
     assert (metrics.failure_count, metrics.window_calls) == (1, 2)
+
+
+def test_a_half_open_episode_owed_to_a_lost_reply_is_tried_locally(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """The admission that moved the fleet to half_open loses its reply, but its own push
+    came first: degraded, the breaker follows that episode (its number, its epoch) with
+    every trial permit free, and a failed trial retrips it locally into the next episode."""
+    breaker = on_pushing(
+        pushing, clock, failure_threshold=1, half_open_max_calls=1, reset_timeout_multiplier=2
+    )
+    live_closed(pushing, breaker, epoch=2)
+    breaker._pushed(reply("open", gen=1, epoch=2, event="trip", source="closed", episode=1))
+    clock.advance(10)
+
+    def push_then_fail() -> NoReturn:
+        breaker._own_pushed(
+            reply("half_open", gen=2, epoch=2, event="attempt_reset", source="open", episode=1)
+        )
+        raise TimeoutError("reply lost")
+
+    pushing.script(push_then_fail)
+    with pytest.raises(Boom):
+        breaker.call(boom)  # admitted locally as the trial; it fails: a local retrip
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.degraded, metrics.open_duration) == ("open", True, 20.0)
+    assert [(r.event, r.generation, r.life) for r in breaker.audit] == [
+        ("attempt_reset", 2, "shared:2"),
+        ("retrip", None, "shared:2"),
+    ]
+
+
+def test_a_local_transition_belongs_to_the_entry_epoch_last_followed(
+    make: Make, entry: ScriptedState
+) -> None:
+    """Records made alone while degraded number in the life of the store entry the
+    mirror followed last (its epoch), as the fleet's records of that entry do."""
+    breaker = make(failure_threshold=1)
+    entry.script(reply(epoch=7), ConnectionError("store down"))
+    assert breaker.call(ok) == "ok"
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert [(r.event, r.generation, r.life) for r in breaker.audit] == [("trip", None, "shared:7")]
