@@ -1446,3 +1446,12 @@ def test_metrics_name_the_breaker_and_rate_slow_calls(clock: FakeClock) -> None:
     breaker.call(slow)
     metrics = breaker.metrics()
     assert (metrics.name, metrics.shadow_rejected_count, metrics.slow_call_rate) == ("svc", 0, 0.5)
+
+
+def test_metrics_count_what_a_shadow_breaker_would_have_refused(clock: FakeClock) -> None:
+    """enforce=False: the calls an enforcing breaker would refuse run, and are counted."""
+    breaker = make(clock, failure_threshold=1, enforce=False)
+    fail(breaker)
+    assert breaker.call(ok) == "ok"
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.shadow_rejected_count, metrics.rejected_count) == ("open", 1, 0)

@@ -919,9 +919,13 @@ def test_a_pushed_transition_starts_the_new_states_counters(
     )
     live_closed(pushing, breaker)
     breaker._pushed(tripped(gen=1, streak=3, window=(6, 4, 0)))
-    assert breaker.state == "open"
+    assert (breaker.state, breaker.metrics().window_calls) == ("open", 6)
+    breaker._pushed(reply("half_open", gen=2, event="attempt_reset", source="open", streak=3))
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.failure_count, metrics.window_calls) == ("half_open", 3, 0)
+    breaker._pushed(reply("open", gen=3, event="retrip", source="half_open", streak=4))
     breaker._pushed(
-        reply("closed", gen=2, event="reset", source="open", streak=3, window=(6, 4, 0))
+        reply("closed", gen=4, event="reset", source="open", streak=3, window=(6, 4, 0))
     )
     metrics = breaker.metrics()
     assert (metrics.state, metrics.failure_count, metrics.window_calls) == ("closed", 0, 0)
@@ -1312,6 +1316,7 @@ def test_a_reset_reply_starts_the_closed_mirror_from_zero(
     entry.script(tripped(gen=1, streak=3, window=(6, 4, 0)))
     with pytest.raises(Boom):
         breaker.call(boom)
+    assert breaker.metrics().window_calls == 6  # open: the window that tripped it
     entry.script(reply("closed", gen=2, event="reset", source="open", streak=3, window=(6, 4, 0)))
     assert breaker.send("reset") == "closed"
     metrics = breaker.metrics()
@@ -1404,3 +1409,26 @@ def test_a_local_transition_belongs_to_the_entry_epoch_last_followed(
     with pytest.raises(Boom):
         breaker.call(boom)
     assert [(r.event, r.generation, r.life) for r in breaker.audit] == [("trip", None, "shared:7")]
+
+
+def test_a_half_open_episode_owed_to_a_lost_reply_starts_with_no_trials(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """Followed from its push while degraded, a half-open episode has had no trial yet:
+    one success of two needed leaves it half-open."""
+    breaker = on_pushing(
+        pushing, clock, failure_threshold=1, half_open_max_calls=2, success_threshold=2
+    )
+    live_closed(pushing, breaker)
+    breaker._pushed(reply("open", gen=1, event="trip", source="closed", episode=1))
+    clock.advance(10)
+
+    def push_then_fail() -> NoReturn:
+        breaker._own_pushed(
+            reply("half_open", gen=2, event="attempt_reset", source="open", trials=(1, 0))
+        )
+        raise TimeoutError("reply lost")
+
+    pushing.script(push_then_fail)
+    assert breaker.call(ok) == "ok"  # admitted locally as a trial
+    assert (breaker.state, breaker.metrics().degraded) == ("half_open", True)
