@@ -1443,6 +1443,7 @@ def test_metrics_name_the_breaker_and_rate_slow_calls(clock: FakeClock) -> None:
         return "slow"
 
     breaker.call(ok)
+    assert breaker.metrics().slow_call_rate is None  # one call of the two it needs
     breaker.call(slow)
     metrics = breaker.metrics()
     assert (metrics.name, metrics.shadow_rejected_count, metrics.slow_call_rate) == ("svc", 0, 0.5)
