@@ -1432,3 +1432,19 @@ def test_a_half_open_episode_owed_to_a_lost_reply_starts_with_no_trials(
     pushing.script(push_then_fail)
     assert breaker.call(ok) == "ok"  # admitted locally as a trial
     assert (breaker.state, breaker.metrics().degraded) == ("half_open", True)
+
+
+def test_an_adopted_half_open_episode_keeps_the_servers_timing(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A half-open episode followed mid-way started when the store says (elapsed): its
+    half_open_timeout is due that much sooner, and not before."""
+    clock.advance(100)
+    breaker = on_pushing(pushing, clock, failure_threshold=1, half_open_timeout=2)
+    live_closed(pushing, breaker)
+    breaker._pushed(reply("half_open", gen=2, event="attempt_reset", source="open", elapsed=1.5))
+    assert breaker.metrics().due is None
+    clock.advance(0.4)
+    assert breaker.metrics().due is None
+    clock.advance(0.1)
+    assert breaker.metrics().due == "retrip"
