@@ -107,6 +107,24 @@ def test_a_kept_machine_records_the_evidence_its_guard_decided_on(clock: FakeClo
     assert record.reason == "failure rate 1.00 ≥ 0.5 over 2 calls; open for 30s"
 
 
+def test_a_pooled_machine_records_the_evidence_its_guard_decided_on() -> None:
+    """The trip's record holds the counters the guard decided on, though the clock moves
+    on at every reading (the failure that filled the window has left it one reading later)."""
+
+    class Ticking(FakeClock):
+        def monotonic(self) -> float:
+            value = super().monotonic()
+            self.advance(4)
+            return value
+
+    policy = BreakerPolicy(failure_threshold=None, window=TimeWindow(seconds=10), minimum_calls=2)
+    breaker = CircuitBreaker("ticking", policy, clock=Ticking())
+    fail(breaker, times=2)
+    (record,) = breaker.audit
+    assert (record.counters["window_calls"], record.counters["window_failures"]) == (2, 2)
+    assert record.reason == "failure rate 1.00 ≥ 0.5 over 2 calls; open for 30s"
+
+
 def test_a_kept_machines_listeners_see_the_evidence_of_each_state(clock: FakeClock) -> None:
     """The stats a transition is sent with hold the open timing only in open, and the
     half-open timing only in half_open: the evidence of the state being left."""
