@@ -180,6 +180,20 @@ def test_jitter_is_drawn_by_the_client(redis_stores: StoreFactory, clock: FakeCl
     assert 5 <= a.metrics().open_duration <= 15
 
 
+def test_an_operator_event_is_recorded_from_the_state_the_store_had(
+    redis_stores: StoreFactory, clock: FakeClock
+) -> None:
+    """A member whose mirror is behind (closed) forces open a fleet that a tripped: its
+    record goes from the store's state (open), not from its own stale one."""
+    a, b = shared(redis_stores, clock, BreakerPolicy(failure_threshold=1))
+    fail(a)
+    assert (a.state, b.state) == ("open", "closed")  # b has not heard of the trip
+    assert b.send("force_open", reason="maintenance") == "forced_open"
+    assert [(r.event, r.source, r.target) for r in b.audit] == [
+        ("force_open", "open", "forced_open")
+    ]
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_retry_after_hint_lengthens_the_episode(
     redis_stores: StoreFactory, clock: FakeClock, mode: str
