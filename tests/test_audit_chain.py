@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from breaker_fsm import AuditError, BreakerPolicy, CircuitBreaker, Transition
+from breaker_fsm._audit import shared_life
 from breaker_fsm.audit import Chain, JsonlSink, digest, read_jsonl, verify
 from breaker_fsm.testing import FakeClock
 from tests.helpers import FIXTURES, transition
@@ -344,6 +345,11 @@ def test_a_member_never_goes_back_to_an_older_generation() -> None:
     _, c = member()  # a reply that a newer one overtook is recorded late: no step back
     late = [c(2, "force_open", "open", "forced_open"), c(1, "trip", "closed", "open")]
     assert verify(late) == verify([late[1], late[0]]) == 2
+
+
+def test_a_store_entrys_numbering_is_named_by_its_epoch_from_zero() -> None:
+    """Epoch 0 is a known epoch ("shared:0"); a negative one is not known yet ("shared")."""
+    assert (shared_life(0), shared_life(7), shared_life(-1)) == ("shared:0", "shared:7", "shared")
 
 
 def test_a_member_stamps_the_numbering_it_is_given() -> None:
