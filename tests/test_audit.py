@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from breaker_fsm import AuditError, BreakerPolicy, BreakerStats, CircuitBreaker, Transition
-from breaker_fsm._audit import COUNTERS, check_wall
+from breaker_fsm._audit import COUNTERS, canonical, check_wall
 from breaker_fsm.audit import (
     AuditLog,
     JsonlSink,
@@ -387,6 +387,20 @@ def test_record_stamps_the_numbering_it_is_given_and_append_keeps_any_names() ->
     log.append(chained)
     assert log[-1] == chained
     assert log[-1] is not log[-1]  # kept as a row, built again at each read
+
+
+def test_a_records_own_counters_hash_after_the_breakers_by_name() -> None:
+    """canonical() puts the breaker's counters first, in their order, then any others by
+    name: the same bytes however the counters were ordered when read."""
+    made = transition(1, "trip", "closed", "open")
+    given = {"zeta": 1.0, "window_calls": 4.0, "alpha": 2.0, "consecutive_failures": 3.0}
+    record = made.model_copy(update={"counters": given})
+    assert b'"counters":{"consecutive_failures":3.0,"window_calls":4.0,"alpha":2.0,"zeta":1.0}' in (
+        canonical(record)
+    )
+    assert digest(record) == digest(
+        made.model_copy(update={"counters": dict(sorted(given.items()))})
+    )
 
 
 def test_a_record_whose_prev_is_no_digest_is_kept_whole() -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import breaker_fsm._audit
 from breaker_fsm import AuditError, BreakerPolicy, CircuitBreaker, Transition
 from breaker_fsm._audit import shared_life
 from breaker_fsm.audit import Chain, JsonlSink, digest, read_jsonl, verify
@@ -59,6 +60,16 @@ def test_every_record_says_which_instance_wrote_it(tmp_path: Path) -> None:
     assert first.audit.origin != second.audit.origin
     assert all(r.life == r.origin for r in [*first.audit, *second.audit])
     assert [r.seq for r in read_jsonl(tmp_path / "db.jsonl")] == [1, 2, 1, 2]
+
+
+def test_the_origin_names_the_host_or_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host is looked up once per process (here again, as in a fresh one); a machine
+    without a host name writes localhost."""
+    monkeypatch.setattr(breaker_fsm._audit, "_host", None)
+    assert Chain().origin.split(":")[0] == socket.gethostname()
+    monkeypatch.setattr(breaker_fsm._audit, "_host", None)
+    monkeypatch.setattr(socket, "gethostname", lambda: "")
+    assert Chain().origin.split(":")[0] == "localhost"
 
 
 def test_each_record_chains_the_hash_of_the_one_before() -> None:
