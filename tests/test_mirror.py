@@ -1448,3 +1448,76 @@ def test_an_adopted_half_open_episode_keeps_the_servers_timing(
     assert breaker.metrics().due is None
     clock.advance(0.1)
     assert breaker.metrics().due == "retrip"
+
+
+def test_the_mirror_refuses_overrides_and_open_permits_alone_until_a_recheck(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """An open mirror refuses a permit without a round trip while its episode lasts; a
+    forced-open one refuses calls alone until sync_interval has passed, then asks."""
+    clock.advance(100)
+    breaker = make(failure_threshold=1)
+    entry.script(tripped())
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(9)
+    with pytest.raises(CircuitOpenError):
+        breaker.acquire()
+    entry.script(reply("forced_open", gen=2, event="force_open", source="open"))
+    assert breaker.send("force_open") == "forced_open"
+    clock.advance(29.5)
+    assert refused(breaker.call, breaker).state == "forced_open"  # type: ignore[arg-type]
+    assert len(entry.calls) == 2
+    clock.advance(0.5)  # sync_interval (30 s) since the reply: ask the store
+    entry.script(reply("forced_open", gen=2, ok=0))
+    assert refused(breaker.call, breaker).state == "forced_open"  # type: ignore[arg-type]
+    assert [c.op for c in entry.calls] == ["record", "operator", "acquire"]
+
+
+def test_a_degraded_breaker_asks_again_at_its_retry_time(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """Degraded and tripped alone, the breaker asks the store from its retry time on."""
+    breaker = make(failure_threshold=1, reset_timeout=5)
+    entry.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(5)  # the local episode is over at the retry time itself
+    entry.script(reply("half_open", gen=1, event="attempt_reset", source="open"), None)
+    assert breaker.call(ok) == "ok"
+    assert [c.op for c in entry.calls] == ["record", "acquire", "record"]
+
+
+def test_a_call_admitted_on_local_state_is_dropped_after_a_resync(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """A call admitted on local state, whose breaker is back on the shared state when it
+    ends (past the old retry time too), is recorded locally as stale: no round trip; and
+    call sinks hear of each call once."""
+    seen: list[Any] = []
+    breaker = make(failure_threshold=1, reset_timeout=1, options={"call_sinks": [seen.append]})
+    entry.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)  # degraded, tripped alone
+    clock.advance(1)
+    assert breaker.call(ok) == "ok"  # a local trial: recovered alone
+
+    def resynced_meanwhile() -> str:
+        breaker._pushed(reply(epoch=1))  # the store answers again: closed, generation 0
+        clock.advance(5)
+        return "late"
+
+    assert breaker.call(resynced_meanwhile) == "late"
+    assert len(entry.calls) == 1
+    assert [r.outcome for r in seen] == ["failure", "success", "success"]
+
+
+def test_a_quick_call_is_not_slow_whenever_it_starts(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """The store is told a call's outcome timed from its start: a quick one is no slow call."""
+    clock.advance(100)
+    breaker = make(failure_threshold=3, window=CountWindow(size=10), slow_call_duration=1)
+    entry.script(None)
+    assert breaker.call(ok) == "ok"
+    assert entry.calls[0].args[1] == SUCCESS
