@@ -1521,3 +1521,20 @@ def test_a_quick_call_is_not_slow_whenever_it_starts(
     entry.script(None)
     assert breaker.call(ok) == "ok"
     assert entry.calls[0].args[1] == SUCCESS
+
+
+def test_a_record_sent_under_an_open_mirror_seeds_the_time_left(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """Another member trips the fleet while a call runs: the call's record carries the
+    mirrored open episode with the seconds it has left, as any round trip's seed does."""
+    breaker = make(failure_threshold=3)
+
+    def tripped_meanwhile() -> str:
+        breaker._pushed(tripped(gen=1, episode=1, open_duration=20.0))
+        clock.advance(4)
+        return "ok"
+
+    entry.script(reply("open", gen=1, ok=0, episode=1, open_duration=20.0, elapsed=4.0))
+    assert breaker.call(tripped_meanwhile) == "ok"
+    assert entry.calls[0].args[4] == Seed(OPEN, 1, 1, 20.0, 16.0, 1)
