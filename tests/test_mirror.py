@@ -1538,3 +1538,29 @@ def test_a_record_sent_under_an_open_mirror_seeds_the_time_left(
     entry.script(reply("open", gen=1, ok=0, episode=1, open_duration=20.0, elapsed=4.0))
     assert breaker.call(tripped_meanwhile) == "ok"
     assert entry.calls[0].args[4] == Seed(OPEN, 1, 1, 20.0, 16.0, 1)
+
+
+def test_record_answers_resync_count_once_and_keep_the_window_fresh(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """A failed record is heard once by call sinks; degraded past its retry time, a
+    success the store answers with nothing new resyncs the breaker; a common reply's time
+    window is mirrored with the time it came."""
+    seen: list[Any] = []
+    breaker = make(
+        failure_threshold=3,
+        window=TimeWindow(seconds=10),
+        minimum_calls=5,
+        options={"call_sinks": [seen.append]},
+    )
+    entry.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert [r.outcome for r in seen] == ["failure"]
+    clock.advance(5)
+    entry.script(None)
+    assert breaker.call(ok) == "ok"
+    assert breaker.metrics().degraded is False
+    entry.script(reply(window=(1, 0, 0)), reply(window=(2, 0, 0)))
+    assert breaker.call(ok) == breaker.call(ok) == "ok"
+    assert breaker.metrics().window_calls == 2
