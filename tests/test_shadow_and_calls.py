@@ -111,7 +111,13 @@ def test_call_sink_receives_every_outcome(make: Make, clock: FakeClock) -> None:
     assert records[0].duration == pytest.approx(0.25)
     assert records[0].start == 0.0
     assert isinstance(records[2].exception, Boom)
-    assert records[3].duration is None
+    refusal = records[3]
+    assert (refusal.slow, refusal.start, refusal.duration, refusal.exception) == (
+        False,
+        0.25,
+        None,
+        None,
+    )
     assert all(r.breaker == "svc" for r in records)
 
 
