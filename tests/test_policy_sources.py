@@ -352,7 +352,7 @@ def test_a_bool_is_not_taken_for_a_window_size(window: dict[str, object], where:
     assert locations(caught) == {f"window.count.{where}"}
 
 
-@pytest.mark.parametrize("text", ["30s", "1m", "thirty", "30 seconds"])
+@pytest.mark.parametrize("text", ["30s", "1m", "thirty", "30 seconds", "xPT30S"])
 @pytest.mark.parametrize("field", DURATIONS)
 def test_a_duration_that_is_neither_seconds_nor_iso_says_how_to_write_one(
     field: str, text: str
