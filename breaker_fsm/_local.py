@@ -472,7 +472,7 @@ class LocalEngine(Judging):
         finally:
             lock.release()
         if event is not None:
-            if open_hint is not None and event != "recover":
+            if open_hint is not None:  # a failure's (so the event opens the breaker)
                 with self._lock:
                     self._open_hint = open_hint
             if not self._fire(event, gen) and open_hint is not None:
