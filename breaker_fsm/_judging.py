@@ -13,7 +13,7 @@ import logging
 import math
 import types
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, VOID, judge_exception
 from ._transitions import Transitions
@@ -27,16 +27,14 @@ _log = logging.getLogger("breaker_fsm")
 _CALL_MODULES = frozenset({"breaker_fsm._breaker", "breaker_fsm._local", "breaker_fsm._shared"})
 
 
-def _raised_by_the_breaker(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised in the breaker's own frames (no frame of the operation's)."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
+def _breaker_traceback(exc: BaseException) -> types.TracebackType | None:
+    """``exc``'s traceback if it was raised in the breaker's own frames, else ``None``."""
+    first = tb = exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_globals.get("__name__") not in _CALL_MODULES:
-            return False
+            return None  # a frame of the operation's
         tb = tb.tb_next
-    return True
+    return first
 
 
 class Judging(Transitions):
@@ -109,8 +107,7 @@ class Judging(Transitions):
         answer: ``VOID``, so nothing is recorded and any half-open permit is given back,
         and a note on the exception names the method to use.
         """
-        if type(exc) is TypeError and _raised_by_the_breaker(exc):
-            tb = cast(types.TracebackType, exc.__traceback__)
+        if type(exc) is TypeError and (tb := _breaker_traceback(exc)) is not None:
             if tb.tb_frame.f_code.co_flags & inspect.CO_COROUTINE and "await" in str(exc):
                 how = (
                     "acall() awaits what its function returns: a plain function goes through call()"

@@ -537,6 +537,13 @@ def nothing_recorded(breaker: CircuitBreaker) -> tuple[int, int, int, int, int]:
     return m.total_requests, m.success_count, m.error_count, m.ignored_count, m.rejected_count
 
 
+#: The note on a TypeError raised because the call could not be made (not by acall's await).
+CANNOT_CALL = (
+    "breaker 'svc': the call could not be made (call() takes a function and acall() an "
+    "async function, with arguments that fit); nothing was recorded"
+)
+
+
 def test_a_call_that_cannot_be_made_records_nothing(make: Make) -> None:
     """A TypeError raised by the call itself (not callable, wrong arguments, acall of a
     plain function) is the caller's mistake: re-raised with a note, nothing recorded,
@@ -550,18 +557,27 @@ def test_a_call_that_cannot_be_made_records_nothing(make: Make) -> None:
     def broken() -> None:
         raise TypeError("the dependency's own bug")
 
+    def await_reply(x: int) -> int:  # "await" in its name, so in the TypeError's message
+        return x
+
     with pytest.raises(TypeError) as caught:
         breaker.call(42)  # type: ignore[arg-type]
-    assert "nothing was recorded" in "".join(caught.value.__notes__)
-    with pytest.raises(TypeError):
-        breaker.call(takes_one, 1, 2)  # type: ignore[call-arg]
+    assert caught.value.__notes__ == [CANNOT_CALL]
+    for func in (takes_one, await_reply):
+        with pytest.raises(TypeError) as caught:
+            breaker.call(func, 1, 2)  # type: ignore[call-arg]
+        assert caught.value.__notes__ == [CANNOT_CALL]
 
     async def scenario() -> None:
         with pytest.raises(TypeError) as caught:
             await breaker.acall(takes_one, 1)  # type: ignore[arg-type]
-        assert "a plain function goes through call()" in "".join(caught.value.__notes__)
-        with pytest.raises(TypeError):
+        assert caught.value.__notes__ == [
+            "breaker 'svc': the call could not be made (acall() awaits what its function "
+            "returns: a plain function goes through call()); nothing was recorded"
+        ]
+        with pytest.raises(TypeError) as caught:
             await breaker.acall(aok, 1, 2)  # type: ignore[call-arg]
+        assert caught.value.__notes__ == [CANNOT_CALL]
 
     run(make, scenario)
     assert breaker.state == "closed"
