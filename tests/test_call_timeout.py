@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CallRecord, CallTimeoutError, CircuitBreaker, TimeWindow
+from breaker_fsm import (
+    BreakerPolicy,
+    CallRecord,
+    CallTimeoutError,
+    CircuitBreaker,
+    CountWindow,
+    TimeWindow,
+)
 from breaker_fsm.testing import FakeClock
 from tests.redis_server import StoreFactory
 
@@ -219,6 +226,34 @@ def test_a_late_return_is_a_failure_in_a_time_window_that_counts_successes_lock_
     metrics = breaker.metrics()
     assert (metrics.success_count, metrics.error_count, metrics.window_calls) == (2, 1, 3)
     assert metrics.failure_rate == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(("took", "raises"), [(6, False), (1.5, True)], ids=["late", "raised"])
+def test_a_slow_failure_is_both_slow_and_a_failure(
+    make: Make, clock: FakeClock, took: float, raises: bool
+) -> None:
+    """A call past slow_call_duration that fails, by raising or by ending past
+    call_timeout, counts as a failure and as slow: the two flags add up."""
+    records: list[CallRecord] = []
+    policy = BreakerPolicy(
+        window=CountWindow(size=10), slow_call_duration=1, call_timeout=5, minimum_calls=5
+    )
+    breaker = make(policy, call_sinks=[records.append])
+
+    def slow() -> str:
+        clock.advance(took)
+        if raises:
+            raise ConnectionError("down")
+        return "late"
+
+    if raises:
+        with pytest.raises(ConnectionError):
+            breaker.call(slow)
+    else:
+        assert breaker.call(slow) == "late"
+    assert [(r.outcome, r.slow) for r in records] == [("failure", True)]
+    metrics = breaker.metrics()
+    assert (metrics.error_count, metrics.success_count, metrics.slow_call_count) == (1, 0, 1)
 
 
 def test_a_permit_settled_late_is_a_failure(make: Make, clock: FakeClock) -> None:
