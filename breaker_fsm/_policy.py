@@ -103,9 +103,7 @@ def _exception_class(value: object) -> type[Exception]:
         module_name, _, attr = name.rpartition(".")
         try:
             if module_name:
-                obj: object = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
+                obj: object = getattr(importlib.import_module(module_name), attr)
             else:
                 obj = getattr(builtins, name)
         except (ImportError, AttributeError, ValueError) as exc:
