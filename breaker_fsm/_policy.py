@@ -442,7 +442,7 @@ class BreakerPolicy(BaseModel):
 
     def trip_reason(self, stats: BreakerStats) -> str | None:
         """Which trip rule fires on ``stats``, in words, or ``None`` when none does."""
-        calls = stats.window_calls if self.window is not None else 0
+        calls = stats.window_calls  # read by a rate rule alone, which needs a window
         rule = self._trip_rule(stats)
         if rule == STREAK:
             return f"{stats.consecutive_failures} consecutive failures ≥ {self.failure_threshold}"

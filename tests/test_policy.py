@@ -297,6 +297,15 @@ def test_consecutive_rule_is_inclusive() -> None:
     assert not p.failure_threshold_reached(None)
 
 
+def test_a_policy_without_a_window_ignores_window_figures() -> None:
+    """Without a window no rate rule applies, whatever window figures the stats carry."""
+    p = BreakerPolicy(failure_threshold=3, minimum_calls=1)
+    stats = BreakerStats(now=0, window_calls=4, window_failures=4, window_slow=4)
+    assert p.trip_reason(stats) is None
+    assert not p.failure_threshold_reached(stats)
+    assert p.trip_reason(BreakerStats(now=0, window_failures=1)) is None
+
+
 def test_rate_rule_boundaries() -> None:
     """The failure rate trips at the threshold, never below minimum_calls."""
     p = BreakerPolicy(failure_threshold=None, window=CountWindow(size=10), minimum_calls=4)
