@@ -47,6 +47,7 @@ def check_arguments(
     fallback: object = None,
     sinks: object = (),
     is_failure: object = None,
+    is_failure_exception: object = None,
     rng: object = None,
     audit_capacity: object = 1000,
     store: object = None,
@@ -80,7 +81,11 @@ def check_arguments(
             "CircuitBreaker clock must have monotonic() and wall() methods (see "
             f"breaker_fsm.Clock; breaker_fsm.testing.FakeClock in tests), got {_got(clock)}"
         )
-    for label, value in (("fallback", fallback), ("is_failure", is_failure)):
+    for label, value in (
+        ("fallback", fallback),
+        ("is_failure", is_failure),
+        ("is_failure_exception", is_failure_exception),
+    ):
         if value is not None and not callable(value):
             raise TypeError(f"CircuitBreaker {label} must be callable or None, got {_got(value)}")
     if rng is not None and not callable(getattr(rng, "uniform", None)):

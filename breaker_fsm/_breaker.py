@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
@@ -24,7 +22,6 @@ from ._metrics import BreakerMetrics
 from ._outcome import NEUTRAL, Admission
 from ._policy import BreakerPolicy
 from ._transitions import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
-from ._window import make_window
 from .exceptions import CircuitOpenError
 
 if TYPE_CHECKING:
@@ -50,7 +47,6 @@ R = TypeVar("R")
 
 _REFUSED, _BYPASS = Admission.REFUSED, Admission.BYPASS
 _OPEN_NAME, _FORCED_NAME = STATES[OPEN], STATES[FORCED_OPEN]
-_NO_THRESHOLD = 1 << 62  # failure_threshold=None: a streak that is never reached
 
 
 @functools.cache
@@ -117,7 +113,7 @@ class CircuitBreaker(Guards):
 
         return cast(Self, super().__new__(SharedBreaker))
 
-    def __init__(  # noqa: PLR0915 - one place sets every slot
+    def __init__(
         self,
         name: str,
         policy: BreakerPolicy | None = None,
@@ -139,89 +135,31 @@ class CircuitBreaker(Guards):
             fallback=fallback,
             sinks=sinks,
             is_failure=is_failure,
+            is_failure_exception=is_failure_exception,
             rng=rng,
             audit_capacity=audit_capacity,
             store=store,
         )
-        self.name = name
-        self.policy = policy = policy if policy is not None else _default_policy()
-        self._clock = clock if clock is not None else SYSTEM_CLOCK
-        self._fallback = fallback
-        self._sinks = tuple(sinks)
-        self._is_failure = is_failure
-        if is_failure_exception is not None and not callable(is_failure_exception):
-            raise TypeError(
-                "CircuitBreaker is_failure_exception must be callable or None, got "
-                f"{type(is_failure_exception).__name__} {is_failure_exception!r}"
-            )
-        self._is_failure_exception = is_failure_exception
-        if rng is None and policy.reset_timeout_jitter:
-            rng = _default_rng()  # jitter with no rng given still de-synchronises a fleet
-        self._rng = rng
-        self._audit_capacity = audit_capacity  # the log itself is built on the first transition
-        self._audit_log = None
-        self._lock = threading.Lock()
-        self._tlock_obj = None
-        self._machine = None
-
-        # Policy figures the hot path reads, resolved once.
-        self._recorded = policy.record_exceptions
-        self._ignored = policy.ignore_exceptions
-        # Every Exception is a failure (the default): the fast path classifies nothing.
-        self._plain = (
-            not self._ignored and Exception in self._recorded and is_failure_exception is None
-        )
-        self._threshold = (
-            policy.failure_threshold if policy.failure_threshold is not None else _NO_THRESHOLD
-        )
-        self._window = make_window(policy.window)
-        self._min_calls = policy.effective_minimum_calls
-        self._rate = policy.failure_rate_threshold
-        self._slow = policy.slow_call_duration
-        self._slow_rate = policy.slow_call_rate_threshold
-        # The fast path needs no clock reading: no slow-call timing, no time buckets.
-        self._call_sinks = cast(
-            "tuple[CallSink, ...]", check_sinks(call_sinks, "CircuitBreaker call_sinks", calls=True)
-        )
-        self._enforce = policy.enforce
-        self._shadowed = None  # see _shadow_count
-        # The fast path needs no clock reading: no slow-call timing, no time buckets, and
-        # nobody to tell about each call.
-        self._call_timeout = policy.call_timeout
-        self._fast = (
-            self._slow is None
-            and self._call_timeout is None
-            and is_failure is None
-            and (policy.window is None or policy.window.kind == "count")
-            and not self._call_sinks
-        )
-        # A call's start: for slow-call timing, the call timeout and call sinks.
-        self._timed = (
-            self._slow is not None or self._call_timeout is not None or bool(self._call_sinks)
-        )
-        self._rejects_inline = self._enforce and not self._call_sinks
         if store is not None and type(self)._overrides_are_final:
             raise TypeError(f"{type(self).__name__} keeps its state in memory: it takes no store")
-
-        self._state = CLOSED
-        self._hot = self._fast
-        self._gen = 0
-        self._seq = 0
-        self._streak = 0
-        self._ok = itertools.count()
-        self._rejections = None  # see _rejected
-        self._err = 0
-        self._neutral = 0
-        self._slow_calls = 0
-        self._sink_errors = 0
-        self._opened_at = 0.0
-        self._open_duration = policy.reset_timeout
-        self._open_episodes = 0
-        self._open_hint = None
-        self._half_open_since = 0.0
-        self._permits = 0
-        self._trial_ok = 0
-        self._trial_fail = 0
+        policy = policy if policy is not None else _default_policy()
+        if rng is None and policy.reset_timeout_jitter:
+            rng = _default_rng()  # jitter with no rng given still de-synchronises a fleet
+        super().__init__(
+            name,
+            policy,
+            clock if clock is not None else SYSTEM_CLOCK,
+            fallback=fallback,
+            sinks=sinks,
+            is_failure=is_failure,
+            is_failure_exception=is_failure_exception,
+            rng=rng,
+            audit_capacity=audit_capacity,
+            call_sinks=cast(
+                "tuple[CallSink, ...]",
+                check_sinks(call_sinks, "CircuitBreaker call_sinks", calls=True),
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state}>"

@@ -55,13 +55,13 @@ class SharedBreaker(Mirror):
     __slots__ = ()
 
     _overrides_are_final = False  # a mirrored forced_open may be stale: ask now and then
+    _closed_inline = False  # every call goes through the mirror
 
     def __init__(
         self, name: str, policy: BreakerPolicy | None = None, *, store: SharedStore, **options: Any
     ) -> None:
         super().__init__(name, policy, store=store, **options)  # checked with the others there
         self._audit_shared = SHARED_LIFE  # its records number in the store's shared walk
-        self._fast = self._hot = False  # every call goes through the mirror
         self._link = StoreLink(
             store.bind(name, self.policy), Seed(CLOSED, 0, 0, self.policy.reset_timeout, 0.0)
         )

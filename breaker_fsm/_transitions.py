@@ -26,9 +26,8 @@ of different breakers run in parallel, each on its own borrowed machine. The rec
 built (and validated) before anything is written, so a transition is recorded or nothing
 changes.
 
-This class also declares every slot of a breaker, so the engine modules share one
-layout: ``_local`` (admission and recording in memory), ``_breaker`` (the public runner
-and its inlined hot paths) and ``_shared`` (the fleet's mirror).
+The slots it writes, and every other slot of a breaker, are declared (and given their
+first values) once, in :class:`~breaker_fsm._layout.Layout`, its base.
 """
 
 from __future__ import annotations
@@ -43,18 +42,13 @@ from statemachine.exceptions import TransitionNotAllowed
 
 from ._audit import AuditLog, Transition, check_wall
 from ._binding import _MOVES, _Binding, _borrow, _give_back
+from ._layout import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, Layout
 from ._machine import STATES, BreakerMachine
-from ._policy import BreakerPolicy, BreakerStats
+from ._policy import BreakerStats
 from .exceptions import IllegalTransitionError
 
 if TYPE_CHECKING:
-    import itertools
-    import random
-
-    from ._audit import Sink
     from ._calls import CallSink
-    from ._clock import Clock
-    from ._window import CountRing, TimeBuckets
 
 #: The evidence and the keyword arguments a transition was sent with (see ``_apply``).
 Stats = BreakerStats | None
@@ -64,8 +58,6 @@ __all__ = ["CLOSED", "DISABLED", "FORCED_OPEN", "HALF_OPEN", "OPEN", "Transition
 
 _log = logging.getLogger("breaker_fsm")
 
-# State codes: indexes into STATES, compared on the hot path instead of strings.
-CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = range(5)
 _CODE = {name: code for code, name in enumerate(STATES)}
 _LAZY = threading.Lock()  # guards the first creation of a breaker's rarely used parts
 
@@ -95,109 +87,10 @@ def built(owner: object, slot: str, build: Callable[[], T]) -> T:
     return value
 
 
-class Transitions:
+class Transitions(Layout):
     """A breaker's state and the transitions between its states (see the module)."""
 
-    __slots__ = (
-        "__weakref__",
-        "_audit_capacity",
-        "_audit_log",
-        "_call_sinks",
-        "_call_timeout",
-        "_clock",
-        "_enforce",
-        "_err",
-        "_fallback",
-        "_fast",
-        "_gen",
-        "_half_open_since",
-        "_hot",
-        "_ignored",
-        "_is_failure",
-        "_is_failure_exception",
-        "_lock",
-        "_machine",
-        "_min_calls",
-        "_neutral",
-        "_ok",
-        "_open_duration",
-        "_open_episodes",
-        "_open_hint",
-        "_opened_at",
-        "_permits",
-        "_plain",
-        "_rate",
-        "_recorded",
-        "_rejections",
-        "_rejects_inline",
-        "_rng",
-        "_seq",
-        "_shadowed",
-        "_sink_errors",
-        "_sinks",
-        "_slow",
-        "_slow_calls",
-        "_slow_rate",
-        "_state",
-        "_streak",
-        "_threshold",
-        "_timed",
-        "_tlock_obj",
-        "_trial_fail",
-        "_trial_ok",
-        "_window",
-        "name",
-        "policy",
-    )
-
-    name: str
-    policy: BreakerPolicy
-    _audit_capacity: int
-    _audit_log: AuditLog | None
-    _call_sinks: tuple[CallSink, ...]
-    _call_timeout: float | None
-    _clock: Clock
-    _enforce: bool
-    _err: int
-    _fallback: Callable[..., Any] | None
-    _fast: bool
-    _gen: int
-    _half_open_since: float
-    _hot: bool
-    _ignored: tuple[type[BaseException], ...]
-    _is_failure: Callable[[Any], bool | float | None] | None
-    _is_failure_exception: Callable[[BaseException], bool | float | None] | None
-    _lock: threading.Lock
-    _machine: BreakerMachine | None
-    _min_calls: int
-    _neutral: int
-    _ok: itertools.count[int]
-    _open_duration: float
-    _open_episodes: int
-    _open_hint: float | None
-    _opened_at: float
-    _permits: int
-    _plain: bool
-    _rate: float
-    _recorded: tuple[type[BaseException], ...]
-    _rejections: itertools.count[int] | None
-    _rejects_inline: bool
-    _rng: random.Random | None
-    _seq: int
-    _shadowed: itertools.count[int] | None
-    _sink_errors: int
-    _sinks: tuple[Sink, ...]
-    _slow: float | None
-    _slow_calls: int
-    _slow_rate: float
-    _state: int
-    _streak: int
-    _threshold: int
-    _timed: bool
-    _tlock_obj: threading.RLock | None
-    _trial_fail: int
-    _trial_ok: int
-    _window: CountRing | TimeBuckets | None
+    __slots__ = ()
 
     #: Whether ``seq`` counts in a store's shared numbering (the records' ``life``), or
     #: which one (``breaker_fsm._audit.shared_life``).
@@ -449,15 +342,14 @@ class Transitions:
         """Add a call sink: the breaker leaves its inlined fast paths for good.
 
         From now on every call is timed (its record has a duration) and none is refused
-        inline (a refusal is recorded too). ``_hot`` is cleared before the flag it is
-        derived from, as in :meth:`_apply`.
+        inline (a refusal is recorded too): :meth:`~breaker_fsm._layout.Layout._derive_flags`
+        derives both from the sinks. ``_hot`` is cleared before the flags it is derived
+        from, as in :meth:`_apply` (which keeps it false from then on: ``_fast`` is).
         """
         with self._tlock, self._lock:
             self._hot = False
-            self._fast = False
             self._call_sinks = (*self._call_sinks, sink)
-            self._timed = True
-            self._rejects_inline = False
+            self._derive_flags()
 
     def _next_generation(self, gen: int) -> int:
         """The generation after ``gen``: a transition starts a new one."""
