@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
 from ._arguments import check_arguments, check_sink, check_sinks
 from ._clock import SYSTEM_CLOCK, Clock
-from ._guard import Guards, guard_async_generator, guard_generator
+from ._guard import Guards, decorate
 from ._local import COROUTINE, count_of
 from ._machine import STATES
 from ._metrics import BreakerMetrics
@@ -429,43 +429,7 @@ class CircuitBreaker(Guards):
         function (sync or async) is admitted when iteration starts; an exception it raises
         is judged and re-raised, and exhaustion or an early ``close()`` is a success.
         """
-        if inspect.isgeneratorfunction(func):
-
-            @functools.wraps(func)
-            def generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                # A generator function itself, so that inspect (and frameworks) see one.
-                return (yield from guard_generator(self, func, args, kwargs))
-
-            return generator_wrapper
-        if inspect.isasyncgenfunction(func):
-
-            @functools.wraps(func)
-            async def async_generator_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                # An async generator function itself, so that inspect sees one; it closes
-                # the guarded stream as it is closed (async for would leave that to the GC).
-                stream = guard_async_generator(self, func, args, kwargs)
-                try:
-                    async for item in stream:
-                        yield item
-                finally:
-                    await stream.aclose()
-
-            return async_generator_wrapper
-        if inspect.iscoroutinefunction(func) or (  # an object with an async __call__ too
-            not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
-        ):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.acall(func, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(func, *args, **kwargs)
-
-        return wrapper
+        return decorate(self, func)
 
     @staticmethod
     async def _answer(

@@ -1,4 +1,4 @@
-"""Guarding work beyond ``call``: permits, ``with breaker:``, and generators.
+"""Guarding work beyond ``call``: permits, ``with breaker:``, generators, and ``@breaker``.
 
 :meth:`Guards.acquire` is the first half of a call (admission), :class:`Permit` the
 second (recording the outcome); ``call`` does both around an operation, these let the
@@ -10,15 +10,20 @@ elsewhere (gobreaker's ``TwoStepCircuitBreaker``, resilience4j's
 from __future__ import annotations
 
 import contextvars
+import functools
+import inspect
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._local import LOST_PERMITS, LocalEngine
 from ._outcome import FAILED, NEUTRAL, SUCCESS, Admission
 from ._transitions import CLOSED, HALF_OPEN
 
-__all__ = ["Guards", "Permit", "guard_async_generator", "guard_generator"]
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+
+__all__ = ["Guards", "Permit", "decorate", "guard_async_generator", "guard_generator"]
 
 _BYPASS, _SHADOW = Admission.BYPASS, Admission.SHADOW
 
@@ -220,3 +225,49 @@ async def guard_async_generator(
         await permit._aend(exc)
         raise
     await permit._aend(None)
+
+
+def decorate(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``@breaker`` on ``func``: the wrapper that runs each of its calls through ``breaker``.
+
+    A generator function (sync or async) gets a wrapper of its own kind, guarded by one
+    permit per stream; an ``async def`` (or an object whose ``__call__`` is one) goes
+    through ``acall``; anything else through ``call``.
+    """
+    if inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+            # A generator function itself, so that inspect (and frameworks) see one.
+            return (yield from guard_generator(breaker, func, args, kwargs))
+
+        return generator_wrapper
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+            # An async generator function itself, so that inspect sees one; it closes
+            # the guarded stream as it is closed (async for would leave that to the GC).
+            stream = guard_async_generator(breaker, func, args, kwargs)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await stream.aclose()
+
+        return async_generator_wrapper
+    if inspect.iscoroutinefunction(func) or (  # an object with an async __call__ too
+        not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+    ):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await breaker.acall(func, *args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return breaker.call(func, *args, **kwargs)
+
+    return wrapper
