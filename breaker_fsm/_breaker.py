@@ -237,7 +237,7 @@ class CircuitBreaker(Guards):
 
     # ------------------------------------------------------------------ running calls
 
-    def call(  # noqa: PLR0911, PLR0912, PLR0915 - the hot paths are inlined on purpose
+    def call(  # noqa: PLR0912, PLR0915 - the hot paths are inlined on purpose
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Run ``func(*args, **kwargs)`` through the breaker.
@@ -306,14 +306,7 @@ class CircuitBreaker(Guards):
             return cast(R, self._fallback(*args, **kwargs))
         gen = self._gen if state == CLOSED else self._admit()
         if gen < 0:
-            if gen == _BYPASS:
-                result = func(*args, **kwargs)
-                if type(result) is COROUTINE:
-                    raise self._not_awaited(func, result, gen)
-                return result
-            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
-                return cast(R, self._run_unrecorded(func, args, kwargs))
-            return cast(R, self._refused(args, kwargs))
+            return cast(R, self._unadmitted(gen, func, args, kwargs))
         # Only slow-call timing and call sinks need the start; the end is read in _record.
         started = self._clock.monotonic() if self._timed else 0.0
         try:
@@ -329,7 +322,7 @@ class CircuitBreaker(Guards):
             self._record_result(result, gen, started)
         return result
 
-    async def acall(  # noqa: PLR0911, PLR0912, PLR0915 - the hot paths are inlined on purpose
+    async def acall(  # noqa: PLR0912, PLR0915 - the hot paths are inlined on purpose
         self, func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``func(*args, **kwargs)`` through the breaker; see :meth:`call`.
@@ -391,12 +384,7 @@ class CircuitBreaker(Guards):
             return cast(R, await self._answer(self._fallback, args, kwargs))
         gen = self._gen if state == CLOSED else self._admit()
         if gen < 0:
-            if gen == _BYPASS:
-                result = await func(*args, **kwargs)
-                return result  # noqa: RET504 - the twin of call's, which checks the result
-            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
-                return cast(R, await self._arun_unrecorded(func, args, kwargs))
-            return cast(R, await self._arefused(args, kwargs))
+            return cast(R, await self._aunadmitted(gen, func, args, kwargs))
         # Only slow-call timing and call sinks need the start; the end is read in _record.
         started = self._clock.monotonic() if self._timed else 0.0
         try:
@@ -412,6 +400,37 @@ class CircuitBreaker(Guards):
         else:
             self._record_result(result, gen, started)
         return result
+
+    def _unadmitted(
+        self, gen: int, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Answer a call that admission did not give a generation (``gen``: an ``Admission``).
+
+        ``BYPASS`` (disabled) runs it, unrecorded; a refusal refuses it, unless the breaker
+        is in shadow mode, which runs it unseen. One answer for every kind of breaker.
+        """
+        if gen == _BYPASS:
+            result = func(*args, **kwargs)
+            if type(result) is COROUTINE:
+                raise self._not_awaited(func, result, gen)
+            return result
+        if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+            return self._run_unrecorded(func, args, kwargs)
+        return self._refused(args, kwargs)
+
+    async def _aunadmitted(
+        self,
+        gen: int,
+        func: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """:meth:`_unadmitted` for awaited calls."""
+        if gen == _BYPASS:
+            return await func(*args, **kwargs)
+        if not self._enforce:  # shadow mode: it runs, unseen, as if refused
+            return await self._arun_unrecorded(func, args, kwargs)
+        return await self._arefused(args, kwargs)
 
     @overload
     def __call__(

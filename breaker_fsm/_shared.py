@@ -74,45 +74,22 @@ class SharedBreaker(Mirror):
 
     # ------------------------------------------------------------------ calls
 
-    def call(  # noqa: PLR0912 - one branch per admission and per outcome
-        self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """:meth:`CircuitBreaker.call` on the shared state."""
         link = self._link
-        if self._state == OPEN and link.live and self._rejects_inline:  # refused alone
-            retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
-            if retry_after > 0:
-                return cast(R, self._refused(args, kwargs))
-        if self._state == CLOSED and link.live and not link.degraded:
-            gen = self._gen
-        else:
-            gen = self._store_admit(link, self._clock.monotonic())
+        now = self._clock.monotonic()
+        gen = _REFUSED if self._refuses_alone(link, now) else self._store_admit(link, now)
         if gen < 0:
-            if gen == _BYPASS:
-                result = func(*args, **kwargs)
-                if type(result) is COROUTINE:
-                    raise self._not_awaited(func, result, gen)
-                return result
-            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
-                return cast(R, self._run_unrecorded(func, args, kwargs))
-            return cast(R, self._refused(args, kwargs))
+            return cast(R, self._unadmitted(gen, func, args, kwargs))
         started = self._clock.monotonic()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            outcome, hint = self._judge_raised(exc)
-            if self._call_sinks:
-                self._tell_call(outcome, started, exc)
-            if not self._store_local(link, gen, outcome, started, hint):
-                self._store_record(link, gen, outcome, started, hint)
+            self._settle(gen, *self._judge_raised(exc), started, exc)
             raise
         if type(result) is COROUTINE:
             raise self._not_awaited(func, result, gen)
-        outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
-        if self._call_sinks:
-            self._tell_call(outcome, started, None)
-        if not self._store_local(link, gen, outcome, started, hint):
-            self._store_record(link, gen, outcome, started, hint)
+        self._settle(gen, *self._judge_result(result), started, None)
         return result
 
     async def acall(
@@ -121,47 +98,37 @@ class SharedBreaker(Mirror):
         """:meth:`CircuitBreaker.acall` on the shared state: the store's asyncio twins."""
         link = self._link
         now = self._clock.monotonic()
-        if (
+        gen = _REFUSED if self._refuses_alone(link, now) else await self._store_aadmit(link, now)
+        if gen < 0:
+            return cast(R, await self._aunadmitted(gen, func, args, kwargs))
+        started = self._clock.monotonic()
+        try:
+            result = await (  # under call_timeout, if the policy sets one
+                func(*args, **kwargs)
+                if self._call_timeout is None
+                else self._timed_await(func, args, kwargs)
+            )
+        except BaseException as exc:
+            await self._asettle(gen, *self._judge_raised(exc), started, exc)
+            raise
+        await self._asettle(gen, *self._judge_result(result), started, None)
+        return result
+
+    def _refuses_alone(self, link: StoreLink, now: float) -> bool:
+        """Whether the mirror refuses a call without a round trip: open, and trusted."""
+        return (
             self._state == OPEN
             and link.live
             and self._rejects_inline
             and self._open_duration > now - self._opened_at
-        ):
-            return cast(R, await self._arefused(args, kwargs))  # the mirror refuses alone
-        gen = await self._store_aadmit(link, now)
-        if gen < 0:
-            if gen == _BYPASS:
-                return await func(*args, **kwargs)
-            if not self._enforce:  # shadow mode: it runs, unseen, as if refused
-                return cast(R, await self._arun_unrecorded(func, args, kwargs))
-            return cast(R, await self._arefused(args, kwargs))
-        started = self._clock.monotonic()
-        try:
-            if self._call_timeout is None:
-                result = await func(*args, **kwargs)
-            else:
-                result = await self._timed_await(func, args, kwargs)
-        except BaseException as exc:
-            outcome, hint = self._judge_raised(exc)
-            if self._call_sinks:
-                self._tell_call(outcome, started, exc)
-            if not self._store_local(link, gen, outcome, started, hint):
-                await self._store_arecord(link, gen, outcome, started, hint)
-            raise
-        outcome, hint = (0, None) if self._is_failure is None else self._judge_result(result)
-        if self._call_sinks:
-            self._tell_call(outcome, started, None)
-        if not self._store_local(link, gen, outcome, started, hint):
-            await self._store_arecord(link, gen, outcome, started, hint)
-        return result
+        )
 
     def _give_back(self, gen: int) -> None:
         """Give back the admission of a call that was not made; nothing is recorded.
 
         A half-open trial slot is the store's: giving it back is one round trip.
         """
-        if not self._store_local(self._link, gen, VOID, 0.0, None):
-            self._store_record(self._link, gen, VOID, 0.0, None)
+        self._settle(gen, VOID, None, 0.0, None)
 
     # ------------------------------------------------------------------ operator events
 
@@ -185,44 +152,57 @@ class SharedBreaker(Mirror):
             return new_state
         return self._send_local(event, reason)
 
-    # ------------------------------------------------------------------ the mirror
-
     # ------------------------------------------------------------------ permits
 
     def acquire(self) -> Permit:
         """:meth:`CircuitBreaker.acquire` on the shared state."""
-        link = self._link
-        if self._state == CLOSED and link.live and not link.degraded:
-            return self._permit(self._gen)
-        return self._permit(self._store_admit(link, self._clock.monotonic()))
+        return self._permit(self._store_admit(self._link, self._clock.monotonic()))
 
     async def aacquire(self) -> Permit:
         """:meth:`CircuitBreaker.aacquire` on the shared state, on the asyncio client."""
-        link = self._link
-        return self._permit(await self._store_aadmit(link, self._clock.monotonic()))
+        return self._permit(await self._store_aadmit(self._link, self._clock.monotonic()))
 
     def _complete(self, gen: int, outcome: int, started: float, exc: BaseException | None) -> None:
         """Settle a permit on the shared state (one round trip, as after a call)."""
-        if not self._completed_locally(gen, outcome, started, exc):
-            self._store_record(self._link, gen, outcome, started, None)
+        if gen < 0:
+            super()._complete(gen, outcome, started, exc)
+        else:
+            self._settle(gen, outcome, None, started, exc)
 
     async def _acomplete(
         self, gen: int, outcome: int, started: float, exc: BaseException | None
     ) -> None:
         """:meth:`_complete` on the asyncio client."""
-        if not self._completed_locally(gen, outcome, started, exc):
-            await self._store_arecord(self._link, gen, outcome, started, None)
-
-    def _completed_locally(
-        self, gen: int, outcome: int, started: float, exc: BaseException | None
-    ) -> bool:
-        """Settle a permit without a round trip if none is due; whether it was settled."""
         if gen < 0:
             super()._complete(gen, outcome, started, exc)
-            return True
+        else:
+            await self._asettle(gen, outcome, None, started, exc)
+
+    def _settle(
+        self, gen: int, outcome: int, hint: float | None, started: float, exc: BaseException | None
+    ) -> None:
+        """Record the outcome of a call (or a permit) admitted at ``gen``.
+
+        The call sinks hear of it first; then it is recorded locally if no round trip is
+        due (:meth:`_store_local`), else in the store.
+        """
+        if not self._settled_locally(gen, outcome, hint, started, exc):
+            self._store_record(self._link, gen, outcome, started, hint)
+
+    async def _asettle(
+        self, gen: int, outcome: int, hint: float | None, started: float, exc: BaseException | None
+    ) -> None:
+        """:meth:`_settle` on the asyncio client."""
+        if not self._settled_locally(gen, outcome, hint, started, exc):
+            await self._store_arecord(self._link, gen, outcome, started, hint)
+
+    def _settled_locally(
+        self, gen: int, outcome: int, hint: float | None, started: float, exc: BaseException | None
+    ) -> bool:
+        """Tell the call sinks; record locally if no round trip is due; whether it did."""
         if self._call_sinks:
             self._tell_call(outcome, started, exc)
-        return self._store_local(self._link, gen, outcome, started, None)
+        return self._store_local(self._link, gen, outcome, started, hint)
 
     # ------------------------------------------------------------------ the round trips
 

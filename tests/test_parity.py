@@ -56,7 +56,8 @@ class _Sync(ast.NodeTransformer):
     """Rewrites an async body to its sync twin: ``await x`` is ``x``, and the awaited
     fallback helpers are the sync ones (``_answer(f, args, kwargs)`` is ``f(*args,
     **kwargs)``, ``_arefused`` is ``_refused``, ``_arun_unrecorded`` is
-    ``_run_unrecorded``, and acall's ``call_timeout`` branch is the plain call)."""
+    ``_run_unrecorded``, ``_aunadmitted`` is ``_unadmitted``, and acall's ``call_timeout``
+    branch is the plain call)."""
 
     def visit_Await(self, node: ast.Await) -> Any:
         return self.visit(node.value)
@@ -75,7 +76,11 @@ class _Sync(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> Any:
         self.generic_visit(node)
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in ("_arefused", "_arun_unrecorded"):
+        if isinstance(func, ast.Attribute) and func.attr in (
+            "_arefused",
+            "_arun_unrecorded",
+            "_aunadmitted",
+        ):
             func.attr = func.attr.replace("_a", "_", 1)
         if isinstance(func, ast.Attribute) and func.attr == "_answer":
             target, args, kwargs = node.args
@@ -125,11 +130,12 @@ def test_call_and_acall_differ_only_by_await() -> None:
 
 
 def test_call_checks_for_a_coroutine_wherever_it_runs_the_operation() -> None:
-    """call checks every result it gets for a coroutine (hot path, slow path, disabled):
-    the twin test leaves those checks out, so it counts them here."""
-    checks = _body(CircuitBreaker.call).count("id='COROUTINE'")
-    assert checks == 3
+    """call checks every result it gets for a coroutine (hot path, slow path), and so does
+    the answer to a call it does not admit (disabled): the twin test leaves those checks
+    out, so it counts them here."""
+    assert _body(CircuitBreaker.call).count("id='COROUTINE'") == 2
     assert _body(CircuitBreaker.call, strip_coroutine_check=True).count("COROUTINE") == 0
+    assert _body(CircuitBreaker._unadmitted).count("id='COROUTINE'") == 1
 
 
 def test_the_twin_check_sees_a_difference() -> None:
