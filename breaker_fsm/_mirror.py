@@ -68,16 +68,14 @@ class Mirror(CircuitBreaker):
         link = self._link
         if link.degraded:
             return super()._window_totals(now)
-        seconds = self._window_seconds
-        if seconds is not None and math.floor(now) - math.floor(link.window_at) >= seconds:
+        window = self.policy.window
+        if (
+            window is not None
+            and window.kind == "time"
+            and math.floor(now) - math.floor(link.window_at) >= window.seconds
+        ):
             return (0, 0, 0)
         return cast(tuple[int, int, int], link.window)
-
-    @property
-    def _window_seconds(self) -> int | None:
-        """The length of the policy's time window, ``None`` without one."""
-        window = self.policy.window
-        return window.seconds if window is not None and window.kind == "time" else None
 
     # ------------------------------------------------------------------ the local walk
 
@@ -299,7 +297,7 @@ class Mirror(CircuitBreaker):
         """
         event = EVENTS[reply.event]
         source, target = STATES[reply.source], STATES[reply.state]
-        stats = self._reply_stats(reply)
+        stats = reply.evidence()
         lapsed = event == "retrip" and not reply.trial_failures
         if reason is None and lapsed and self.policy.half_open_timeout is None:
             reason = (  # the store's trial lease lapsed (breaker_fsm._lua.trial_lease)
@@ -363,7 +361,7 @@ class Mirror(CircuitBreaker):
         """:meth:`_apply` for a transition a store's script made: mirror it, record it."""
         reply: StoreReply = extra["shared"]
         if stats is None:  # pragma: no cover - _store_transition always passes them
-            stats = self._reply_stats(reply)
+            stats = reply.evidence()
         link = self._link
         now = self._clock.monotonic()
         with self._lock:
@@ -430,29 +428,6 @@ class Mirror(CircuitBreaker):
         if self._window is not None:
             self._window.clear()  # a later outage starts from an empty local window
 
-    def _reply_stats(self, reply: StoreReply) -> BreakerStats:
-        """The evidence of a store's transition, for the guards and the audit record.
-
-        Times are relative to when the previous state began: the store measured them.
-        """
-        opened_at = half_open_since = None
-        if EVENTS[reply.event] == "attempt_reset":
-            opened_at = 0.0
-        elif EVENTS[reply.event] == "retrip" and not reply.trial_failures:
-            half_open_since = 0.0  # the half-open episode timed out
-        return BreakerStats(
-            now=reply.justified,
-            consecutive_failures=reply.streak,
-            window_calls=reply.window_calls,
-            window_failures=reply.window_failures,
-            window_slow=reply.window_slow,
-            trial_successes=reply.trial_successes,
-            trial_failures=reply.trial_failures,
-            opened_at=opened_at,
-            open_duration=reply.open_duration,
-            half_open_since=half_open_since,
-        )
-
     def _seed(self, link: StoreLink, now: float) -> Seed:
         """The shared state as last mirrored, to recreate a store entry that is gone.
 
@@ -474,27 +449,6 @@ class Mirror(CircuitBreaker):
         if seed.state == OPEN:
             return seed._replace(remaining=max(0.0, link.deadline - now))
         return seed
-
-    def _jitter(self, could_open: bool = True) -> float:
-        """The open-duration jitter ``u`` for the store (it computes the duration).
-
-        Drawn only when the operation could open the breaker (an operator event, an
-        admission that may retrip, an outcome for which :meth:`_could_open`), so the random
-        source advances far less often than once per call.
-        """
-        jitter = self.policy.reset_timeout_jitter
-        rng = self._rng
-        if could_open and jitter and rng is not None:
-            return rng.uniform(-jitter, jitter)
-        return 0.0
-
-    def _could_open(self, outcome: int) -> bool:
-        """Whether recording ``outcome`` could trip or retrip the shared breaker.
-
-        A failed or slow outcome can; so can a plain success with a window, which may bring
-        a failing window up to ``minimum_calls``. A neutral outcome never does.
-        """
-        return outcome > 0 or (outcome == 0 and self._window is not None)
 
 
 def _forked(seed: Seed, reply: StoreReply) -> bool:

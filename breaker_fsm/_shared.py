@@ -139,18 +139,23 @@ class SharedBreaker(Mirror):
         is applied to this process's local state only, with a warning.
         """
         reason = self._check_reason(reason)
-        new_state = self._store_send(self._link, event, reason)
-        if new_state is not None:
-            return new_state
-        return self._send_local(event, reason)
+        link = self._link
+        code, now = self._store_send_plan(link, event)
+        answer: StoreReply | Exception | None = None
+        if code is not None:
+            answer = self._round_trip(link, link.entry.operator, *self._operator_args(code, now))
+        return self._store_sent(link, event, reason, now, answer) or self._send_local(event, reason)
 
     async def asend(self, event: str, *, reason: str | None = None) -> str:
         """:meth:`send` on the store's asyncio client: the round trip never blocks the loop."""
         reason = self._check_reason(reason)
-        new_state = await self._store_asend(self._link, event, reason)
-        if new_state is not None:
-            return new_state
-        return self._send_local(event, reason)
+        link = self._link
+        code, now = self._store_send_plan(link, event)
+        answer: StoreReply | Exception | None = None
+        if code is not None:
+            args = self._operator_args(code, now)
+            answer = await self._around_trip(link, link.entry.aoperator, *args)
+        return self._store_sent(link, event, reason, now, answer) or self._send_local(event, reason)
 
     # ------------------------------------------------------------------ permits
 
@@ -270,6 +275,27 @@ class SharedBreaker(Mirror):
             return _ASK
         return _BYPASS if state == DISABLED else _REFUSED
 
+    def _jitter(self, could_open: bool = True) -> float:
+        """The open-duration jitter ``u`` for the store (it computes the duration).
+
+        Drawn only when the operation could open the breaker (an operator event, an
+        admission that may retrip, an outcome for which :meth:`_could_open`), so the random
+        source advances far less often than once per call.
+        """
+        jitter = self.policy.reset_timeout_jitter
+        rng = self._rng
+        if could_open and jitter and rng is not None:
+            return rng.uniform(-jitter, jitter)
+        return 0.0
+
+    def _could_open(self, outcome: int) -> bool:
+        """Whether recording ``outcome`` could trip or retrip the shared breaker.
+
+        A failed or slow outcome can; so can a plain success with a window, which may bring
+        a failing window up to ``minimum_calls``. A neutral outcome never does.
+        """
+        return outcome > 0 or (outcome == 0 and self._window is not None)
+
     def _acquire_plan(self, link: StoreLink, now: float) -> tuple[int | None, float, Seed]:
         """What an ``acquire`` round trip sends, and the push token taken before it."""
         token = cast("PushingState", link.entry).push_token() if link.pushing else None
@@ -368,28 +394,6 @@ class SharedBreaker(Mirror):
         elif not self._recorded_as_mirrored(link, answer, outcome, now):
             self._on_reply(link, answer, now)
 
-    def _store_send(self, link: StoreLink, event: str, reason: str | None) -> str | None:
-        """:meth:`send` on the shared state; ``None`` when it must be applied locally.
-
-        The decisions are :meth:`_store_send_plan`'s and :meth:`_store_sent`'s, shared with
-        :meth:`_store_asend`: only the round trip itself differs.
-        """
-        code, now = self._store_send_plan(link, event)
-        answer: StoreReply | Exception | None = None
-        if code is not None:
-            u, seed = self._jitter(), self._seed(link, now)
-            answer = self._round_trip(link, link.entry.operator, code, u, seed)
-        return self._store_sent(link, event, reason, now, answer)
-
-    async def _store_asend(self, link: StoreLink, event: str, reason: str | None) -> str | None:
-        """:meth:`_store_send` on the asyncio client."""
-        code, now = self._store_send_plan(link, event)
-        answer: StoreReply | Exception | None = None
-        if code is not None:
-            u, seed = self._jitter(), self._seed(link, now)
-            answer = await self._around_trip(link, link.entry.aoperator, code, u, seed)
-        return self._store_sent(link, event, reason, now, answer)
-
     def _store_send_plan(self, link: StoreLink, event: str) -> tuple[int | None, float]:
         """The event's code, or ``None`` when no round trip is due (degraded); and the time.
 
@@ -404,6 +408,10 @@ class SharedBreaker(Mirror):
             return None, now
         return code, now
 
+    def _operator_args(self, code: int, now: float) -> tuple[int, float, Seed]:
+        """What an ``operator`` round trip sends: the event's code, the jitter, the seed."""
+        return code, self._jitter(), self._seed(self._link, now)
+
     def _store_sent(
         self,
         link: StoreLink,
@@ -413,6 +421,8 @@ class SharedBreaker(Mirror):
         answer: StoreReply | Exception | None,
     ) -> str | None:
         """Act on an operator round trip: the new state, or ``None`` to apply it locally.
+
+        Shared by :meth:`send` and :meth:`asend`, which differ by the round trip alone.
 
         ``answer``: the store's reply, the exception the round trip raised, or ``None``
         when no round trip was made (degraded, before the retry time).

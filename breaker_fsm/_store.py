@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
+from ._policy import BreakerStats
+
 if TYPE_CHECKING:
     from ._mirror import Mirror, StoreLink
     from ._policy import BreakerPolicy
@@ -105,6 +107,29 @@ class StoreReply(NamedTuple):
     long it had been half-open. 0 otherwise."""
     fingerprint: int = 0
     """The fingerprint of the policy that last wrote the state (0: unknown)."""
+
+    def evidence(self) -> BreakerStats:
+        """The evidence of the transition this reply reports, for the guards and the record.
+
+        Times are relative to when the previous state began: the store measured them.
+        """
+        opened_at = half_open_since = None
+        if EVENTS[self.event] == "attempt_reset":
+            opened_at = 0.0
+        elif EVENTS[self.event] == "retrip" and not self.trial_failures:
+            half_open_since = 0.0  # the half-open episode timed out
+        return BreakerStats(
+            now=self.justified,
+            consecutive_failures=self.streak,
+            window_calls=self.window_calls,
+            window_failures=self.window_failures,
+            window_slow=self.window_slow,
+            trial_successes=self.trial_successes,
+            trial_failures=self.trial_failures,
+            opened_at=opened_at,
+            open_duration=self.open_duration,
+            half_open_since=half_open_since,
+        )
 
 
 @runtime_checkable
