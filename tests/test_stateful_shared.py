@@ -89,7 +89,9 @@ class SharedBreakerVersusModel(BreakerRules):
         self.failing_sink = failing_sink
         self.use_fallback = use_fallback
         self.use_predicate = use_predicate
-        self.store = self.stores(now=self.clock.monotonic)
+        # The model has no trial lease (a held permit is never taken back): the store's
+        # outlasts any example, whose clock may move 60 s with a permit out.
+        self.store = self.stores(now=self.clock.monotonic, trial_lease=1e6)
         self.breaker = CircuitBreaker(
             f"model-{next(_NAMES)}",
             policy,
