@@ -2,17 +2,16 @@
 
 The engines (:mod:`~breaker_fsm._transitions`, :mod:`~breaker_fsm._judging`,
 :mod:`~breaker_fsm._local`, :mod:`~breaker_fsm._guard`) and the runner
-(:mod:`~breaker_fsm._breaker`) are one object: each module adds behaviour, none adds a
-slot, so a breaker is one flat ``__slots__`` layout (the bytes of an idle breaker are
-counted: see ``tests/test_allocations.py``). A new slot is declared, typed and given its
-first value here, in one place.
+(:mod:`~breaker_fsm._breaker`) are one object: each of those modules adds behaviour and no
+slot, so an in-memory breaker is one flat ``__slots__`` layout (``benchmarks/compare.py``
+counts the bytes of an idle one; a shared breaker's mirror adds its own two). A new slot
+is declared, typed and given its first value here, in one place.
 
 Three kinds of slot: the constructor's arguments (checked by :mod:`~breaker_fsm._arguments`
 first); the policy's figures the hot paths read, resolved once, with the flags derived from
 them (:meth:`Layout._derive_flags`); and the state, its counters and its lazily built parts
-(the transition lock, the audit log, the machine). After construction only
-:meth:`~breaker_fsm._transitions.Transitions._apply` writes the state, the generation and
-``_hot``.
+(the transition lock, the audit log, the machine). Once built, the state, the generation
+and ``_hot`` are written where :mod:`~breaker_fsm._transitions` says, in its order.
 """
 
 from __future__ import annotations
