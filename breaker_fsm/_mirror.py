@@ -103,7 +103,7 @@ class Mirror(CircuitBreaker):
         The common kind (closed, same episode, nothing performed) is mirrored right here,
         under the same lock; ``False`` leaves any other reply to :meth:`_on_reply`.
         """
-        self._check_policy(link, reply)
+        link.check_policy(reply, self.name)
         with self._lock:
             self._count(outcome)
             if (
@@ -157,7 +157,7 @@ class Mirror(CircuitBreaker):
         does another state at the mirror's own generation: a fork (:meth:`_forked`).
         """
         link = self._link
-        self._check_policy(link, reply)
+        link.check_policy(reply, self.name)
         seed = link.seed
         if reply.epoch == seed.epoch and reply.gen < seed.gen:
             return  # never backwards within one entry epoch
@@ -213,25 +213,11 @@ class Mirror(CircuitBreaker):
         self._on_reply(link, reply, now)
         return True
 
-    def _check_policy(self, link: StoreLink, reply: StoreReply) -> None:
-        """Warn (once) when the shared state was written under another policy."""
-        theirs, ours = reply.fingerprint, getattr(link.entry, "fingerprint", 0)
-        if theirs and ours and theirs != ours and not link.policy_warned:
-            link.policy_warned = True
-            _log.warning(
-                "breaker %r: another member of the fleet shares it under a different policy "
-                "(fingerprint %012x in the shared state, %012x here): the fleet's "
-                "decisions mix both; give every process the same policy for this name",
-                self.name,
-                theirs,
-                ours,
-            )
-
     def _on_reply(
         self, link: StoreLink, reply: StoreReply, now: float, reason: str | None = None
     ) -> None:
         """Mirror a store's reply; record the transition its script made, if any."""
-        self._check_policy(link, reply)
+        link.check_policy(reply, self.name)
         seed = link.seed
         forked = _forked(seed, reply)
         if link.degraded:
@@ -510,3 +496,17 @@ class StoreLink:
         self.lost = 0
         self.own: collections.deque[StoreReply] | None = None
         self.recorded: collections.deque[tuple[int, int]] | None = None
+
+    def check_policy(self, reply: StoreReply, name: str) -> None:
+        """Warn (once) when the shared state was written under another policy than ours."""
+        theirs, ours = reply.fingerprint, getattr(self.entry, "fingerprint", 0)
+        if theirs and ours and theirs != ours and not self.policy_warned:
+            self.policy_warned = True
+            _log.warning(
+                "breaker %r: another member of the fleet shares it under a different policy "
+                "(fingerprint %012x in the shared state, %012x here): the fleet's "
+                "decisions mix both; give every process the same policy for this name",
+                name,
+                theirs,
+                ours,
+            )
