@@ -256,9 +256,8 @@ def decorate(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[...,
                 await stream.aclose()
 
         return async_generator_wrapper
-    if inspect.iscoroutinefunction(func) or (  # an object with an async __call__ too
-        not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
-    ):
+    # An object with an async __call__ too, a descriptor (with __get__) among them.
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

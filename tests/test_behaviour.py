@@ -749,6 +749,31 @@ def test_the_decorator_sees_an_async_call_method(make: Make, run: Run) -> None:
     assert breaker.state == "open"
 
 
+def test_an_async_callable_descriptor_is_decorated_with_an_async_wrapper(
+    make: Make, run: Run
+) -> None:
+    """A class-based decorator that binds to methods (``__get__``) and is awaited when called
+    is an async operation: inspect counts it a routine, and that must not make it plain."""
+    breaker = make(failure_threshold=1)
+
+    class Bound:
+        def __get__(self, instance: object, owner: type | None = None) -> Bound:
+            return self
+
+        async def __call__(self) -> str:
+            raise Boom("down")
+
+    decorated = breaker(Bound())
+    assert inspect.iscoroutinefunction(decorated)
+
+    async def scenario() -> None:
+        with pytest.raises(Boom):
+            await decorated()
+
+    run(scenario)
+    assert breaker.state == "open"
+
+
 def test_is_failure_judges_returned_values(
     make: Make, invoke: Invoke, run: Run, clock: FakeClock
 ) -> None:
