@@ -730,40 +730,25 @@ def test_the_decorator_runs_def_and_async_def_through_the_breaker(
     run(scenario)
 
 
-def test_the_decorator_sees_an_async_call_method(make: Make, run: Run) -> None:
+class _AsyncCall:
+    async def __call__(self) -> None:
+        raise Boom("down")
+
+
+class _AsyncCallDescriptor(_AsyncCall):
+    """A class-based decorator that binds to methods: inspect counts it a routine."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> _AsyncCallDescriptor:
+        return self
+
+
+@pytest.mark.parametrize("kind", [_AsyncCall, _AsyncCallDescriptor])
+def test_the_decorator_sees_an_async_call_method(
+    make: Make, run: Run, kind: type[_AsyncCall]
+) -> None:
     """An object whose ``__call__`` is ``async def`` goes through acall: its failure counts."""
     breaker = make(failure_threshold=1)
-
-    class Client:
-        async def __call__(self) -> None:
-            raise Boom("down")
-
-    decorated = breaker(Client())
-    assert inspect.iscoroutinefunction(decorated)
-
-    async def scenario() -> None:
-        with pytest.raises(Boom):
-            await decorated()
-
-    run(scenario)
-    assert breaker.state == "open"
-
-
-def test_an_async_callable_descriptor_is_decorated_with_an_async_wrapper(
-    make: Make, run: Run
-) -> None:
-    """A class-based decorator that binds to methods (``__get__``) and is awaited when called
-    is an async operation: inspect counts it a routine, and that must not make it plain."""
-    breaker = make(failure_threshold=1)
-
-    class Bound:
-        def __get__(self, instance: object, owner: type | None = None) -> Bound:
-            return self
-
-        async def __call__(self) -> str:
-            raise Boom("down")
-
-    decorated = breaker(Bound())
+    decorated = breaker(kind())
     assert inspect.iscoroutinefunction(decorated)
 
     async def scenario() -> None:
