@@ -34,6 +34,7 @@ __all__ = ["LOCAL_GEN", "Mirror", "StoreLink"]
 
 _log = logging.getLogger("breaker_fsm")
 
+_RESYNCED = "breaker %r: shared store answers again; back on shared state"
 LOCAL_GEN = 1 << 52  # generations of transitions made locally (degraded)
 _LOCAL_REASON = "local (shared store unavailable)"
 _NO_WINDOW = (0, 0, 0)
@@ -146,7 +147,7 @@ class Mirror(CircuitBreaker):
         if owed:
             self._reply_lost(link)
 
-    def _pushed(self, reply: StoreReply) -> None:
+    def _pushed(self, reply: StoreReply, errors: int | None = None) -> bool:
         """Follow a transition another member made (or the state re-read after a lost push).
 
         Moves the mirror (a built machine reads the breaker's state) without recording
@@ -155,25 +156,37 @@ class Mirror(CircuitBreaker):
         transitions, which the next round trip re-seeds). A degraded breaker takes any
         other as the store's first answer: the shared state wins over the local one. So
         does another state at the mirror's own generation: a fork (:meth:`_forked`).
+
+        ``errors``: a re-read's, the breaker's count of failed round trips when the state
+        was read. If one failed since, the read is older than that failure, and may be
+        older than what the breaker did on its own after it: it is not taken (``False``),
+        and the breaker asks the store before its next call, at its retry time.
         """
         link = self._link
         link.check_policy(reply, self.name)
         seed = link.seed
         if reply.epoch == seed.epoch and reply.gen < seed.gen:
-            return  # never backwards within one entry epoch
+            return True  # never backwards within one entry epoch
         forked = _forked(seed, reply)
-        if link.degraded:
-            self._resynced(link)
         with self._lock:
-            if reply.epoch < link.epoch:
-                return
-            if reply.epoch == link.epoch and reply.gen <= self._gen and not forked:
-                return
+            if errors is not None and errors != link.errors:
+                return False
+            resynced = link.degraded
+            if resynced:  # the store answered: from now on, its state wins
+                link.degraded = False
+                link.epoch = -1  # the next full reply is adopted whatever it says
+            if reply.epoch < link.epoch or (
+                reply.epoch == link.epoch and reply.gen <= self._gen and not forked
+            ):
+                return True
             self._adopt(link, reply, self._clock.monotonic(), moved=reply.event != 0)
+        if resynced:
+            _log.info(_RESYNCED, self.name)
         if forked:
             self._forked(reply, seed)
+        return True
 
-    def _reread(self, reply: StoreReply | None) -> bool:
+    def _reread(self, reply: StoreReply | None, errors: int | None = None) -> bool:
         """Follow the state re-read after a lost push (``None``: the store has no entry).
 
         A store behind the shared state this mirror last saw, in the same entry epoch (a
@@ -181,7 +194,8 @@ class Mirror(CircuitBreaker):
         the local state: :meth:`_seed`) is not closed, is re-seeded from the mirror, as
         any round trip would do (:meth:`_reseed`): no member adopts the older state, and
         the members that never saw the lost transitions get them back by push. ``False``
-        when that failed: the mirror is not current, and its breaker asks before each call.
+        when that failed, or when a round trip failed since the read (``errors``, as for
+        :meth:`_pushed`): the mirror is not current, and its breaker asks before each call.
         """
         link = self._link
         seed = link.seed
@@ -190,8 +204,7 @@ class Mirror(CircuitBreaker):
             return closed or self._reseed(link)
         if reply.epoch == seed.epoch and reply.gen < seed.gen:
             return self._reseed(link)
-        self._pushed(reply)
-        return True
+        return self._pushed(reply, errors)
 
     def _reseed(self, link: StoreLink) -> bool:
         """Put back the state this mirror saw (one round trip, push thread); whether done."""
@@ -269,7 +282,7 @@ class Mirror(CircuitBreaker):
         with self._lock:
             link.degraded = False
             link.epoch = -1  # the next full reply is adopted whatever it says
-        _log.info("breaker %r: shared store answers again; back on shared state", self.name)
+        _log.info(_RESYNCED, self.name)
 
     def _store_transition(
         self, link: StoreLink, reply: StoreReply, reason: str | None, *, lost: bool = False

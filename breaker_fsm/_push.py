@@ -249,13 +249,16 @@ class PushChannel:
             chunk = snapshot[start : start + CHUNK]
             if stop.is_set():
                 return
+            # Each breaker's failed round trips before the read: one failing after it
+            # makes the read too old to take (the breaker may have gone on alone since).
+            errors = [[mirror._link.errors for mirror in mirrors] for _, mirrors in chunk]
             replies = self.store._peek([key for key, _ in chunk])
-            for (_, mirrors), reply in zip(chunk, replies, strict=True):
+            for (_, mirrors), counts, reply in zip(chunk, errors, replies, strict=True):
                 if isinstance(reply, Exception):
                     continue  # a cluster node that is down: its breakers ask until it is back
-                for mirror in mirrors:
-                    if stop.is_set() or not mirror._reread(reply):
-                        continue  # the store lost what it saw and was not re-seeded: it asks
+                for mirror, count in zip(mirrors, counts, strict=True):
+                    if stop.is_set() or not mirror._reread(reply, count):
+                        continue  # not current (lost, not re-seeded; or too old): it asks
                     with self._lock:
                         if self.up and self.token == token:
                             mirror._link.live = True

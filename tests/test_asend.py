@@ -84,14 +84,6 @@ def test_asend_of_an_illegal_event_raises_and_changes_nothing(
     assert a.metrics().store_errors == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "intermittent, seen twice in full Python 3.12 runs and never alone: the degraded "
-        "asend('disable') after a local force_open was applied instead of refused (DID NOT "
-        "RAISE IllegalTransitionError); cause not found yet"
-    ),
-)
 def test_asend_while_redis_is_down_degrades_then_the_store_wins(
     redis_server: RedisServer,
     redis_stores: StoreFactory,

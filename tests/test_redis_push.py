@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import ssl
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, IllegalTransitionError
 from breaker_fsm._lua import fingerprint
 from breaker_fsm.audit import verify
 from breaker_fsm.testing import FakeClock
@@ -352,6 +353,53 @@ def test_a_trip_made_alone_while_the_store_was_away_seeds_it_when_it_comes_back_
     assert not a.metrics().degraded
     assert [(r.event, r.generation) for r in a.audit] == [("trip", None)]  # made alone
     verify(merged(a, b))
+
+
+def test_a_re_read_older_than_an_outage_leaves_what_the_breaker_did_alone(
+    redis_server: RedisServer,
+    redis_stores: StoreFactory,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The push thread reads the state, then Redis goes away and the breaker goes on alone;
+    the read, taken late, is not the store answering again: the local state stands.
+
+    The thread is held between its read and its use of it, so that the interleaving a
+    loaded machine once made (the degraded ``asend`` test failed twice in full runs) is
+    made every time.
+    """
+    caplog.set_level(logging.INFO, logger="breaker_fsm")
+    store = redis_stores(now=clock.monotonic)
+    may_read, read, release = threading.Event(), threading.Event(), threading.Event()
+    peek = store._peek
+
+    def held_peek(keys: list[bytes]) -> Any:
+        assert may_read.wait(PATIENCE)
+        replies = peek(keys)
+        read.set()
+        assert release.wait(PATIENCE)
+        return replies
+
+    monkeypatch.setattr(store, "_peek", held_peek)
+    a = CircuitBreaker("svc", POLICY, clock=clock, store=store)
+    assert a.call(lambda: "ok") == "ok"  # the entry exists, closed
+    may_read.set()
+    assert read.wait(PATIENCE)  # the push thread has read it: closed
+    redis_server.kill()
+    assert a.send("force_open") == "forced_open"  # degraded: applied alone
+    release.set()
+    wait_until(lambda: "push channel lost" in caplog.text, "the push thread is past its re-read")
+    metrics = a.metrics()
+    assert (a.state, metrics.degraded, metrics.live, metrics.store_errors) == (
+        "forced_open",
+        True,
+        False,
+        1,
+    )
+    with pytest.raises(IllegalTransitionError, match="not allowed in state 'forced_open'"):
+        a.send("disable")  # refused by the local state, not applied to an old "closed"
+    assert "shared store answers again" not in caplog.text
 
 
 def test_without_a_subscription_each_call_asks_first(
