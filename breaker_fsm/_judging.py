@@ -15,6 +15,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from ._calls import call_record
 from ._outcome import FAILED, NEUTRAL, SLOW, SUCCESS, VOID, judge_exception
 from ._transitions import Transitions
 
@@ -135,3 +136,26 @@ class Judging(Transitions):
         if timeout is not None and took >= timeout:
             outcome |= FAILED
         return outcome
+
+    def _tell_call(
+        self,
+        outcome: int,
+        started: float,
+        exc: BaseException | None,
+        *,
+        shadowed: bool = False,
+        now: float | None = None,
+    ) -> None:
+        """Hand a call's outcome to the call sinks.
+
+        A recorded call's, timed already (it ended ``now``); a shadow call's or a shared
+        one's, timed here.
+        """
+        if outcome == VOID:
+            return
+        if now is None:
+            now = self._clock.monotonic()
+            if outcome >= 0:
+                outcome = self._timed_outcome(outcome, now - started)
+        record = call_record(self.name, outcome, started, now, exc, shadowed=shadowed)
+        self._to_sinks(self._call_sinks, record, "call")

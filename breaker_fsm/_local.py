@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import logging
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._calls import CallRecord, call_record
+from ._calls import CallRecord
 from ._detector import window_trips
 from ._judging import Judging
 from ._machine import STATES
@@ -32,8 +31,6 @@ from ._window import CountRing
 from .exceptions import CallTimeoutError, CircuitOpenError
 
 __all__ = ["COROUTINE", "LocalEngine", "count_of"]
-
-_log = logging.getLogger("breaker_fsm")
 
 
 _REFUSED, _BYPASS, _SHADOW = Admission.REFUSED, Admission.BYPASS, Admission.SHADOW
@@ -143,8 +140,8 @@ class LocalEngine(Judging):
         """Count a refused call, and tell the call sinks."""
         next(self._rejections or self._rejected)
         if self._call_sinks:
-            now = self._clock.monotonic()
-            self._emit_call(CallRecord(self.name, "refused", False, now, None))
+            record = CallRecord(self.name, "refused", False, self._clock.monotonic(), None)
+            self._to_sinks(self._call_sinks, record, "call")
 
     def _refusal(self) -> CircuitOpenError:
         """Count a refused call; the ``CircuitOpenError`` to raise (no fallback)."""
@@ -270,27 +267,6 @@ class LocalEngine(Judging):
         if self._call_sinks:
             self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
-
-    def _tell_call(
-        self, outcome: int, started: float, exc: BaseException | None, *, shadowed: bool = False
-    ) -> None:
-        """Hand a call's outcome to the call sinks (a shadow call's, or a shared one's)."""
-        if outcome == VOID:
-            return
-        now = self._clock.monotonic()
-        if outcome >= 0:
-            outcome = self._timed_outcome(outcome, now - started)
-        self._emit_call(call_record(self.name, outcome, started, now, exc, shadowed=shadowed))
-
-    def _emit_call(self, record: CallRecord) -> None:
-        """Hand ``record`` to every call sink; a sink that raises is logged and counted."""
-        for sink in self._call_sinks:
-            try:
-                sink(record)
-            except Exception:
-                _log.exception("breaker %r: call sink %r failed", self.name, sink)
-                with self._lock:
-                    self._sink_errors += 1
 
     def _record_result(self, result: object, gen: int, started: float) -> None:
         """Record a call that returned ``result``, judged by ``is_failure``."""
@@ -421,7 +397,7 @@ class LocalEngine(Judging):
             if outcome >= 0:
                 outcome = self._timed_outcome(outcome, now - started)
             if self._call_sinks and tell and outcome != VOID:
-                self._emit_call(call_record(self.name, outcome, started, now, exc))
+                self._tell_call(outcome, started, exc, now=now)
         event = None
         lock = self._lock
         lock.acquire()

@@ -380,15 +380,19 @@ class Transitions(Layout):
         pending[id(self)] = queue = [record]
         try:
             for item in queue:  # grows while a sink makes a transition
-                for sink in self._sinks:
-                    try:
-                        sink(item)
-                    except Exception:
-                        _log.exception("breaker %r: audit sink %r failed", self.name, sink)
-                        with self._lock:
-                            self._sink_errors += 1
+                self._to_sinks(self._sinks, item, "audit")
         finally:
             del pending[id(self)]
+
+    def _to_sinks(self, sinks: tuple[Callable[[Any], object], ...], item: Any, kind: str) -> None:
+        """Hand ``item`` to every sink; a sink that raises is logged and counted."""
+        for sink in sinks:
+            try:
+                sink(item)
+            except Exception:
+                _log.exception("breaker %r: %s sink %r failed", self.name, kind, sink)
+                with self._lock:
+                    self._sink_errors += 1
 
     def _reason(self, event: str, stats: BreakerStats, open_duration: float) -> str:
         """Why ``event`` fired, in words."""

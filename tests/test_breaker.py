@@ -883,7 +883,7 @@ def test_failing_sink_never_fails_the_call(
     assert [r.getMessage() for r in caplog.records] == [
         f"breaker 's': audit sink {broken!r} failed"
     ]
-    assert [r.args for r in caplog.records] == [("s", broken)]  # which breaker, which sink
+    assert [r.args for r in caplog.records] == [("s", "audit", broken)]  # breaker, kind, sink
 
 
 def test_audit_log_is_bounded_and_counts_drops(clock: FakeClock) -> None:
