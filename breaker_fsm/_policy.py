@@ -175,10 +175,14 @@ def _at_most(limit: int, advice: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-class CountWindow(BaseModel):
-    """Judge the last ``size`` calls (at most ``MAX_COUNT_WINDOW``, 100,000)."""
+class _Window(BaseModel):
+    """What both kinds of window are: frozen, and strict about their fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CountWindow(_Window):
+    """Judge the last ``size`` calls (at most ``MAX_COUNT_WINDOW``, 100,000)."""
 
     kind: Literal["count"] = "count"
     size: Annotated[
@@ -196,10 +200,8 @@ class CountWindow(BaseModel):
     )
 
 
-class TimeWindow(BaseModel):
+class TimeWindow(_Window):
     """Judge the calls of the last ``seconds`` seconds, in one-second buckets (an hour at most)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["time"] = "time"
     seconds: Annotated[
