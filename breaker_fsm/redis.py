@@ -105,12 +105,12 @@ from ._topology import (
     SERVER,
     Topology,
     check_async_client,
-    check_url,
     decodes,
     service_of,
     topology_of,
     where,
 )
+from ._urls import check_url
 
 if TYPE_CHECKING:
     import redis as redis_sync

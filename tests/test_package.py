@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -61,3 +62,15 @@ def test_core_imports_without_optional_libraries() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_readme_architecture_names_every_module() -> None:
+    """The README's Architecture section names each module of the package, and only those:
+    a module added, renamed or split without the map being updated fails here."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([A-Za-z_]\w*\.py)`", section))
+    named |= set(re.findall(r'\["([A-Za-z_]\w*\.py)', section))  # the diagram's boxes
+    modules = {path.name for path in Path(breaker_fsm.__file__).parent.glob("*.py")}
+    assert sorted(modules - named) == []
+    assert sorted(named - modules) == []
