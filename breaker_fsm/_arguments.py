@@ -8,6 +8,7 @@ the clock's two methods), not by class, so duck-typed objects keep working.
 
 from __future__ import annotations
 
+import inspect
 import os
 import reprlib
 from collections.abc import Iterable, Mapping
@@ -106,6 +107,11 @@ def check_arguments(
     return check_sinks(sinks, "CircuitBreaker sinks")
 
 
+def is_async_callable(obj: object) -> bool:
+    """Whether calling ``obj`` gives a coroutine (``async def``, or an async ``__call__``)."""
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(type(obj).__call__)
+
+
 def check_sinks(sinks: object, label: str, *, calls: bool = False) -> tuple[Sink, ...]:
     """``sinks`` as a tuple, each one checked callable; ``label`` names the argument.
 
@@ -123,7 +129,7 @@ def check_sinks(sinks: object, label: str, *, calls: bool = False) -> tuple[Sink
 
 
 def check_sink(sink: object, label: str, *, calls: bool = False) -> None:
-    """Refuse a sink that is not callable, or a file sink of the other kind."""
+    """Refuse a sink that is not callable, is ``async def``, or writes the other record kind."""
     from ._calls import CallLogSink
     from ._trail import JsonlSink
 
@@ -132,6 +138,13 @@ def check_sink(sink: object, label: str, *, calls: bool = False) -> None:
         raise TypeError(
             f"{label} must be callable (it receives each {receives}), "
             f"got {_got(sink)}{_file_hint(sink, calls=calls)}"
+        )
+    if is_async_callable(sink):
+        raise TypeError(
+            f"{label} is an async function ({_got(sink)}): sinks are called synchronously, "
+            "where the record is made, so its coroutine would never run; give a plain "
+            "function (to hand records to an event loop, put them on an asyncio.Queue with "
+            "loop.call_soon_threadsafe)"
         )
     wrong, right = (JsonlSink, "CallLogSink") if calls else (CallLogSink, "JsonlSink")
     if isinstance(sink, wrong):

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._policy import BreakerStats
     from ._transitions import Transitions
 
-__all__ = ["_MOVES", "_Binding", "_PooledBinding", "_borrow", "_give_back"]
+__all__ = ["_MOVES", "_Binding", "_PooledBinding", "_borrow", "_give_back", "refused_because"]
 
 #: What an event carries besides its evidence (see ``Transitions._apply``).
 Extra = dict[str, Any]
@@ -154,6 +154,15 @@ class _PooledBinding(_Model):
 
 #: Every event's name.
 _EVENTS = tuple(sorted({event for event, _ in _MOVES}))
+
+
+def refused_because(event: str, state: str) -> str:
+    """Why ``event`` is not allowed in ``state``, naming what is: an error's detail."""
+    if not any(known == event for known, _ in _MOVES):
+        return f"unknown event; the events are {', '.join(_EVENTS)}"
+    allowed = [known for known in _EVENTS if (known, state) in _MOVES]
+    return f"allowed: {', '.join(allowed)}"
+
 
 #: A machine, its binding, and its events (python-statemachine builds a bound event object
 #: at each ``send``; calling a kept one does the same without that).

@@ -9,7 +9,6 @@ applied back to those attributes and recorded by a listener on the machine.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
@@ -296,14 +295,14 @@ class CircuitBreaker(Guards):
             retry_after = self._open_duration - (self._clock.monotonic() - self._opened_at)
             if retry_after > 0:
                 next(self._rejections or self._rejected)
-                if self._fallback is None:
+                if self._sync_fallback is None:
                     raise CircuitOpenError(self.name, _OPEN_NAME, retry_after)
-                return cast(R, self._fallback(*args, **kwargs))
+                return cast(R, self._sync_fallback(*args, **kwargs))
         elif state == FORCED_OPEN and self._overrides_are_final and self._rejects_inline:
             next(self._rejections or self._rejected)
-            if self._fallback is None:
+            if self._sync_fallback is None:
                 raise CircuitOpenError(self.name, _FORCED_NAME, None)
-            return cast(R, self._fallback(*args, **kwargs))
+            return cast(R, self._sync_fallback(*args, **kwargs))
         gen = self._gen if state == CLOSED else self._admit()
         if gen < 0:
             return cast(R, self._unadmitted(gen, func, args, kwargs))
@@ -449,13 +448,3 @@ class CircuitBreaker(Guards):
         is judged and re-raised, and exhaustion or an early ``close()`` is a success.
         """
         return decorate(self, func)
-
-    @staticmethod
-    async def _answer(
-        fallback: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """The fallback's answer to a refused awaited call (awaited if it is awaitable)."""
-        value = fallback(*args, **kwargs)
-        if inspect.isawaitable(value):
-            value = await value
-        return value

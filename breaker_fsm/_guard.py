@@ -16,6 +16,7 @@ import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from ._arguments import is_async_callable
 from ._local import LOST_PERMITS, LocalEngine
 from ._outcome import FAILED, NEUTRAL, SUCCESS, Admission
 from ._transitions import CLOSED, HALF_OPEN
@@ -87,7 +88,16 @@ class Permit:
         self._breaker._complete(self._gen, self._take(SUCCESS), self._started, None)
 
     def failure(self, exc: BaseException | None = None) -> None:
-        """The operation failed (``exc``, if given, goes to call sinks)."""
+        """The operation failed (``exc``, if given, goes to call sinks).
+
+        Raises:
+            TypeError: ``exc`` is neither an exception nor ``None`` (nothing is settled).
+        """
+        if exc is not None and not isinstance(exc, BaseException):
+            raise TypeError(
+                "Permit.failure takes the exception the operation raised, or nothing, got "
+                f"{type(exc).__name__}: {exc!r}"
+            )
         self._breaker._complete(self._gen, self._take(FAILED), self._started, exc)
 
     def release(self) -> None:
@@ -233,7 +243,14 @@ def decorate(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[...,
     A generator function (sync or async) gets a wrapper of its own kind, guarded by one
     permit per stream; an ``async def`` (or an object whose ``__call__`` is one) goes
     through ``acall``; anything else through ``call``.
+
+    Raises:
+        TypeError: ``func`` is not callable (``@breaker`` on something else).
     """
+    if not callable(func):
+        raise TypeError(
+            f"@breaker decorates a function (or any callable), got {type(func).__name__}: {func!r}"
+        )
     if inspect.isgeneratorfunction(func):
 
         @functools.wraps(func)
@@ -257,7 +274,7 @@ def decorate(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[...,
 
         return async_generator_wrapper
     # An object with an async __call__ too, a descriptor (with __get__) among them.
-    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
+    if is_async_callable(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

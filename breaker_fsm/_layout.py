@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._arguments import is_async_callable
 from ._window import make_window
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Layout:
         "_slow_rate",
         "_state",
         "_streak",
+        "_sync_fallback",
         "_threshold",
         "_timed",
         "_tlock_obj",
@@ -137,6 +139,7 @@ class Layout:
     _slow_rate: float
     _state: int
     _streak: int
+    _sync_fallback: Callable[..., Any] | None
     _threshold: int
     _timed: bool
     _tlock_obj: threading.RLock | None
@@ -166,6 +169,9 @@ class Layout:
         self.policy = policy
         self._clock = clock
         self._fallback = fallback
+        self._sync_fallback = fallback  # what call() runs: an async one cannot answer it
+        if fallback is not None and is_async_callable(fallback):
+            self._sync_fallback = _awaited_only(name, fallback)
         self._sinks = sinks
         self._call_sinks = call_sinks
         self._is_failure = is_failure
@@ -237,3 +243,19 @@ class Layout:
             and (window is None or window.kind == "count")
         )
         self._rejects_inline = self._enforce and not sinks
+
+
+def _awaited_only(name: str, fallback: Callable[..., Any]) -> Callable[..., Any]:
+    """What ``call`` runs in place of an ``async def`` fallback, which only ``acall`` awaits.
+
+    A clear ``TypeError``; the fallback is not called, so no coroutine is left unawaited.
+    """
+    label = getattr(fallback, "__qualname__", None) or repr(fallback)
+
+    def awaited_only(*args: object, **kwargs: object) -> Any:
+        raise TypeError(
+            f"breaker {name!r}: its fallback {label} is an async function, which call() "
+            "cannot await: use `await breaker.acall(...)`, or give a plain fallback"
+        )
+
+    return awaited_only

@@ -131,10 +131,10 @@ class LocalEngine(Judging):
 
     def _refused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Count a refusal, then raise ``CircuitOpenError`` or return the fallback's value."""
-        if self._fallback is None:
+        if self._sync_fallback is None:
             raise self._refusal()
         self._count_refusal()
-        return self._fallback(*args, **kwargs)
+        return self._sync_fallback(*args, **kwargs)
 
     def _count_refusal(self) -> None:
         """Count a refused call, and tell the call sinks."""
@@ -155,7 +155,17 @@ class LocalEngine(Judging):
 
     async def _arefused(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """:meth:`_refused` for awaited calls: an awaitable fallback's value is awaited."""
-        value = self._refused(args, kwargs)
+        if self._fallback is None:
+            raise self._refusal()
+        self._count_refusal()
+        return await self._answer(self._fallback, args, kwargs)
+
+    @staticmethod
+    async def _answer(
+        fallback: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """The fallback's answer to a refused awaited call (awaited if it is awaitable)."""
+        value = fallback(*args, **kwargs)
         if inspect.isawaitable(value):
             value = await value
         return value

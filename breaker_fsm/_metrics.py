@@ -46,7 +46,8 @@ class BreakerMetrics:
     transitions: int
     """Transitions recorded so far (the last ``seq``)."""
     sink_errors: int
-    """Audit sinks (and ``is_failure`` predicates) that raised, lifetime."""
+    """Sinks (audit and call sinks) and ``is_failure``/``is_failure_exception`` predicates
+    that raised, lifetime: each one is logged, and the call goes on."""
     store_errors: int = 0
     """Round trips to the shared store (``store=``) that failed or timed out, lifetime."""
     degraded: bool = False

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from ._audit import SHARED_LIFE
+from ._binding import refused_because
 from ._guard import Permit
 from ._local import COROUTINE
 from ._machine import STATES
@@ -402,7 +403,7 @@ class SharedBreaker(Mirror):
         """
         code = EVENT_CODES.get(event)
         if code is None:
-            raise IllegalTransitionError(event, self.state, "unknown event")
+            raise IllegalTransitionError(event, self.state, refused_because(event, self.state))
         now = self._clock.monotonic()
         if link.degraded and now < link.retry_at:
             return None, now
@@ -432,8 +433,9 @@ class SharedBreaker(Mirror):
         elif answer is not None:
             self._on_reply(link, answer, now, reason)
             if answer.ok != 1:
-                detail = "" if answer.ok == 0 else "its guard does not hold"
-                raise IllegalTransitionError(event, STATES[answer.state], detail)
+                state = STATES[answer.state]
+                detail = "its guard does not hold" if answer.ok else refused_because(event, state)
+                raise IllegalTransitionError(event, state, detail)
             return STATES[answer.state]
         _log.warning(
             "breaker %r: %r applied to this process's state only: the shared store is "

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from statemachine.exceptions import TransitionNotAllowed
 
 from ._audit import AuditLog, Transition, check_wall
-from ._binding import _MOVES, _Binding, _borrow, _give_back
+from ._binding import _MOVES, _Binding, _borrow, _give_back, refused_because
 from ._layout import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, Layout
 from ._machine import STATES, BreakerMachine
 from ._policy import BreakerStats
@@ -194,8 +194,7 @@ class Transitions(Layout):
         with self._tlock:
             state = self.state
             if (event, state) not in _MOVES:
-                known = any(e == event for e, _ in _MOVES)
-                raise IllegalTransitionError(event, state, "" if known else "unknown event")
+                raise IllegalTransitionError(event, state, refused_because(event, state))
             if not self._fire(event, None, reason=reason):
                 raise IllegalTransitionError(event, state, "its guard does not hold")
             return self.state

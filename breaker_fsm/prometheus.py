@@ -24,7 +24,8 @@ event}``                                                ``recover``...; zeros in
 ``circuitbreaker_buffered_calls{name}``        gauge    calls in the sliding window
 ``circuitbreaker_consecutive_failures{name}``  gauge    the current failure streak (failed
                                                         trials extend it)
-``circuitbreaker_sink_errors_total{name}``     counter  audit sinks or predicates that raised
+``circuitbreaker_sink_errors_total{name}``     counter  sinks (audit, call) or predicates
+                                                        that raised
 ``circuitbreaker_store_errors_total{name}``    counter  failed round trips to the shared
                                                         store (``store=``); 0 without one
 ``circuitbreaker_degraded{name}``              gauge    1 while running on local state
@@ -206,7 +207,7 @@ class BreakerCollector:
             ),
             CounterMetricFamily(
                 f"{ns}_sink_errors",
-                "Audit sinks and failure predicates that raised",
+                "Audit and call sinks, and failure predicates, that raised",
                 labels=["name"],
             ),
             CounterMetricFamily(

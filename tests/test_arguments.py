@@ -163,6 +163,37 @@ def test_bad_fallback_no_longer_waits_for_the_outage(clock: FakeClock) -> None:
         refusing.call(lambda: "fresh")
 
 
+async def async_sink(record: object) -> None:
+    """A sink written ``async def``: its coroutine would never run."""
+
+
+class AsyncCallSink:
+    """A sink object whose ``__call__`` is ``async def``."""
+
+    async def __call__(self, record: object) -> None:
+        """Would never run."""
+
+
+@pytest.mark.parametrize("sink", [async_sink, AsyncCallSink()], ids=["function", "object"])
+def test_an_async_sink_is_refused_wherever_it_is_given(sink: Any) -> None:
+    """Sinks run synchronously where the record is made: an ``async def`` one would only
+    leave coroutines that never run, so every way of adding one refuses it, naming it."""
+    message = r"is an async function .* sinks are called synchronously"
+    with pytest.raises(TypeError, match=r"CircuitBreaker sinks\[0\] " + message):
+        CircuitBreaker("users-api", sinks=[sink])
+    with pytest.raises(TypeError, match=r"CircuitBreaker call_sinks\[0\] " + message):
+        CircuitBreaker("users-api", call_sinks=[sink])
+    breaker = CircuitBreaker("users-api")
+    with pytest.raises(TypeError, match="add_sink's sink " + message):
+        breaker.add_sink(sink)
+    with pytest.raises(TypeError, match="add_call_sink's sink " + message):
+        breaker.add_call_sink(sink)
+    registry = BreakerRegistry()
+    with pytest.raises(TypeError, match="BreakerRegistry.add_sink sink " + message):
+        registry.add_sink(sink)
+    assert (breaker.sinks, breaker.call_sinks, registry.sinks) == ((), (), ())
+
+
 # ----------------------------------------------------------------------------- registry
 
 

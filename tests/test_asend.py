@@ -188,13 +188,22 @@ def test_refused_operator_events_name_the_event_the_state_and_why(
 
     run_closing(store, scenario)
     assert [(e.event, e.state, str(e)) for e in errors] == [
-        ("explode", "closed", "event 'explode' is not allowed in state 'closed' (unknown event)"),
+        (
+            "explode",
+            "closed",
+            "event 'explode' is not allowed in state 'closed' (unknown event; the events are "
+            "attempt_reset, disable, force_open, recover, reset, retrip, trip)",
+        ),
         (
             "trip",
             "closed",
             "event 'trip' is not allowed in state 'closed' (its guard does not hold)",
         ),
-        ("disable", "forced_open", "event 'disable' is not allowed in state 'forced_open'"),
+        (
+            "disable",
+            "forced_open",
+            "event 'disable' is not allowed in state 'forced_open' (allowed: reset)",
+        ),
     ]
     assert a.metrics().store_errors == 0
 

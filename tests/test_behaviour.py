@@ -31,7 +31,7 @@ from breaker_fsm import (
     TimeWindow,
 )
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, boom, ok
+from tests.helpers import Boom, aok, boom, ok
 
 if TYPE_CHECKING:
     from breaker_fsm.redis import RedisStore
@@ -823,3 +823,43 @@ def test_a_time_window_ages_out_between_calls(
         assert (breaker.metrics().window_calls, breaker.metrics().failure_rate) == (0, None)
 
     run(scenario)
+
+
+def test_an_async_fallback_answers_acall_and_call_says_it_cannot(
+    make: Make, run: Run, clock: FakeClock
+) -> None:
+    """An ``async def`` fallback answers refused awaited calls. ``call`` cannot await it: a
+    refused ``call`` raises a TypeError naming ``acall`` (no coroutine is left unawaited,
+    which ``filterwarnings = error`` would catch), on the inlined refusal (open) and on
+    the others (half-open with its trial taken, forced_open)."""
+
+    async def cached(key: str) -> str:
+        return f"cached {key}"
+
+    breaker = make(options={"fallback": cached}, failure_threshold=1, reset_timeout=5)
+    cannot = r"breaker 'svc': its fallback .*cached is an async function, which call\(\) cannot"
+
+    async def scenario() -> None:
+        with pytest.raises(Boom):
+            await breaker.acall(abort)
+        assert await breaker.acall(aok, "a") == "cached a"
+        with pytest.raises(TypeError, match=cannot):
+            breaker.call(ok, "b")
+        clock.advance(5)
+        trial = breaker.acquire()  # the one trial: the next calls are refused
+        with pytest.raises(TypeError, match=cannot):
+            breaker.call(ok, "c")
+        assert await breaker.acall(aok, "d") == "cached d"
+        trial.success()
+        await breaker.asend("force_open")
+        with pytest.raises(TypeError, match=cannot):
+            breaker.call(ok, "e")
+        assert await breaker.acall(aok, "f") == "cached f"
+
+    run(scenario)
+    assert breaker.metrics().rejected_count == 6
+
+
+async def abort() -> NoReturn:
+    """An awaited call that fails with :class:`Boom`."""
+    raise Boom("dependency down")

@@ -616,10 +616,11 @@ def test_asend_without_a_store_is_send(clock: FakeClock) -> None:
     assert asyncio.run(scenario()) == sent
     assert sent == [
         "forced_open",
-        "event 'disable' is not allowed in state 'forced_open'",
+        "event 'disable' is not allowed in state 'forced_open' (allowed: reset)",
         "closed",
         "event 'trip' is not allowed in state 'closed' (its guard does not hold)",
-        "event 'explode' is not allowed in state 'closed' (unknown event)",
+        "event 'explode' is not allowed in state 'closed' (unknown event; the events are "
+        "attempt_reset, disable, force_open, recover, reset, retrip, trip)",
         "disabled",
         "closed",
     ]
@@ -1229,10 +1230,16 @@ def test_illegal_send_messages() -> None:
     breaker = CircuitBreaker("s")
     with pytest.raises(IllegalTransitionError) as exc:
         breaker.send("recover")
-    assert str(exc.value) == "event 'recover' is not allowed in state 'closed'"
+    assert str(exc.value) == (
+        "event 'recover' is not allowed in state 'closed' (allowed: disable, force_open, "
+        "reset, trip)"
+    )
     with pytest.raises(IllegalTransitionError) as exc:
         breaker.send("explode")
-    assert exc.value.detail == "unknown event"
+    assert exc.value.detail == (
+        "unknown event; the events are attempt_reset, disable, force_open, recover, reset, "
+        "retrip, trip"
+    )
     with pytest.raises(IllegalTransitionError) as exc:
         breaker.send("trip")
     assert exc.value.detail == "its guard does not hold"

@@ -118,6 +118,28 @@ def test_permit_settles_exactly_once(make: Make) -> None:
     assert (metrics.error_count, metrics.success_count, metrics.total_requests) == (1, 0, 1)
 
 
+def test_permit_failure_takes_an_exception_or_nothing(make: Make) -> None:
+    """permit.failure("oops") is refused, naming what it got, and settles nothing: the
+    permit is still held and settles once, properly."""
+    breaker = make(failure_threshold=3)
+    permit = breaker.acquire()
+    with pytest.raises(TypeError, match=r"Permit.failure takes the exception .* got str: 'oops'"):
+        permit.failure("oops")  # type: ignore[arg-type]
+    assert not permit.settled
+    permit.failure()
+    metrics = breaker.metrics()
+    assert (metrics.error_count, metrics.total_requests, permit.settled) == (1, 1, True)
+
+
+def test_decorating_something_that_is_not_callable_fails_at_once(make: Make) -> None:
+    """@breaker on a value that cannot be called fails where it is written, not at its first
+    call."""
+    breaker = make()
+    with pytest.raises(TypeError, match=r"@breaker decorates a function .* got int: 42"):
+        breaker(42)  # type: ignore[call-overload]
+    assert breaker.metrics().total_requests == 0
+
+
 def test_permit_release_is_neutral_and_gives_back_the_trial(make: Make, clock: FakeClock) -> None:
     """release() counts neither way and gives the half-open trial slot back."""
     breaker = make(failure_threshold=1, reset_timeout=5)

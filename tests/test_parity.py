@@ -94,7 +94,15 @@ class _Sync(ast.NodeTransformer):
 
 class _NoCoroutineCheck(ast.NodeTransformer):
     """Drops call's ``if type(result) is COROUTINE:`` checks: only ``call`` can be handed
-    an async function (``acall`` hears of a plain one from ``await``'s own TypeError)."""
+    an async function (``acall`` hears of a plain one from ``await``'s own TypeError). And
+    reads call's ``_sync_fallback`` as ``_fallback``: the same fallback, but for an
+    ``async def`` one, which only ``acall`` can await."""
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        self.generic_visit(node)
+        if node.attr == "_sync_fallback":
+            node.attr = "_fallback"
+        return node
 
     def visit_If(self, node: ast.If) -> Any:
         test = node.test
