@@ -255,7 +255,7 @@ class CircuitBreaker(Guards):
                 result = func(*args, **kwargs) if kwargs else func(*args)  # type: ignore[call-arg]
             except Exception as exc:
                 if not self._plain or type(exc) is TypeError:  # see _judge_raised
-                    self._record_exception(exc, gen, 0.0)
+                    self._record_exception(exc, gen, 0.0, tell=False)
                 elif self._window is not None:
                     self._record_failure(gen)
                 else:  # the default policy: _record_failure without a window, inlined
@@ -272,7 +272,7 @@ class CircuitBreaker(Guards):
                         self._fire("trip", gen)
                 raise
             except BaseException:
-                self._record(gen, NEUTRAL, 0.0)
+                self._record(gen, NEUTRAL, 0.0, tell=False)
                 raise
             if type(result) is COROUTINE:  # call(async_fn): the one check a success pays
                 raise self._not_awaited(func, result, gen)
@@ -335,7 +335,7 @@ class CircuitBreaker(Guards):
                 result = await (func(*args, **kwargs) if kwargs else func(*args))  # type: ignore[call-arg]
             except Exception as exc:
                 if not self._plain or type(exc) is TypeError:  # see _judge_raised
-                    self._record_exception(exc, gen, 0.0)
+                    self._record_exception(exc, gen, 0.0, tell=False)
                 elif self._window is not None:
                     self._record_failure(gen)
                 else:  # the default policy: _record_failure without a window, inlined
@@ -352,7 +352,7 @@ class CircuitBreaker(Guards):
                         self._fire("trip", gen)
                 raise
             except BaseException:
-                self._record(gen, NEUTRAL, 0.0)
+                self._record(gen, NEUTRAL, 0.0, tell=False)
                 raise
             window = self._window
             if window is None:

@@ -207,10 +207,12 @@ class LocalEngine(Judging):
         """:meth:`_complete` for asyncio code (in memory there is nothing to await)."""
         self._complete(gen, outcome, started, exc)
 
-    def _record_exception(self, exc: BaseException, gen: int, started: float) -> None:
+    def _record_exception(
+        self, exc: BaseException, gen: int, started: float, *, tell: bool = True
+    ) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral."""
         outcome, hint = self._judge_raised(exc)
-        self._record(gen, outcome, started, hint, exc=exc)
+        self._record(gen, outcome, started, hint, exc=exc, tell=tell)
 
     def _give_back(self, gen: int) -> None:
         """Give back the admission of a call that was not made: nothing is recorded."""
@@ -399,7 +401,8 @@ class LocalEngine(Judging):
         ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
         a clock reading already taken for this outcome; ``exc`` what the call raised (for
         call sinks, which hear of the call first, then of any transition it causes, unless
-        ``tell`` is false: the caller told them).
+        ``tell`` is false: the caller told them, or the call ran on an inlined closed path,
+        which began before any call sink was added and read no start to give one).
         """
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets

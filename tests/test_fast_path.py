@@ -657,3 +657,95 @@ def test_awaited_refusal_while_half_open_is_full_uses_the_fallback() -> None:
     assert asyncio.run(breaker.acall(trial)) == "fallback"
     assert breaker.state == "closed"
     assert breaker.metrics().rejected_count == 1
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("error", [Boom, Interrupt], ids=["failure", "interrupted"])
+def test_a_call_sink_added_during_an_inlined_call_hears_only_the_calls_after_it(
+    is_async: bool, error: type[BaseException]
+) -> None:
+    """A call on the inlined closed path reads no start: a call sink added while it runs
+    does not hear of it (it would get a made-up start), whatever it raised; the breaker
+    counts it all the same, and the sink hears every later call with its real timing."""
+    clock = FakeClock(100.0)
+    records: list[CallRecord] = []
+    # Boom is the only exception recorded: a failure is judged, not counted inline.
+    breaker = CircuitBreaker("s", BreakerPolicy(record_exceptions=(Boom,)), clock=clock)
+
+    def add_sink_then_raise() -> NoReturn:
+        breaker.add_call_sink(records.append)
+        clock.advance(2)
+        raise error("down")
+
+    with pytest.raises(error):
+        drive(breaker, add_sink_then_raise, is_async)
+    assert records == []
+    m = breaker.metrics()
+    assert (m.error_count, m.ignored_count) == ((1, 0) if error is Boom else (0, 1))
+
+    def raise_later() -> NoReturn:
+        clock.advance(1)
+        raise error("down")
+
+    with pytest.raises(error):
+        drive(breaker, raise_later, is_async)
+    outcome = "failure" if error is Boom else "ignored"
+    assert [(r.outcome, r.start, r.duration) for r in records] == [(outcome, 102.0, 1.0)]
+
+
+class CountingLock:
+    """A breaker's lock, wrapped: it counts the acquisitions."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.acquired = 0
+
+    def acquire(self) -> bool:
+        self.acquired += 1
+        return self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_an_armed_count_window_counts_inlined_successes_without_the_lock(
+    is_async: bool,
+) -> None:
+    """Once its count window is armed, a closed success on the inlined path takes no lock
+    (a step of the window's tally); the window and the totals hold it all the same."""
+    breaker = CircuitBreaker("w", BreakerPolicy(window=CountWindow(size=3)))
+    for _ in range(3):
+        drive(breaker, ok, is_async)  # minimum_calls under the line: armed
+    counting = CountingLock(breaker._lock)
+    breaker._lock = counting  # type: ignore[assignment]
+    for _ in range(5):
+        assert drive(breaker, ok, is_async) == "ok"
+    assert counting.acquired == 0
+    breaker._lock = counting.lock
+    m = breaker.metrics()
+    assert (m.success_count, m.window_calls, m.failure_rate) == (8, 3, 0.0)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_an_open_breaker_refuses_inline_on_one_clock_reading_to_its_episodes_end(
+    is_async: bool,
+) -> None:
+    """An enforcing open breaker refuses right in call/acall on one clock reading, up to
+    the last moment of its episode (half a second left here), and reports that reading's
+    retry time."""
+    clock = CountingClock()
+    breaker = CircuitBreaker("o", BreakerPolicy(failure_threshold=1, reset_timeout=10), clock=clock)
+    fail(breaker)
+    clock.advance(9.5)
+    clock.readings = 0
+    with pytest.raises(CircuitOpenError) as refused:
+        drive(breaker, ok, is_async)
+    assert (refused.value.retry_after, clock.readings) == (0.5, 1)
+    assert breaker.metrics().rejected_count == 1

@@ -21,6 +21,7 @@ import pytest
 
 from breaker_fsm import (
     BreakerPolicy,
+    CallRecord,
     CircuitBreaker,
     CircuitOpenError,
     CountWindow,
@@ -28,6 +29,7 @@ from breaker_fsm import (
     TimeWindow,
 )
 from breaker_fsm._machine import STATES
+from breaker_fsm._mirror import LOCAL_GEN
 from breaker_fsm._outcome import FAILED, NEUTRAL, SUCCESS
 from breaker_fsm._store import EVENT_CODES, Seed, SharedState, SharedStore, StoreReply
 from breaker_fsm.testing import FakeClock
@@ -1564,3 +1566,172 @@ def test_record_answers_resync_count_once_and_keep_the_window_fresh(
     entry.script(reply(window=(1, 0, 0)), reply(window=(2, 0, 0)))
     assert breaker.call(ok) == breaker.call(ok) == "ok"
     assert breaker.metrics().window_calls == 2
+
+
+# ------------------------------------------------------------------------ generations, forks
+
+
+@pytest.mark.parametrize(
+    "generations",
+    [(0, LOCAL_GEN + 2), (LOCAL_GEN - 1, LOCAL_GEN + 1)],
+    ids=["from-0", "from-the-last-shared-one"],
+)
+def test_local_generations_count_on_from_the_shared_one_at_or_above_local_gen(
+    make: Make,
+    entry: ScriptedState,
+    invoke: Invoke,
+    clock: FakeClock,
+    generations: tuple[int, int],
+) -> None:
+    """Degraded, the transitions a breaker makes alone number on one by one from the shared
+    generation it last mirrored, shifted to LOCAL_GEN and above (never a shared one): a
+    call admitted on local state and settled past the retry time reaches the store under
+    its local generation (the second local transition's here)."""
+    shared, local = generations
+    breaker = make(failure_threshold=1, reset_timeout=1)
+    entry.script(reply(gen=shared), ConnectionError("store down"))
+    assert invoke(breaker, ok) == "ok"  # the mirror follows generation `shared`
+    failed(invoke, breaker)  # degrades, and trips locally
+    clock.advance(1)  # the local episode is over; the retry time (5 s) is not
+
+    def past_the_retry_time() -> str:
+        clock.advance(5)
+        return "trial"
+
+    entry.script(None)
+    assert invoke(breaker, past_the_retry_time) == "trial"  # admitted by a local attempt_reset
+    assert [(r.event, r.generation) for r in breaker.audit] == [
+        ("trip", None),
+        ("attempt_reset", None),
+    ]
+    assert (entry.calls[-1].op[-6:], entry.calls[-1].args[:2]) == ("record", (local, SUCCESS))
+
+
+@pytest.mark.parametrize(
+    "push",
+    [tripped(gen=1), reply("half_open", gen=2, event="attempt_reset", source="open", episode=1)],
+    ids=["the-state-at-its-generation", "the-source-of-the-next-transition"],
+)
+def test_a_fork_is_followed_with_a_warning_naming_both_states_at_its_generation(
+    pushing: ScriptedPushingState,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    push: StoreReply,
+) -> None:
+    """The mirror saw its own force_open at generation 1; a push shows another state there
+    (that generation's, or the source of the transition after it): the breaker follows the
+    store's state, with one warning naming the generation and both states."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    pushing.script(reply("forced_open", gen=1, event="force_open", source="closed"))
+    assert breaker.send("force_open") == "forced_open"
+    assert breaker._pushed(push) is True
+    assert (breaker.state, breaker.metrics().transitions) == (STATES[push.state], push.gen)
+    assert [r.getMessage() for r in caplog.records] == [
+        "breaker 'svc': the shared store holds open at generation 1, where this member "
+        "mirrored forced_open: the store lost a transition (a failover) and another member "
+        "made another one at that generation; following the store's (verify reports the "
+        "fork in the merged trails)"
+    ]
+
+
+# ------------------------------------------------------------------------ permits, admission
+
+
+def test_an_awaited_permit_at_generation_0_settles_in_the_store(
+    make: Make, entry: ScriptedState
+) -> None:
+    """An async with block on a fresh shared breaker (closed, generation 0) settles its
+    permit in the store, one arecord round trip, as at any shared generation: the store's
+    trip is recorded."""
+    breaker = make(failure_threshold=1)
+    entry.script(tripped())
+
+    async def scenario() -> None:
+        with pytest.raises(Boom):
+            async with breaker:
+                raise Boom("down")
+
+    asyncio.run(scenario())
+    assert [(c.op, c.args[:2]) for c in entry.calls] == [("arecord", (0, FAILED))]
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", 1)]
+
+
+def test_an_awaited_shadow_permit_tells_the_call_sinks_all_about_its_block(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """Shadow mode, open: an async with block an enforcing breaker would refuse runs, with
+    no round trip, and the call sinks hear its outcome, start, duration and exception."""
+    breaker = make(failure_threshold=1, enforce=False)
+    entry.script(tripped())
+    with pytest.raises(Boom):
+        breaker.call(boom)  # the store trips
+    records: list[CallRecord] = []
+    breaker.add_call_sink(records.append)
+    clock.advance(1)
+    down = Boom("down")
+
+    def two_seconds_then_down() -> NoReturn:
+        clock.advance(2)
+        raise down
+
+    async def scenario() -> None:
+        with pytest.raises(Boom):
+            async with breaker:
+                two_seconds_then_down()
+
+    asyncio.run(scenario())
+    assert [(r.outcome, r.start, r.duration, r.exception, r.shadowed) for r in records] == [
+        ("failure", 1.0, 2.0, down, True)
+    ]
+    assert (len(entry.calls), breaker.metrics().shadow_rejected_count) == (1, 1)
+
+
+class TickingClock(FakeClock):
+    """A FakeClock that moves on by ``tick`` seconds after each monotonic reading."""
+
+    tick = 0.0
+
+    def monotonic(self) -> float:
+        reading = super().monotonic()
+        self.advance(self.tick)
+        return reading
+
+
+def test_an_open_mirror_refuses_an_admission_on_the_reading_its_plan_took(
+    entry: ScriptedState, mode: str
+) -> None:
+    """An open mirror refuses an admission on the one clock reading its plan took, to the
+    last moment of its episode: a later reading past the end (the clock moves on) never
+    makes the breaker leave open by a transition of its own while the store answers."""
+    clock = TickingClock()
+    breaker = CircuitBreaker(
+        "svc",
+        BreakerPolicy(failure_threshold=1, reset_timeout=10),
+        clock=clock,
+        store=ScriptedStore(entry),
+    )
+    entry.script(tripped())
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    clock.advance(9.9)
+    clock.tick = 0.2  # the next reading is past the episode's end
+    with pytest.raises(CircuitOpenError):
+        _ = breaker.acquire() if mode == "sync" else asyncio.run(breaker.aacquire())
+    assert [(r.event, r.generation) for r in breaker.audit] == [("trip", 1)]
+    assert (breaker.state, len(entry.calls)) == ("open", 1)
+
+
+def test_an_awaited_shared_call_without_call_timeout_needs_no_asyncio_task(
+    make: Make, entry: ScriptedState
+) -> None:
+    """Without call_timeout, acall awaits the operation itself, under no asyncio.timeout
+    (the README's call_timeout is what brings one): a runner other than asyncio's (here
+    the coroutine is driven by hand) runs it to its end, and its outcome is recorded."""
+    breaker = make(failure_threshold=3)
+    entry.script(None)
+    running = breaker.acall(aok, "ran")
+    with pytest.raises(StopIteration) as done:
+        running.send(None)
+    assert done.value.value == "ran"
+    assert [(c.op, c.args[:2]) for c in entry.calls] == [("arecord", (0, SUCCESS))]
