@@ -14,7 +14,7 @@ trail make of that:
 - anything else at one generation (a member recording it twice, a record not legal from
   the generation before) is still an error.
 
-First on a scripted in-memory store (``tests.test_mirror.ScriptedState``: every reply
+First on a scripted in-memory store (``tests.scripted.ScriptedState``: every reply
 chosen by the test), then on a real redis-server whose entry is set back to the older
 generation, as a promoted replica that lacks the transition holds it. The Sentinel
 version (a real primary killed) is in ``tests/test_redis_sentinel.py``.
@@ -33,7 +33,7 @@ from breaker_fsm.audit import AuditError, Fork, JsonlSink, digest, verify
 from breaker_fsm.testing import FakeClock
 from tests.helpers import fail, invoke_cli, merged, wait_live, wait_until
 from tests.redis_server import RedisServer, StoreFactory
-from tests.test_mirror import ScriptedState, ScriptedStore, reply, tripped
+from tests.scripted import ScriptedState, ScriptedStore, reply, tripped
 
 POLICY = BreakerPolicy(failure_threshold=1, reset_timeout=30)
 EPOCH = 7  # the store entry's incarnation: the same before and after the failover

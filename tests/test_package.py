@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -74,3 +75,23 @@ def test_the_readme_architecture_names_every_module() -> None:
     modules = {path.name for path in Path(breaker_fsm.__file__).parent.glob("*.py")}
     assert sorted(modules - named) == []
     assert sorted(named - modules) == []
+
+
+def test_no_test_module_imports_another() -> None:
+    """Test modules share helpers through tests/helpers.py (and the other non-test modules of
+    tests/), never by importing each other: each topic file stands alone."""
+    tests = Path(__file__).parent
+    imports = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module.rpartition(".")[2]
+                if module.startswith("test_"):
+                    imports.append(f"{path.name} imports {node.module}")
+            elif isinstance(node, ast.Import):
+                imports += [
+                    f"{path.name} imports {alias.name}"
+                    for alias in node.names
+                    if alias.name.rpartition(".")[2].startswith("test_")
+                ]
+    assert imports == []
