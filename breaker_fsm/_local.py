@@ -327,7 +327,7 @@ class LocalEngine(Judging):
             window = self._window
             if window is None:
                 return
-            window.record(0)  # under the lock already: cheaper than a tally to fold later
+            window.record(0, 0.0)  # a count window: no time; under the lock, no tally to fold
             if window.lazy is not None:
                 return  # armed: a success cannot trip it
             calls = window.calls

@@ -211,8 +211,8 @@ class TimeBuckets:
         self.index = index = head % self.seconds
         return index
 
-    def record(self, flags: int, now: float = 0.0) -> None:
-        """Add one outcome at monotonic time ``now``."""
+    def record(self, flags: int, now: float) -> None:
+        """Add one outcome at monotonic time ``now`` (a time window has no default time)."""
         mark = next(self.tally)  # _fold() inlined: this runs under the lock on every record
         pending = mark - self.seen
         self.seen = mark + 1
@@ -230,7 +230,7 @@ class TimeBuckets:
             self.failures += failed
             self.slow += slow
 
-    def totals(self, now: float = 0.0) -> tuple[int, int, int]:
+    def totals(self, now: float) -> tuple[int, int, int]:
         """``(calls, failures, slow)`` in the window ending at ``now``."""
         self._fold()
         if now >= self.until and self.head is not None:

@@ -46,6 +46,16 @@ class Interrupt(BaseException):
     """A ``BaseException`` that is no ``Exception`` (as ``KeyboardInterrupt``): neutral."""
 
 
+class CountingClock(FakeClock):
+    """A FakeClock that counts its monotonic readings."""
+
+    readings = 0
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        return super().monotonic()
+
+
 def ok(value: Any = "ok") -> Any:
     """A call that succeeds with ``value``."""
     return value

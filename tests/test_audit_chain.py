@@ -344,16 +344,18 @@ def test_a_local_run_must_start_where_the_shared_walk_was(life: bool | str) -> N
     assert exc.value.index == 2
 
 
-def test_a_member_never_goes_back_to_an_older_generation() -> None:
-    """Rejoining or degrading again, a member's generations only move forward."""
-    _, a = member()
-    _, b = member()
+@pytest.mark.parametrize("life", [True, "shared:7"])
+def test_a_member_never_goes_back_to_an_older_generation(life: bool | str) -> None:
+    """Rejoining or degrading again, a member's generations only move forward (in the
+    fleet's numbering, or in the store entry's incarnation it names)."""
+    _, a = member(life)
+    _, b = member(life)
     shared = [a(1, "trip", "closed", "open"), b(2, "attempt_reset", "open", "half_open")]
     back = [*shared, a(3, "recover", "half_open", "closed")]
     back.append(a(2, "recover", "half_open", "closed", alone=True))
     with pytest.raises(AuditError, match=r"degraded at generation 1 after .* reached generation 3"):
         verify(back)
-    _, c = member()  # a reply that a newer one overtook is recorded late: no step back
+    _, c = member(life)  # a reply that a newer one overtook is recorded late: no step back
     late = [c(2, "force_open", "open", "forced_open"), c(1, "trip", "closed", "open")]
     assert verify(late) == verify([late[1], late[0]]) == 2
 
@@ -458,22 +460,74 @@ def test_the_shared_walk_is_checked_across_members() -> None:
     _, d = member()
     twice = [c(1, "trip", "closed", "open"), d(1, "force_open", "closed", "forced_open")]
     (fork,) = verify(twice).breakers["svc"].forks
+    assert (fork.breaker, fork.life) == ("svc", "shared")
     assert (fork.generation, fork.records, fork.indexes) == (1, tuple(twice), (0, 1))
     twice.append(c(1, "force_open", "closed", "forced_open"))
-    with pytest.raises(AuditError, match=r"seq 1: .* recorded generation 1 twice"):
+    with pytest.raises(AuditError, match=r"seq 1: .* recorded generation 1 twice") as exc:
         verify(twice)
+    assert exc.value.index == 2
     _, f = member()
     _, g = member()
     astray = [f(1, "trip", "closed", "open"), g(2, "trip", "closed", "open")]
     astray.insert(1, g(1, "force_open", "closed", "forced_open"))
     with pytest.raises(AuditError, match="seq 2: source 'closed' is not the target of any "
-                       "record at generation 1 \\('open' or 'forced_open'\\)"):  # fmt: skip
+                       "record at generation 1 \\('open' or 'forced_open'\\)") as exc:  # fmt: skip
         verify(astray)
+    assert exc.value.index == 2
     _, e = member()
     bad = e(1, "trip", "closed", "open").model_copy(update={"seq": 2})
     with pytest.raises(AuditError, match="seq 2 is not its generation 1") as exc:
         verify([bad])
     assert exc.value.index == 0
+
+
+def misnumbered(chain: Chain, seq: int, generation: int) -> Transition:
+    """A fleet member's ``force_open`` from closed whose ``seq`` is not its generation."""
+    made = Transition.at_wall(
+        float(seq), seq=seq, breaker="svc", event="force_open", source="closed",
+        target="forced_open", monotonic=float(seq), generation=generation,
+    )  # fmt: skip
+    return chain.stamp(made, shared=True)
+
+
+def test_a_generation_missing_after_a_fork_is_named_where_the_walk_resumes() -> None:
+    """A generation missing after a fork fails at the record after the gap, as after one
+    record; a fork record whose seq is not its generation (later in the trail, and an
+    error of its own) does not make that record look like its successor."""
+    _, a = member()
+    _, b = member()
+    fork = a(1, "trip", "closed", "open")
+    after = a(3, "reset", "forced_open", "closed")  # generation 2 is missing
+    trail = [fork, after, b(1, "force_open", "closed", "forced_open")]
+    with pytest.raises(AuditError, match="seq 3 follows seq 1: expected 2") as exc:
+        verify(trail)
+    assert exc.value.index == 1
+    chain = Chain()
+    trail[2] = misnumbered(chain, 2, 1)  # seq 2 at generation 1: 'after' would follow it
+    with pytest.raises(AuditError, match="seq 3 follows seq 1: expected 2") as exc:
+        verify(trail)
+    assert exc.value.index == 1
+    with pytest.raises(AuditError, match="seq 2 is not its generation 1") as exc:
+        verify([fork, trail[2]])
+    assert exc.value.index == 1
+
+
+def test_a_record_astray_after_a_fork_names_the_generation_it_should_follow() -> None:
+    """A record that follows none of a fork's records names the fork's generation and its
+    targets, even when one of them carries another seq (an error later in the trail)."""
+    _, a = member()
+    trail = [
+        a(1, "trip", "closed", "open"),
+        a(2, "trip", "closed", "open"),
+        misnumbered(Chain(), 2, 1),
+    ]
+    with pytest.raises(AuditError) as exc:
+        verify(trail)
+    assert exc.value.index == 1
+    assert str(exc.value) == (
+        "breaker 'svc', seq 2: source 'closed' is not the target of any record at "
+        "generation 1 ('open' or 'forced_open')"
+    )
 
 
 def test_a_member_rejoining_after_the_fleet_moved_by_one_is_a_new_outage() -> None:

@@ -4,6 +4,7 @@ built parts (the windows' own lazy tally is in test_window.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any, NoReturn
 
@@ -18,7 +19,7 @@ from breaker_fsm import (
     TimeWindow,
 )
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, Interrupt, boom, fail, ok
+from tests.helpers import Boom, CountingClock, Interrupt, boom, fail, ok
 
 
 def test_armed_window_trips_exactly_where_a_naive_window_would() -> None:
@@ -547,16 +548,6 @@ def test_stale_success_does_not_enter_a_time_window(event: str, kept: int) -> No
     assert (m.window_calls, m.success_count) == (kept, 6)
 
 
-class CountingClock(FakeClock):
-    """A FakeClock that counts its monotonic readings."""
-
-    readings = 0
-
-    def monotonic(self) -> float:
-        self.readings += 1
-        return super().monotonic()
-
-
 def time_window_breaker(clock: FakeClock, **policy: Any) -> CircuitBreaker:
     """A breaker on a 60 s time window that needs two calls to judge a rate."""
     policy = {"failure_threshold": None, "minimum_calls": 2, **policy}
@@ -749,3 +740,57 @@ def test_an_open_breaker_refuses_inline_on_one_clock_reading_to_its_episodes_end
         drive(breaker, ok, is_async)
     assert (refused.value.retry_after, clock.readings) == (0.5, 1)
     assert breaker.metrics().rejected_count == 1
+
+
+class SendOnRelease:
+    """Wraps a breaker's lock: the first release sends ``event`` right after it, between a
+    fast-path outcome's count and the trip that count made due; ``readings`` is the clock's
+    count of readings once that transition is made."""
+
+    def __init__(self, breaker: CircuitBreaker, clock: CountingClock, event: str) -> None:
+        self.breaker = breaker
+        self.clock = clock
+        self.lock = breaker._lock
+        self.event: str | None = event
+        self.readings = -1
+
+    def acquire(self) -> bool:
+        return self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
+        event, self.event = self.event, None
+        if event is not None:
+            self.breaker.send(event)
+            self.readings = self.clock.readings
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+@pytest.mark.parametrize(
+    ("threshold", "failures", "outcome"),
+    [(1, 0, boom), (None, 1, ok)],
+    ids=["failure-streak", "success-rate"],
+)
+def test_a_fast_path_trip_that_lost_the_race_is_dropped_unasked(
+    threshold: int | None, failures: int, outcome: Any
+) -> None:
+    """A trip that a fast-path outcome (a failure's streak, or a success that brings the
+    window's rate to minimum_calls) made due in a generation that a transition has ended
+    since is dropped as it stands: the machine is not asked (not a clock reading for its
+    guard), and the transition made first is the only one."""
+    clock = CountingClock()
+    policy = BreakerPolicy(failure_threshold=threshold, window=CountWindow(size=4), minimum_calls=2)
+    breaker = CircuitBreaker("w", policy, clock=clock)
+    fail(breaker, failures)  # below minimum_calls: no rule broken yet
+    lock = breaker._lock = SendOnRelease(breaker, clock, "force_open")  # type: ignore[assignment]
+    with contextlib.suppress(Boom):
+        breaker.call(outcome)  # a trip due in generation 0, then force_open takes it over
+    breaker._lock = lock.lock
+    assert lock.readings > 0
+    assert clock.readings == lock.readings
+    assert (breaker.state, [r.event for r in breaker.audit]) == ("forced_open", ["force_open"])

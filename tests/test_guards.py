@@ -15,7 +15,7 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, aok, fail, ok
+from tests.helpers import Boom, CountingClock, aok, fail, ok
 from tests.redis_server import StoreFactory
 
 Make = Callable[..., CircuitBreaker]
@@ -240,6 +240,33 @@ def test_a_lost_closed_permit_only_warns(clock: FakeClock) -> None:
     trial.success()
     metrics = breaker.metrics()
     assert (breaker.state, metrics.ignored_count, metrics.success_count) == ("closed", 0, 2)
+
+
+def test_another_breakers_lost_trial_is_given_back_without_a_second_look(
+    clock: FakeClock,
+) -> None:
+    """A half-open breaker whose trials are all taken gives back the lost trials it finds,
+    whoever's they are, then refuses: another breaker's trial frees none of its own, so it
+    does not look at its state again (one clock reading, its half-open timeout's)."""
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=5, half_open_timeout=60)
+    own = CountingClock()
+    mine = CircuitBreaker("mine", policy, clock=own)
+    other = CircuitBreaker("other", policy, clock=clock)
+    fail(mine)
+    fail(other)
+    own.advance(5)
+    clock.advance(5)
+    trial = mine.acquire()
+    with pytest.warns(ResourceWarning, match="never settled"):
+        other.acquire()  # dropped unsettled: other's trial, lost
+    readings = own.readings
+    with pytest.raises(CircuitOpenError):
+        mine.acquire()
+    assert own.readings == readings + 1
+    assert other.metrics().ignored_count == 1  # given back, neutral
+    trial.success()
+    other.acquire().success()  # its trial slot is free again
+    assert (mine.state, other.state) == ("closed", "closed")
 
 
 def test_a_lost_shared_permit_is_left_to_its_lease(

@@ -302,3 +302,34 @@ def test_time_buckets_read_before_any_outcome_stay_unanchored() -> None:
     window.record(FAILED, 50.0)
     assert window.totals(52.0) == (1, 1, 0)
     assert window.totals(100.0) == (0, 0, 0)
+
+
+def test_a_fold_that_wraps_round_the_ring_keeps_the_ring_its_size() -> None:
+    """Lock-free successes folded across the ring's end overwrite its slots: the ring never
+    grows, however many bursts wrap round it (a count window's memory is its size)."""
+    ring = CountRing(10)
+    ring.arm()
+    assert ring.lazy is not None
+    seen: list[int] = []
+    for _ in range(3):
+        for flags in (FAILED, SLOW, 0, FAILED, 0, 0, FAILED | SLOW):
+            ring.record(flags)
+            seen.append(flags)
+        for _ in range(8):  # folded from slot 7 past the ring's end (from slot 2, up to it)
+            next(ring.lazy)
+        seen += [0] * 8
+        assert ring.totals() == naive(seen, 10)
+        assert len(ring.ring) == 10
+
+
+def test_a_time_windows_newest_bucket_takes_readings_until_its_second_ends() -> None:
+    """``until`` is the end of the newest bucket's second: readings before it land in that
+    bucket (the breaker counts a success there lock-free), and each roll moves it on."""
+    window = TimeBuckets(5)
+    window.record(FAILED, 10.2)
+    assert (window.head, window.until) == (10, 11.0)
+    window.record(0, 10.9)  # the same second: no roll
+    assert window.until == 11.0
+    window.record(0, 12.5)
+    assert (window.head, window.until) == (12, 13.0)
+    assert window.totals(12.9) == (3, 1, 0)
