@@ -210,7 +210,11 @@ class LocalEngine(Judging):
     def _record_exception(
         self, exc: BaseException, gen: int, started: float, *, tell: bool = True
     ) -> None:
-        """Record a call that raised ``exc``: a failure, a success, or neutral."""
+        """Record a call that raised ``exc``: a failure, a success, or neutral.
+
+        ``tell=False`` on the inlined closed paths of ``call``/``acall``: they read no start,
+        and a call sink added while such a call ran hears only the calls after it.
+        """
         outcome, hint = self._judge_raised(exc)
         self._record(gen, outcome, started, hint, exc=exc, tell=tell)
 
@@ -401,8 +405,7 @@ class LocalEngine(Judging):
         ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
         a clock reading already taken for this outcome; ``exc`` what the call raised (for
         call sinks, which hear of the call first, then of any transition it causes, unless
-        ``tell`` is false: the caller told them, or the call ran on an inlined closed path,
-        which began before any call sink was added and read no start to give one).
+        ``tell`` is false: the caller told them).
         """
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets
