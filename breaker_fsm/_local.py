@@ -280,10 +280,13 @@ class LocalEngine(Judging):
             self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
-    def _record_result(self, result: object, gen: int, started: float) -> None:
-        """Record a call that returned ``result``, judged by ``is_failure``."""
+    def _record_result(self, result: object, gen: int, started: float, tell: bool) -> None:
+        """Record a call that returned ``result``, judged by ``is_failure``.
+
+        ``tell``: the call read its start, for the call sinks (see :meth:`_record`).
+        """
         outcome, hint = self._judge_result(result)
-        self._record(gen, outcome, started, hint)
+        self._record(gen, outcome, started, hint, tell=tell)
 
     def _record_failure(self, gen: int) -> None:
         """A failure on the fast path with a count window: one lock, no clock.
@@ -340,7 +343,7 @@ class LocalEngine(Judging):
             lock.release()
         self._fire("trip", gen)
 
-    def _record_timed_success(self, state: int, gen: int, started: float) -> None:
+    def _record_timed_success(self, state: int, gen: int, started: float, tell: bool) -> None:
         """A success on the timed path (a time window, or slow-call timing): one reading.
 
         Counted without the lock, like a closed success on the fast path, when nothing can
@@ -349,7 +352,8 @@ class LocalEngine(Judging):
         and the window already holds ``minimum_calls`` outcomes, has no expired bucket left
         to check (``dirty``) and takes this reading into its newest bucket (``until``). A
         plain success only lowers the rates then.
-        Otherwise :meth:`_record` counts it under the lock.
+        Otherwise :meth:`_record` counts it under the lock (and tells the call sinks, if
+        ``tell``: the call read its start).
         """
         now = self._clock.monotonic()
         window = self._window
@@ -371,7 +375,7 @@ class LocalEngine(Judging):
             next(self._ok)
             next(tally)  # folded into the newest bucket under the lock
         else:
-            self._record(gen, 0, started, at=now)
+            self._record(gen, 0, started, at=now, tell=tell)
 
     def _count(self, outcome: int) -> None:
         """Count ``outcome`` in the lifetime totals (the caller holds ``_lock``)."""
@@ -401,8 +405,9 @@ class LocalEngine(Judging):
         ``open_hint`` (seconds) lengthens the open episode if this outcome trips; ``at`` is
         a clock reading already taken for this outcome; ``exc`` what the call raised (for
         call sinks, which hear of the call first, then of any transition it causes, unless
-        ``tell`` is false: the caller told them, or the call ran on an inlined closed path,
-        which began before any call sink was added and read no start to give one).
+        ``tell`` is false: the caller told them, or the call read no start to give one (it
+        ran on an inlined closed path, or on an untimed one: it began before any call sink
+        was added).
         """
         now = 0.0
         if not self._fast:  # the fast path times nothing and has no time buckets
