@@ -307,18 +307,20 @@ class CircuitBreaker(Guards):
         if gen < 0:
             return cast(R, self._unadmitted(gen, func, args, kwargs))
         # Only slow-call timing and call sinks need the start; the end is read in _record.
-        started = self._clock.monotonic() if self._timed else 0.0
+        # A call that read none is not told to a call sink added while it ran (``timed``).
+        timed = self._timed
+        started = self._clock.monotonic() if timed else 0.0
         try:
             result = func(*args, **kwargs)  # a late return is judged in _record (call_timeout)
         except BaseException as exc:
-            self._record_exception(exc, gen, started)
+            self._record_exception(exc, gen, started, tell=timed)
             raise
         if type(result) is COROUTINE:
             raise self._not_awaited(func, result, gen)
         if self._is_failure is None:
-            self._record_timed_success(state, gen, started)
+            self._record_timed_success(state, gen, started, timed)
         else:
-            self._record_result(result, gen, started)
+            self._record_result(result, gen, started, timed)
         return result
 
     async def acall(  # noqa: PLR0912, PLR0915 - the hot paths are inlined on purpose
@@ -385,19 +387,21 @@ class CircuitBreaker(Guards):
         if gen < 0:
             return cast(R, await self._aunadmitted(gen, func, args, kwargs))
         # Only slow-call timing and call sinks need the start; the end is read in _record.
-        started = self._clock.monotonic() if self._timed else 0.0
+        # A call that read none is not told to a call sink added while it ran (``timed``).
+        timed = self._timed
+        started = self._clock.monotonic() if timed else 0.0
         try:
             if self._call_timeout is None:
                 result = await func(*args, **kwargs)
             else:
                 result = await self._timed_await(func, args, kwargs)
         except BaseException as exc:
-            self._record_exception(exc, gen, started)
+            self._record_exception(exc, gen, started, tell=timed)
             raise
         if self._is_failure is None:
-            self._record_timed_success(state, gen, started)
+            self._record_timed_success(state, gen, started, timed)
         else:
-            self._record_result(result, gen, started)
+            self._record_result(result, gen, started, timed)
         return result
 
     def _unadmitted(

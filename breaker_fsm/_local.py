@@ -212,8 +212,9 @@ class LocalEngine(Judging):
     ) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral.
 
-        ``tell=False`` on the inlined closed paths of ``call``/``acall``: they read no start,
-        and a call sink added while such a call ran hears only the calls after it.
+        ``tell=False`` when the call read no start (the inlined closed paths of
+        ``call``/``acall``, and the untimed ones): a call sink added while it ran hears only
+        the calls after it.
         """
         outcome, hint = self._judge_raised(exc)
         self._record(gen, outcome, started, hint, exc=exc, tell=tell)
@@ -284,10 +285,13 @@ class LocalEngine(Judging):
             self._tell_call(self._judge_result(result)[0], started, None, shadowed=True)
         return result
 
-    def _record_result(self, result: object, gen: int, started: float) -> None:
-        """Record a call that returned ``result``, judged by ``is_failure``."""
+    def _record_result(self, result: object, gen: int, started: float, tell: bool) -> None:
+        """Record a call that returned ``result``, judged by ``is_failure``.
+
+        ``tell``: the call read its start, for the call sinks (see :meth:`_record`).
+        """
         outcome, hint = self._judge_result(result)
-        self._record(gen, outcome, started, hint)
+        self._record(gen, outcome, started, hint, tell=tell)
 
     def _record_failure(self, gen: int) -> None:
         """A failure on the fast path with a count window: one lock, no clock.
@@ -344,7 +348,7 @@ class LocalEngine(Judging):
             lock.release()
         self._fire("trip", gen)
 
-    def _record_timed_success(self, state: int, gen: int, started: float) -> None:
+    def _record_timed_success(self, state: int, gen: int, started: float, tell: bool) -> None:
         """A success on the timed path (a time window, or slow-call timing): one reading.
 
         Counted without the lock, like a closed success on the fast path, when nothing can
@@ -353,7 +357,8 @@ class LocalEngine(Judging):
         and the window already holds ``minimum_calls`` outcomes, has no expired bucket left
         to check (``dirty``) and takes this reading into its newest bucket (``until``). A
         plain success only lowers the rates then.
-        Otherwise :meth:`_record` counts it under the lock.
+        Otherwise :meth:`_record` counts it under the lock (and tells the call sinks, if
+        ``tell``: the call read its start).
         """
         now = self._clock.monotonic()
         window = self._window
@@ -375,7 +380,7 @@ class LocalEngine(Judging):
             next(self._ok)
             next(tally)  # folded into the newest bucket under the lock
         else:
-            self._record(gen, 0, started, at=now)
+            self._record(gen, 0, started, at=now, tell=tell)
 
     def _count(self, outcome: int) -> None:
         """Count ``outcome`` in the lifetime totals (the caller holds ``_lock``)."""

@@ -554,16 +554,17 @@ def time_window_breaker(clock: FakeClock, **policy: Any) -> CircuitBreaker:
     return CircuitBreaker("t", BreakerPolicy(window=TimeWindow(seconds=60), **policy), clock=clock)
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize(("slow", "readings"), [(None, 1), (1.0, 2)])
 def test_a_time_window_success_reads_the_clock_once_at_its_end(
-    slow: float | None, readings: int
+    slow: float | None, readings: int, is_async: bool
 ) -> None:
     """A success in a time window reads the clock once when it ends (that one reading
     judges it slow and files it), plus once when it starts if slow calls are timed."""
     clock = CountingClock()
     breaker = time_window_breaker(clock, slow_call_duration=slow)
     for calls in range(1, 5):  # under minimum_calls, then lock-free
-        breaker.call(ok)
+        drive(breaker, ok, is_async)
         assert clock.readings == calls * readings
 
 
@@ -794,3 +795,88 @@ def test_a_fast_path_trip_that_lost_the_race_is_dropped_unasked(
     assert lock.readings > 0
     assert clock.readings == lock.readings
     assert (breaker.state, [r.event for r in breaker.audit]) == ("forced_open", ["force_open"])
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_time_window_counts_successes_without_the_lock_from_minimum_calls(
+    is_async: bool,
+) -> None:
+    """A closed success in a time window takes no lock once the window holds exactly
+    minimum_calls outcomes and no streak is left, also right after those outcomes' rates
+    were checked (the success that reset the streak brought the window to minimum_calls)."""
+    breaker = time_window_breaker(FakeClock(), minimum_calls=3)
+    drive(breaker, ok, is_async)
+    with pytest.raises(Boom):
+        drive(breaker, boom, is_async)
+    drive(breaker, ok, is_async)  # resets the streak; 1 of 3 failed: checked, under 0.5
+    counting = CountingLock(breaker._lock)
+    breaker._lock = counting  # type: ignore[assignment]
+    assert drive(breaker, ok, is_async) == "ok"
+    assert counting.acquired == 0
+    breaker._lock = counting.lock
+    m = breaker.metrics()
+    assert (m.state, m.success_count, m.window_calls, m.failure_rate) == ("closed", 3, 4, 0.25)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [{"slow_call_duration": 0.5}, {"call_timeout": 1.0}],
+    ids=["exactly-slow_call_duration", "under-call_timeout"],
+)
+def test_a_timed_success_neither_slow_nor_late_is_counted_without_the_lock(
+    policy: dict[str, float],
+) -> None:
+    """A success that took exactly slow_call_duration is not slow, and one under
+    call_timeout is not late, whatever the clock reads (here 100 s): once the time window
+    holds minimum_calls, either is counted lock-free, a plain success."""
+    clock = FakeClock(100.0)
+    breaker = time_window_breaker(clock, **policy)
+    breaker.call(ok)
+    breaker.call(ok)  # minimum_calls
+
+    def half_a_second() -> str:
+        clock.advance(0.5)  # to 100.5: still in the newest bucket's second
+        return "ok"
+
+    counting = CountingLock(breaker._lock)
+    breaker._lock = counting  # type: ignore[assignment]
+    assert breaker.call(half_a_second) == "ok"
+    assert counting.acquired == 0
+    breaker._lock = counting.lock
+    m = breaker.metrics()
+    assert (m.success_count, m.error_count, m.slow_call_count, m.window_calls) == (3, 0, 0, 3)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("case", ["success", "failure", "judged-failure"])
+def test_a_call_sink_added_during_an_untimed_call_hears_only_the_calls_after_it(
+    is_async: bool, case: str
+) -> None:
+    """A call off the inlined path that times nothing (a time window, an is_failure
+    predicate, no slow-call timing or call_timeout) reads no start: a call sink added while
+    it runs does not hear of it (it would get a made-up start); the breaker counts it all
+    the same, and the sink hears every later call with its real timing."""
+    clock = FakeClock(100.0)
+    records: list[CallRecord] = []
+    if case == "judged-failure":
+        breaker = CircuitBreaker("s", BreakerPolicy(), clock=clock, is_failure=lambda r: r == "bad")
+    else:
+        breaker = CircuitBreaker("s", BreakerPolicy(window=TimeWindow(seconds=60)), clock=clock)
+
+    def end(after: float) -> str:
+        clock.advance(after)
+        if case == "failure":
+            raise Boom("down")
+        return "bad" if case == "judged-failure" else "ok"
+
+    def add_sink_then_end() -> str:
+        breaker.add_call_sink(records.append)
+        return end(2)
+
+    for operation in (add_sink_then_end, lambda: end(1)):
+        with pytest.raises(Boom) if case == "failure" else contextlib.nullcontext():
+            drive(breaker, operation, is_async)
+    outcome = "success" if case == "success" else "failure"
+    assert [(r.outcome, r.start, r.duration) for r in records] == [(outcome, 102.0, 1.0)]
+    m = breaker.metrics()
+    assert (m.success_count, m.error_count) == ((2, 0) if case == "success" else (0, 2))

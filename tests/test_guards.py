@@ -8,7 +8,9 @@ import functools
 import gc
 import inspect
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -267,6 +269,19 @@ def test_another_breakers_lost_trial_is_given_back_without_a_second_look(
     trial.success()
     other.acquire().success()  # its trial slot is free again
     assert (mine.state, other.state) == ("closed", "closed")
+
+
+def test_the_never_settled_warning_is_issued_from_the_permit_module(clock: FakeClock) -> None:
+    """A permit is collected wherever its last reference goes, so its ResourceWarning names
+    breaker_fsm's permit module, not that line: a filter on breaker_fsm's modules silences
+    it, wherever the permit was dropped."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(), clock=clock)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        breaker.acquire()  # dropped unsettled: collected at once
+        warnings.filterwarnings("ignore", category=ResourceWarning, module=r"breaker_fsm\.")
+        breaker.acquire()
+    assert [(w.category, Path(w.filename).name) for w in caught] == [(ResourceWarning, "_guard.py")]
 
 
 def test_a_lost_shared_permit_is_left_to_its_lease(

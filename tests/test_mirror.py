@@ -768,35 +768,70 @@ def test_the_last_eight_own_pushes_are_kept_for_a_reply_lost_later(
 def test_a_push_from_a_recreated_entry_is_adopted_whatever_its_generation(
     pushing: ScriptedPushingState, clock: FakeClock
 ) -> None:
-    """A push behind the mirror in its own entry epoch is ignored; one from a new epoch
-    (the entry was recreated) is the shared state now, at any generation."""
+    """A push behind the mirror in its own entry epoch is ignored (the mirror is still
+    current: True); one from a new epoch (the entry was recreated) is the shared state
+    now, at any generation."""
     breaker = on_pushing(pushing, clock, failure_threshold=1)
     pushing.script(reply(), tripped(gen=3))
     with pytest.raises(Boom):
         breaker.call(boom)
-    breaker._pushed(reply("closed", gen=2, epoch=1))
+    assert breaker._pushed(reply("closed", gen=2, epoch=1)) is True
     assert (breaker.state, breaker.metrics().transitions) == ("open", 3)
-    breaker._pushed(reply("closed", gen=1, epoch=2))
+    assert breaker._pushed(reply("closed", gen=1, epoch=2)) is True
     assert (breaker.state, breaker.metrics().transitions) == ("closed", 1)
     assert [r.event for r in breaker.audit] == ["trip"]  # a push is recorded by its maker
 
 
 def test_a_push_of_the_mirrored_generation_resyncs_a_degraded_breaker(
-    pushing: ScriptedPushingState, clock: FakeClock
+    pushing: ScriptedPushingState, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Degraded, a push (or a re-read) of the very state last mirrored is the store's
-    answer: the breaker is back on the shared state."""
+    answer: the breaker is back on the shared state (the store's streak, not the local
+    one), and says so once."""
+    caplog.set_level(logging.INFO, logger="breaker_fsm")
     breaker = on_pushing(pushing, clock, failure_threshold=3)
     pushing.script(reply(), reply(gen=0, streak=1))
     with pytest.raises(Boom):
         breaker.call(boom)
     pushing.script(ConnectionError("store down"))
     with pytest.raises(Boom):
-        breaker.call(boom)
+        breaker.call(boom)  # counted locally: a streak of 2
     assert breaker.metrics().degraded
-    breaker._pushed(reply(gen=0, streak=2))
+    caplog.clear()
+    assert breaker._pushed(reply(gen=0, streak=1)) is True  # the store never saw the second
     metrics = breaker.metrics()
-    assert (metrics.degraded, metrics.failure_count, metrics.store_errors) == (False, 2, 1)
+    assert (metrics.degraded, metrics.failure_count, metrics.store_errors) == (False, 1, 1)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "breaker 'svc': shared store answers again; back on shared state")
+    ]
+
+
+def test_a_re_read_older_than_a_failed_round_trip_is_not_taken(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """A re-read taken before a round trip that has failed since (the breaker's count of
+    failed round trips moved on) may be older than what the breaker did alone: it is not
+    taken, and the mirror is not current (False: the push thread leaves it asking)."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker)
+    errors = breaker.metrics().store_errors  # when the push thread read the state
+    pushing.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)  # degraded; tripped alone
+    assert breaker._reread(reply(gen=0), errors) is False
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.degraded, metrics.store_errors) == ("open", True, 1)
+
+
+def test_a_push_from_an_entry_epoch_the_mirror_left_moves_nothing(
+    pushing: ScriptedPushingState, clock: FakeClock
+) -> None:
+    """Once the mirror follows a recreated entry (a newer epoch), a push from the entry it
+    replaced is late: ignored, whatever its generation (the mirror is still current)."""
+    breaker = on_pushing(pushing, clock, failure_threshold=1)
+    live_closed(pushing, breaker, epoch=2)
+    assert breaker._pushed(tripped(gen=5, epoch=1)) is True
+    assert (breaker.state, breaker.metrics().transitions) == ("closed", 0)
 
 
 def test_a_pushed_transition_starts_the_new_states_counters(
