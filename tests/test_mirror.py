@@ -1270,6 +1270,24 @@ def test_a_transition_recorded_long_ago_is_not_recorded_again_from_a_late_push(
     ]
 
 
+def test_a_member_remembers_the_last_32_transitions_it_recorded(
+    make: Make, entry: ScriptedState
+) -> None:
+    """What a mirror keeps to record each transition once is bounded: the (epoch,
+    generation) of the 32 transitions it recorded last, however long it lives."""
+    breaker = make()
+    for gen in range(1, 41):
+        event, source, target = (
+            ("force_open", "closed", "forced_open")
+            if gen % 2
+            else ("reset", "forced_open", "closed")
+        )
+        entry.script(reply(target, gen=gen, event=event, source=source))
+        assert breaker.send(event) == target
+    assert len(breaker.audit) == 40
+    assert list(breaker._link.recorded or ()) == [(1, gen) for gen in range(9, 41)]
+
+
 def test_a_re_read_with_newer_counters_keeps_them_after_the_reply(
     pushing: ScriptedPushingState, clock: FakeClock
 ) -> None:
@@ -1556,6 +1574,66 @@ def test_a_fork_is_followed_with_a_warning_naming_both_states_at_its_generation(
         "made another one at that generation; following the store's (verify reports the "
         "fork in the merged trails)"
     ]
+
+
+def fork_warning(held: str, mirrored: str) -> str:
+    """The warning of a fork at generation 2: the store holds ``held``, the mirror ``mirrored``."""
+    return (
+        f"breaker 'svc': the shared store holds {held} at generation 2, where this member "
+        f"mirrored {mirrored}: the store lost a transition (a failover) and another member "
+        "made another one at that generation; following the store's (verify reports the "
+        "fork in the merged trails)"
+    )
+
+
+def test_a_record_reply_of_another_state_at_a_closed_mirrors_generation_is_a_fork(
+    make: Make,
+    entry: ScriptedState,
+    invoke: Invoke,
+    send: Send,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failover lost this member's reset (generation 2) and another member forced the
+    breaker open there: the reply to the next failure's record holds forced_open at the
+    generation the mirror holds closed, with no transition. It is no refresh of the closed
+    state: the breaker follows the store's, with the fork warning naming both."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    breaker = make(failure_threshold=2)
+    entry.script(tripped(gen=1, streak=2))
+    failed(invoke, breaker)
+    entry.script(reply("closed", gen=2, event="reset", source="open"))
+    assert send(breaker, "reset") == "closed"
+    entry.script(reply("forced_open", gen=2))
+    failed(invoke, breaker)  # admitted by the closed mirror alone
+    assert (breaker.state, breaker.metrics().transitions) == ("forced_open", 2)
+    assert [r.getMessage() for r in caplog.records] == [fork_warning("forced_open", "closed")]
+
+
+def test_a_closed_record_reply_at_a_half_open_mirrors_generation_is_a_fork(
+    make: Make,
+    entry: ScriptedState,
+    invoke: Invoke,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failover lost the attempt_reset (generation 2) that admitted this member's trial,
+    and another member reset the breaker there: the failed trial's reply holds closed, its
+    failure counted, at the generation the mirror holds half_open, with no transition. It
+    is no refresh of a closed mirror: the breaker follows the store's state, with the fork
+    warning naming both."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    breaker = make(failure_threshold=2)
+    entry.script(tripped(gen=1, streak=2))
+    failed(invoke, breaker)
+    clock.advance(10)
+    entry.script(
+        reply("half_open", gen=2, event="attempt_reset", source="open", episode=1),
+        reply("closed", gen=2, streak=1),
+    )
+    failed(invoke, breaker)  # the trial
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.transitions, metrics.failure_count) == ("closed", 2, 1)
+    assert [r.getMessage() for r in caplog.records] == [fork_warning("closed", "half_open")]
 
 
 # ------------------------------------------------------------------------ permits, admission
