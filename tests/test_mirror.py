@@ -730,6 +730,28 @@ def test_a_degraded_permit_settles_locally_with_its_timing(
     assert len(entry.calls) == 1
 
 
+def test_a_local_transition_records_the_evidence_its_guard_decided_on(
+    make: Make, entry: ScriptedState, invoke: Invoke, clock: FakeClock
+) -> None:
+    """Degraded, a local trip's record holds the counters the guard decided on, even when
+    a listener of the kept machine moves the clock past the window before it is applied."""
+    breaker = make(failure_threshold=None, window=TimeWindow(seconds=10), minimum_calls=2)
+
+    class LateListener:
+        def before_transition(self) -> None:
+            clock.advance(60)  # the window the guard read is gone by now
+
+    breaker.machine.add_listener(LateListener())  # type: ignore[no-untyped-call]
+    entry.script(ConnectionError("store down"))
+    failed(invoke, breaker, 2)  # degrades, then trips locally on the local window
+    (record,) = breaker.audit
+    assert (record.event, record.generation) == ("trip", None)
+    assert (record.counters["window_calls"], record.counters["window_failures"]) == (2, 2)
+    assert record.reason == (
+        "local (shared store unavailable): failure rate 1.00 ≥ 0.5 over 2 calls; open for 10s"
+    )
+
+
 def test_an_own_push_owed_to_an_interrupted_round_trip_never_rolls_back(
     pushing: ScriptedPushingState, clock: FakeClock
 ) -> None:
@@ -1030,6 +1052,25 @@ def test_a_member_under_another_policy_is_warned_about_once(
     assert caplog.records == []
 
 
+def test_a_policy_warning_from_an_operator_reply_names_the_breaker(
+    pushing: ScriptedPushingState, clock: FakeClock, send: Send, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator event's reply is the first to show another member's policy: the
+    warning names this breaker, as any reply's does."""
+    caplog.set_level(logging.WARNING, logger="breaker_fsm")
+    pushing.fingerprint = 0x111
+    breaker = on_pushing(pushing, clock, failure_threshold=5)
+    pushing.script(
+        reply("forced_open", gen=1, event="force_open", source="closed")._replace(fingerprint=0x222)
+    )
+    assert send(breaker, "force_open") == "forced_open"
+    assert [r.getMessage() for r in caplog.records] == [
+        "breaker 'svc': another member of the fleet shares it under a different policy "
+        "(fingerprint 000000000222 in the shared state, 000000000111 here): the fleet's "
+        "decisions mix both; give every process the same policy for this name"
+    ]
+
+
 class Stats:
     """A listener on a breaker's machine: the whole evidence each transition was given."""
 
@@ -1137,6 +1178,27 @@ def test_a_degraded_breaker_seeds_its_local_open_episode(
     assert send(breaker, "force_open") == "forced_open"
     assert entry.calls[-1].op.endswith("operator")
     assert entry.calls[-1].args == (EVENT_CODES["force_open"], 0.0, seed)
+
+
+def test_a_local_trip_from_the_last_shared_generation_seeds_its_open_episode(
+    make: Make, entry: ScriptedState, send: Send, clock: FakeClock
+) -> None:
+    """A local trip from the last generation below LOCAL_GEN is at LOCAL_GEN itself, a
+    local generation: the next round trip seeds its open episode (with the time it has
+    left), at the shared generation last mirrored, not the closed shared state."""
+    breaker = make(failure_threshold=1, reset_timeout=10)
+    entry.script(reply(gen=LOCAL_GEN - 1), ConnectionError("store down"))
+    assert breaker.call(ok) == "ok"  # the mirror follows generation LOCAL_GEN - 1
+    with pytest.raises(Boom):
+        breaker.call(boom)  # degrades, trips locally: generation LOCAL_GEN
+    clock.advance(6)  # past the retry time, 4 s of the local episode left
+    entry.script(reply("forced_open", gen=LOCAL_GEN, event="force_open", source="open"))
+    assert send(breaker, "force_open") == "forced_open"
+    assert entry.calls[-1].args == (
+        EVENT_CODES["force_open"],
+        0.0,
+        Seed(OPEN, LOCAL_GEN - 1, 1, 10.0, 4.0, 1),
+    )
 
 
 def test_an_open_mirror_past_its_deadline_seeds_no_time_left(
