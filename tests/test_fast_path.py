@@ -880,3 +880,91 @@ def test_a_call_sink_added_during_an_untimed_call_hears_only_the_calls_after_it(
     assert [(r.outcome, r.start, r.duration) for r in records] == [(outcome, 102.0, 1.0)]
     m = breaker.metrics()
     assert (m.success_count, m.error_count) == ((2, 0) if case == "success" else (0, 2))
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("event", ["reset", "recover"])
+def test_a_breaker_back_in_closed_takes_the_inlined_path_again(is_async: bool, event: str) -> None:
+    """Closed again (an operator's reset, or a recovery after an open episode), a breaker
+    whose policy the inlined path covers takes it again: a success reads no clock and takes
+    no lock."""
+    clock = CountingClock()
+    breaker = CircuitBreaker("b", BreakerPolicy(failure_threshold=1, reset_timeout=10), clock=clock)
+    fail(breaker)
+    if event == "reset":
+        breaker.send("reset")
+    else:
+        clock.advance(10)
+        assert drive(breaker, ok, is_async) == "ok"  # the trial: recovers
+    assert breaker.state == "closed"
+    clock.readings = 0
+    counting = CountingLock(breaker._lock)
+    breaker._lock = counting  # type: ignore[assignment]
+    assert drive(breaker, ok, is_async) == "ok"
+    breaker._lock = counting.lock
+    assert (clock.readings, counting.acquired) == (0, 0)
+    assert breaker.metrics().success_count == (1 if event == "reset" else 2)
+
+
+class CallOnClear:
+    """Wraps a breaker's count window: its first ``clear()``, which a transition makes under
+    the breaker's lock before it writes the new state, first makes a call through the
+    breaker, as another thread's call could land right then; ``seen`` is what it did."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.window = breaker._window
+        self.seen: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.window, name)
+
+    def clear(self) -> None:
+        if self.seen is None:
+            try:
+                self.seen = self.breaker.call(ok)
+            except CircuitOpenError as exc:
+                self.seen = f"refused: {exc.state}"
+        self.window.clear()
+
+
+def test_a_call_during_a_transition_to_closed_is_judged_on_the_state_being_left() -> None:
+    """While a transition is applied, no call takes the inlined closed path: one that lands
+    between its first write and the new state (here inside it) is judged on the state the
+    breaker is leaving, so a forced-open breaker that is being reset still refuses it."""
+    breaker = CircuitBreaker("w", BreakerPolicy(window=CountWindow(size=3)))
+    for _ in range(3):
+        breaker.call(ok)  # minimum_calls under the line: armed (a lock-free success)
+    breaker.send("force_open")
+    hook = CallOnClear(breaker)
+    breaker._window = hook  # type: ignore[assignment]
+    assert breaker.send("reset") == "closed"
+    breaker._window = hook.window
+    assert hook.seen == "refused: forced_open"
+    assert breaker.metrics().rejected_count == 1
+
+
+def test_a_half_open_breaker_with_every_permit_taken_refuses_without_the_lock() -> None:
+    """Half-open with every trial permit out, a call is refused on one look at the permits:
+    no lock is taken to refuse it."""
+    clock = FakeClock()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, half_open_max_calls=1)
+    breaker = CircuitBreaker("h", policy, clock=clock)
+    fail(breaker)
+    clock.advance(10)
+    acquired: list[int] = []
+
+    def trial() -> str:
+        counting = CountingLock(breaker._lock)
+        breaker._lock = counting  # type: ignore[assignment]
+        try:
+            with pytest.raises(CircuitOpenError):
+                breaker.call(ok)  # the one permit is this trial's
+        finally:
+            breaker._lock = counting.lock
+        acquired.append(counting.acquired)
+        return "trial"
+
+    assert breaker.call(trial) == "trial"
+    assert acquired == [0]
+    assert (breaker.state, breaker.metrics().rejected_count) == ("closed", 1)

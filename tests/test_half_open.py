@@ -12,7 +12,7 @@ import pytest
 
 from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, boom, fail
+from tests.helpers import Boom, CountingClock, boom, fail, ok
 from tests.redis_server import StoreFactory
 
 Make = Callable[..., CircuitBreaker]
@@ -151,3 +151,51 @@ def test_prometheus_gauges_start_afresh_in_half_open(clock: FakeClock) -> None:
     seen: list[tuple[float, float]] = []
     breaker.call(lambda: seen.append(gauges()))
     assert seen == [(-1.0, 0.0)]
+
+
+class SendOnReading(CountingClock):
+    """A clock that sends ``event`` to ``breaker`` during its reading number ``at`` (from
+    the test's zero), as another thread's transition could land right then; ``sent`` is
+    the count of readings once that transition is made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.breaker: CircuitBreaker | None = None
+        self.event = ""
+        self.at = 0
+        self.sent = -1
+
+    def monotonic(self) -> float:
+        now = super().monotonic()
+        breaker = self.breaker
+        if breaker is not None and self.readings == self.at:
+            self.breaker = None
+            breaker.send(self.event)
+            self.sent = self.readings
+        return now
+
+
+@pytest.mark.parametrize("due", ["attempt_reset", "retrip"])
+def test_a_lazy_transition_that_lost_the_race_is_dropped_unasked(due: str) -> None:
+    """An open episode's end (attempt_reset) or a timed-out half-open episode (retrip),
+    made due by a call's clock reading after another transition (force_open, here during
+    that reading) ended the generation it was read in, is dropped as it stands: the machine
+    is not asked (not a clock reading for its guard), and the call is refused by the
+    state that transition made."""
+    clock = SendOnReading()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, half_open_timeout=5)
+    breaker = CircuitBreaker("svc", policy, clock=clock)
+    fail(breaker)
+    clock.advance(10)
+    if due == "retrip":
+        breaker.send("attempt_reset")
+        clock.advance(5)
+    clock.readings = 0
+    clock.breaker, clock.event = breaker, "force_open"
+    clock.at = 2 if due == "attempt_reset" else 1  # open: call() reads the clock first
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call(ok)
+    assert refused.value.state == "forced_open"
+    assert clock.sent > 0
+    assert clock.readings == clock.sent
+    assert [r.event for r in breaker.audit][-1:] == ["force_open"]

@@ -1416,6 +1416,19 @@ def test_a_local_transition_belongs_to_the_entry_epoch_last_followed(
     assert [(r.event, r.generation, r.life) for r in breaker.audit] == [("trip", None, "shared:7")]
 
 
+def test_a_local_transition_before_any_reply_numbers_in_the_shared_life(
+    make: Make, entry: ScriptedState
+) -> None:
+    """A breaker that never reached its store (degraded from its first round trip) records
+    its local transitions in the shared life all the same (no entry epoch to name yet),
+    never in its own instance's."""
+    breaker = make(failure_threshold=1)
+    entry.script(ConnectionError("store down"))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert [(r.event, r.generation, r.life) for r in breaker.audit] == [("trip", None, "shared")]
+
+
 def test_a_half_open_episode_owed_to_a_lost_reply_starts_with_no_trials(
     pushing: ScriptedPushingState, clock: FakeClock
 ) -> None:
@@ -1798,3 +1811,30 @@ def test_an_awaited_shared_call_without_call_timeout_needs_no_asyncio_task(
         running.send(None)
     assert done.value.value == "ran"
     assert [(c.op, c.args[:2]) for c in entry.calls] == [("arecord", (0, SUCCESS))]
+
+
+def test_a_call_admitted_at_the_first_local_generation_is_settled_locally_once_resynced(
+    make: Make, entry: ScriptedState, clock: FakeClock
+) -> None:
+    """A call admitted on local state, at LOCAL_GEN itself (the first local generation after
+    the shared generation LOCAL_GEN - 1), that ends after the store took the breaker back is
+    settled locally (stale there): nothing is sent to the store for it."""
+    breaker = make()
+    entry.script(reply(gen=LOCAL_GEN - 1), ConnectionError("store down"))
+    assert breaker.call(ok) == breaker.call(ok) == "ok"  # mirrors LOCAL_GEN - 1, then degrades
+    assert breaker.send("reset") == "closed"  # before the retry time: a local transition
+
+    def resynced_meanwhile() -> str:
+        clock.advance(5)  # the retry time
+        entry.script(None)
+        assert breaker.call(ok) == "ok"  # settled in the store: no longer degraded
+        assert breaker.metrics().degraded is False
+        return "ok"
+
+    assert breaker.call(resynced_meanwhile) == "ok"
+    assert [(c.op, c.args[0]) for c in entry.calls] == [
+        ("record", 0),
+        ("record", LOCAL_GEN - 1),
+        ("record", LOCAL_GEN),  # the inner call's, past the retry time
+    ]
+    assert breaker.metrics().success_count == 4

@@ -193,18 +193,20 @@ def test_a_failing_call_sink_never_fails_the_call(
     make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A sink that raises is logged (naming the breaker and the sink, with the traceback)
-    and counted in sink_errors; the call's result stands."""
+    and counted in sink_errors, for a refused call too; the call's result stands."""
 
     def broken(record: CallRecord) -> None:
         raise RuntimeError("sink down")
 
-    breaker = make(BreakerPolicy(), call_sinks=[broken])
+    breaker = make(BreakerPolicy(failure_threshold=1), call_sinks=[broken])
     assert breaker.call(lambda: 7) == 7
     with pytest.raises(Boom):
-        breaker.call(boom)
-    assert breaker.metrics().sink_errors == 2
+        breaker.call(boom)  # trips
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: 8)
+    assert breaker.metrics().sink_errors == 3
     logged = [r for r in caplog.records if "call sink" in r.getMessage()]
-    assert [r.getMessage() for r in logged] == [f"breaker 'svc': call sink {broken!r} failed"] * 2
+    assert [r.getMessage() for r in logged] == [f"breaker 'svc': call sink {broken!r} failed"] * 3
     assert all(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in logged)
 
 
