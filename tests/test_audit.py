@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -451,6 +452,41 @@ def test_a_forked_breaker_writes_as_a_new_instance(monkeypatch: pytest.MonkeyPat
     assert second.origin is not None
     assert second.origin.split(":")[1] == "4000000"
     assert (second.prev, second.life, breaker.audit.origin) == (None, second.origin, second.origin)
+
+
+def test_a_forked_child_chains_its_records_under_one_new_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a fork the child is one new writer: all its records carry the same new origin
+    and chain to each other, not a new origin and a broken chain per record."""
+    breaker = CircuitBreaker("c")
+    breaker.send("force_open")
+    monkeypatch.setattr(os, "getpid", lambda: 4_000_000)
+    breaker.send("reset")
+    breaker.send("force_open")
+    first, second, third = breaker.audit
+    assert third.origin == second.origin == breaker.audit.origin != first.origin
+    assert (third.life, third.prev) == (second.origin, digest(second))
+    assert verify([second, third]) == 2
+
+
+def test_a_logs_origin_is_the_one_its_records_carry() -> None:
+    """The origin an AuditLog shows before its first record is the one it stamps into it:
+    a log is one writer from the moment it is made."""
+    log = AuditLog(4)
+    origin = log.origin
+    assert log.record(transition(1, "trip", "closed", "open")).origin == origin
+    assert log[0].origin == log.origin == origin
+
+
+def test_a_record_read_from_the_log_pickles_like_any_record() -> None:
+    """A record the log builds again from its kept row is a whole model: it holds only its
+    fields, and pickles and unpickles equal (to another process, a queue, a cache)."""
+    breaker = CircuitBreaker("p", clock=FakeClock())
+    breaker.send("force_open")
+    record = breaker.audit[0]
+    assert set(vars(record)) == set(Transition.model_fields)
+    assert pickle.loads(pickle.dumps(record)) == record
 
 
 def test_logging_sink(caplog: pytest.LogCaptureFixture) -> None:

@@ -283,6 +283,17 @@ class ResetOnRelease:
         self.release()
 
 
+def test_a_new_breaker_shows_the_policys_reset_timeout_as_its_open_duration(
+    clock: FakeClock,
+) -> None:
+    """Before any open episode, metrics().open_duration is the next episode's length: the
+    policy's reset_timeout, and an override (force_open) does not change it."""
+    breaker = make(clock, reset_timeout=7)
+    assert breaker.metrics().open_duration == 7
+    breaker.send("force_open")
+    assert breaker.metrics().open_duration == 7
+
+
 def test_open_hint_of_a_trip_that_lost_the_race_is_dropped(clock: FakeClock) -> None:
     """A hint whose trip finds another transition made first does not lengthen a later episode."""
     policy = BreakerPolicy(failure_threshold=1, reset_timeout=10)
