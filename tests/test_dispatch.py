@@ -24,7 +24,7 @@ from breaker_fsm._binding import _POOL, _Binding
 from breaker_fsm.audit import AuditLog, verify
 from breaker_fsm.testing import FakeClock
 
-from .helpers import fail, ok
+from .helpers import Boom, boom, fail, ok
 
 ONE_STRIKE = BreakerPolicy(failure_threshold=1, reset_timeout=5)
 
@@ -264,3 +264,28 @@ def test_audit_log_keeps_a_foreign_record_as_it_is() -> None:
     log = AuditLog(2)
     log.append(record)
     assert log[0] is record
+
+
+class FailDuringReset:
+    """A listener on a breaker's machine: before a reset is applied, a call fails through
+    the breaker with a 30 s open-duration hint, and trips it."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+
+    def before_transition(self, event: str) -> None:
+        if event == "reset":
+            with pytest.raises(Boom):
+                self.breaker.call(boom)
+
+
+def test_a_trip_made_during_another_transition_opens_for_its_hint(clock: FakeClock) -> None:
+    """A failure whose open-duration hint trips the breaker while another transition is
+    being made on its kept machine (a listener's call, before a reset) opens it for that
+    hint once its trip is made."""
+    options: dict[str, Any] = {"is_failure_exception": lambda exc: 30.0}
+    breaker = CircuitBreaker("svc", ONE_STRIKE, clock=clock, **options)
+    breaker.machine.add_listener(FailDuringReset(breaker))  # type: ignore[no-untyped-call]
+    breaker.send("reset")
+    [trip] = [r for r in breaker.audit if r.event == "trip"]
+    assert trip.reason.endswith("open for 30s")

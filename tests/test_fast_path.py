@@ -773,19 +773,25 @@ class SendOnRelease:
 
 
 @pytest.mark.parametrize(
-    ("threshold", "failures", "outcome"),
-    [(1, 0, boom), (None, 1, ok)],
-    ids=["failure-streak", "success-rate"],
+    ("threshold", "failures", "outcome", "slow"),
+    [(1, 0, boom, None), (None, 1, ok, None), (1, 0, boom, 10.0)],
+    ids=["failure-streak", "success-rate", "timed-failure-streak"],
 )
 def test_a_fast_path_trip_that_lost_the_race_is_dropped_unasked(
-    threshold: int | None, failures: int, outcome: Any
+    threshold: int | None, failures: int, outcome: Any, slow: float | None
 ) -> None:
     """A trip that a fast-path outcome (a failure's streak, or a success that brings the
-    window's rate to minimum_calls) made due in a generation that a transition has ended
-    since is dropped as it stands: the machine is not asked (not a clock reading for its
-    guard), and the transition made first is the only one."""
+    window's rate to minimum_calls), or a timed one (slow calls timed: the locked
+    recording path), made due in a generation that a transition has ended since is
+    dropped as it stands: the machine is not asked (not a clock reading for its guard),
+    and the transition made first is the only one."""
     clock = CountingClock()
-    policy = BreakerPolicy(failure_threshold=threshold, window=CountWindow(size=4), minimum_calls=2)
+    policy = BreakerPolicy(
+        failure_threshold=threshold,
+        window=CountWindow(size=4),
+        minimum_calls=2,
+        slow_call_duration=slow,
+    )
     breaker = CircuitBreaker("w", policy, clock=clock)
     fail(breaker, failures)  # below minimum_calls: no rule broken yet
     lock = breaker._lock = SendOnRelease(breaker, clock, "force_open")  # type: ignore[assignment]

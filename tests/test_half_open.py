@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow
+from breaker_fsm import BreakerPolicy, CircuitBreaker, CircuitOpenError, CountWindow, Permit
 from breaker_fsm.testing import FakeClock
 from tests.helpers import Boom, CountingClock, boom, fail, ok
 from tests.redis_server import StoreFactory
@@ -199,3 +199,41 @@ def test_a_lazy_transition_that_lost_the_race_is_dropped_unasked(due: str) -> No
     assert clock.sent > 0
     assert clock.readings == clock.sent
     assert [r.event for r in breaker.audit][-1:] == ["force_open"]
+
+
+class FailOnReading(CountingClock):
+    """A clock that settles ``permit`` as a failure during its reading number ``at`` (from
+    the test's zero), as another thread's trial could end right then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permit: Permit | None = None
+        self.at = 0
+
+    def monotonic(self) -> float:
+        now = super().monotonic()
+        permit = self.permit
+        if permit is not None and self.readings == self.at:
+            self.permit = None
+            permit.failure()
+        return now
+
+
+def test_every_trial_failure_counted_before_the_retrip_is_its_evidence() -> None:
+    """Two trials that fail in one half-open episode, the second while the first one's
+    retrip reads the clock for its evidence, are both counted: the retrip's record has
+    two failed trials, and the streak that tripped grew by two."""
+    clock = FailOnReading()
+    policy = BreakerPolicy(failure_threshold=1, reset_timeout=10, half_open_max_calls=2)
+    breaker = CircuitBreaker("svc", policy, clock=clock)
+    fail(breaker)
+    clock.advance(10)
+    first, second = breaker.acquire(), breaker.acquire()
+    clock.readings, clock.permit, clock.at = 0, second, 1
+    first.failure()
+    assert second.settled
+    record = breaker.audit[-1]
+    assert (record.event, record.reason) == ("retrip", "trial call failed; open for 10s")
+    assert record.counters["trial_failures"] == 2
+    assert record.counters["consecutive_failures"] == 3
+    assert [r.event for r in breaker.audit] == ["trip", "attempt_reset", "retrip"]

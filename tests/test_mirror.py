@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import pytest
 
@@ -1838,3 +1838,72 @@ def test_a_call_admitted_at_the_first_local_generation_is_settled_locally_once_r
         ("record", LOCAL_GEN),  # the inner call's, past the retry time
     ]
     assert breaker.metrics().success_count == 4
+
+
+class NestedSendOnRetrip:
+    """A listener on a breaker's machine: the state each transition exits; before the
+    first retrip, it sends ``force_open`` to the breaker (a store transition nested in one)."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.exits: list[tuple[str, str]] = []
+
+    def before_transition(self, event: str) -> None:
+        if event == "retrip" and not self.exits:
+            self.breaker.send("force_open")
+
+    def on_exit_state(self, event: str, state: Any) -> None:
+        self.exits.append((str(event), str(state.id)))
+
+
+def test_a_store_transition_leaves_its_source_state_after_a_nested_one(
+    make: Make, entry: ScriptedState
+) -> None:
+    """A store's transition from a state the mirror never saw (a retrip from half_open,
+    the mirror still closed) leaves that state on the kept machine, even when a listener
+    sends the breaker an event (a nested store transition) before it is applied."""
+    breaker = make(failure_threshold=1)
+    listener = NestedSendOnRetrip(breaker)
+    breaker.machine.add_listener(listener)  # type: ignore[no-untyped-call]
+    entry.script(
+        reply("open", gen=3, event="retrip", source="half_open", streak=2, trials=(0, 1)),
+        reply("forced_open", gen=4, event="force_open", source="open"),
+    )
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert listener.exits == [("retrip", "half_open"), ("force_open", "open")]
+    assert [(r.event, r.source, r.target) for r in breaker.audit] == [
+        ("retrip", "half_open", "open"),
+        ("force_open", "open", "forced_open"),
+    ]
+    assert breaker.state == "forced_open"
+
+
+class AskedPolicy(BreakerPolicy):
+    """A policy whose trial_failed guard notes the evidence it is asked on."""
+
+    asked: ClassVar[list[Any]] = []
+
+    def trial_failed(self, stats: Any = None) -> bool:
+        AskedPolicy.asked.append(stats)
+        return super().trial_failed(stats)
+
+
+def test_a_store_transition_is_put_to_the_guard_of_its_source_state(
+    entry: ScriptedState, clock: FakeClock
+) -> None:
+    """A store's transition from a state the mirror never saw (a retrip from half_open,
+    the mirror still closed) goes through the machine from that state: the policy's guard
+    is asked, on the store's evidence (no machine of the breaker's own is built)."""
+    AskedPolicy.asked.clear()
+    policy = AskedPolicy(failure_threshold=1, reset_timeout=10)
+    breaker = CircuitBreaker("svc", policy, clock=clock, store=ScriptedStore(entry))
+    entry.script(reply("open", gen=3, event="retrip", source="half_open", trials=(0, 1)))
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert [stats.trial_failures for stats in AskedPolicy.asked] == [1]
+    [record] = breaker.audit
+    assert (record.event, record.source, record.target, breaker.state) == (
+        "retrip", "half_open", "open", "open",
+    )  # fmt: skip
+    assert breaker._machine is None

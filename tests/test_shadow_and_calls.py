@@ -13,7 +13,7 @@ import pytest
 from breaker_fsm import BreakerPolicy, CallRecord, CircuitBreaker, CircuitOpenError, CountWindow
 from breaker_fsm.audit import CallLogSink
 from breaker_fsm.testing import FakeClock
-from tests.helpers import Boom, aboom, boom, fail
+from tests.helpers import Boom, aboom, boom, fail, ok
 from tests.redis_server import StoreFactory
 
 Make = Callable[..., CircuitBreaker]
@@ -187,6 +187,34 @@ def test_slow_calls_are_marked(make: Make, clock: FakeClock) -> None:
     breaker.call(lambda: clock.advance(2))
     breaker.call(lambda: clock.advance(0.5))
     assert [(r.outcome, r.slow) for r in records] == [("success", True), ("success", False)]
+
+
+class TickingClock(FakeClock):
+    """A FakeClock that moves on a second after each monotonic reading, as a real clock
+    moves between any two readings."""
+
+    def monotonic(self) -> float:
+        now = super().monotonic()
+        self.advance(1)
+        return now
+
+
+def test_a_call_sink_hears_the_call_as_the_breaker_counted_it() -> None:
+    """A recorded call's record is timed by the one reading that ended it, the one the
+    breaker judged it on: its end, duration and slow flag are the ones counted, though
+    the clock moves on right after (a success and a failure)."""
+    clock = TickingClock()
+    records: list[CallRecord] = []
+    policy = BreakerPolicy(window=CountWindow(size=10), slow_call_duration=1.5)
+    breaker = CircuitBreaker("svc", policy, clock=clock, call_sinks=[records.append])
+    assert breaker.call(ok) == "ok"  # starts at 0, ends at 1
+    with pytest.raises(Boom):
+        breaker.call(boom)  # starts at 2, ends at 3
+    assert [(r.outcome, r.slow, r.start, r.duration) for r in records] == [
+        ("success", False, 0.0, 1.0),
+        ("failure", False, 2.0, 1.0),
+    ]
+    assert breaker.metrics().slow_call_count == 0
 
 
 def test_a_failing_call_sink_never_fails_the_call(
