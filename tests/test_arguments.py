@@ -148,6 +148,36 @@ def test_a_policy_dict_is_refused_rather_than_copied() -> None:
     assert CircuitBreaker("users-api", policy).policy is policy
 
 
+def test_a_breaker_keeps_1000_audit_records_by_default() -> None:
+    """With no audit_capacity, ``breaker.audit`` keeps the newest 1000 records, as documented."""
+    breaker = CircuitBreaker("users-api")
+    assert breaker.audit.capacity == 1000
+    for _ in range(501):  # 1002 transitions
+        breaker.send("force_open")
+        breaker.send("reset")
+    assert (len(breaker.audit), breaker.audit.dropped, breaker.audit[0].seq) == (1000, 2, 3)
+
+
+class UnboundStore:
+    """A store-shaped object (it has ``bind``) that must never be bound."""
+
+    def bind(self, name: str, policy: BreakerPolicy) -> Any:
+        raise AssertionError("a breaker that takes no store bound one")  # pragma: no cover
+
+
+def test_a_subclass_keeping_its_state_in_memory_refuses_a_store_naming_itself() -> None:
+    """``store=`` shares only a plain ``CircuitBreaker``: a subclass of it keeps its state in
+    memory, so it refuses a store at construction, naming its own class."""
+
+    class LocalBreaker(CircuitBreaker):
+        __slots__ = ()
+
+    message = r"^LocalBreaker keeps its state in memory: it takes no store$"
+    with pytest.raises(TypeError, match=message):
+        LocalBreaker("users-api", store=UnboundStore())
+    assert LocalBreaker("users-api").state == "closed"
+
+
 def test_bad_fallback_no_longer_waits_for_the_outage(clock: FakeClock) -> None:
     """Before, a str fallback raised only when a call was refused; a good one still answers."""
     with pytest.raises(TypeError, match="fallback"):
