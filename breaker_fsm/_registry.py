@@ -281,6 +281,11 @@ class BreakerRegistry:
         entries = dict(self._entries)
         return iter([entries[name].breaker for name in sorted(entries)])
 
+    @property
+    def evicted(self) -> int:
+        """How many breakers ``max_breakers`` has evicted so far."""
+        return self._evicted
+
     def names(self) -> list[str]:
         """The breakers' names, sorted."""
         return sorted(self._entries)
@@ -308,11 +313,6 @@ class BreakerRegistry:
         for breaker in breakers:
             breaker.send("reset", reason=reason)
         return len(breakers)
-
-    @property
-    def evicted(self) -> int:
-        """How many breakers ``max_breakers`` has evicted so far."""
-        return self._evicted
 
     # ------------------------------------------------------------------ sinks
 

@@ -125,27 +125,34 @@ class IllegalTransitionError(BreakerError):
         super().__init__(f"event {event!r} is not allowed in state {state!r}{suffix}")
 
 
-class AuditError(BreakerError):
-    """An audit trail is not a legal walk of the machine, or could not be read.
-
-    Attributes:
-        seq: ``seq`` of the first bad record, when the problem is a record.
-        line: 1-based line number in the file, when the problem is a line.
-        index: 0-based position of the bad record in what was verified.
-    """
+class _Located(BreakerError):
+    """An error about one item of an input, and where it is (``None`` where unknown)."""
 
     def __init__(
         self,
         message: str,
         *,
         seq: int | None = None,
+        path: str | None = None,
         line: int | None = None,
         index: int | None = None,
     ) -> None:
         self.seq = seq
+        self.path = path
         self.line = line
         self.index = index
         super().__init__(message)
+
+
+class AuditError(_Located):
+    """An audit trail is not a legal walk of the machine, or could not be read.
+
+    Attributes:
+        seq: ``seq`` of the first bad record, when the problem is a record.
+        line: 1-based line number in the file, when the problem is a line.
+        index: 0-based position of the bad record in what was verified.
+        path: ``None`` (the file is named in the message).
+    """
 
 
 class DiagramError(BreakerError):
@@ -180,24 +187,12 @@ class RegistryError(BreakerError):
     """
 
 
-class ReplayError(BreakerError):
+class ReplayError(_Located):
     """Recorded calls could not be read or replayed (:mod:`breaker_fsm.replay`).
 
     Attributes:
         path: the call log, when the calls came from a file.
         line: 1-based line of the bad record in that file.
         index: 0-based position of the bad call among those given to ``simulate``.
+        seq: ``None`` (calls have no sequence numbers).
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | None = None,
-        line: int | None = None,
-        index: int | None = None,
-    ) -> None:
-        self.path = path
-        self.line = line
-        self.index = index
-        super().__init__(message)

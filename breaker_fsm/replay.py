@@ -39,7 +39,7 @@ import os
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, TypedDict, TypeGuard
 
 from ._audit import Transition
 from ._breaker import CircuitBreaker
@@ -259,7 +259,7 @@ def simulate(
         sinks=[trail.append],
         rng=random.Random(0 if seed is None else seed),
     )
-    start, end, skipped, overlapped, successes_refused = _run(replayer, clock, prepared)
+    run = _run(replayer, clock, prepared)
     metrics = replayer.metrics()
     counts = dict.fromkeys(EVENTS, 0)
     first_trip_at = None
@@ -275,35 +275,42 @@ def simulate(
         if record.target == "open":
             opened_at = record.monotonic
     if opened_at is not None:
-        open_seconds += end - opened_at
+        open_seconds += run["end"] - opened_at
     return Replay(
         policy=policy,
         calls=metrics.total_requests + metrics.rejected_count,
         ran=metrics.total_requests,
         refused=metrics.rejected_count,
         failures_let_through=metrics.error_count,
-        successes_refused=successes_refused,
         transitions=counts,
         trail=tuple(trail),
         first_trip_at=first_trip_at,
         open_seconds=open_seconds,
-        start=start,
-        end=end,
-        skipped=skipped,
-        overlapped=overlapped,
+        **run,
     )
+
+
+class _RunFields(TypedDict):
+    """The :class:`Replay` fields only the run itself knows."""
+
+    start: float
+    end: float
+    skipped: int
+    overlapped: int
+    successes_refused: int
 
 
 def _run(
     breaker: CircuitBreaker,
     clock: _ReplayClock,
     calls: list[Call],
-) -> tuple[float, float, int, int, int]:
+) -> _RunFields:
     """Run every call (validated by :func:`_prepare`) through ``breaker``.
 
     Returns:
-        When the first call started and the last one ended, how many calls were skipped
-        and overlapped, and how many successful calls were refused.
+        The :class:`Replay` fields the run alone knows: when the first call started and
+        the last one ended (``start``, ``end``), how many calls were ``skipped`` and
+        ``overlapped``, and how many successful calls were refused (``successes_refused``).
     """
     call = breaker.call
     succeed, fail, ignore = clock.succeed, clock.fail, clock.ignore
@@ -339,9 +346,13 @@ def _run(
                 call(ignore)
             except _Ignored:
                 pass
-    if start is None:
-        return 0.0, 0.0, skipped, overlapped, successes_refused
-    return start, float(latest), skipped, overlapped, successes_refused
+    return {
+        "start": 0.0 if start is None else start,
+        "end": 0.0 if start is None else float(latest),
+        "skipped": skipped,
+        "overlapped": overlapped,
+        "successes_refused": successes_refused,
+    }
 
 
 def _check_arguments(policy: object, calls: object, seed: object) -> None:
