@@ -208,7 +208,7 @@ class LocalEngine(Judging):
         self._complete(gen, outcome, started, exc)
 
     def _record_exception(
-        self, exc: BaseException, gen: int, started: float, *, tell: bool = True
+        self, exc: BaseException, gen: int, started: float, *, tell: bool
     ) -> None:
         """Record a call that raised ``exc``: a failure, a success, or neutral.
 

@@ -863,3 +863,27 @@ def test_an_async_fallback_answers_acall_and_call_says_it_cannot(
 async def abort() -> NoReturn:
     """An awaited call that fails with :class:`Boom`."""
     raise Boom("dependency down")
+
+
+class CachedAnswer:
+    """An async fallback that is an object (no ``__qualname__`` of its own)."""
+
+    async def __call__(self, key: str) -> str:
+        return f"cached {key}"
+
+    def __repr__(self) -> str:
+        return "<CachedAnswer>"
+
+
+def test_an_async_fallback_object_is_named_by_its_repr(make: Make, run: Run) -> None:
+    """An async fallback without a ``__qualname__`` (an object with an async ``__call__``)
+    is named by its repr when call() refuses it; acall awaits it as any async fallback."""
+    breaker = make(options={"fallback": CachedAnswer()}, failure_threshold=1)
+
+    async def scenario() -> None:
+        await breaker.asend("force_open")
+        with pytest.raises(TypeError, match=r"its fallback <CachedAnswer> is an async function"):
+            breaker.call(ok, "a")
+        assert await breaker.acall(aok, "b") == "cached b"
+
+    run(scenario)
