@@ -898,6 +898,26 @@ def test_failing_sink_never_fails_the_call(
     assert [r.args for r in caplog.records] == [("s", "audit", broken)]  # breaker, kind, sink
 
 
+class Stop(BaseException):
+    """Not an ``Exception``: a sink raising it is not caught."""
+
+
+def test_a_sink_raising_a_base_exception_propagates_after_the_transition(
+    clock: FakeClock,
+) -> None:
+    """A sink that raises a BaseException (not an Exception) is not swallowed: it leaves
+    the call that caused the transition, and the transition stands, recorded."""
+
+    def stop(_: Transition) -> None:
+        raise Stop
+
+    breaker = CircuitBreaker("s", BreakerPolicy(failure_threshold=1), clock=clock, sinks=[stop])
+    with pytest.raises(Stop):
+        breaker.call(boom)
+    assert (breaker.state, [r.event for r in breaker.audit]) == ("open", ["trip"])
+    assert breaker.metrics().sink_errors == 0
+
+
 def test_audit_log_is_bounded_and_counts_drops(clock: FakeClock) -> None:
     """The in-memory log keeps the newest records and counts the dropped ones."""
     breaker = CircuitBreaker("b", clock=clock, audit_capacity=3)

@@ -249,6 +249,20 @@ def test_no_call_sink_keeps_the_fast_path(clock: FakeClock) -> None:
     assert not breaker._hot  # a transition does not bring the fast path back
 
 
+def test_a_shadow_breaker_forced_open_still_runs_every_call(clock: FakeClock) -> None:
+    """Shadow mode holds for the operator states too: forced_open refuses nothing, it only
+    counts what an enforcing breaker would have refused."""
+    breaker = CircuitBreaker("svc", BreakerPolicy(enforce=False), clock=clock)
+    breaker.send("force_open")
+    assert [breaker.call(ok, n) for n in range(3)] == [0, 1, 2]
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.rejected_count, metrics.shadow_rejected_count) == (
+        "forced_open",
+        0,
+        3,
+    )
+
+
 def test_shadow_mode_tells_call_sinks_the_real_outcome(make: Make) -> None:
     """The calls a shadow breaker would have refused still reach call sinks, with their
     real outcome (what a replay of other policies needs), marked ``shadowed``: by call,
